@@ -1,0 +1,30 @@
+# gifsent: the two commands of the README's quick start are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The demo writes everything (data, runs, models, scores.csv) under this folder.
+DEMO_HOME ?= $(CURDIR)/demo-home
+
+.PHONY: install demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[cpu,train,dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	GIFSENT_HOME=$(DEMO_HOME) $(PY) scripts/demo.py
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+clean:
+	rm -rf $(DEMO_HOME) .pytest_cache .ruff_cache

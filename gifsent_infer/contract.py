@@ -1,0 +1,348 @@
+"""The model contract: the one definition of what a gifsent model is, shared by training, export and inference.
+
+An exported ONNX graph carries a JSON document under the metadata key ``gifsent``;
+this module defines that document, parses it, and refuses what it does not understand.
+Graph I/O: input ``frames`` uint8 ``[batch, S*T, crop, crop, 3]`` RGB, output ``scores``
+float32 ``[batch, 17]`` in the target scale below. Everything numeric happens in the graph.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+SCHEMA_VERSION = 1
+METADATA_KEY = "gifsent"
+INPUT_NAME = "frames"
+OUTPUT_NAME = "scores"
+
+# GIFGIF's emotions, in GIFGIF's order; this is also the order of the `scores` output.
+EMOTIONS: tuple[str, ...] = (
+    "amusement",
+    "anger",
+    "contempt",
+    "contentment",
+    "disgust",
+    "embarrassment",
+    "excitement",
+    "fear",
+    "guilt",
+    "happiness",
+    "pleasure",
+    "pride",
+    "relief",
+    "sadness",
+    "satisfaction",
+    "shame",
+    "surprise",
+)
+NUM_EMOTIONS = len(EMOTIONS)
+
+HEADS = ("maxpool", "rnn")  # "rnn" is the LSTM head everywhere a name is needed
+PRECISIONS = ("fp32", "fp16", "int8")
+SHORT_GIF_POLICIES = ("loop",)  # segments of a short GIF wrap around the timeline
+RESIZE_FILTERS = ("bilinear", "bicubic", "area")
+
+
+class ContractError(ValueError):
+    """A metadata document or spec that gifsent cannot use; the message says why."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ContractError(msg)
+
+
+def _from_dict(cls, data: Any, where: str):
+    """Build dataclass `cls` from a JSON object, rejecting unknown and missing keys."""
+    _check(isinstance(data, dict), f"{where}: expected a JSON object, got {type(data).__name__}")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    _check(not unknown, f"{where}: unknown field(s) {unknown}")
+    try:
+        return cls(**data)
+    except TypeError as e:  # missing required fields
+        raise ContractError(f"{where}: {e}") from None
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """How a GIF becomes the graph's `frames` input; identical for training and inference.
+
+    The GIF is a timeline where each frame shows for its (clamped) delay. S segment start
+    times are spread evenly over the duration: t_s = (s + offset) * duration / S. Segment s
+    holds T frames at times t_s + k / fps, taken modulo the duration (loop padding), so short
+    GIFs are padded, never dropped. Frames are composited over `matte`, resized so the
+    shorter side is `size`, then centre-cropped to `crop` x `crop`.
+    """
+
+    segments: int  # S; fixed per model so the graph's frames axis is static
+    frames_per_segment: int  # T; 1 for per-frame (2D) encoders
+    fps: float  # rate at which a segment's T frames are taken from the timeline
+    size: int  # shorter side after resize, pixels
+    crop: int  # centre crop, square, pixels (<= size)
+    matte: tuple[int, int, int] = (255, 255, 255)  # RGB under transparent pixels
+    short_gif: str = "loop"
+    resize_filter: str = "bilinear"
+    # Browsers show frames with a delay under `min_delay_ms` for `clamped_delay_ms`.
+    min_delay_ms: int = 20
+    clamped_delay_ms: int = 100
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "matte", tuple(int(c) for c in self.matte))
+        self.validate()
+
+    @property
+    def num_frames(self) -> int:
+        """S * T: the static size of the graph's frames axis."""
+        return self.segments * self.frames_per_segment
+
+    def validate(self) -> None:
+        _check(
+            isinstance(self.segments, int) and self.segments >= 1,
+            f"sampling.segments must be an integer >= 1, got {self.segments!r}",
+        )
+        _check(
+            isinstance(self.frames_per_segment, int) and self.frames_per_segment >= 1,
+            f"sampling.frames_per_segment must be an integer >= 1, got {self.frames_per_segment!r}",
+        )
+        _check(
+            isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0,
+            f"sampling.fps must be a positive number, got {self.fps!r}",
+        )
+        _check(
+            isinstance(self.size, int) and self.size >= 1,
+            f"sampling.size must be a positive integer, got {self.size!r}",
+        )
+        _check(
+            isinstance(self.crop, int) and 1 <= self.crop <= self.size,
+            f"sampling.crop must be an integer in [1, size={self.size}], got {self.crop!r}",
+        )
+        _check(
+            len(self.matte) == 3 and all(0 <= c <= 255 for c in self.matte),
+            f"sampling.matte must be three integers in 0..255, got {self.matte!r}",
+        )
+        _check(
+            self.short_gif in SHORT_GIF_POLICIES,
+            f"sampling.short_gif must be one of {SHORT_GIF_POLICIES}, got {self.short_gif!r}",
+        )
+        _check(
+            self.resize_filter in RESIZE_FILTERS,
+            f"sampling.resize_filter must be one of {RESIZE_FILTERS}, got {self.resize_filter!r}",
+        )
+        _check(
+            0 <= self.min_delay_ms and self.clamped_delay_ms > 0,
+            "sampling delay clamp must have min_delay_ms >= 0 and clamped_delay_ms > 0",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["matte"] = list(self.matte)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SamplingSpec:
+        return _from_dict(cls, data, "sampling")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Inside the graph: x = (uint8 * scale - mean) / std, per RGB channel."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    scale: float = 1.0  # 1.0: pixels in 0..255 (Hara et al.); 1/255: pixels in 0..1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        _check(len(self.mean) == 3, "normalization.mean must have 3 values (RGB)")
+        _check(len(self.std) == 3, "normalization.std must have 3 values (RGB)")
+        _check(all(s > 0 for s in self.std), "normalization.std must be positive")
+        _check(self.scale > 0, "normalization.scale must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Normalization:
+        return _from_dict(cls, data, "normalization")
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    name: str  # registry name, e.g. "resnext101-kinetics", "efficientnet-lite0"
+    feature_dim: int  # D, per segment
+    weights: str = ""  # where the weights came from (file name, "random", torchvision id)
+    weights_sha256: str = ""
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> EncoderInfo:
+        return _from_dict(cls, data, "encoder")
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    name: str  # "maxpool" or "rnn"
+    config: dict[str, Any] = field(default_factory=dict)  # the head's resolved config
+
+    def __post_init__(self) -> None:
+        _check(self.name in HEADS, f"head.name must be one of {HEADS}, got {self.name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "config": dict(self.config)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> HeadInfo:
+        return _from_dict(cls, data, "head")
+
+
+@dataclass(frozen=True)
+class TargetScale:
+    """Maps scores back to Bradley-Terry strengths (logit units).
+
+    kind "minmax": score = (strength - low) / (high - low), per emotion, so scores of the
+    training data span [0, 1]; strength = low + score * (high - low).
+    kind "identity": scores are strengths.
+    """
+
+    kind: str = "minmax"
+    low: tuple[float, ...] = ()
+    high: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "low", tuple(float(v) for v in self.low))
+        object.__setattr__(self, "high", tuple(float(v) for v in self.high))
+        _check(
+            self.kind in ("minmax", "identity"),
+            f"target.kind must be 'minmax' or 'identity', got {self.kind!r}",
+        )
+        if self.kind == "minmax":
+            _check(
+                len(self.low) == NUM_EMOTIONS and len(self.high) == NUM_EMOTIONS,
+                f"target 'minmax' needs {NUM_EMOTIONS} low and high values, "
+                f"got {len(self.low)} and {len(self.high)}",
+            )
+            _check(
+                all(h > lo for lo, h in zip(self.low, self.high, strict=True)),
+                "target 'minmax' needs high > low for every emotion",
+            )
+
+    def to_strength(self, scores):
+        """scores [..., 17] -> Bradley-Terry strengths [..., 17] (works on numpy arrays)."""
+        if self.kind == "identity":
+            return scores
+        import numpy as np
+
+        low = np.asarray(self.low, dtype=np.float64)
+        high = np.asarray(self.high, dtype=np.float64)
+        return low + np.asarray(scores, dtype=np.float64) * (high - low)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "low": list(self.low), "high": list(self.high)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TargetScale:
+        return _from_dict(cls, data, "target")
+
+
+@dataclass(frozen=True)
+class ModelDocument:
+    """The metadata document stored under the `gifsent` key of every exported graph."""
+
+    sampling: SamplingSpec
+    normalization: Normalization
+    encoder: EncoderInfo
+    head: HeadInfo
+    target: TargetScale
+    precision: str = "fp32"
+    metrics: dict[str, Any] = field(default_factory=dict)  # e.g. {"test": {"rmse": ..., "ev": ...}}
+    library_version: str = ""
+    checkpoint_sha256: str = ""
+    emotions: tuple[str, ...] = EMOTIONS
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "emotions", tuple(self.emotions))
+        if not self.library_version:
+            from gifsent_infer import __version__
+
+            object.__setattr__(self, "library_version", __version__)
+        self.validate()
+
+    def validate(self) -> None:
+        _check(
+            self.schema_version == SCHEMA_VERSION,
+            f"unsupported gifsent schema version {self.schema_version!r}; this gifsent "
+            f"understands version {SCHEMA_VERSION} (upgrade gifsent or re-export the model)",
+        )
+        _check(
+            self.emotions == EMOTIONS,
+            f"emotions must be GIFGIF's {NUM_EMOTIONS} emotions in GIFGIF order, got {list(self.emotions)}",
+        )
+        _check(
+            self.precision in PRECISIONS,
+            f"precision must be one of {PRECISIONS}, got {self.precision!r}",
+        )
+        _check(self.encoder.feature_dim >= 1, "encoder.feature_dim must be >= 1")
+        _check(isinstance(self.metrics, dict), "metrics must be a JSON object")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "emotions": list(self.emotions),
+            "sampling": self.sampling.to_dict(),
+            "normalization": self.normalization.to_dict(),
+            "encoder": self.encoder.to_dict(),
+            "head": self.head.to_dict(),
+            "target": self.target.to_dict(),
+            "precision": self.precision,
+            "metrics": self.metrics,
+            "library_version": self.library_version,
+            "checkpoint_sha256": self.checkpoint_sha256,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelDocument:
+        _check(isinstance(data, dict), "gifsent metadata must be a JSON object")
+        version = data.get("schema_version")
+        _check(
+            version == SCHEMA_VERSION,
+            f"unsupported gifsent schema version {version!r}; this gifsent understands "
+            f"version {SCHEMA_VERSION} (upgrade gifsent or re-export the model)",
+        )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        _check(not unknown, f"gifsent metadata: unknown field(s) {unknown}")
+        missing = sorted({"sampling", "normalization", "encoder", "head", "target"} - set(data))
+        _check(not missing, f"gifsent metadata: missing field(s) {missing}")
+        return cls(
+            schema_version=version,
+            emotions=tuple(data.get("emotions", EMOTIONS)),
+            sampling=SamplingSpec.from_dict(data["sampling"]),
+            normalization=Normalization.from_dict(data["normalization"]),
+            encoder=EncoderInfo.from_dict(data["encoder"]),
+            head=HeadInfo.from_dict(data["head"]),
+            target=TargetScale.from_dict(data["target"]),
+            precision=data.get("precision", "fp32"),
+            metrics=data.get("metrics", {}),
+            library_version=data.get("library_version", ""),
+            checkpoint_sha256=data.get("checkpoint_sha256", ""),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelDocument:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ContractError(f"gifsent metadata is not valid JSON: {e}") from None
+        return cls.from_dict(data)

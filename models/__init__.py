@@ -1,0 +1,1 @@
+"""gifsent models: encoders, heads, the fused scorer and the checkpoint format (torch)."""

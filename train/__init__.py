@@ -1,0 +1,1 @@
+"""gifsent training: votes to Bradley-Terry scores, features, head search and reports."""
