@@ -133,7 +133,7 @@ class SamplingSpec:
             f"sampling.resize_filter must be one of {RESIZE_FILTERS}, got {self.resize_filter!r}",
         )
         _check(
-            0 <= self.min_delay_ms and self.clamped_delay_ms > 0,
+            self.min_delay_ms >= 0 and self.clamped_delay_ms > 0,
             "sampling delay clamp must have min_delay_ms >= 0 and clamped_delay_ms > 0",
         )
 
