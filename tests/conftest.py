@@ -1,0 +1,38 @@
+"""Shared test fixtures: an isolated GIFSENT_HOME per test and the optional ../shared/gifs corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_GIFS = REPO.parent / "shared" / "gifs"
+
+
+@pytest.fixture(autouse=True)
+def gifsent_home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own empty GIFSENT_HOME, so nothing leaks between tests or into ~."""
+    home = tmp_path_factory.mktemp("gifsent-home")
+    monkeypatch.setenv("GIFSENT_HOME", str(home))
+    monkeypatch.delenv("GIFSENT_MODEL", raising=False)
+    return home
+
+
+def _shared(sub: str) -> Path:
+    folder = SHARED_GIFS / sub
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent (optional corpus)")
+    return folder
+
+
+@pytest.fixture
+def edge_gifs() -> Path:
+    """../shared/gifs/edge: Pillow's GIF test images; skips when absent."""
+    return _shared("edge")
+
+
+@pytest.fixture
+def real_gifs() -> Path:
+    """../shared/gifs/real: real reaction GIFs; skips when absent."""
+    return _shared("real")
