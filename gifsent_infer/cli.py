@@ -1,12 +1,62 @@
-"""`gifsent-infer` command line (placeholder until its issue lands)."""
+"""`gifsent-infer`: score GIFs into a CSV/JSONL/JSON file, show a model's contract, search scores.
+
+    gifsent-infer ./gifs --out scores.csv          # `score` is the default command
+    gifsent-infer score a.gif https://x/y.gif -o - # rows to stdout
+    gifsent-infer info [MODEL]                     # the model's contract
+    gifsent-infer search scores.csv --emotion happiness --top 20
+    gifsent-infer search scores.csv --like happiness=0.9,surprise=0.6
+
+A thin layer over the library (gifsent_infer.scorer, .outputs, .search): it prints and
+exits, the library raises. Results go to stdout or the output file; progress, warnings and
+the summary go to stderr. Exit codes: 0 all inputs scored, 1 some inputs failed, 2 usage,
+model or device errors. This is the only module that imports typer and rich.
+"""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from typer.core import TyperGroup
 
 from gifsent_infer import __version__
+from gifsent_infer.contract import EMOTIONS
 
-app = typer.Typer(help="gifsent-infer: not built yet.", add_completion=False, no_args_is_help=False)
+SUBCOMMANDS = ("score", "info", "search")
+_GROUP_OPTIONS = ("--help", "-h", "--version")
+
+
+class _ScoreByDefault(TyperGroup):
+    """A group whose default command is `score`: `gifsent-infer ./gifs -o x.csv` means
+    `gifsent-infer score ./gifs -o x.csv`. Anything that is not a subcommand name or a
+    group option goes to `score` (a file literally named `info` needs `score info`)."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in _GROUP_OPTIONS:
+            args = ["score", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_ScoreByDefault,
+    help="Score the emotions of animated GIFs with an exported gifsent model (no torch needed).\n\n"
+    "`gifsent-infer PATH... --out scores.csv` runs `score`; see `gifsent-infer score --help`.",
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+)
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -15,12 +65,403 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback(invoke_without_command=True)
+@app.callback()
 def main_callback(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
 ) -> None:
-    typer.echo("gifsent-infer: not built yet", err=True)
-    raise typer.Exit(2)
+    """Score the emotions of animated GIFs."""
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]gifsent-infer:[/] {escape(message)}")
+    return typer.Exit(code)
+
+
+def _short(sha: str) -> str:
+    return sha[:12]
+
+
+# --- score ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Tally:
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+@app.command()
+def score(
+    inputs: list[str] = typer.Argument(
+        ...,
+        metavar="PATH...",
+        help="GIF files, folders (searched recursively), glob patterns, http(s) URLs, or - to "
+        "read one of those per line from stdin. GIFs are recognised by content.",
+    ),
+    out: str = typer.Option(
+        "-", "--out", "-o", help="Output file (.csv, .jsonl or .json), or - for stdout."
+    ),
+    fmt: str | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help="csv, jsonl or json (default: from --out's extension; CSV on stdout).",
+    ),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location).",
+    ),
+    device: str = typer.Option(
+        "auto", "--device", "-d", help="auto, cpu or cuda (cuda never falls back silently)."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="onnxruntime intra-op threads (default: one per core)."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=0,
+        help="Threads reading and decoding GIFs (default: one per core, max 8; 0: none).",
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="GIFs per model call."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Keep rows of an earlier (interrupted) run of the same model and score only the rest.",
+    ),
+    recursive: bool = typer.Option(
+        True, "--recursive/--no-recursive", help="Search folders recursively."
+    ),
+    max_bytes: int | None = typer.Option(
+        None,
+        "--max-bytes",
+        min=1,
+        help="Largest input file or download, in bytes (default 64 MiB).",
+    ),
+    timeout: float = typer.Option(
+        30.0, "--timeout", min=0.1, help="Seconds allowed to download one URL."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+) -> None:
+    """Score GIFs: one row per input with path, sha256, model id, status, error, frames,
+    duration, segments, padding and the 17 emotion scores."""
+    from gifsent_infer.gifio import DEFAULT_LIMITS
+    from gifsent_infer.inputs import NoInputsError, expand_inputs
+    from gifsent_infer.outputs import (
+        FileSink,
+        RowSink,
+        ScoresFileError,
+        StreamSink,
+        detect_format,
+        load_previous,
+    )
+    from gifsent_infer.session import DEVICES, DeviceError, ModelError
+
+    if device not in DEVICES:
+        raise _fail(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
+    try:
+        fmt = detect_format(out, fmt)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    if resume and out == "-":
+        raise _fail("--resume needs an output file (--out FILE), not stdout")
+
+    try:
+        expansion = expand_inputs(
+            inputs, stdin=sys.stdin if "-" in inputs else None, recursive=recursive
+        )
+    except NoInputsError as e:
+        raise _fail(str(e)) from None
+    for note in expansion.notes:
+        if not quiet:
+            err.print(f"[yellow]note:[/] {escape(note)}")
+    items = expansion.items
+
+    try:
+        from gifsent_infer.scorer import Scorer
+
+        limits = (
+            DEFAULT_LIMITS
+            if max_bytes is None
+            else dataclasses.replace(DEFAULT_LIMITS, max_file_bytes=max_bytes)
+        )
+        scorer = Scorer(model, device=device, threads=threads, limits=limits, timeout=timeout)
+    except ImportError as e:  # onnxruntime missing: the message is the install hint
+        raise _fail(str(e)) from None
+    except (ModelError, DeviceError) as e:
+        raise _fail(str(e)) from None
+
+    doc = scorer.document
+    if not quiet:
+        note = f" ({scorer.session.device_note})" if scorer.session.device_note else ""
+        err.print(
+            f"model {escape(str(scorer.model_path))} [dim](id {_short(scorer.model_id)}, "
+            f"{doc.head.name} head on {escape(doc.encoder.name)}, {doc.precision})[/]"
+        )
+        err.print(f"provider [bold]{scorer.provider}[/]{escape(note)}")
+
+    keep = None
+    done: dict[str, str] = {}
+    if resume:
+        try:
+            prev = load_previous(out, fmt)
+        except ScoresFileError as e:
+            raise _fail(f"cannot resume: {e}") from None
+        names = {item.name for item in items}
+        keep = []
+        for row in prev.rows:
+            if row.get("path") not in names:
+                keep.append(row)  # an input of an earlier run that this run does not touch
+            elif row.get("status") == "ok" and row.get("model_id") == scorer.model_id:
+                keep.append(row)
+                done[row["path"]] = row.get("sha256") or ""
+        if not quiet:
+            src = prev.source or "nothing (no earlier output: starting afresh)"
+            torn = f", {prev.dropped} torn line(s) dropped" if prev.dropped else ""
+            err.print(
+                f"resume: {len(done)} of these inputs were scored by this model before, "
+                f"per {escape(str(src))}{torn}; they are skipped unless their content changed"
+            )
+
+    sink: RowSink
+    if out == "-":
+        sink, kept_in = StreamSink(sys.stdout, fmt), ""
+    else:
+        file_sink = FileSink(out, fmt, keep)
+        sink, kept_in = file_sink, f"; rows so far are in {file_sink.partial}"
+    if not quiet:
+        dest = "stdout" if out == "-" else out
+        err.print(f"scoring {len(items)} input(s) -> {escape(dest)} ({fmt})")
+
+    tally = _Tally()
+    start = time.perf_counter()
+    progress = _progress(quiet)
+    try:
+        with progress:
+            task = progress.add_task("scoring", total=len(items))
+            results = scorer.score_many(
+                items,
+                batch_size=batch_size,
+                workers=workers,
+                skip=(lambda path, sha: done.get(path) == sha) if done else None,
+            )
+            for r in results:
+                if r.status == "skipped":
+                    tally.skipped += 1
+                else:
+                    sink.write(r.to_row())
+                    if r.ok:
+                        tally.ok += 1
+                    else:
+                        tally.failed += 1
+                        if len(tally.failures) < 5:
+                            tally.failures.append((r.path, r.error))
+                progress.advance(task)
+    except BrokenPipeError:  # `gifsent-infer ... -o - | head`: the reader left; stop quietly
+        _silence_stdout()
+        raise typer.Exit(141) from None
+    except KeyboardInterrupt:
+        sink.abort()
+        again = ", rerun with --resume" if kept_in else ""
+        raise _fail(f"interrupted{kept_in}{again}", 130) from None
+    except Exception as e:  # the model failed on a batch: keep what is done, explain
+        sink.abort()
+        again = " (fix the cause and rerun with --resume)" if kept_in else ""
+        raise _fail(f"scoring stopped: {type(e).__name__}: {e}{kept_in}{again}") from None
+    try:
+        sink.finish()
+    except BrokenPipeError:
+        _silence_stdout()
+        raise typer.Exit(141) from None
+    elapsed = time.perf_counter() - start
+
+    if not quiet:
+        rate = (tally.ok + tally.failed) / elapsed if elapsed > 0 else 0.0
+        resumed = f", {tally.skipped} already scored" if tally.skipped else ""
+        colour = "red" if tally.failed else "green"
+        err.print(
+            f"[{colour}]scored {tally.ok}, failed {tally.failed}{resumed}[/] in {elapsed:.1f} s "
+            f"({rate:.1f} GIFs/s)" + ("" if out == "-" else f" -> {escape(out)}")
+        )
+        for path, reason in tally.failures:
+            err.print(f"  [red]failed[/] {escape(path)}: {escape(reason)}")
+        if tally.failed > len(tally.failures):
+            err.print(
+                f"  ... and {tally.failed - len(tally.failures)} more (see the status/error columns)"
+            )
+    raise typer.Exit(1 if tally.failed else 0)
+
+
+def _silence_stdout() -> None:
+    # Point stdout at /dev/null so that Python's exit-time flush does not raise again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _progress(quiet: bool):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet or not err.is_terminal,
+        transient=True,
+    )
+
+
+# --- info ----------------------------------------------------------------------------------------
+
+
+@app.command()
+def info(
+    model: Path | None = typer.Argument(
+        None, help="The .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the raw metadata document as JSON."),
+) -> None:
+    """Print a model's contract: emotions, sampling, encoder, head, metrics, precision."""
+    from gifsent_infer.session import ModelError, file_sha256, read_document, resolve_model
+
+    try:
+        path = resolve_model(model)
+        doc = read_document(path)
+    except ModelError as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        typer.echo(json.dumps(doc.to_dict(), indent=2, sort_keys=True))
+        return
+    s = doc.sampling
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("model", str(path)),
+        ("model id", file_sha256(path)),
+        ("size", f"{path.stat().st_size / 1e6:.1f} MB"),
+        ("schema", str(doc.schema_version)),
+        ("library", doc.library_version),
+        ("precision", doc.precision),
+        (
+            "encoder",
+            f"{doc.encoder.name} ({doc.encoder.feature_dim}-d per segment)"
+            + (f", weights {doc.encoder.weights}" if doc.encoder.weights else ""),
+        ),
+        ("head", f"{doc.head.name} {json.dumps(doc.head.config, sort_keys=True)}"),
+        (
+            "sampling",
+            f"{s.segments} segment(s) x {s.frames_per_segment} frame(s) at {s.fps:g} fps "
+            f"= {s.num_frames} frames; resize shorter side to {s.size} ({s.resize_filter}), "
+            f"centre crop {s.crop}x{s.crop}; matte {s.matte}; short GIFs: {s.short_gif}; "
+            f"delays < {s.min_delay_ms} ms shown as {s.clamped_delay_ms} ms",
+        ),
+        ("input", f"frames uint8 [batch, {s.num_frames}, {s.crop}, {s.crop}, 3]"),
+        ("output", f"scores float32 [batch, {len(doc.emotions)}]"),
+        (
+            "normalization",
+            f"(x * {doc.normalization.scale:g} - mean {list(doc.normalization.mean)}) "
+            f"/ std {list(doc.normalization.std)}",
+        ),
+        ("target", doc.target.kind),
+        ("metrics", json.dumps(doc.metrics, sort_keys=True) if doc.metrics else "(none recorded)"),
+        ("checkpoint", doc.checkpoint_sha256 or "(not recorded)"),
+        ("emotions", ", ".join(doc.emotions)),
+    ]
+    for key, value in rows:
+        table.add_row(key, escape(value))
+    Console(highlight=False, soft_wrap=False).print(table)
+
+
+# --- search --------------------------------------------------------------------------------------
+
+
+@app.command()
+def search(
+    scores: Path = typer.Argument(
+        ..., help="A scores file written by `gifsent-infer` (CSV, JSONL or JSON)."
+    ),
+    emotion: str | None = typer.Option(
+        None, "--emotion", "-e", help="Rank by this emotion, highest first."
+    ),
+    like: str | None = typer.Option(
+        None, "--like", help="Rank by closeness to a profile, e.g. happiness=0.9,surprise=0.6."
+    ),
+    top: int = typer.Option(20, "--top", "-n", min=1, help="How many GIFs to show."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+) -> None:
+    """Rank the GIFs of a scores file by one emotion or by closeness to an emotion profile."""
+    from gifsent_infer.outputs import ScoresFileError
+    from gifsent_infer.search import SearchError, parse_profile
+    from gifsent_infer.search import search as run_search
+
+    if fmt not in ("table", "csv", "json"):
+        raise _fail(f"--format must be table, csv or json, not {fmt!r}")
+    try:
+        profile = parse_profile(like) if like is not None else None
+        hits = run_search(scores, emotion=emotion, like=profile, top=top)
+    except (SearchError, ScoresFileError) as e:
+        raise _fail(str(e)) from None
+    value_name = emotion.strip().lower() if emotion else "distance"
+    if fmt == "json":
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "rank": h.rank,
+                        "path": h.path,
+                        "sha256": h.sha256,
+                        value_name: h.value,
+                        "scores": h.scores,
+                    }
+                    for h in hits
+                ],
+                indent=1,
+            )
+        )
+    elif fmt == "csv":
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["rank", "path", "sha256", value_name, *EMOTIONS])
+        for h in hits:
+            w.writerow(
+                [h.rank, h.path, h.sha256, repr(h.value), *(repr(h.scores[e]) for e in EMOTIONS)]
+            )
+    else:
+        shown = [value_name] if emotion else list(profile or {})
+        table = Table(title=f"{len(hits)} GIF(s) from {escape(str(scores))}")
+        table.add_column("#", justify="right")
+        table.add_column("path", overflow="fold")
+        if not emotion:
+            table.add_column("distance", justify="right")
+        for e in shown:
+            table.add_column(e, justify="right")
+        table.add_column("top emotions")
+        for h in hits:
+            top3 = ", ".join(e for e, _ in sorted(h.scores.items(), key=lambda kv: -kv[1])[:3])
+            cells = [str(h.rank), escape(h.path)]
+            if not emotion:
+                cells.append(f"{h.value:.4f}")
+            cells += [f"{h.scores[e]:.4f}" for e in shown]
+            table.add_row(*cells, top3)
+        Console(highlight=False).print(table)
+    if not hits:
+        err.print("[yellow]no scored GIFs in this file[/]")
 
 
 def main(argv: list[str] | None = None) -> None:

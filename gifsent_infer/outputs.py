@@ -1,0 +1,372 @@
+"""Score files: CSV, JSON Lines and JSON writers that survive being killed, and a tolerant reader.
+
+While a run goes on, rows are appended line by line to ``<out>.partial`` beside the output
+(CSV for a .csv output, JSON Lines otherwise) and flushed as they finish, so a killed run
+keeps every row it finished. At the end the partial file becomes the output atomically
+(os.replace); a JSON array is written only then. ``--resume`` reads the partial file, or the
+finished output when there is no partial one, dropping a torn last line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from gifsent_infer.contract import EMOTIONS
+
+INFO_COLUMNS = (
+    "path",
+    "sha256",
+    "model_id",
+    "status",
+    "error",
+    "frames",
+    "duration",
+    "segments",
+    "padding",
+)
+COLUMNS: tuple[str, ...] = (*INFO_COLUMNS, *EMOTIONS)
+FORMATS = ("csv", "jsonl", "json")
+_INT_COLUMNS = {"frames", "segments"}
+_FLOAT_COLUMNS = {"duration", "padding", *EMOTIONS}
+_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
+
+
+class ScoresFileError(ValueError):
+    """A file that is not a gifsent scores file (or not in the format asked for)."""
+
+
+def detect_format(out: str | os.PathLike, explicit: str | None = None) -> str:
+    """The output format: `explicit` (--format), else the file's extension; stdout ("-") is CSV."""
+    if explicit:
+        if explicit not in FORMATS:
+            raise ValueError(f"unknown format {explicit!r}; use one of {', '.join(FORMATS)}")
+        return explicit
+    if str(out) == "-":
+        return "csv"
+    fmt = _EXTENSIONS.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"cannot tell the format of {out} from its extension; name it .csv, .jsonl or .json "
+            "or pass --format csv|jsonl|json"
+        )
+    return fmt
+
+
+def partial_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+def _partial_format(fmt: str) -> str:
+    return "csv" if fmt == "csv" else "jsonl"
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _csv_cell(value: Any) -> str:
+    value = _clean(value)
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _typed(row: dict[str, Any]) -> dict[str, Any]:
+    """A row read from CSV (all strings) with numbers and empty cells typed back."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if value is None or value == "":
+            out[key] = "" if key in ("path", "sha256", "model_id", "status", "error") else None
+        elif key in _INT_COLUMNS:
+            out[key] = int(value)
+        elif key in _FLOAT_COLUMNS:
+            out[key] = float(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _encode(row: dict[str, Any], fmt: str) -> str:
+    if fmt == "csv":
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow([_csv_cell(row.get(c)) for c in COLUMNS])
+        return buf.getvalue()
+    return json.dumps({c: _clean(row.get(c)) for c in COLUMNS}, ensure_ascii=False) + "\n"
+
+
+def _csv_header() -> str:
+    return ",".join(COLUMNS) + "\n"
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ReadResult:
+    rows: list[dict[str, Any]]
+    dropped: int = 0  # torn or unparseable lines left out
+
+
+def _sniff(text: str) -> str:
+    head = text.lstrip()[:1]
+    return "json" if head == "[" else "jsonl" if head == "{" else "csv"
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScoresFileError(f"{path} does not exist") from None
+    except UnicodeDecodeError:
+        raise ScoresFileError(f"{path} is not a text scores file") from None
+
+
+def _check_columns(columns: Iterable[str], path: Path) -> None:
+    missing = [c for c in ("path", "status") if c not in set(columns)]
+    if missing:
+        raise ScoresFileError(
+            f"{path} is not a gifsent scores file (no {', '.join(missing)} column)"
+        )
+
+
+def parse_rows(text: str, fmt: str, path: Path = Path("<text>")) -> ReadResult:
+    """Rows of a scores file's text. A last line without its newline is torn and dropped."""
+    dropped = 0
+    if fmt in ("csv", "jsonl") and text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+        dropped += 1
+    rows: list[dict[str, Any]] = []
+    if fmt == "json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ScoresFileError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise ScoresFileError(f"{path} is not a JSON array of score rows")
+        if data:
+            _check_columns(data[0], path)
+        return ReadResult(data, 0)
+    if fmt == "jsonl":
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                dropped += 1
+                continue
+            if isinstance(row, dict) and "path" in row and "status" in row:
+                rows.append(row)
+            else:
+                dropped += 1
+        return ReadResult(rows, dropped)
+    if not text.strip():
+        return ReadResult([], dropped)
+    reader = csv.DictReader(io.StringIO(text))
+    _check_columns(reader.fieldnames or [], path)
+    width = len(reader.fieldnames or [])
+    try:
+        raws = list(reader)
+    except csv.Error as e:
+        raise ScoresFileError(f"{path} is not a readable CSV file: {e}") from None
+    for raw in raws:
+        if None in raw or len(raw) != width or any(v is None for v in raw.values()):
+            dropped += 1  # too many or too few cells: a torn or damaged line
+            continue
+        try:
+            rows.append(_typed(raw))
+        except ValueError:
+            dropped += 1
+    return ReadResult(rows, dropped)
+
+
+def read_rows(path: str | os.PathLike, fmt: str | None = None) -> ReadResult:
+    """Read a scores file (CSV, JSON Lines or JSON; by `fmt`, extension, or content)."""
+    path = Path(path)
+    text = _read_text(path)
+    if fmt is None:
+        fmt = _EXTENSIONS.get(path.suffix.lower()) or _sniff(text)
+    return parse_rows(text, fmt, path)
+
+
+@dataclass
+class Previous:
+    """What an earlier run left: its rows, and where they came from."""
+
+    rows: list[dict[str, Any]]
+    source: Path | None  # the partial file, the final output, or None
+    dropped: int = 0
+
+
+def load_previous(out: str | os.PathLike, fmt: str) -> Previous:
+    """Rows of an earlier run for --resume: the partial file if there is one, else the output."""
+    out = Path(out)
+    partial = partial_path(out)
+    if partial.is_file():
+        text = _read_text(partial)
+        got = parse_rows(
+            text, "jsonl" if _sniff(text) == "jsonl" else _partial_format(fmt), partial
+        )
+        return Previous(got.rows, partial, got.dropped)
+    if out.is_file():
+        got = read_rows(out, fmt)
+        return Previous(got.rows, out, got.dropped)
+    return Previous([], None)
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+class RowSink:
+    """Where score rows go. write() each row; finish() on success; abort() otherwise."""
+
+    def write(self, row: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+class StreamSink(RowSink):
+    """Rows to an open text stream (stdout), flushed line by line; JSON is streamed as an array."""
+
+    def __init__(self, stream: TextIO | None = None, fmt: str = "csv") -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.fmt = fmt
+        self.count = 0
+        if fmt == "csv":
+            self.stream.write(_csv_header())
+        elif fmt == "json":
+            self.stream.write("[")
+        self.stream.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        line = _encode(row, "csv" if self.fmt == "csv" else "jsonl")
+        if self.fmt == "json":
+            line = ("\n" if self.count == 0 else ",\n") + line.rstrip("\n")
+        self.stream.write(line)
+        self.stream.flush()
+        self.count += 1
+
+    def finish(self) -> None:
+        if self.fmt == "json":
+            self.stream.write("\n]\n" if self.count else "]\n")
+        self.stream.flush()
+
+    def abort(self) -> None:
+        self.finish()
+
+
+def _fsync(f) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class FileSink(RowSink):
+    """Rows to `<out>.partial`, turned into `out` atomically by finish().
+
+    `keep` are rows of an earlier run to carry over (--resume); they are written to a fresh
+    partial file first (via a temporary file and os.replace, so nothing is lost if killed
+    now). With `keep`, finish() keeps only the last row of each path, since a rescored input
+    appends a newer row.
+    """
+
+    def __init__(
+        self, out: str | os.PathLike, fmt: str, keep: list[dict[str, Any]] | None = None
+    ) -> None:
+        self.out = Path(out)
+        self.fmt = fmt
+        self.partial = partial_path(self.out)
+        self.pfmt = _partial_format(fmt)
+        self.dedupe = keep is not None
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.partial.with_name(self.partial.name + f".{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            if self.pfmt == "csv":
+                f.write(_csv_header())
+            for row in keep or ():
+                f.write(_encode(row, self.pfmt))
+            _fsync(f)
+        os.replace(tmp, self.partial)
+        self._file: TextIO | None = open(self.partial, "a", encoding="utf-8", newline="")  # noqa: SIM115
+
+    def write(self, row: dict[str, Any]) -> None:
+        assert self._file is not None, "write after finish/abort"
+        self._file.write(_encode(row, self.pfmt))
+        self._file.flush()  # in the OS's hands now: survives SIGKILL of this process
+
+    def _close(self) -> None:
+        if self._file is not None:
+            _fsync(self._file)
+            self._file.close()
+            self._file = None
+
+    def abort(self) -> None:
+        self._close()  # the partial file stays, for --resume
+
+    def finish(self) -> None:
+        self._close()
+        if self.fmt == self.pfmt and not self.dedupe:
+            os.replace(self.partial, self.out)
+            _fsync_dir(self.out.parent)
+            return
+        rows = read_rows(self.partial, self.pfmt).rows
+        if self.dedupe:
+            last = {row["path"]: i for i, row in enumerate(rows)}
+            rows = [row for i, row in enumerate(rows) if last[row["path"]] == i]
+        tmp = self.out.with_name(self.out.name + f".{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            write_rows(f, rows, self.fmt)
+            _fsync(f)
+        os.replace(tmp, self.out)
+        self.partial.unlink(missing_ok=True)
+        _fsync_dir(self.out.parent)
+
+
+def write_rows(stream: TextIO, rows: Iterable[dict[str, Any]], fmt: str) -> None:
+    """Write whole rows to a stream in one go (CSV with header, JSON Lines, or a JSON array)."""
+    if fmt == "json":  # one row per line, streamed: bounded memory however many rows
+        stream.write("[")
+        for i, row in enumerate(rows):
+            stream.write(("\n" if i == 0 else ",\n") + _encode(row, "jsonl").rstrip("\n"))
+        stream.write("\n]\n")
+        return
+    if fmt == "csv":
+        stream.write(_csv_header())
+    for row in rows:
+        stream.write(_encode(row, fmt))
+
+
+def iter_ok(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Rows whose status is ok."""
+    return (r for r in rows if r.get("status") == "ok")

@@ -1,0 +1,317 @@
+"""The embeddable scoring API: a Scorer turns GIFs (paths, URLs, bytes, file objects, frames) into 17 named scores.
+
+Example::
+
+    from gifsent_infer.scorer import Scorer
+
+    scorer = Scorer("gifsent-rnn.onnx", device="cpu")   # or Scorer() for the default model
+    result = scorer.score("cat.gif")
+    if result.ok:
+        print(result.scores["happiness"], result.top(3))
+    for r in scorer.score_many(["a.gif", "b.gif", "https://example.com/c.gif"]):
+        print(r.path, r.status, r.error or r.scores["surprise"])
+
+A Scorer is safe to share between threads: onnxruntime's InferenceSession.run is thread-safe
+and every call keeps its state local. Bad inputs never raise; they come back as results with
+status "error" and a reason. Model and device problems raise ModelError / DeviceError when
+the Scorer is created. Importing this module pulls in neither torch, typer nor rich.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from gifsent_infer.batch import run_pipeline
+from gifsent_infer.contract import EMOTIONS, ModelDocument, SamplingSpec
+from gifsent_infer.gifio import (
+    DEFAULT_LIMITS,
+    DecodedGif,
+    GifError,
+    ReaderLimits,
+    SampleInfo,
+    is_gif,
+    read_gif,
+    sample_decoded,
+)
+from gifsent_infer.inputs import (
+    DEFAULT_TIMEOUT_S,
+    InputError,
+    InputItem,
+    describe_non_gif,
+    fetch_url,
+    is_url,
+    read_item,
+    sha256,
+)
+from gifsent_infer.session import DeviceError, ModelError, ModelSession, resolve_model
+
+__all__ = [
+    "DeviceError",
+    "ModelError",
+    "ScoreResult",
+    "Scorer",
+    "Source",
+]
+
+# What can be scored: a path, an http(s) URL (str), raw bytes, a binary file object, or an
+# InputItem from gifsent_infer.inputs.
+Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | InputItem
+
+OK, ERROR, SKIPPED = "ok", "error", "skipped"
+
+
+def _f32(x: float) -> float:
+    """A float32 score as the shortest Python float that round-trips it (0.3, not 0.30000001192)."""
+    return float(str(np.float32(x)))
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """The outcome for one input.
+
+    status "ok": `scores` maps the 17 emotions (EMOTIONS order) to the model's scores.
+    status "error": `error` says why (not a GIF, truncated, too large, download failed...).
+    status "skipped": the caller's `skip` hook said it was already scored (resume).
+    """
+
+    path: str  # the file path or URL; "<bytes>" or the file object's name otherwise
+    status: str
+    error: str = ""
+    sha256: str = ""  # of the input's bytes; empty when they could not be read
+    model_id: str = ""  # sha256 of the model file
+    info: SampleInfo | None = None  # frames, duration, segments, padding of the GIF
+    scores: dict[str, float] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @property
+    def array(self) -> np.ndarray:
+        """The scores as float32 [17] in EMOTIONS order (NaN when there are none)."""
+        if self.scores is None:
+            return np.full(len(EMOTIONS), np.nan, np.float32)
+        return np.array([self.scores[e] for e in EMOTIONS], np.float32)
+
+    def top(self, n: int = 3) -> list[tuple[str, float]]:
+        """The n highest-scoring emotions, best first."""
+        if self.scores is None:
+            return []
+        return sorted(self.scores.items(), key=lambda kv: -kv[1])[:n]
+
+    def to_row(self) -> dict[str, Any]:
+        """One output row: path, sha256, model_id, status, error, frames, duration, segments,
+        padding, then the 17 scores (None where not available)."""
+        info = self.info
+        row: dict[str, Any] = {
+            "path": self.path,
+            "sha256": self.sha256,
+            "model_id": self.model_id,
+            "status": self.status,
+            "error": self.error,
+            "frames": info.n_frames if info else None,
+            "duration": round(float(info.duration_s), 4) if info else None,
+            "segments": info.segments if info else None,
+            "padding": round(float(info.padding), 4) if info else None,
+        }
+        for e in EMOTIONS:
+            row[e] = self.scores[e] if self.scores is not None else None
+        return row
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+@dataclass(frozen=True)
+class _Context:
+    path: str
+    sha256: str
+    info: SampleInfo | None
+    status: str
+    error: str = ""
+
+
+class Scorer:
+    """Scores GIFs with an exported gifsent model.
+
+    model: the .onnx file; None means $GIFSENT_MODEL, then where `gifsent-export` writes
+        (raises ModelError saying how to get a model when there is none).
+    device: "auto" (CUDA when it works, else CPU), "cpu", or "cuda" (DeviceError when CUDA
+        cannot run, never a silent CPU fallback).
+    threads: onnxruntime intra-op threads (None: one per core).
+    limits: the GIF reader's limits; `limits.max_file_bytes` also caps downloads.
+    timeout: seconds allowed for downloading one URL.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        limits: ReaderLimits = DEFAULT_LIMITS,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.model_path: Path = resolve_model(model)
+        self.session = ModelSession(self.model_path, device=device, threads=threads)
+        self.limits = limits
+        self.timeout = timeout
+
+    # --- what the model is -----------------------------------------------------------------
+    @property
+    def document(self) -> ModelDocument:
+        return self.session.document
+
+    @property
+    def spec(self) -> SamplingSpec:
+        return self.session.spec
+
+    @property
+    def provider(self) -> str:
+        """The onnxruntime execution provider in use, e.g. "CPUExecutionProvider"."""
+        return self.session.provider
+
+    @property
+    def model_id(self) -> str:
+        """sha256 of the model file; every result carries it."""
+        return self.session.model_id
+
+    emotions = EMOTIONS
+
+    # --- scoring ---------------------------------------------------------------------------
+    def score(self, source: Source) -> ScoreResult:
+        """Score one input. Never raises for a bad input: see ScoreResult.status/error."""
+        return next(self.score_many([source], batch_size=1, workers=0))
+
+    def score_many(
+        self,
+        sources: Iterable[Source],
+        *,
+        batch_size: int = 8,
+        workers: int | None = None,
+        skip: Callable[[str, str], bool] | None = None,
+    ) -> Iterator[ScoreResult]:
+        """Score many inputs, yielding one result per input in input order.
+
+        Inputs are read and decoded by `workers` threads (None: one per core, 0: in this
+        thread) while the model runs on batches of `batch_size`; memory stays bounded
+        however many inputs there are. `skip(path, sha256)` returning True yields a
+        "skipped" result without decoding (used by --resume).
+        """
+        model_id = self.model_id
+        return run_pipeline(
+            sources,
+            lambda s: self._prepare(s, skip),
+            self.session.run,
+            lambda ctx, row: self._complete(ctx, row, model_id),
+            batch_size=batch_size,
+            workers=workers,
+        )
+
+    def score_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Run the model on frames already sampled for it.
+
+        uint8 [S*T, crop, crop, 3] -> float32 [17], or [B, S*T, crop, crop, 3] -> [B, 17];
+        sample with gifsent_infer.gifio.read_gif(source, scorer.spec) to get them.
+        """
+        frames = np.asarray(frames)
+        if frames.ndim == 4:
+            return self.session.run(frames[None])[0]
+        return self.session.run(frames)
+
+    def score_decoded(self, decoded: DecodedGif) -> np.ndarray:
+        """Sample a decoded GIF (gifio.decode_gif) with the model's spec and score it: float32 [17]."""
+        return self.score_frames(sample_decoded(decoded, self.spec).frames)
+
+    # --- the two halves of the pipeline ----------------------------------------------------
+    def _read(self, source: Source) -> tuple[str, bytes]:
+        max_bytes = self.limits.max_file_bytes
+        if isinstance(source, InputItem):
+            return source.name, read_item(source, max_bytes=max_bytes, timeout=self.timeout)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return "<bytes>", bytes(source)
+        if isinstance(source, str) and is_url(source):
+            return source, fetch_url(source, max_bytes=max_bytes, timeout=self.timeout)
+        if isinstance(source, (str, os.PathLike)):
+            return str(source), read_item(
+                InputItem(str(source), path=Path(source)), max_bytes=max_bytes
+            )
+        if hasattr(source, "read"):
+            name = getattr(source, "name", None)
+            name = name if isinstance(name, str) else "<file>"
+            try:
+                data = source.read(max_bytes + 1)
+            except (OSError, ValueError) as e:
+                raise InputError(f"cannot read: {e}") from None
+            if not isinstance(data, (bytes, bytearray)):
+                raise InputError("file object must be opened in binary mode")
+            if len(data) > max_bytes:
+                raise InputError(f"input is over the {max_bytes} byte limit")
+            return name, bytes(data)
+        raise TypeError(f"cannot score a {type(source).__name__}")
+
+    def _prepare(
+        self, source: Source, skip: Callable[[str, str], bool] | None
+    ) -> tuple[np.ndarray | None, _Context]:
+        if not isinstance(
+            source, (InputItem, str, os.PathLike, bytes, bytearray, memoryview)
+        ) and not hasattr(source, "read"):
+            raise TypeError(
+                f"cannot score a {type(source).__name__}: pass a path, URL, bytes or binary file object"
+            )
+        path, digest = _source_name(source), ""
+        try:
+            path, data = self._read(source)
+            digest = sha256(data)
+            if skip is not None and skip(path, digest):
+                return None, _Context(path, digest, None, SKIPPED)
+            if not is_gif(data[:6]):
+                raise InputError(describe_non_gif(data[:16]))
+            sampled = read_gif(data, self.spec, limits=self.limits)
+        except (InputError, GifError) as e:
+            return None, _Context(path, digest, None, ERROR, _one_line(str(e)))
+        except MemoryError:
+            return None, _Context(path, digest, None, ERROR, "out of memory while decoding")
+        except Exception as e:  # one odd file must not stop a run of thousands: it gets a row
+            return None, _Context(
+                path, digest, None, ERROR, _one_line(f"cannot decode: {type(e).__name__}: {e}")
+            )
+        return sampled.frames, _Context(path, digest, sampled.info, OK)
+
+    def _complete(self, ctx: _Context, row: np.ndarray | None, model_id: str) -> ScoreResult:
+        scores = None
+        if row is not None:
+            scores = {e: _f32(v) for e, v in zip(EMOTIONS, row, strict=True)}
+        return ScoreResult(
+            path=ctx.path,
+            status=ctx.status,
+            error=ctx.error,
+            sha256=ctx.sha256,
+            model_id=model_id,
+            info=ctx.info,
+            scores=scores,
+        )
+
+
+def _source_name(source: Any) -> str:
+    if isinstance(source, InputItem):
+        return source.name
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else "<file>"
+
+
+def replace_limits(limits: ReaderLimits, **changes: Any) -> ReaderLimits:
+    """A copy of `limits` with some fields changed (e.g. max_file_bytes from --max-bytes)."""
+    return dataclasses.replace(limits, **changes)

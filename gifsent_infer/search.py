@@ -1,0 +1,129 @@
+"""Emotion-aware GIF search over a scores file: rank by one emotion, or by closeness to a profile.
+
+A profile names some emotions and the scores wanted for them (``happiness=0.9,surprise=0.6``);
+GIFs are ranked by the Euclidean distance between their scores and the profile over the
+named emotions only, so unnamed emotions do not matter. Only rows with status "ok" are ranked.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gifsent_infer.contract import EMOTIONS
+from gifsent_infer.outputs import iter_ok, read_rows
+
+
+class SearchError(ValueError):
+    """A bad query (unknown emotion, malformed profile); the message says what to write."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int  # 1-based
+    path: str
+    value: float  # the emotion's score (--emotion) or the distance to the profile (--like)
+    scores: dict[str, float]  # all 17 scores of the GIF
+    sha256: str = ""
+
+
+def check_emotion(name: str) -> str:
+    name = name.strip().lower()
+    if name not in EMOTIONS:
+        close = difflib.get_close_matches(name, EMOTIONS, n=2)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise SearchError(f"unknown emotion {name!r}{hint} (emotions: {', '.join(EMOTIONS)})")
+    return name
+
+
+def parse_profile(text: str) -> dict[str, float]:
+    """'happiness=0.9,surprise=0.6' -> {'happiness': 0.9, 'surprise': 0.6}."""
+    profile: dict[str, float] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise SearchError(
+                f"profile entry {part.strip()!r} must look like emotion=score, e.g. happiness=0.9"
+            )
+        emotion = check_emotion(name)
+        try:
+            profile[emotion] = float(value)
+        except ValueError:
+            raise SearchError(
+                f"profile entry {part.strip()!r}: {value.strip()!r} is not a number"
+            ) from None
+        if not math.isfinite(profile[emotion]):
+            raise SearchError(f"profile entry {part.strip()!r}: the score must be finite")
+    if not profile:
+        raise SearchError("empty profile: give at least one emotion=score")
+    return profile
+
+
+def _scores(row: dict[str, Any]) -> dict[str, float] | None:
+    try:
+        scores = {e: float(row[e]) for e in EMOTIONS}
+    except (KeyError, TypeError, ValueError):
+        return None
+    return scores if all(math.isfinite(v) for v in scores.values()) else None
+
+
+def _hits(rows: Iterable[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, float]]]:
+    out = []
+    for row in iter_ok(rows):
+        scores = _scores(row)
+        if scores is not None:
+            out.append((row, scores))
+    return out
+
+
+def rank_by_emotion(
+    rows: Iterable[dict[str, Any]], emotion: str, top: int | None = 20
+) -> list[Hit]:
+    """GIFs with the highest score for `emotion` first (ties by path, for a stable order)."""
+    emotion = check_emotion(emotion)
+    scored = sorted(_hits(rows), key=lambda rs: (-rs[1][emotion], rs[0]["path"]))
+    return [
+        Hit(i + 1, row["path"], s[emotion], s, row.get("sha256") or "")
+        for i, (row, s) in enumerate(scored[:top] if top else scored)
+    ]
+
+
+def rank_by_profile(
+    rows: Iterable[dict[str, Any]], profile: dict[str, float], top: int | None = 20
+) -> list[Hit]:
+    """GIFs closest to `profile` first: Euclidean distance over the profile's emotions."""
+    profile = {check_emotion(k): float(v) for k, v in profile.items()}
+
+    def distance(s: dict[str, float]) -> float:
+        return math.sqrt(sum((s[e] - want) ** 2 for e, want in profile.items()))
+
+    scored = sorted(
+        ((row, s, distance(s)) for row, s in _hits(rows)), key=lambda r: (r[2], r[0]["path"])
+    )
+    return [
+        Hit(i + 1, row["path"], d, s, row.get("sha256") or "")
+        for i, (row, s, d) in enumerate(scored[:top] if top else scored)
+    ]
+
+
+def search(
+    scores_file: str | os.PathLike,
+    *,
+    emotion: str | None = None,
+    like: str | dict[str, float] | None = None,
+    top: int | None = 20,
+) -> list[Hit]:
+    """Rank the GIFs of a scores file by `emotion` or by closeness to the profile `like`."""
+    if (emotion is None) == (like is None):
+        raise SearchError("give exactly one of --emotion EMOTION or --like emotion=score,...")
+    rows = read_rows(scores_file).rows
+    if emotion is not None:
+        return rank_by_emotion(rows, emotion, top)
+    profile = parse_profile(like) if isinstance(like, str) else dict(like or {})
+    return rank_by_profile(rows, profile, top)
