@@ -1,0 +1,162 @@
+"""The two heads of the study, [B, S, D] segment features -> [B, 17] scores: `maxpool` and `rnn` (LSTM).
+
+Each head's config is a small dataclass that owns its defaults and limits; `head_config`
+turns a plain dict (from a search space, a JSON run config or a checkpoint) into one,
+rejecting unknown keys and out-of-range values, and `create_head` builds the module.
+Outputs are linear: the targets are min-max scaled Bradley-Terry strengths trained with
+MSE, and a squashing output would make the already "too conservative" predictions worse.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from gifsent_infer.contract import HEADS, NUM_EMOTIONS
+
+
+class HeadConfigError(ValueError):
+    """A head name or config value gifsent cannot use; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class MaxPoolConfig:
+    """FC-MaxPool: max over segments, then `num_layers` fully connected layers (the last -> 17)."""
+
+    # The study searched 2..8 fully connected layers, the last one being the output layer.
+    num_layers: int = 2
+    # Width of every hidden layer; 256 keeps the head small next to a 2048-d input, which
+    # matters with ~5k training GIFs.
+    hidden: int = 256
+    # Dropout after each hidden activation; the training set is small, so some is needed.
+    dropout: float = 0.1
+
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "num_layers": (2, 8),
+        "hidden": (1, 8192),
+        "dropout": (0.0, 0.95),
+    }
+
+
+@dataclass(frozen=True)
+class RNNConfig:
+    """LSTM over the segment sequence; the last layer's final output -> one FC layer -> 17."""
+
+    # The study's best model: 2 layers, 64 hidden units, dropout 0.1705 between layers
+    # (test RMSE 0.0761, explained variance 0.408).
+    num_layers: int = 2
+    hidden: int = 64
+    # Between stacked LSTM layers (PyTorch's `dropout`); unused when num_layers == 1.
+    dropout: float = 0.1705
+
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "num_layers": (1, 8),
+        "hidden": (1, 4096),
+        "dropout": (0.0, 0.95),
+    }
+
+
+CONFIGS: dict[str, type] = {"maxpool": MaxPoolConfig, "rnn": RNNConfig}
+assert tuple(CONFIGS) == HEADS
+
+
+def _validate(name: str, cfg: Any) -> None:
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        lo, hi = cfg.LIMITS[f.name]
+        if f.type in ("int", int):
+            ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+            kind = "an integer"
+        else:
+            ok = (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and lo <= value <= hi
+            )
+            kind = "a number"
+        if not ok:
+            raise HeadConfigError(
+                f"{name} head: {f.name} must be {kind} in [{lo}, {hi}], got {value!r}"
+            )
+
+
+def head_config(name: str, data: dict[str, Any] | Any | None = None):
+    """Resolve a head config: defaults filled in, unknown keys and bad values rejected."""
+    if name not in CONFIGS:
+        raise HeadConfigError(f"unknown head {name!r}; available: {', '.join(HEADS)}")
+    cls = CONFIGS[name]
+    if data is None:
+        cfg = cls()
+    elif isinstance(data, cls):
+        cfg = data
+    elif isinstance(data, dict):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise HeadConfigError(
+                f"{name} head: unknown config key(s) {unknown}; known: {sorted(known)}"
+            )
+        cfg = cls(**data)
+    else:
+        raise HeadConfigError(
+            f"{name} head: config must be a dict or {cls.__name__}, got {type(data).__name__}"
+        )
+    _validate(name, cfg)
+    return cfg
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """The JSON-ready form of a head config (what checkpoints and the contract store)."""
+    return asdict(cfg)
+
+
+class MaxPoolHead(nn.Module):
+    name = "maxpool"
+
+    def __init__(self, in_dim: int, cfg: MaxPoolConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        layers: list[nn.Module] = []
+        width = in_dim
+        for _ in range(cfg.num_layers - 1):
+            layers += [nn.Linear(width, cfg.hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout)]
+            width = cfg.hidden
+        layers.append(nn.Linear(width, NUM_EMOTIONS))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, S, D) -> (B, D): the strongest response of each feature over the segments.
+        return self.mlp(x.amax(dim=1))
+
+
+class RNNHead(nn.Module):
+    name = "rnn"
+
+    def __init__(self, in_dim: int, cfg: RNNConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.lstm = nn.LSTM(
+            in_dim,
+            cfg.hidden,
+            num_layers=cfg.num_layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+        )
+        self.fc = nn.Linear(cfg.hidden, NUM_EMOTIONS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)  # (B, S, hidden): the last layer's output at every segment
+        return self.fc(out[:, -1])  # the final segment's output -> (B, 17)
+
+
+def create_head(name: str, in_dim: int, config: dict[str, Any] | Any | None = None) -> nn.Module:
+    """Build head `name` for features of width `in_dim`; maps [B, S, in_dim] -> [B, 17]."""
+    cfg = head_config(name, config)
+    if not isinstance(in_dim, int) or isinstance(in_dim, bool) or in_dim < 1:
+        raise HeadConfigError(f"{name} head: in_dim must be a positive integer, got {in_dim!r}")
+    return MaxPoolHead(in_dim, cfg) if name == "maxpool" else RNNHead(in_dim, cfg)
