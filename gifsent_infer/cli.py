@@ -31,7 +31,7 @@ from typer.core import TyperGroup
 from gifsent_infer import __version__
 from gifsent_infer.contract import EMOTIONS
 
-SUBCOMMANDS = ("score", "info", "search")
+SUBCOMMANDS = ("score", "info", "search", "ray")
 _GROUP_OPTIONS = ("--help", "-h", "--version")
 
 
@@ -462,6 +462,93 @@ def search(
         Console(highlight=False).print(table)
     if not hits:
         err.print("[yellow]no scored GIFs in this file[/]")
+
+
+# --- ray -----------------------------------------------------------------------------------------
+
+
+@app.command("ray")
+def ray_score(
+    inputs: list[str] = typer.Argument(
+        ...,
+        metavar="PATH...",
+        help="GIF files, folders, glob patterns or http(s) URLs, expanded as `score` does; "
+        "paths must be readable on every Ray node.",
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Output folder: score shards (part-*.parquet|jsonl) and _manifest.json; on a "
+        "filesystem every node sees when the cluster has several machines.",
+    ),
+    fmt: str = typer.Option("parquet", "--format", "-f", help="Shard format: parquet or jsonl."),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location); "
+        "shipped to the workers through Ray's object store.",
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="Ray cluster to join: auto, HOST:6379 or ray://HOST:10001 "
+        "(default: $RAY_ADDRESS, else a local Ray instance on this machine).",
+    ),
+    device: str = typer.Option(
+        "cpu", "--device", "-d", help="cpu, cuda (one GPU per model actor) or auto."
+    ),
+    num_actors: int | None = typer.Option(
+        None,
+        "--num-actors",
+        min=1,
+        help="Model actors (default: one per GPU with cuda, half the cluster's CPUs with cpu).",
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="GIFs per model call."),
+    resume: bool = typer.Option(
+        True,
+        "--resume/--no-resume",
+        help="Skip inputs this model already scored in --out (default); --no-resume empties it.",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
+) -> None:
+    """Score GIFs on a Ray cluster with Ray Data (needs `pip install 'gifsent[ray]'`)."""
+    from gifsent_infer.distributed import FORMATS, score_with_ray
+    from gifsent_infer.inputs import NoInputsError
+    from gifsent_infer.session import DEVICES, DeviceError, ModelError
+
+    if fmt not in FORMATS:
+        raise _fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if device not in DEVICES:
+        raise _fail(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
+    try:
+        s = score_with_ray(
+            inputs,
+            model,
+            out,
+            address=address,
+            num_actors=num_actors,
+            batch_size=batch_size,
+            device=device,
+            resume=resume,
+            format=fmt,
+            progress_bars=not quiet and err.is_terminal,
+        )
+    except ImportError as e:  # Ray (or onnxruntime) missing: the message is the install hint
+        raise _fail(str(e)) from None
+    except (NoInputsError, ModelError, DeviceError) as e:
+        raise _fail(str(e)) from None
+    if not quiet:
+        colour = "red" if s.failed else "green"
+        resumed = f", {s.skipped} already scored" if s.skipped else ""
+        rate = (s.scored + s.failed) / s.seconds if s.seconds > 0 else 0.0
+        err.print(
+            f"[{colour}]scored {s.scored}, failed {s.failed}{resumed}[/] in {s.seconds:.1f} s "
+            f"({rate:.1f} GIFs/s) on {s.num_actors} {s.device} actor(s) -> "
+            f"{escape(str(s.out_dir))} ({len(s.shards)} new shard(s), {escape(s.manifest.name)})"
+        )
+    raise typer.Exit(1 if s.failed else 0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,213 @@
+"""Ray Data on a local Ray instance (2 CPUs): scoring gives the local CLI's rows exactly once (killed workers, resume); features fill the local cache."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+pytest.importorskip("pyarrow")
+
+from infer_support import build_model, gif_bytes, write_gifs  # noqa: E402
+
+from gifsent_infer.cli import main  # noqa: E402
+from gifsent_infer.contract import EMOTIONS  # noqa: E402
+from gifsent_infer.distributed import (  # noqa: E402
+    MANIFEST,
+    list_shards,
+    read_manifest,
+    read_scores,
+    read_shard,
+    score_with_ray,
+)
+from gifsent_infer.outputs import COLUMNS, read_rows  # noqa: E402
+
+# small shards and batches, so that a dozen inputs spread over several tasks and shards
+SMALL = {"read_batch": 3, "batch_size": 2, "shard_rows": 4}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=200 << 20,
+        configure_logging=False,
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ray")
+    model = build_model(root / "m.onnx")
+    gifs = root / "gifs"
+    write_gifs(gifs, 8)
+    (gifs / "sub").mkdir()
+    (gifs / "sub" / "deep.gif").write_bytes(gif_bytes(99))
+    good = gif_bytes(5)
+    (gifs / "truncated.gif").write_bytes(good[: len(good) // 2])
+    (gifs / "zero.gif").write_bytes(b"")
+    (gifs / "text.gif").write_text("this is not a GIF\n")
+    return model, gifs
+
+
+def local_rows(model: Path, gifs: Path, out: Path) -> dict[str, dict]:
+    """The local CLI's rows for the same inputs, keyed by path."""
+    try:
+        main([str(gifs), "--out", str(out), "--model", str(model), "--device", "cpu", "--quiet"])
+    except SystemExit as e:
+        assert e.code in (0, 1)  # 1: some inputs failed
+    return {r["path"]: r for r in read_rows(out).rows}
+
+
+def assert_same_rows(got: list[dict], want: dict[str, dict]) -> None:
+    paths = [r["path"] for r in got]
+    assert Counter(paths) == Counter(list(want)), "not one row per input"
+    for row in got:
+        ref = want[row["path"]]
+        assert tuple(row) == COLUMNS
+        for c in COLUMNS:
+            if c in EMOTIONS and row[c] is not None:
+                assert math.isclose(row[c], ref[c], rel_tol=0, abs_tol=1e-6), (row["path"], c)
+            else:
+                assert row[c] == ref[c], (row["path"], c, row[c], ref[c])
+
+
+def shard_paths(out: Path) -> Counter:
+    return Counter(r["path"] for p in list_shards(out) for r in read_shard(p, ["path"]))
+
+
+def test_matches_local_cli_row_for_row(setup, tmp_path):
+    model, gifs = setup
+    want = local_rows(model, gifs, tmp_path / "local.jsonl")
+    assert len(want) == 12
+
+    summary = score_with_ray([gifs], model, tmp_path / "out", **SMALL)
+    assert (summary.scored, summary.failed, summary.skipped) == (9, 3, 0)
+    rows = read_scores(tmp_path / "out")
+    assert_same_rows(rows, want)
+    bad = {Path(r["path"]).name: r["error"] for r in rows if r["status"] == "error"}
+    assert set(bad) == {"truncated.gif", "zero.gif", "text.gif"}
+    assert "empty file" in bad["zero.gif"] and "not a GIF" in bad["text.gif"]
+
+    shards = list_shards(tmp_path / "out")
+    assert len(shards) >= 3 and all(p.suffix == ".parquet" for p in shards)
+    assert max(shard_paths(tmp_path / "out").values()) == 1
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest["rows"] == 12 and manifest["ok"] == 9 and manifest["error"] == 3
+    assert sorted(s["name"] for s in manifest["shards"]) == [p.name for p in shards]
+    assert manifest["runs"][-1]["scored"] == 9
+
+
+def test_killed_workers_lose_and_duplicate_nothing(setup, tmp_path):
+    model, gifs = setup
+    want = local_rows(model, gifs, tmp_path / "local.csv")
+    markers = {"actor": str(tmp_path / "actor.died"), "writer": str(tmp_path / "writer.died")}
+    # the model actor dies on its first batch; a shard writer dies after renaming its shard
+    # but before reporting it, so its task runs again and rewrites the same shard
+    summary = score_with_ray(
+        [gifs], model, tmp_path / "out", format="jsonl", _crash_markers=markers, **SMALL
+    )
+    assert Path(markers["actor"]).exists() and Path(markers["writer"]).exists()
+    assert summary.scored + summary.failed == 12
+    assert max(shard_paths(tmp_path / "out").values()) == 1
+    assert_same_rows(read_scores(tmp_path / "out"), want)
+    assert all(p.suffix == ".jsonl" for p in list_shards(tmp_path / "out"))
+
+
+def test_resume_skips_scored_inputs_and_retries_errors(setup, tmp_path):
+    model, _ = setup
+    part = tmp_path / "gifs"
+    write_gifs(part, 5)
+    (part / "broken.gif").write_text("not a gif")
+    out = tmp_path / "out"
+    first = score_with_ray([part], model, out, **SMALL)
+    assert (first.scored, first.failed) == (5, 1)
+
+    write_gifs(part, 3, start=5)  # new inputs
+    (part / "g00000.gif").write_bytes(gif_bytes(42))  # changed content: rescored
+    (part / "broken.gif").write_bytes(gif_bytes(43))  # fixed: the error row is retried
+    second = score_with_ray([part], model, out, **SMALL)
+    assert (second.scored, second.failed, second.skipped) == (5, 0, 4)
+    assert second.generation == first.generation + 1
+
+    rows = read_scores(out)
+    assert_same_rows(rows, local_rows(model, part, tmp_path / "local.jsonl"))
+    assert all(r["status"] == "ok" for r in rows)
+    # superseded rows (the old error, the old content) were removed from the older shards
+    assert max(shard_paths(out).values()) == 1
+
+    again = score_with_ray([part], model, out, **SMALL)
+    assert (again.scored, again.failed, again.skipped) == (0, 0, 9)
+
+    fresh = score_with_ray([part], model, out, resume=False, **SMALL)
+    assert (fresh.scored, fresh.skipped, fresh.generation) == (9, 0, 1)
+    assert (out / MANIFEST).is_file() and len(read_scores(out)) == 9
+
+
+def test_features_fill_the_same_cache_as_the_local_stage(tmp_path):
+    pytest.importorskip("torch")
+    import numpy as np
+    import torch
+
+    from gifsent_models.registry import create_encoder
+    from gifsent_train.features import FeatureItem, FeatureOptions, extract_features
+    from gifsent_train.ray_features import extract_features_with_ray
+
+    torch.manual_seed(0)
+    encoder = create_encoder("resnext3d-tiny", random_init=True)
+    gifs = write_gifs(tmp_path / "gifs", 4, frames=5, size=(40, 36))
+    bad = tmp_path / "gifs" / "bad.gif"
+    bad.write_bytes(b"GIF89a\x10\x00\x10\x00\x00\x00\x00!garbage")
+    items = [FeatureItem(p.stem, p, 2 if i % 2 else 1) for i, p in enumerate(gifs)]
+    items.append(FeatureItem("bad", bad, 1))
+    opts = FeatureOptions(mode="augmented", views=2, batch_size=2, backend="torch")
+
+    local = extract_features(encoder, items, opts, cache_root=tmp_path / "local")
+    markers = {"actor": str(tmp_path / "encoder.died")}
+    got = extract_features_with_ray(
+        encoder, items, opts, cache_root=tmp_path / "ray", read_batch=2, _crash_markers=markers
+    )
+    assert Path(markers["actor"]).exists()  # an encoder actor died on its first batch
+    assert got.encoded == local.encoded == 6 and got.cached == 0
+    assert set(got.failures) == set(local.failures) == {"bad"}
+    assert got.sha256 == local.sha256
+    assert got.cache_dir.relative_to(tmp_path / "ray") == local.cache_dir.relative_to(
+        tmp_path / "local"
+    )
+    for gid, views in local.entries.items():
+        assert set(got.entries[gid]) == set(views)
+        for v, p in views.items():
+            np.testing.assert_allclose(
+                np.load(got.entries[gid][v]), np.load(p), rtol=1e-5, atol=1e-6
+            )
+    # the local stage finds everything the Ray path wrote: one cache, two ways to fill it
+    again = extract_features(encoder, items, opts, cache_root=tmp_path / "ray")
+    assert (again.encoded, again.cached) == (0, 6)
+
+
+def test_cli_ray_command(setup, tmp_path, capsys):
+    from gifsent_infer import cli
+
+    if "ray" not in {c.name for c in cli.app.registered_commands}:
+        pytest.skip("`gifsent-infer ray` is not wired into gifsent_infer/cli.py yet")
+    model, gifs = setup
+    out = tmp_path / "out"
+    args = ["ray", str(gifs), "--out", str(out), "--model", str(model), "--format", "jsonl"]
+    with pytest.raises(SystemExit) as e:
+        cli.main(args)
+    assert e.value.code == 1  # three bad inputs
+    assert "scored 9, failed 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main([*args, "--device", "cuda"])
+    assert e.value.code == 2 and "no GPUs" in capsys.readouterr().err
+    assert len(read_scores(out)) == 12
