@@ -1,12 +1,48 @@
-"""`gifsent-export` command line (placeholder until its issue lands)."""
+"""`gifsent-export`: turn a training run's best checkpoint into one checked ONNX graph.
+
+The summary goes to stdout (``--json`` for machine-readable); progress, warnings and errors
+go to stderr. Exit status 1 when a check fails (nothing is written then), 2 for usage errors.
+"""
 
 from __future__ import annotations
 
+import json
+from enum import Enum
+from pathlib import Path
+
 import typer
+from rich.console import Console
 
 from gifsent_infer import __version__
 
-app = typer.Typer(help="gifsent-export: not built yet.", add_completion=False, no_args_is_help=False)
+app = typer.Typer(
+    help="Export a trained gifsent model to one self-describing ONNX graph, proven equal to PyTorch.",
+    add_completion=False,
+    no_args_is_help=False,
+)
+err = Console(stderr=True, highlight=False)
+
+
+class Head(str, Enum):
+    rnn = "rnn"
+    maxpool = "maxpool"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class Part(str, Enum):
+    full = "full"
+    encoder = "encoder"
+    head = "head"
+
+
+class Exporter(str, Enum):
+    torchscript = "torchscript"
+    dynamo = "dynamo"
 
 
 def _version(value: bool) -> None:
@@ -15,12 +51,174 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback(invoke_without_command=True)
-def main_callback(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n} B"
+
+
+@app.command()
+def export(
+    model: Head | None = typer.Option(
+        None, "--model", "-m", help="Which head's best checkpoint to export: rnn (LSTM) or maxpool."
+    ),
+    run: Path | None = typer.Option(
+        None, "--run", help="Training run folder (default: the latest run under GIFSENT_HOME)."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Export this checkpoint file instead of a run's best."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Output file (default: where gifsent-infer looks, under GIFSENT_HOME/models).",
+    ),
+    precision: Precision = typer.Option(
+        Precision.fp32,
+        "--precision",
+        help="fp32; fp16 (for CUDA; encoder in fp16, head in fp32); int8 (static QDQ encoder for CPUs).",
+    ),
+    part: Part = typer.Option(
+        Part.full,
+        "--part",
+        help="full graph, or only the encoder (frames -> features) or the head.",
+    ),
+    exporter: Exporter = typer.Option(
+        Exporter.torchscript,
+        "--exporter",
+        help="torchscript (default: fast, works on every supported torch) or dynamo (needs onnxscript).",
+    ),
+    opset: int = typer.Option(18, "--opset", min=17, max=21, help="ONNX opset."),
+    simplify: bool = typer.Option(
+        True,
+        "--simplify/--no-simplify",
+        help="Simplify the graph (kept only if outputs are unchanged).",
+    ),
+    parity_gifs: list[Path] | None = typer.Option(
+        None,
+        "--parity-gifs",
+        help="GIF files/folders for the parity check (default: the run's test GIFs).",
+    ),
+    calibration_gifs: list[Path] | None = typer.Option(
+        None,
+        "--calibration-gifs",
+        help="GIF files/folders for int8 calibration (default: the run's training GIFs).",
+    ),
+    parity_count: int = typer.Option(
+        8, "--parity-count", min=1, help="GIFs for the fp32 parity check."
+    ),
+    eval_count: int = typer.Option(
+        32,
+        "--eval-count",
+        min=3,
+        help="GIFs for judging fp16/int8 against fp32 (Spearman per emotion).",
+    ),
+    calibration_count: int = typer.Option(
+        16, "--calibration-count", min=1, help="GIFs for int8 calibration."
+    ),
+    encoder_weights: Path | None = typer.Option(
+        None, "--encoder-weights", help="The encoder's weights file, if it moved since training."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
 ) -> None:
-    typer.echo("gifsent-export: not built yet", err=True)
-    raise typer.Exit(2)
+    """Export a checkpoint: fuse preprocessing, encoder and head; check; write one ONNX graph."""
+    from gifsent_infer.contract import ContractError
+    from gifsent_infer.paths import RunLayout, latest_run
+
+    run_layout = None
+    if run is not None:
+        if not run.is_dir():
+            _fail(f"run folder {run} does not exist")
+        run_layout = RunLayout(run)
+    if checkpoint is None:
+        if model is None:
+            _fail(
+                "say which model to export: --model rnn or --model maxpool (or --checkpoint FILE)"
+            )
+        run_layout = run_layout or latest_run()
+        if run_layout is None:
+            _fail(
+                "no training run found (run gifsent-train first, or pass --run DIR or --checkpoint FILE)"
+            )
+        checkpoint = run_layout.checkpoint(model.value)
+        if not checkpoint.is_file():
+            _fail(f"run {run_layout.root} has no best {model.value} checkpoint ({checkpoint})")
+    elif not checkpoint.is_file():
+        _fail(f"checkpoint {checkpoint} does not exist")
+
+    from gifsent_export.api import export_checkpoint
+    from gifsent_export.onnx_export import ExportError
+    from gifsent_export.parity import ParityError
+    from gifsent_models.checkpoint import CheckpointError
+
+    def progress(msg: str) -> None:
+        err.print(f"[dim]·[/] {msg}")
+
+    def warn(msg: str) -> None:
+        err.print(f"[yellow]warning:[/] {msg}")
+
+    try:
+        result = export_checkpoint(
+            checkpoint,
+            out,
+            precision=precision.value,
+            part=part.value,
+            parity_gifs=parity_gifs or None,
+            calibration_gifs=calibration_gifs or None,
+            run=run_layout,
+            exporter=exporter.value,
+            opset=opset,
+            simplify=simplify,
+            encoder_weights=encoder_weights,
+            parity_count=parity_count,
+            eval_count=eval_count,
+            calibration_count=calibration_count,
+            expect_head=model.value if model is not None else None,
+            progress=progress,
+            warn=warn,
+        )
+    except ParityError as e:
+        _fail(f"parity check failed, nothing written: {e}")
+    except (
+        ExportError,
+        CheckpointError,
+        ContractError,
+        ValueError,
+        FileNotFoundError,
+        ImportError,
+    ) as e:
+        _fail(str(e))
+
+    summary = result.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, sort_keys=True))
+        return
+    p = result.parity
+    lines = [
+        f"file       {result.path}",
+        f"size       {_human_size(result.size_bytes)}",
+        f"graph      {result.part}, opset {result.opset}, {result.exporter} exporter, {result.simplified or 'not simplified'}",
+        f"precision  {result.precision}",
+        f"parity     fp32 vs PyTorch on {result.parity_source}: max abs {p.max_abs:.2e} (<= {result.parity_atol:g})",
+    ]
+    d = result.deviation
+    if d is not None:
+        lines.append(
+            f"vs fp32    {d.n_gifs} GIFs not used for calibration: max abs {d.max_abs:.2e}, "
+            f"mean abs {d.mean_abs:.2e}, mean Spearman {d.mean_spearman:.4f} (min {d.min_spearman:.4f})"
+        )
+    typer.echo("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,186 @@
+"""Benchmark: the fused ONNX graph in onnxruntime vs the same model in PyTorch eager, fp32 and int8, on this CPU.
+
+For each encoder (resnext101-kinetics: 16x112x112 clips, random weights are fine for speed;
+efficientnet-lite0: 224x224 frames) with the default LSTM head, in one process:
+  PyTorch eager (default memory format and channels-last; the faster one is the baseline),
+  onnxruntime fp32 (the exported graph), onnxruntime int8 (QDQ encoder, float head).
+Reports clips/s (a "clip" is one segment: 16 frames for ResNeXt, 1 frame for Lite0), the
+ratio to the baseline, and the share of this machine's FP32 peak, with FLOPs per clip
+counted by torch's FlopCounterMode (2 FLOPs per multiply-add).
+
+    .venv/bin/python benchmarks/bench_export.py [--encoders resnext101-kinetics efficientnet-lite0] [--runs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gifsent_export.frames import generate_gifs, load_frames
+from gifsent_export.onnx_export import FEATURES_NAME, export_proto
+from gifsent_export.parity import ort_session
+from gifsent_export.precision import merge_encoder_head, quantize_encoder
+from gifsent_models.heads import create_head
+from gifsent_models.registry import create_encoder
+from gifsent_models.scorer import GifScorer
+
+
+def cpu_peak() -> tuple[float, str]:
+    """FP32 peak FLOP/s of the CPUs this process may use, and the assumption behind it."""
+    cores = len(os.sched_getaffinity(0))
+    text = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"model name\s*:\s*(.*)", text)
+    model = model.group(1).strip() if model else "unknown CPU"
+    flags = set(re.search(r"flags\s*:\s*(.*)", text).group(1).split())
+    ghz = None
+    m = re.search(r"@\s*([\d.]+)\s*GHz", model)
+    if m:
+        ghz = float(m.group(1))  # nominal clock from the model name
+    else:
+        mhz = re.search(r"cpu MHz\s*:\s*([\d.]+)", text)
+        ghz = float(mhz.group(1)) / 1000 if mhz else 1.0
+    if "avx512f" in flags:
+        per_cycle, why = 64, "AVX-512: 2 FMA units x 16 fp32 lanes x 2 (assumed 2 FMA-512 ports)"
+    elif "avx2" in flags and "fma" in flags:
+        per_cycle, why = 32, "AVX2/FMA: 2 FMA units x 8 fp32 lanes x 2 (as Zen 3)"
+    else:
+        per_cycle, why = 16, "no FMA: assumed 16"
+    peak = cores * ghz * 1e9 * per_cycle
+    return peak, f"{cores} cores of {model} at {ghz:.2f} GHz x {per_cycle} FP32 FLOP/cycle ({why})"
+
+
+def flops_per_clip(module: torch.nn.Module, x: torch.Tensor, clips: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        module(x)
+    return counter.get_total_flops() / clips
+
+
+def interleaved(variants: dict, runs: int) -> dict[str, list[float]]:
+    """Seconds per call of each variant: one warm-up each, then `runs` rounds in which every
+    variant runs once, so background load hits all variants alike; callers take the best."""
+    for fn in variants.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(runs):
+        for k, fn in variants.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return times
+
+
+def bench_encoder(name: str, runs: int, threads: int, peak: float, tmp: Path) -> list[tuple]:
+    try:
+        encoder = create_encoder(name)
+    except Exception:  # no pretrained weights here: random weights time the same
+        encoder = create_encoder(name, random_init=True)
+    torch.manual_seed(0)
+    scorer = GifScorer(encoder, create_head("rnn", encoder.feature_dim)).eval()
+    spec = encoder.spec
+    frames, _ = load_frames(generate_gifs(tmp / name, 3, seed=5, size=spec.size + 16), spec)
+    x = frames[:1]  # one GIF = S clips per call
+    clips = spec.segments
+    xt = torch.from_numpy(x)
+    fpc = flops_per_clip(scorer, xt, clips)
+    print(
+        f"\n{name}: S={spec.segments} x T={spec.frames_per_segment} x {spec.crop}px, "
+        f"{fpc / 1e9:.2f} GFLOP per clip, batch 1 GIF = {clips} clips, {runs} timed runs",
+        flush=True,
+    )
+
+    # channels-last runs on a copy, so both eager variants can be timed in the same rounds.
+    scorer_cl = copy.deepcopy(scorer)
+    scorer_cl.encoder.set_channels_last(True)
+    with torch.no_grad():
+        ref = scorer(xt).numpy()
+
+    t0 = time.perf_counter()
+    x2 = torch.from_numpy(np.concatenate([x, x]))
+    full = export_proto(scorer, example=x2)
+    print(f"  export (torchscript): {time.perf_counter() - t0:.1f} s", flush=True)
+    sess = ort_session(full, threads=threads)
+    got = sess.run(None, {"frames": x})[0]
+    print(f"  fp32 onnxruntime vs PyTorch: max abs diff {np.abs(got - ref).max():.2e}")
+
+    t0 = time.perf_counter()
+    enc = export_proto(encoder, example=x2, output_names=(FEATURES_NAME,))
+    with torch.no_grad():
+        feats = encoder(x2)
+    head = export_proto(scorer.head, example=feats, input_name=FEATURES_NAME)
+    int8 = merge_encoder_head(quantize_encoder(enc, frames[1:3]), head)
+    print(f"  int8 quantization (2 calibration GIFs): {time.perf_counter() - t0:.1f} s", flush=True)
+    sess8 = ort_session(int8, threads=threads)
+    got8 = sess8.run(None, {"frames": x})[0]
+    print(f"  int8 vs fp32 onnxruntime: max abs diff {np.abs(got8 - got).max():.2e}")
+
+    def eager(module):
+        def call():
+            with torch.no_grad():
+                module(xt)
+
+        return call
+
+    variants = {
+        "pytorch eager": eager(scorer),
+        "pytorch eager channels-last": eager(scorer_cl),
+        "onnxruntime fp32": lambda: sess.run(None, {"frames": x}),
+        "onnxruntime int8": lambda: sess8.run(None, {"frames": x}),
+    }
+    times = interleaved(variants, runs)
+    best = {k: min(v) for k, v in times.items()}
+    base_name = min(("pytorch eager", "pytorch eager channels-last"), key=best.get)
+    base_t, fp32_t = best[base_name], best["onnxruntime fp32"]
+    print(
+        f"  {'variant (best of ' + str(runs) + ')':30s} {'clips/s':>9s} {'median':>8s} "
+        f"{'vs eager':>9s} {'vs ort fp32':>11s} {'% FP32 peak':>11s}"
+    )
+    rows = []
+    for label, t in best.items():
+        cps = clips / t
+        med = clips / float(np.median(times[label]))
+        rows.append((label, cps))
+        print(
+            f"  {label:30s} {cps:9.2f} {med:8.2f} {base_t / t:8.2f}x {fp32_t / t:10.2f}x "
+            f"{100 * cps * fpc / peak:10.1f}%"
+        )
+    print(f"  baseline: {base_name}")
+    return [(name, label, cps) for label, cps in rows]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--encoders", nargs="+", default=["resnext101-kinetics", "efficientnet-lite0"])
+    ap.add_argument(
+        "--runs", type=int, default=3, help="timed rounds (after 1 warm-up per variant)"
+    )
+    args = ap.parse_args(argv)
+    threads = len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    peak, how = cpu_peak()
+    print(
+        f"torch {torch.__version__}, {threads} threads; FP32 peak {peak / 1e9:.0f} GFLOP/s = {how}"
+    )
+    load = os.getloadavg()[0]
+    if load > threads + 0.5:
+        print(
+            f"note: load average {load:.1f} on {threads} cores: other work shares the CPU",
+            file=sys.stderr,
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.encoders:
+            bench_encoder(name, args.runs, threads, peak, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

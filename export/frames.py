@@ -1,0 +1,158 @@
+"""GIFs for export checks: a run's test and training GIFs, GIFs named by the user, or generated ones.
+
+Frames are decoded and sampled by the runtime's own reader (gifsent_infer.gifio.read_gif)
+with the model's sampling spec, so parity is checked on exactly what gifsent-infer feeds
+the graph.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gifsent_infer.contract import SamplingSpec
+from gifsent_infer.paths import RunLayout, gifgif_dir
+
+# Keys under which a run's data.json / config.json may name its GIF folder.
+_GIF_FOLDER_KEYS = ("gifs", "gif_dir", "gifs_dir", "gif_folder", "gifs_folder", "images")
+
+
+def gif_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand files and folders (recursively, sorted) into a list of .gif files."""
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p).expanduser()
+        if p.is_dir():
+            out.extend(
+                sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() == ".gif")
+            )
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"no such GIF file or folder: {p}")
+    return out
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def run_gif_folder(run: RunLayout) -> Path | None:
+    """The GIF folder a run trained on: data.json's "gifs" (what the pipeline resolved), else
+    config.json's "gifs" or its data_dir's gifs/ or images/, else the fetched GIFGIF folder."""
+    data, config = _read_json(run.root / "data.json"), _read_json(run.config)
+    candidates = [data.get(k) for k in _GIF_FOLDER_KEYS] + [config.get(k) for k in _GIF_FOLDER_KEYS]
+    for base in (config.get("data_dir"), str(gifgif_dir())):
+        if isinstance(base, str) and base:
+            candidates += [str(Path(base) / "gifs"), str(Path(base) / "images"), base]
+    for c in candidates:
+        if isinstance(c, str) and c and Path(c).expanduser().is_dir():
+            return Path(c).expanduser()
+    return None
+
+
+def _index(folder: Path) -> dict[str, Path]:
+    try:
+        from gifsent_train.votes import index_gifs
+    except ImportError:  # the export side does not need training installed
+        return {p.stem: p for p in gif_files([folder])}
+    return index_gifs(folder)
+
+
+def run_gifs(run: RunLayout | None, split: str) -> list[Path]:
+    """The GIF files of one split ("train", "dev", "test") of a run; [] when unknown or absent.
+
+    Ids come from the run's splits.json; files from `run_gif_folder(run)`.
+    """
+    if run is None or not run.splits.is_file():
+        return []
+    try:
+        ids = json.loads(run.splits.read_text(encoding="utf-8")).get(split) or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    folder = run_gif_folder(run)
+    if folder is None or not ids:
+        return []
+    index = _index(folder)
+    return [index[i] for i in ids if i in index]
+
+
+def generate_gifs(
+    folder: str | os.PathLike, n: int, *, seed: int = 0, size: int = 96
+) -> list[Path]:
+    """Write `n` synthetic animated GIFs (moving shapes over gradients, varied lengths and delays).
+
+    They differ strongly from each other in colour, motion and length, so a model's scores
+    spread across them and a ranking check means something even for an untrained model.
+    """
+    from PIL import Image, ImageDraw
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    for i in range(n):
+        n_frames = int(rng.integers(1, 24))
+        delay = int(rng.choice([20, 40, 60, 100]))
+        c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        angle = rng.uniform(0, 2 * np.pi)
+        t = np.cos(angle) * xx + np.sin(angle) * yy
+        base = (c0 * (1 - t[..., None]) + c1 * t[..., None]).clip(0, 255).astype(np.uint8)
+        shape_color = tuple(int(v) for v in rng.integers(0, 256, 3))
+        r = int(rng.integers(size // 10, size // 3))
+        x0, y0 = rng.uniform(0, size, 2)
+        vx, vy = rng.uniform(-size / 6, size / 6, 2)
+        frames = []
+        for k in range(n_frames):
+            im = Image.fromarray(base)
+            draw = ImageDraw.Draw(im)
+            cx, cy = (x0 + vx * k) % size, (y0 + vy * k) % size
+            if i % 2:
+                draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=shape_color)
+            else:
+                draw.rectangle([cx - r, cy - r / 2, cx + r, cy + r / 2], fill=shape_color)
+            frames.append(im.convert("P", palette=Image.Palette.ADAPTIVE, colors=64))
+        path = folder / f"generated-{seed}-{i:03d}.gif"
+        frames[0].save(path, save_all=True, append_images=frames[1:], duration=delay, loop=0)
+        paths.append(path)
+    return paths
+
+
+def load_frames(
+    paths: Sequence[str | os.PathLike],
+    spec: SamplingSpec,
+    *,
+    limit: int | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> tuple[np.ndarray, list[Path]]:
+    """Decode and sample GIFs with `spec`: uint8 [N, S*T, crop, crop, 3] and the paths used.
+
+    GIFs the reader rejects are skipped with a warning; at most `limit` GIFs are used.
+    """
+    from gifsent_infer.gifio import GifError, read_gif
+
+    warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    frames, used = [], []
+    for p in paths:
+        if limit is not None and len(used) >= limit:
+            break
+        try:
+            frames.append(read_gif(p, spec).frames)
+        except (GifError, OSError) as e:
+            warn(f"skipping {p}: {e}")
+            continue
+        used.append(Path(p))
+    if not frames:
+        shape = (0, spec.num_frames, spec.crop, spec.crop, 3)
+        return np.zeros(shape, np.uint8), []
+    return np.stack(frames), used

@@ -1,0 +1,217 @@
+"""Reduced-precision variants of the encoder graph (fp16 for CUDA, int8 QDQ for CPUs) and the merge with a float head.
+
+Both variants transform only the encoder graph (uint8 `frames` -> float32 `features`) and
+then splice it onto the float32 head graph (`features` -> `scores`), so the head, tiny and
+sensitive (an LSTM), always stays in float32 and the graph's I/O types never change.
+fp16 uses onnxruntime's float16 pass (`onnxruntime.transformers.float16`, the same code as
+onnxconverter-common) with `keep_io_types`, so the uint8 input and float32 output stay.
+int8 uses onnxruntime's static quantization (QDQ, per-channel weights), calibrated on frames
+from training GIFs; the preprocessing (cast, normalisation, layout) is left in float.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gifsent_infer.contract import INPUT_NAME
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+from gifsent_export.onnx_export import FEATURES_NAME, ExportError
+
+_WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU")
+
+
+def to_fp16(encoder: onnx.ModelProto) -> onnx.ModelProto:
+    """fp16 weights and activations inside, uint8 input and float32 `features` output kept."""
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError as e:
+        raise ExportError(
+            "fp16 conversion needs onnxruntime (its transformers.float16 module): "
+            "pip install 'gifsent[cpu]' or 'gifsent[gpu]'"
+        ) from e
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        # Resize's scales/roi and other shape-like inputs must stay float32: block Resize.
+        return convert_float_to_float16(
+            encoder, keep_io_types=True, op_block_list=["Resize", "Range", "RandomUniformLike"]
+        )
+
+
+def preprocessing_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes between the graph input and the first weight-bearing op.
+
+    Those are the cast/normalise/transpose steps of preprocessing; quantizing them would
+    only add error (their input is already exact uint8) and no speed.
+    """
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    seen: set[str] = set()
+    out: list[str] = []
+    frontier = [i.name for i in model.graph.input]
+    while frontier:
+        edge = frontier.pop()
+        for node in consumers.get(edge, []):
+            if node.op_type in _WEIGHT_OPS or node.name in seen:
+                continue
+            seen.add(node.name)
+            out.append(node.name)
+            frontier.extend(node.output)
+    return [n for n in out if n]
+
+
+class FramesReader:
+    """onnxruntime CalibrationDataReader over uint8 frames [N, S*T, crop, crop, 3]."""
+
+    def __init__(
+        self, frames: np.ndarray, *, input_name: str = INPUT_NAME, batch_size: int = 1
+    ) -> None:
+        self.frames = frames
+        self.input_name = input_name
+        self.batch_size = batch_size
+        self._it: Iterator[dict] | None = None
+
+        self._range = (0, len(self))
+
+    def __len__(self) -> int:  # in batches (onnxruntime's strided calibration asks)
+        return -(-len(self.frames) // self.batch_size)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Serve only batches [start_index, end_index) until the next call (strided calibration)."""
+        self._range = (start_index, end_index)
+        self._it = None
+
+    def _batches(self) -> Iterator[dict]:
+        start, end = self._range
+        for b in range(start, min(end, len(self))):
+            i = b * self.batch_size
+            yield {self.input_name: np.ascontiguousarray(self.frames[i : i + self.batch_size])}
+
+    def get_next(self) -> dict | None:
+        if self._it is None:
+            self._it = self._batches()
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = None
+
+
+def quantize_encoder(
+    encoder: onnx.ModelProto,
+    calibration_frames: np.ndarray,
+    *,
+    per_channel: bool = True,
+    batch_size: int = 1,
+) -> onnx.ModelProto:
+    """Static QDQ int8 quantization of an encoder graph, calibrated (MinMax) on `calibration_frames`."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    if len(calibration_frames) == 0:
+        raise ExportError("int8 quantization needs calibration GIFs; none could be read")
+
+    class Reader(FramesReader, CalibrationDataReader):
+        pass
+
+    reader = Reader(calibration_frames, batch_size=batch_size)
+    exclude = preprocessing_nodes(encoder)
+    with tempfile.TemporaryDirectory(prefix="gifsent-int8-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(encoder, str(src))
+        prepared = src
+        try:  # ORT's recommended pre-processing (shape inference); optional
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            pre = Path(tmp) / "pre.onnx"
+            with _quiet():
+                quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            prepared = pre
+        except Exception:  # pre-processing is an optimisation only
+            prepared = src
+        with _quiet():
+            quantize_static(
+                str(prepared),
+                str(dst),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=exclude,
+                # CalibStridedMinMax=1: fold ranges after every batch; otherwise big encoders
+                # keep every intermediate tensor of every calibration batch in memory.
+                extra_options={
+                    "ActivationSymmetric": False,
+                    "WeightSymmetric": True,
+                    "CalibStridedMinMax": 1,
+                },
+            )
+        return onnx.load(str(dst))
+
+
+@contextlib.contextmanager
+def _quiet():
+    """onnxruntime's quantization tools log and print freely; keep stdout clean."""
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _align_opsets(a: onnx.ModelProto, b: onnx.ModelProto) -> None:
+    """onnx.compose needs equal IR versions and compatible opsets; raise both to the max."""
+    ir = max(a.ir_version, b.ir_version)
+    a.ir_version = b.ir_version = ir
+    versions: dict[str, int] = {}
+    for m in (a, b):
+        for imp in m.opset_import:
+            versions[imp.domain] = max(versions.get(imp.domain, 0), imp.version)
+    for m in (a, b):
+        del m.opset_import[:]
+        for domain, version in sorted(versions.items()):
+            entry = m.opset_import.add()
+            entry.domain = domain
+            entry.version = version
+
+
+def merge_encoder_head(encoder: onnx.ModelProto, head: onnx.ModelProto) -> onnx.ModelProto:
+    """One graph: encoder (`frames` -> `features`) then head (`features` -> outputs)."""
+    import onnx
+    from onnx import compose
+
+    encoder, head = (
+        onnx.ModelProto.FromString(encoder.SerializeToString()),
+        onnx.ModelProto.FromString(head.SerializeToString()),
+    )
+    # Prefix internal names so the two graphs' node/edge names cannot collide; keep graph I/O.
+    encoder = compose.add_prefix(encoder, "encoder/", rename_inputs=False, rename_outputs=False)
+    head = compose.add_prefix(head, "head/", rename_inputs=False, rename_outputs=False)
+    _align_opsets(encoder, head)
+    merged = compose.merge_models(encoder, head, io_map=[(FEATURES_NAME, FEATURES_NAME)])
+    del merged.metadata_props[:]
+    return merged
