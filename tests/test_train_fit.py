@@ -1,0 +1,92 @@
+"""Fitting and randomized search: learning, early stopping, determinism, trial records."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gifsent_train.fit import FitConfig, fit_head, predict, train_model
+from gifsent_train.search import SearchSpace, SplitData, run_search, sample_trial
+
+
+def _data(n=96, s=3, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, s, d)).astype(np.float32)
+    w = rng.normal(size=(d, 17)).astype(np.float32) * 0.1
+    y = (x.max(axis=1) @ w + 0.5).astype(np.float32)
+    return x, y
+
+
+def _split():
+    x, y = _data(128)
+    return SplitData(
+        x={"train": x[:96], "dev": x[96:112], "test": x[112:]},
+        y={"train": y[:96], "dev": y[96:112], "test": y[112:]},
+    )
+
+
+@pytest.mark.parametrize("head", ["maxpool", "rnn"])
+def test_fit_learns_and_is_deterministic(head):
+    x, y = _data()
+    cfg = FitConfig(lr=3e-3, batch_size=16, max_epochs=8, patience=20, seed=3, threads=1)
+    m1, r1 = fit_head(head, None, x[:80], y[:80], x[80:], y[80:], cfg)
+    _m2, r2 = fit_head(head, None, x[:80], y[:80], x[80:], y[80:], cfg)
+    assert r1.curves == r2.curves
+    for k, v in r1.state_dict.items():
+        assert torch.equal(v, r2.state_dict[k])
+    assert r1.curves["train"][-1] < r1.curves["train"][0]
+    assert r1.best_dev_loss == min(r1.curves["dev"])
+    # the returned model holds the best-dev state
+    p = predict(m1, x[80:])
+    assert np.mean((p - y[80:]) ** 2) == pytest.approx(r1.best_dev_loss, rel=1e-4)
+    # another seed gives another run
+    _, r3 = fit_head(head, None, x[:80], y[:80], x[80:], y[80:], FitConfig(**{**cfg.to_dict(), "seed": 4}))
+    assert r3.curves != r1.curves
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch():
+    x, y = _data()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(x.shape[1] * x.shape[2], 17))
+    # a huge learning rate makes dev loss go up after the first epochs
+    res = train_model(model, x[:80], y[:80], x[80:], y[80:], FitConfig(lr=0.5, max_epochs=50, patience=3, threads=1))
+    assert res.stopped_early and res.epochs_run < 50
+    assert res.epochs_run - 1 - res.best_epoch == 3
+
+
+def test_sample_trial_ranges_and_reproducibility():
+    sp = SearchSpace()
+    for head in ("maxpool", "rnn"):
+        seen = [sample_trial(head, k, seed=5) for k in range(200)]
+        assert seen[:10] == [sample_trial(head, k, seed=5) for k in range(10)]
+        layers = [c["num_layers"] for c, _ in seen]
+        lo, hi = sp.maxpool_layers if head == "maxpool" else sp.rnn_layers
+        assert min(layers) == lo and max(layers) == hi
+        assert all(32 <= c["hidden"] <= 512 for c, _ in seen)
+        assert all(0 <= c["dropout"] <= 0.5 for c, _ in seen)
+        assert all(1e-4 <= f["lr"] <= 3e-3 for _, f in seen)
+        assert all(1e-6 <= f["weight_decay"] <= 1e-2 for _, f in seen)
+        assert {f["batch_size"] for _, f in seen} == {16, 32, 64, 128}
+    assert sample_trial("rnn", 1, seed=5) != sample_trial("rnn", 1, seed=6)
+
+
+def test_search_is_reproducible_and_records_every_trial(tmp_path):
+    data = _split()
+    base = FitConfig(max_epochs=4, patience=3, threads=1)
+    a = run_search("rnn", data, trials=3, seed=1, fit_defaults=base, trials_dir=tmp_path / "a")
+    b = run_search("rnn", data, trials=3, seed=1, fit_defaults=base, trials_dir=tmp_path / "b")
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == ["rnn-0.json", "rnn-1.json", "rnn-2.json"]
+    for name in files:
+        ta = json.loads((tmp_path / "a" / name).read_text())
+        tb = json.loads((tmp_path / "b" / name).read_text())
+        ta.pop("seconds"), tb.pop("seconds")
+        assert ta == tb
+        assert set(ta) >= {"head_config", "fit", "curves", "metrics"}
+        assert set(ta["metrics"]) == {"train", "dev"}
+    # trial 0 is the study's best LSTM
+    assert a.trials[0].head_config == {"num_layers": 2, "hidden": 64, "dropout": 0.1705}
+    devs = [t.metrics["dev"]["rmse"] for t in a.trials]
+    assert a.best == int(np.argmin(devs)) == b.best

@@ -1,0 +1,427 @@
+"""Encoder features for training: sample GIFs with the shared reader, encode, cache on disk per GIF and view.
+
+Sampling modes (the study's three):
+- ``sparse``: the encoder's own sampling spec (the graph that ships uses it).
+- ``dense``: the same spec with a larger fixed number of segments S.
+- ``augmented``: sparse, plus extra views of each *training* GIF (a temporal offset,
+  a shifted crop, a horizontal flip); dev and test always use view 0, the canonical view.
+
+Cache layout, under ``gifsent_infer.paths.features_cache_dir()``::
+
+    <encoder>/w-<weights key>/s-<spec key>/meta.json
+    <encoder>/w-<weights key>/s-<spec key>/v<view>/<sha[:2]>/<sha256 of the GIF>.npy   float32 [S, D]
+
+The weights key hashes the encoder's state_dict (so random-init encoders are keyed
+by their actual weights); the spec key hashes the SamplingSpec's JSON. Each file is
+written to a temporary name in its folder and renamed with os.replace, so an
+interrupted or concurrent run leaves either a whole entry or none; stray temporary
+files are ignored and an unreadable entry is recomputed. A GIF that fails to decode
+is recorded (id, path, error) and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from gifsent_infer.contract import SamplingSpec
+
+MODES = ("sparse", "dense", "augmented")
+BACKENDS = ("auto", "onnxruntime", "torch")
+
+Progress = Callable[[int, int], None]  # (GIFs done, GIFs total)
+
+
+@dataclass
+class FeatureOptions:
+    mode: str = "sparse"
+    views: int = 4  # augmented mode: views per training GIF, the canonical one included
+    dense_segments: int = 16  # dense mode: S (the study's dense sampling took more clips)
+    batch_size: int = 8  # GIF-views per encoder call; memory, not results, depends on it
+    backend: str = "auto"  # auto: onnxruntime when importable (several times faster on CPU)
+    threads: int | None = None  # intra-op threads for the encoder; None: library default
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"sampling mode must be one of {MODES}, got {self.mode!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.views < 1 or self.dense_segments < 1 or self.batch_size < 1:
+            raise ValueError("views, dense_segments and batch_size must be >= 1")
+
+    def train_views(self) -> int:
+        return self.views if self.mode == "augmented" else 1
+
+
+def sampling_spec(encoder_spec: SamplingSpec, options: FeatureOptions) -> SamplingSpec:
+    """The spec features are taken with: the encoder's, or with S = dense_segments."""
+    if options.mode == "dense":
+        return replace(encoder_spec, segments=int(options.dense_segments))
+    return encoder_spec
+
+
+def view_params(view: int, sha256: str) -> dict:
+    """Augmentation of view `view` of the GIF with content hash `sha256`; view 0 is canonical.
+
+    Deterministic per (view, GIF), so a cache entry's content never depends on run order.
+    Odd views are flipped, so half the extra views are mirror images.
+    """
+    if view == 0:
+        return {"offset": 0.0, "crop_shift": (0.0, 0.0), "flip": False}
+    rng = np.random.default_rng([int(view), int(sha256[:15], 16)])
+    offset = float(rng.uniform(0.0, 1.0))
+    shift = tuple(float(v) for v in rng.uniform(-1.0, 1.0, size=2))
+    return {"offset": offset, "crop_shift": shift, "flip": bool(view % 2 == 1)}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def weights_key(encoder) -> str:
+    """sha256 over the encoder's state_dict (names, dtypes, shapes, bytes)."""
+    h = hashlib.sha256()
+    for name, t in sorted(encoder.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update((t.float() if t.dtype.is_floating_point else t).numpy().tobytes())
+    return h.hexdigest()
+
+
+def spec_key(spec: SamplingSpec) -> str:
+    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+class FeatureCache:
+    """One folder of cached features for an (encoder weights, sampling spec) pair."""
+
+    def __init__(self, root: Path, encoder_name: str, wkey: str, spec: SamplingSpec):
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder_name)
+        self.dir = Path(root) / safe / f"w-{wkey[:16]}" / f"s-{spec_key(spec)[:16]}"
+        self.spec = spec
+        self.meta = {"encoder": encoder_name, "weights_key": wkey, "sampling": spec.to_dict()}
+
+    def ensure(self) -> None:
+        meta = self.dir / "meta.json"
+        if not meta.is_file():
+            atomic_write_json(meta, self.meta)
+
+    def path(self, sha: str, view: int) -> Path:
+        return self.dir / f"v{view}" / sha[:2] / f"{sha}.npy"
+
+    def load(self, sha: str, view: int) -> np.ndarray | None:
+        p = self.path(sha, view)
+        if not p.is_file():
+            return None
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None  # unreadable (e.g. written by something non-atomic): recompute
+        if arr.ndim != 2 or arr.shape[0] != self.spec.segments or not np.isfinite(arr).all():
+            return None
+        return arr
+
+    def save(self, sha: str, view: int, arr: np.ndarray) -> Path:
+        p = self.path(sha, view)
+        atomic_write_bytes(p, _npy_bytes(arr))
+        return p
+
+
+# ------------------------------------------------------------------ encoder backends
+
+
+class TorchRunner:
+    """Runs encoder(frames_u8) in torch eager, no grad."""
+
+    name = "torch"
+
+    def __init__(self, encoder):
+        self.encoder = encoder.eval()
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.encoder(torch.from_numpy(np.ascontiguousarray(frames))).float().numpy()
+
+
+class OrtRunner:
+    """Runs the exporter's encoder graph (uint8 frames -> features [B, S, D]) in onnxruntime."""
+
+    name = "onnxruntime"
+
+    def __init__(self, encoder, graph_path: Path, threads: int | None = None):
+        from gifsent_export.onnx_export import export_encoder_graph
+        from gifsent_infer.ort import import_onnxruntime
+
+        ort = import_onnxruntime()
+        graph_path = Path(graph_path)
+        if not graph_path.is_file():
+            graph_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = graph_path.parent / f".{graph_path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.onnx"
+            try:
+                export_encoder_graph(encoder, tmp)
+                os.replace(tmp, graph_path)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+        so = ort.SessionOptions()
+        # No busy-waiting between ops: the GIF decoder runs on another thread at the same
+        # time, and spinning workers would take its core.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            so.intra_op_num_threads = int(threads)
+            so.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(graph_path), sess_options=so, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        out = self.session.run(None, {self.input_name: np.ascontiguousarray(frames, dtype=np.uint8)})
+        return np.asarray(out[0], dtype=np.float32)
+
+
+def make_runner(encoder, options: FeatureOptions, graph_path: Path | None = None, log=None):
+    """The encoder backend named by options.backend; "auto" falls back to torch if ORT fails."""
+    if options.backend in ("auto", "onnxruntime"):
+        try:
+            if graph_path is None:
+                raise ValueError("no graph path for the onnxruntime encoder")
+            return OrtRunner(encoder, graph_path, options.threads)
+        except Exception as e:  # export or runtime unavailable
+            if options.backend == "onnxruntime":
+                raise
+            if log:
+                log(f"onnxruntime encoder unavailable ({type(e).__name__}: {e}); using torch")
+    return TorchRunner(encoder)
+
+
+def encode_segments(runner, frames: np.ndarray, enc_spec: SamplingSpec, segments: int) -> np.ndarray:
+    """frames uint8 [B, S*T, H, W, 3] with any S -> features [B, S, D].
+
+    The encoder graph takes exactly enc_spec.segments segments, so S segments are cut
+    into chunks of that many (the last chunk padded by wrapping) and encoded as a batch;
+    segments are encoded independently, so this equals encoding all S at once.
+    """
+    b = frames.shape[0]
+    t = enc_spec.frames_per_segment
+    se = enc_spec.segments
+    if segments == se:
+        return runner(frames)
+    k = -(-segments // se)
+    seg = frames.reshape(b, segments, t, *frames.shape[2:])
+    pad = np.arange(k * se) % segments
+    seg = seg[:, pad]  # [B, k*se, T, H, W, 3]
+    chunks = seg.reshape(b * k, se * t, *frames.shape[2:])
+    feats = runner(chunks)  # [B*k, se, D]
+    return feats.reshape(b, k * se, -1)[:, :segments]
+
+
+# ------------------------------------------------------------------ extraction
+
+
+@dataclass
+class FeatureItem:
+    gid: str
+    path: Path
+    views: int = 1
+
+
+@dataclass
+class ExtractResult:
+    spec: SamplingSpec
+    cache_dir: Path
+    entries: dict[str, dict[int, Path]] = field(default_factory=dict)  # id -> view -> .npy
+    sha256: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {path, error}
+    encoded: int = 0  # GIF-views run through the encoder now
+    cached: int = 0  # GIF-views found in the cache
+    backend: str = ""
+    seconds: float = 0.0
+
+    def load(self, ids: Sequence[str], views: int = 1) -> tuple[np.ndarray, list[str]]:
+        """Stack views 0..views-1 of `ids` (skipping failed ones) -> ([N*, S, D], ids per row)."""
+        rows, row_ids = [], []
+        for gid in ids:
+            got = self.entries.get(gid)
+            if not got:
+                continue
+            for v in range(views):
+                if v in got:
+                    rows.append(np.load(got[v], allow_pickle=False))
+                    row_ids.append(gid)
+        if not rows:
+            return np.zeros((0, self.spec.segments, 0), dtype=np.float32), []
+        return np.stack(rows).astype(np.float32), row_ids
+
+    def index(self) -> dict:
+        return {
+            "sampling": self.spec.to_dict(),
+            "cache_dir": str(self.cache_dir),
+            "entries": {g: {str(v): str(p) for v, p in e.items()} for g, e in self.entries.items()},
+            "sha256": self.sha256,
+            "failures": self.failures,
+            "encoded": self.encoded,
+            "cached": self.cached,
+            "backend": self.backend,
+            "seconds": self.seconds,
+        }
+
+
+def extract_features(
+    encoder,
+    items: Iterable[FeatureItem],
+    options: FeatureOptions | None = None,
+    *,
+    cache_root: Path | None = None,
+    progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
+    runner=None,
+) -> ExtractResult:
+    """Features for every (GIF, view) requested, from the cache or by encoding them now."""
+    from gifsent_infer import gifio
+    from gifsent_infer.paths import features_cache_dir
+
+    opts = options or FeatureOptions()
+    items = list(items)
+    spec = sampling_spec(encoder.spec, opts)
+    root = Path(cache_root) if cache_root is not None else features_cache_dir()
+    wkey = weights_key(encoder)
+    cache = FeatureCache(root, getattr(encoder, "name", type(encoder).__name__), wkey, spec)
+    cache.ensure()
+    res = ExtractResult(spec=spec, cache_dir=cache.dir)
+    t0 = time.perf_counter()
+
+    # 1. what is already cached
+    todo: list[tuple[FeatureItem, str, list[int]]] = []
+    for it in items:
+        try:
+            sha = file_sha256(it.path)
+        except OSError as e:
+            res.failures[it.gid] = {"path": str(it.path), "error": f"{type(e).__name__}: {e}"}
+            continue
+        res.sha256[it.gid] = sha
+        missing = []
+        for v in range(it.views):
+            if cache.load(sha, v) is not None:
+                res.entries.setdefault(it.gid, {})[v] = cache.path(sha, v)
+                res.cached += 1
+            else:
+                missing.append(v)
+        if missing:
+            todo.append((it, sha, missing))
+
+    total = len(items)
+    done = total - len(todo)
+    if progress:
+        progress(done, total)
+    if not todo:
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    # 2. decode + sample on a worker thread while the encoder runs on the main thread
+    if runner is None:
+        graph = root / "graphs" / f"{cache.dir.parent.parent.name}-{cache.dir.parent.name}-e{spec_key(encoder.spec)[:16]}.onnx"
+        runner = make_runner(encoder, opts, graph, log)
+    res.backend = getattr(runner, "name", type(runner).__name__)
+
+    def prepare(job):
+        it, sha, views = job
+        try:
+            if len(views) == 1:  # one view: read_gif composites only the sampled frames
+                frames = [gifio.read_gif(it.path, spec, **view_params(views[0], sha)).frames]
+            else:  # several views: decode once, sample each view
+                decoded = gifio.decode_for_spec(it.path, spec)
+                frames = [
+                    gifio.sample_decoded(decoded, spec, **view_params(v, sha)).frames
+                    for v in views
+                ]
+            return job, frames, None
+        except Exception as e:  # GifError, OSError, anything a broken file can raise
+            return job, None, f"{type(e).__name__}: {e}"
+
+    pending: list[tuple[str, str, int, np.ndarray]] = []  # (gid, sha, view, frames)
+
+    def flush():
+        if not pending:
+            return
+        batch = np.stack([p[3] for p in pending])
+        feats = encode_segments(runner, batch, encoder.spec, spec.segments)
+        for (gid, sha, v, _), f in zip(pending, feats, strict=True):
+            res.entries.setdefault(gid, {})[v] = cache.save(sha, v, f)
+            res.encoded += 1
+        pending.clear()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # bounded look-ahead keeps memory flat on big datasets
+        window = max(2 * opts.batch_size, 4)
+        futures = [pool.submit(prepare, j) for j in todo[:window]]
+        nxt = len(futures)
+        i = 0
+        while i < len(futures):
+            (it, sha, views), frames, err = futures[i].result()
+            futures[i] = None  # release the frames
+            i += 1
+            if nxt < len(todo):
+                futures.append(pool.submit(prepare, todo[nxt]))
+                nxt += 1
+            if err is not None:
+                res.failures[it.gid] = {"path": str(it.path), "error": err}
+                if log:
+                    log(f"skipping {it.path}: {err}")
+            else:
+                for v, fr in zip(views, frames, strict=True):
+                    pending.append((it.gid, sha, v, fr))
+                    if len(pending) >= opts.batch_size:
+                        flush()
+            done += 1
+            if progress:
+                progress(done, total)
+        flush()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def write_failures(path: Path, result: ExtractResult) -> None:
+    atomic_write_json(Path(path), result.failures)
+

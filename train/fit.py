@@ -1,0 +1,188 @@
+"""Fits one head on cached features; knows nothing about which head it is training.
+
+Input features are ``[N, S, D]`` float32 (S segments of D-dim encoder features) and
+targets ``[N, 17]``; the model maps ``[B, S, D] -> [B, 17]``. MSE loss, Adam with
+(L2-style, torch Adam's) weight decay, early stopping on dev loss with patience; the
+state of the best dev epoch is returned. Seeded: the same seed, data and thread
+count give bit-identical results on a CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class FitConfig:
+    lr: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 1e-5
+    max_epochs: int = 60  # early stopping usually ends far sooner
+    patience: int = 8  # epochs without a dev improvement before stopping
+    min_delta: float = 0.0  # a dev loss must beat the best by this much to count
+    seed: int = 0
+    eval_batch_size: int = 256  # inference batches; no effect on results
+    # torch intra-op threads while fitting; small heads often run fastest on 1 thread, and
+    # results are bit-identical only for the same thread count. None: leave torch's setting.
+    threads: int | None = None
+    # Start the last Linear layer that outputs the targets at the training mean (bias) with
+    # small weights: every head then starts at the study's baseline instead of at 0, and the
+    # epochs go into learning what differs between GIFs. Works for any head ending in Linear.
+    init_output_at_mean: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FitResult:
+    state_dict: dict[str, torch.Tensor]  # best dev epoch
+    best_epoch: int  # 0-based
+    best_dev_loss: float
+    curves: dict[str, list[float]] = field(default_factory=dict)  # "train", "dev": MSE per epoch
+    epochs_run: int = 0
+    stopped_early: bool = False
+
+
+def _tensor(x) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x, batch_size: int = 256) -> np.ndarray:
+    """[N, S, D] -> [N, 17] numpy, eval mode."""
+    was_training = model.training
+    model.eval()
+    xt = _tensor(x)
+    out = [model(xt[i : i + batch_size]) for i in range(0, len(xt), batch_size)]
+    model.train(was_training)
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(out).numpy()
+
+
+def _mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            total += float(((model(x[i : i + batch_size]) - y[i : i + batch_size]) ** 2).sum())
+    return total / (len(x) * y.shape[1])
+
+
+@torch.no_grad()
+def _init_output(model: nn.Module, y: torch.Tensor) -> None:
+    last = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear) and m.out_features == y.shape[1]:
+            last = m
+    if last is not None and last.bias is not None:
+        last.bias.copy_(y.mean(dim=0))
+        last.weight.mul_(0.1)
+
+
+def train_model(
+    model: nn.Module,
+    x_train,
+    y_train,
+    x_dev,
+    y_dev,
+    config: FitConfig | None = None,
+    *,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+) -> FitResult:
+    """Train `model` in place and load its best-dev state into it; returns curves and that state."""
+    cfg = config or FitConfig()
+    previous = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    try:
+        return _train(model, x_train, y_train, x_dev, y_dev, cfg, on_epoch)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(model, x_train, y_train, x_dev, y_dev, cfg: FitConfig, on_epoch) -> FitResult:
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    xt, yt = _tensor(x_train), _tensor(y_train)
+    xd, yd = _tensor(x_dev), _tensor(y_dev)
+    if len(xt) == 0 or len(xd) == 0:
+        raise ValueError("train_model needs non-empty train and dev sets")
+    if cfg.init_output_at_mean:
+        _init_output(model, yt)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    best = (math.inf, -1, copy.deepcopy(model.state_dict()))
+    curves: dict[str, list[float]] = {"train": [], "dev": []}
+    bad = 0
+    stopped = False
+    epoch = -1
+    for epoch in range(cfg.max_epochs):
+        model.train()
+        perm = torch.randperm(len(xt), generator=gen)
+        total, count = 0.0, 0
+        for i in range(0, len(xt), cfg.batch_size):
+            idx = perm[i : i + cfg.batch_size]
+            xb, yb = xt[idx], yt[idx]
+            opt.zero_grad(set_to_none=True)
+            loss = ((model(xb) - yb) ** 2).mean()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        train_loss = total / count  # mean over the epoch's batches, dropout on
+        model.eval()
+        dev_loss = _mse(model, xd, yd, cfg.eval_batch_size)
+        curves["train"].append(train_loss)
+        curves["dev"].append(dev_loss)
+        if on_epoch is not None:
+            on_epoch(epoch, train_loss, dev_loss)
+        if not math.isfinite(dev_loss):
+            stopped = True
+            break
+        if dev_loss < best[0] - cfg.min_delta:
+            best = (dev_loss, epoch, copy.deepcopy(model.state_dict()))
+            bad = 0
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                stopped = True
+                break
+    model.load_state_dict(best[2])
+    model.eval()
+    return FitResult(
+        state_dict=best[2],
+        best_epoch=best[1],
+        best_dev_loss=best[0],
+        curves=curves,
+        epochs_run=epoch + 1,
+        stopped_early=stopped,
+    )
+
+
+def fit_head(
+    head_name: str,
+    head_config,
+    x_train,
+    y_train,
+    x_dev,
+    y_dev,
+    config: FitConfig | None = None,
+    *,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+) -> tuple[nn.Module, FitResult]:
+    """Create a registry head for these features and train it; returns (head, result)."""
+    from gifsent_models.heads import create_head
+
+    cfg = config or FitConfig()
+    torch.manual_seed(cfg.seed)  # the head's initial weights depend on the seed too
+    in_dim = int(np.asarray(x_train).shape[-1])
+    head = create_head(head_name, in_dim, head_config)
+    result = train_model(head, x_train, y_train, x_dev, y_dev, cfg, on_epoch=on_epoch)
+    return head, result

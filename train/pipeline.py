@@ -1,0 +1,845 @@
+"""The training run as stages — scores, features, search, report — each skipped when its outputs are current.
+
+A stage records the hash of its inputs (files and the config fields it reads) in
+``<run>/stages.json`` when it finishes; a later call with the same inputs and its
+outputs present does nothing. Everything a stage writes lives in the run folder
+(``gifsent_infer.paths.RunLayout``), except the feature cache, which is shared between
+runs and keyed by content.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gifsent_infer import paths
+from gifsent_infer.contract import EMOTIONS
+from gifsent_train.features import atomic_write_json
+from gifsent_train.splits import load_splits
+
+STAGES = ("scores", "features", "search", "report")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. Empty strings / zeros mean "the documented default"."""
+
+    # -- data ------------------------------------------------------------------------------
+    data_dir: str = ""  # default: $GIFSENT_HOME/data/gifgif, where `gifsent-train fetch` puts it
+    votes: str = ""  # votes CSV(.gz); default: the one *.csv(.gz) in data_dir
+    gifs: str = ""  # folder of <id>.gif at any depth; default: data_dir/gifs, else data_dir
+    truth: str = ""  # demo data's true strengths (CSV); default: data_dir/truth.csv if present
+    limit_gifs: int = 0  # use only the first N GIFs with files (quick trials); 0: all
+    # -- encoder and sampling ----------------------------------------------------------------
+    encoder: str = "resnext101-kinetics"  # the study's encoder; weights must be supplied
+    encoder_weights: str = ""  # local weights file; "" = the encoder's own default source
+    random_init: bool = False  # allow random encoder weights (tests, tiny encoders only)
+    segments: int = 0  # sparse S; 0 = the encoder's default spec
+    fps: float = 0.0  # segment frame rate; 0 = the encoder's default
+    size: int = 0  # shorter side before the crop; 0 = default (the crop is the network's)
+    sampling: str = "sparse"  # sparse | dense | augmented (the study's three modes)
+    views: int = 4  # augmented: views per training GIF, the canonical one included
+    dense_segments: int = 16  # dense: S for both training and the exported graph
+    encoder_batch: int = 8  # GIF-views per encoder call (memory only)
+    use_onnxruntime: str = "auto"  # auto | true | false; ORT is ~8x faster for CNNs on a CPU
+    threads: int = 0  # intra-op threads for torch and onnxruntime; 0 = library default
+    cache_dir: str = ""  # feature cache; default $GIFSENT_HOME/cache/features (shared by runs)
+    # -- fitting and search ------------------------------------------------------------------
+    heads: tuple[str, ...] = ("maxpool", "rnn")
+    trials: int = 20  # randomized trials per head (the study's search)
+    max_epochs: int = 60
+    patience: int = 8  # early stopping on dev
+    include_default_trial: bool = True  # trial 0 = head defaults (rnn: the study's best)
+    seed: int = 0  # splits, search and every fit derive from it
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # the study's 80/10/10
+    # -- where the run goes --------------------------------------------------------------------
+    run_dir: str = ""  # parent of runs; default $GIFSENT_HOME/runs
+    run_name: str = ""  # default: derived from data + encoder + sampling + a config hash
+
+    def __post_init__(self) -> None:
+        self.heads = tuple(self.heads)
+        self.split_fractions = tuple(float(f) for f in self.split_fractions)
+        if isinstance(self.use_onnxruntime, bool):
+            self.use_onnxruntime = "true" if self.use_onnxruntime else "false"
+        self.use_onnxruntime = str(self.use_onnxruntime).lower()
+        if self.use_onnxruntime not in ("auto", "true", "false"):
+            raise ValueError("use_onnxruntime must be auto, true or false")
+        if self.sampling not in ("sparse", "dense", "augmented"):
+            raise ValueError(f"sampling must be sparse, dense or augmented, got {self.sampling!r}")
+        for h in self.heads:
+            if h not in ("maxpool", "rnn"):
+                raise ValueError(f"unknown head {h!r}; expected maxpool or rnn")
+
+    # -- resolution of defaults ----------------------------------------------------------------
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser() if self.data_dir else paths.gifgif_dir()
+
+    def votes_path(self) -> Path | None:
+        if self.votes:
+            return Path(self.votes).expanduser()
+        d = self.data_path()
+        if not d.is_dir():
+            return None
+        found = sorted(d.glob("*.csv.gz")) + sorted(d.glob("*.csv"))
+        found = [p for p in found if p.name not in ("truth.csv", "scores.csv")]
+        return found[0] if found else None
+
+    def gifs_path(self) -> Path:
+        if self.gifs:
+            return Path(self.gifs).expanduser()
+        d = self.data_path()
+        for sub in ("gifs", "images"):
+            if (d / sub).is_dir():
+                return d / sub
+        return d
+
+    def truth_path(self) -> Path | None:
+        if self.truth:
+            return Path(self.truth).expanduser()
+        for name in ("truth.csv", "truth.csv.gz"):
+            p = self.data_path() / name
+            if p.is_file():
+                return p
+        return None
+
+    def backend(self) -> str:
+        return {"auto": "auto", "true": "onnxruntime", "false": "torch"}[self.use_onnxruntime]
+
+    def run_layout(self) -> paths.RunLayout:
+        parent = Path(self.run_dir).expanduser() if self.run_dir else paths.runs_dir()
+        return paths.RunLayout(parent / (self.run_name or self.default_run_name()))
+
+    def default_run_name(self) -> str:
+        keep = {k: v for k, v in asdict(self).items() if k not in ("run_dir", "run_name", "threads")}
+        h = hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        data = self.data_path().name or "data"
+        return f"{data}-{self.encoder}-{self.sampling}-{h}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["heads"] = list(self.heads)
+        d["split_fractions"] = list(self.split_fractions)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; known: {sorted(names)}")
+        return cls(**data)
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# Presets: named starting points; options and config files override them.
+PRESETS: dict[str, dict] = {
+    # The study's setting, on the real GIFGIF dump (needs the ResNeXt-101 Kinetics weights).
+    "study": {"encoder": "resnext101-kinetics", "sampling": "sparse", "trials": 20},
+    # The README demo: 600 procedural GIFs, ImageNet EfficientNet-Lite0 (offline weights),
+    # about 15 minutes for all of train + export + infer on a 2-core CPU. Chosen by
+    # measurement (see the training report for the timings).
+    "demo": {
+        "encoder": "efficientnet-lite0",
+        "sampling": "augmented",  # canonical + 1 augmented view per training GIF
+        "segments": 4,  # 4 frames per GIF: the demo's emotions are visible in every frame
+        "views": 2,
+        "trials": 4,  # per head; trial 0 is the head's default (rnn: the study's best)
+        "max_epochs": 30,
+        "patience": 5,
+    },
+    # CI: a tiny random encoder and two trials per head, seconds on a CPU.
+    "tiny": {
+        "encoder": "resnext3d-tiny",
+        "random_init": True,
+        "sampling": "sparse",
+        "trials": 2,
+        "max_epochs": 15,
+        "patience": 4,
+    },
+}
+
+
+def load_config_file(path: str | os.PathLike) -> dict:
+    """A JSON or TOML file (by suffix) holding TrainConfig fields, flat or under [train]."""
+    p = Path(path)
+    text = p.read_bytes()
+    if p.suffix.lower() == ".toml":
+        try:
+            import tomllib  # Python 3.11+
+        except ImportError:  # pragma: no cover - Python 3.10
+            import tomli as tomllib
+        data = tomllib.loads(text.decode("utf-8"))
+    else:
+        data = json.loads(text)
+    if isinstance(data.get("train"), dict) and len(data) == 1:
+        data = data["train"]
+    return data
+
+
+def resolve_config(
+    preset: str | None = None, config_file: str | os.PathLike | None = None, **overrides
+) -> TrainConfig:
+    """preset < config file < explicit overrides (None values are ignored)."""
+    data: dict = {}
+    if preset:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
+        data.update(PRESETS[preset])
+    if config_file:
+        data.update(load_config_file(config_file))
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(data)
+
+
+# ------------------------------------------------------------------ reporting hooks
+
+
+class Reporter:
+    """What the pipeline tells its caller; the CLI draws rich progress bars, tests stay silent."""
+
+    def stage(self, name: str, skipped: bool = False) -> None: ...
+
+    def log(self, message: str) -> None: ...
+
+    def progress(self, task: str, done: int, total: int) -> None: ...
+
+    def done(self, task: str) -> None: ...
+
+
+class NoDataError(FileNotFoundError):
+    """No votes/GIFs where the config points; the message says how to get some."""
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _sha_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sha_obj(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_json(path: Path, default=None):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _finite(obj.item())
+    return obj
+
+
+@dataclass
+class StageRecord:
+    inputs: str
+    outputs: list[str]
+    seconds: float
+    finished: float
+
+
+class Run:
+    """One run folder plus its stage bookkeeping."""
+
+    def __init__(self, config: TrainConfig, reporter: Reporter | None = None):
+        self.config = config
+        self.layout = config.run_layout().ensure()
+        self.reporter = reporter or Reporter()
+        self.stages_file = self.layout.root / "stages.json"
+        self.timings: dict[str, float] = {}  # wall seconds per stage run now
+        self.cpu_timings: dict[str, float] = {}  # CPU seconds (all threads) per stage
+        atomic_write_json(self.layout.config, config.to_dict())
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _records(self) -> dict:
+        return _read_json(self.stages_file, {}) or {}
+
+    def current(self, stage: str, inputs: str) -> bool:
+        rec = self._records().get(stage)
+        return bool(
+            rec
+            and rec.get("inputs") == inputs
+            and all(Path(p).exists() for p in rec.get("outputs", []))
+        )
+
+    def record(self, stage: str, inputs: str, outputs: list[Path], seconds: float) -> None:
+        recs = self._records()
+        recs[stage] = asdict(
+            StageRecord(inputs, [str(p) for p in outputs], round(seconds, 3), time.time())
+        )
+        atomic_write_json(self.stages_file, recs)
+
+    def output_hash(self, stage: str) -> str:
+        return self._records().get(stage, {}).get("inputs", "")
+
+    # -- stage: scores ---------------------------------------------------------------------------
+    def scores_inputs(self) -> str:
+        cfg = self.config
+        votes = cfg.votes_path()
+        if votes is None or not votes.is_file():
+            raise NoDataError(no_data_message(cfg))
+        gifs = cfg.gifs_path()
+        if not gifs.is_dir():
+            raise NoDataError(no_data_message(cfg))
+        from gifsent_train.votes import index_gifs
+
+        self._gif_index = index_gifs(gifs)
+        if not self._gif_index:
+            raise NoDataError(no_data_message(cfg))
+        truth = cfg.truth_path()
+        return _sha_obj(
+            {
+                "votes": _sha_file(votes),
+                "gifs": sorted(self._gif_index),
+                "truth": _sha_file(truth) if truth and truth.is_file() else "",
+                "seed": cfg.seed,
+                "fractions": cfg.split_fractions,
+                "limit": cfg.limit_gifs,
+            }
+        )
+
+    def stage_scores(self, force: bool = False) -> None:
+        from gifsent_train import bradley_terry as bt
+        from gifsent_train import splits as sp
+        from gifsent_train.votes import filter_votes, missing_gifs, read_votes
+
+        cfg = self.config
+        inputs = self.scores_inputs()
+        lay = self.layout
+        if not force and self.current("scores", inputs):
+            self.reporter.stage("scores", skipped=True)
+            return
+        self.reporter.stage("scores")
+        t0, c0 = time.perf_counter(), time.process_time()
+        votes = read_votes(cfg.votes_path())
+        present = self._gif_index
+        if cfg.limit_gifs:
+            keep = [g for g in votes.ids if g in present][: cfg.limit_gifs]
+            present = {g: present[g] for g in keep}
+        miss = missing_gifs(votes, present)
+        votes = filter_votes(votes, present)
+        self.reporter.log(
+            f"{votes.stats.rows} vote rows, {votes.n_gifs} GIFs with files "
+            f"({miss.n_missing} voted-on GIFs missing)"
+        )
+        fitted = bt.fit_all_emotions(votes)
+        scores, scale = fitted.scores, fitted.target
+        bt.write_scores_csv(lay.scores, fitted)
+        atomic_write_json(lay.target_scale, scale.to_dict())
+        ids = list(fitted.ids)
+        splits = sp.make_splits(ids, seed=cfg.seed, fractions=cfg.split_fractions)
+        sp.save_splits(lay.splits, splits, seed=cfg.seed, fractions=cfg.split_fractions)
+        data_info = {
+            "votes": str(cfg.votes_path()),
+            "gifs": str(cfg.gifs_path()),
+            "vote_stats": votes.stats.to_dict(),
+            "missing": {k: v for k, v in miss.to_dict().items() if k != "missing_ids"},
+            "missing_ids": miss.missing_ids[:1000],
+        }
+        truth = cfg.truth_path()
+        if truth and truth.is_file():
+            t_ids, t_vals = read_truth(truth)
+            tmap = dict(zip(t_ids, t_vals, strict=True))
+            have = [i for i, g in enumerate(ids) if g in tmap]
+            from gifsent_train import metrics as M
+
+            strengths = scale.to_strength(scores)
+            data_info["bt_vs_truth"] = M.agreement(
+                np.stack([tmap[ids[i]] for i in have]), strengths[have]
+            )
+        atomic_write_json(lay.root / "data.json", _finite(data_info))
+        dt = time.perf_counter() - t0
+        self.record("scores", inputs, [lay.scores, lay.target_scale, lay.splits], dt)
+        self.timings["scores"] = dt
+        self.cpu_timings["scores"] = time.process_time() - c0
+
+    # -- stage: features ---------------------------------------------------------------------------
+    def make_encoder(self):
+        import torch
+
+        from gifsent_models.registry import create_encoder
+
+        cfg = self.config
+        # Random-init encoders (tests, tiny ones) must come out identical in every process
+        # that uses this run, so their features in the cache stay valid.
+        torch.manual_seed(cfg.seed)
+        enc = create_encoder(
+            cfg.encoder, weights=cfg.encoder_weights or None, random_init=cfg.random_init
+        )
+        changes = {}
+        if cfg.segments:
+            changes["segments"] = cfg.segments
+        if cfg.sampling == "dense":
+            changes["segments"] = cfg.dense_segments
+        if cfg.fps:
+            changes["fps"] = float(cfg.fps)
+        if cfg.size:
+            changes["size"] = int(cfg.size)
+        if changes:
+            torch.manual_seed(cfg.seed)
+            enc = create_encoder(
+                cfg.encoder,
+                weights=cfg.encoder_weights or None,
+                random_init=cfg.random_init,
+                spec=dataclasses.replace(enc.spec, **changes),
+            )
+        return enc.eval()
+
+    def feature_options(self):
+        from gifsent_train.features import FeatureOptions
+
+        cfg = self.config
+        return FeatureOptions(
+            mode=cfg.sampling,
+            views=cfg.views,
+            dense_segments=cfg.dense_segments,
+            batch_size=cfg.encoder_batch,
+            backend=cfg.backend(),
+            threads=cfg.threads or None,
+        )
+
+    def stage_features(self, force: bool = False):
+        from gifsent_train.features import FeatureItem, extract_features, weights_key
+
+        cfg = self.config
+        lay = self.layout
+        if not lay.splits.is_file():
+            raise RuntimeError("run the scores stage first (no splits.json)")
+        splits = load_splits(lay.splits)
+        encoder = self.make_encoder()
+        self.encoder = encoder
+        opts = self.feature_options()
+        inputs = _sha_obj(
+            {
+                "splits": self.output_hash("scores"),
+                "encoder": cfg.encoder,
+                "weights": weights_key(encoder),
+                "spec": encoder.spec.to_dict(),
+                "mode": cfg.sampling,
+                "views": opts.train_views(),
+            }
+        )
+        if not force and self.current("features", inputs) and self._cache_intact():
+            self.reporter.stage("features", skipped=True)
+            return inputs
+        self.reporter.stage("features")
+        t0, c0 = time.perf_counter(), time.process_time()
+        from gifsent_train.votes import index_gifs
+
+        index = getattr(self, "_gif_index", None) or index_gifs(cfg.gifs_path())
+        items = []
+        for split, ids in splits.items():
+            nv = opts.train_views() if split == "train" else 1
+            items += [FeatureItem(g, index[g], nv) for g in ids if g in index]
+        res = extract_features(
+            encoder,
+            items,
+            opts,
+            cache_root=Path(cfg.cache_dir) if cfg.cache_dir else None,
+            progress=lambda d, t: self.reporter.progress("features", d, t),
+            log=self.reporter.log,
+        )
+        self.reporter.done("features")
+        idx = res.index()
+        idx["splits"] = {k: len(v) for k, v in splits.items()}
+        atomic_write_json(lay.features_index, idx)
+        atomic_write_json(lay.root / "feature_failures.json", res.failures)
+        self.reporter.log(
+            f"features: {res.encoded} encoded, {res.cached} from cache, "
+            f"{len(res.failures)} failed ({res.backend or 'cache only'}, {res.seconds:.1f} s)"
+        )
+        dt = time.perf_counter() - t0
+        self.record("features", inputs, [lay.features_index], dt)
+        self.timings["features"] = dt
+        self.cpu_timings["features"] = time.process_time() - c0
+        return inputs
+
+    def _cache_intact(self) -> bool:
+        """Every cache file the run's features index names still exists (caches get pruned)."""
+        idx = _read_json(self.layout.features_index, {}) or {}
+        return all(Path(p).is_file() for e in idx.get("entries", {}).values() for p in e.values())
+
+    # -- stage: search ---------------------------------------------------------------------------
+    def load_data(self):
+        from gifsent_train.search import SplitData
+
+        lay = self.layout
+        idx = _read_json(lay.features_index)
+        splits = load_splits(lay.splits)
+        ids_all, y_all = read_scores_matrix(lay.scores)
+        ymap = dict(zip(ids_all, y_all, strict=True))
+        entries = idx["entries"]
+        views = self.feature_options().train_views()
+        x, y, ids = {}, {}, {}
+
+        def stack(split_ids, nv):
+            rows, rid = [], []
+            for g in split_ids:
+                e = entries.get(g)
+                if not e or g not in ymap:
+                    continue
+                for v in range(nv):
+                    p = e.get(str(v))
+                    if p:
+                        rows.append(np.load(p, allow_pickle=False))
+                        rid.append(g)
+            if not rows:
+                raise RuntimeError("no features for a split; did every GIF fail to decode?")
+            return np.stack(rows).astype(np.float32), rid
+
+        for split in ("train", "dev", "test"):
+            nv = views if split == "train" else 1
+            x[split], ids[split] = stack(splits[split], nv)
+            y[split] = np.stack([ymap[g] for g in ids[split]]).astype(np.float32)
+        train_eval = "train"
+        if views > 1:
+            x["train_view0"], ids["train_view0"] = stack(splits["train"], 1)
+            y["train_view0"] = np.stack([ymap[g] for g in ids["train_view0"]]).astype(np.float32)
+            train_eval = "train_view0"
+        return SplitData(x=x, y=y, ids=ids, train_eval=train_eval)
+
+    def stage_search(self, force: bool = False) -> None:
+        from gifsent_train import metrics as M
+        from gifsent_train.fit import FitConfig, predict
+        from gifsent_train.search import evaluate, run_search
+
+        cfg = self.config
+        lay = self.layout
+        inputs = _sha_obj(
+            {
+                "features": self.output_hash("features"),
+                "scores": self.output_hash("scores"),
+                "heads": cfg.heads,
+                "trials": cfg.trials,
+                "epochs": cfg.max_epochs,
+                "patience": cfg.patience,
+                "default": cfg.include_default_trial,
+                "seed": cfg.seed,
+            }
+        )
+        outputs = [lay.metrics] + [lay.checkpoint(h) for h in cfg.heads]
+        if not force and self.current("search", inputs):
+            self.reporter.stage("search", skipped=True)
+            return
+        self.reporter.stage("search")
+        t0, c0 = time.perf_counter(), time.process_time()
+        if cfg.threads:
+            import torch
+
+            torch.set_num_threads(cfg.threads)
+        data = self.load_data()
+        self.reporter.log(
+            "training rows: "
+            + ", ".join(f"{k} {v.shape[0]}" for k, v in data.x.items())
+            + f"; features [S={data.x['dev'].shape[1]}, D={data.x['dev'].shape[2]}]"
+        )
+        for old in lay.trials.glob("*.json"):
+            old.unlink()
+        models: dict[str, dict] = {}
+        per_emotion_rows: list[dict] = []
+        truth = self._truth_map()
+        # baselines
+        mean = M.MeanBaseline().fit(data.y["train"])
+        models["mean"] = {
+            s: M.summary(data.y[k], mean.predict(len(data.y[k])))
+            for s, k in (("train", data.train_eval), ("dev", "dev"), ("test", "test"))
+        }
+        ridge = M.RidgeBaseline().fit(data.x["train"], data.y["train"], data.x["dev"], data.y["dev"])
+        models["ridge"] = {
+            s: M.summary(data.y[k], ridge.predict(data.x[k]))
+            for s, k in (("train", data.train_eval), ("dev", "dev"), ("test", "test"))
+        }
+        models["ridge"]["alpha"] = ridge.alpha_
+        preds = {"mean": mean.predict(len(data.y["test"])), "ridge": ridge.predict(data.x["test"])}
+        fit_defaults = FitConfig(max_epochs=cfg.max_epochs, patience=cfg.patience, seed=cfg.seed)
+        curves = {}
+        encoder = getattr(self, "encoder", None) or self.make_encoder()
+        scale = _target_scale(lay)
+        for head in cfg.heads:
+            total = cfg.trials
+
+            def on_trial(trial, is_best, head=head, total=total):
+                self.reporter.progress(f"search {head}", trial.index + 1, total)
+                if is_best:
+                    self.reporter.log(
+                        f"{head} trial {trial.index}: dev RMSE "
+                        f"{trial.metrics['dev']['rmse']:.4f} (best so far)"
+                    )
+
+            self.reporter.progress(f"search {head}", 0, total)
+            res = run_search(
+                head,
+                data,
+                trials=cfg.trials,
+                seed=cfg.seed,
+                fit_defaults=fit_defaults,
+                include_default=cfg.include_default_trial,
+                trials_dir=lay.trials,
+                on_trial=on_trial,
+            )
+            self.reporter.done(f"search {head}")
+            best = res.best_trial
+            mets = evaluate(res.model, data)
+            models[head] = {
+                **mets,
+                "trial": best.index,
+                "head_config": best.head_config,
+                "fit": best.fit,
+                "best_epoch": best.best_epoch,
+            }
+            curves[head] = {**best.curves, "best_epoch": best.best_epoch}
+            preds[head] = predict(res.model, data.x["test"])
+            save_best(lay.checkpoint(head), encoder, head, best.head_config, res.model, scale, mets)
+        # per-emotion table (test) and agreement with the truth
+        test_truth = None
+        if truth:
+            have = [i for i, g in enumerate(data.ids["test"]) if g in truth]
+            test_truth = (have, np.stack([truth[data.ids["test"][i]] for i in have])) if have else None
+        for key, p in preds.items():
+            rows = M.per_emotion(data.y["test"], p)
+            if test_truth is not None and key in ("maxpool", "rnn", "ridge"):
+                have, tv = test_truth
+                agree = M.agreement(tv, p[have])
+                models[key]["truth_agreement"] = agree
+                for r in rows:
+                    r["truth_spearman"] = agree["spearman"][r["emotion"]]
+            for r in rows:
+                r["model"] = key
+            per_emotion_rows += rows
+        if test_truth is not None:
+            have, tv = test_truth
+            strengths = scale.to_strength(data.y["test"][have])
+            models["bt_ceiling"] = {"truth_agreement": M.agreement(tv, strengths)}
+        metrics_doc = {
+            "models": models,
+            "per_emotion": per_emotion_rows,
+            "curves": curves,
+            "rows": {k: int(v.shape[0]) for k, v in data.x.items()},
+        }
+        atomic_write_json(lay.metrics, _finite(metrics_doc))
+        dt = time.perf_counter() - t0
+        self.record("search", inputs, outputs, dt)
+        self.timings["search"] = dt
+        self.cpu_timings["search"] = time.process_time() - c0
+
+    def _truth_map(self) -> dict[str, np.ndarray] | None:
+        p = self.config.truth_path()
+        if not p or not p.is_file():
+            return None
+        ids, vals = read_truth(p)
+        return dict(zip(ids, vals, strict=True))
+
+    # -- stage: report ---------------------------------------------------------------------------
+    def stage_report(self, force: bool = False) -> dict[str, Path]:
+        from gifsent_train.report import write_report
+
+        lay = self.layout
+        inputs = _sha_obj({"search": self.output_hash("search"), "scores": self.output_hash("scores")})
+        files = {
+            "table1_md": lay.report / "table1.md",
+            "table1_csv": lay.report / "table1.csv",
+            "per_emotion_csv": lay.report / "per_emotion.csv",
+            "figure1": lay.report / "figure1.png",
+            "figure3": lay.report / "figure3.png",
+            "report_md": lay.report / "report.md",
+        }
+        if not force and self.current("report", inputs):
+            self.reporter.stage("report", skipped=True)
+            return files
+        self.reporter.stage("report")
+        t0, c0 = time.perf_counter(), time.process_time()
+        m = _read_json(lay.metrics)
+        if m is None:
+            raise RuntimeError("run the search stage first (no metrics.json)")
+        _, scores = read_scores_matrix(lay.scores)
+        extra = _extra_markdown(m, _read_json(lay.root / "data.json", {}))
+        files = write_report(lay.report, m["models"], m["per_emotion"], scores, m["curves"], extra)
+        dt = time.perf_counter() - t0
+        self.record("report", inputs, list(files.values()), dt)
+        self.timings["report"] = dt
+        self.cpu_timings["report"] = time.process_time() - c0
+        return files
+
+    def write_timings(self) -> None:
+        p = self.layout.root / "timings.json"
+        old = _read_json(p, {}) or {}
+        for k, v in self.timings.items():
+            old[k] = {"wall_s": round(v, 2), "cpu_s": round(self.cpu_timings.get(k, 0.0), 2)}
+        atomic_write_json(p, old)
+
+
+def _extra_markdown(m: dict, data: dict) -> str:
+    lines = []
+    models = m.get("models", {})
+    if "bt_ceiling" in models or any("truth_agreement" in v for v in models.values()):
+        lines += ["## Agreement with the true emotion strengths (demo data, test split)", ""]
+        lines += ["| | mean Spearman | min Spearman |", "|---|---:|---:|"]
+        names = {
+            "bt_ceiling": "Bradley-Terry scores (vote-noise ceiling)",
+            "ridge": "Ridge",
+            "maxpool": "Best MaxPool",
+            "rnn": "Best LSTM",
+        }
+        for k, label in names.items():
+            a = models.get(k, {}).get("truth_agreement")
+            if a:
+                lines.append(
+                    f"| {label} | {a['mean_spearman']:.3f} | {a['min_spearman']:.3f} |"
+                )
+        lines.append("")
+    bt = data.get("bt_vs_truth")
+    if bt:
+        lines.append(
+            f"Bradley-Terry vs truth over all GIFs: mean Spearman {bt['mean_spearman']:.3f}, "
+            f"min {bt['min_spearman']:.3f}."
+        )
+    for head in ("maxpool", "rnn"):
+        h = models.get(head)
+        if h:
+            lines.append(
+                f"- best {head}: trial {h.get('trial')}, config {json.dumps(h.get('head_config'))}, "
+                f"fit {json.dumps({k: h['fit'][k] for k in ('lr', 'batch_size', 'weight_decay')})}, "
+                f"best epoch {h.get('best_epoch')}; test mean spread {h['test']['mean_spread']:.3f}"
+            )
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ adapters to the data modules
+
+
+def read_scores_matrix(path: Path) -> tuple[list[str], np.ndarray]:
+    """scores.csv -> (ids, scores [N, 17] in the target scale)."""
+    from gifsent_train.bradley_terry import read_scores_csv
+
+    bt = read_scores_csv(path)
+    return list(bt.ids), bt.scores
+
+
+def read_truth(path: Path) -> tuple[list[str], np.ndarray]:
+    """Demo truth CSV: id + 17 emotion columns (true strengths, logit units)."""
+    import csv
+    import gzip
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8") as f:
+        r = csv.reader(f)
+        header = next(r)
+        cols = [header.index(e) for e in EMOTIONS]
+        ids, rows = [], []
+        for row in r:
+            ids.append(row[0])
+            rows.append([float(row[c]) for c in cols])
+    return ids, np.asarray(rows, dtype=np.float64)
+
+
+def _target_scale(lay: paths.RunLayout):
+    from gifsent_infer.contract import TargetScale
+
+    return TargetScale.from_dict(_read_json(lay.target_scale))
+
+
+def save_best(path: Path, encoder, head: str, head_config: dict, model, scale, mets: dict) -> str:
+    """Checkpoint of a best head with its contract document (metrics incl. test RMSE/EV)."""
+    from gifsent_infer.contract import HeadInfo, ModelDocument
+    from gifsent_models.checkpoint import save_checkpoint
+
+    doc = ModelDocument(
+        sampling=encoder.spec,
+        normalization=encoder.normalization,
+        encoder=encoder.info(),
+        head=HeadInfo(name=head, config=dict(head_config)),
+        target=scale,
+        metrics=_finite(mets),
+    )
+    return save_checkpoint(
+        path,
+        encoder=encoder,
+        head_name=head,
+        head_config=head_config,
+        head=model,
+        document=doc,
+    )
+
+
+def no_data_message(cfg: TrainConfig) -> str:
+    d = cfg.data_path()
+    return (
+        f"no training data at {d} (votes CSV and GIFs).\n"
+        f"  Get GIFGIF (52 MiB votes + 5.3 GiB GIFs):  gifsent-train fetch\n"
+        f"  or make the procedural demo dataset:       gifsent-train demo-data DIR "
+        f"&& gifsent-train run --data DIR --preset demo"
+    )
+
+
+# ------------------------------------------------------------------ the whole run
+
+
+@dataclass
+class RunResult:
+    layout: paths.RunLayout
+    table1: str
+    files: dict[str, Path] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # wall seconds
+    cpu_timings: dict[str, float] = field(default_factory=dict)  # CPU seconds, all threads
+
+
+def run_all(
+    config: TrainConfig,
+    reporter: Reporter | None = None,
+    *,
+    stages: tuple[str, ...] = STAGES,
+    force: bool = False,
+    on_stage: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run `stages` in order (each skipped when current); mark the run as latest when complete."""
+    run = Run(config, reporter)
+    files: dict[str, Path] = {}
+    for st in STAGES:
+        if st not in stages:
+            continue
+        if on_stage:
+            on_stage(st)
+        if st == "scores":
+            run.stage_scores(force)
+        elif st == "features":
+            run.stage_features(force)
+        elif st == "search":
+            run.stage_search(force)
+        elif st == "report":
+            files = run.stage_report(force)
+    run.write_timings()
+    table1 = ""
+    t1 = run.layout.report / "table1.md"
+    if t1.is_file():
+        table1 = t1.read_text(encoding="utf-8")
+    if "report" in stages and all(run.layout.checkpoint(h).is_file() for h in config.heads):
+        paths.mark_latest(run.layout)
+    return RunResult(
+        layout=run.layout, table1=table1, files=files, timings=run.timings,
+        cpu_timings=run.cpu_timings,
+    )
