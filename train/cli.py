@@ -110,6 +110,7 @@ _OPTIONS = {
     "seed": (int | None, typer.Option(None, "--seed", help="Seed of splits, search and fits.")),
     "run_dir": (Path | None, typer.Option(None, "--run-dir", help="Parent folder of runs.")),
     "run_name": (str | None, typer.Option(None, "--run-name", help="Run folder name.")),
+    "ray_address": (str | None, typer.Option(None, "--ray", help="Run the feature stage on Ray: local, auto, HOST:6379 or ray://HOST:10001 (needs gifsent[ray]).")),
     "threads": (int | None, typer.Option(None, "--threads", help="CPU threads for the encoder and training.")),
     "use_onnxruntime": (str | None, typer.Option(None, "--onnxruntime", help="auto | true | false: run the encoder in onnxruntime.")),
     "limit_gifs": (int | None, typer.Option(None, "--limit-gifs", help="Use only the first N GIFs.")),

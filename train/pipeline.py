@@ -53,6 +53,10 @@ class TrainConfig:
     use_onnxruntime: str = "auto"  # auto | true | false; ORT is ~8x faster for CNNs on a CPU
     threads: int = 0  # intra-op threads for torch and onnxruntime; 0 = library default
     cache_dir: str = ""  # feature cache; default $GIFSENT_HOME/cache/features (shared by runs)
+    # Run the feature stage on Ray Data instead of this process: "" = no Ray; "local" = start
+    # a Ray instance here; "auto" or HOST:6379 or ray://HOST:10001 = join that cluster. The
+    # cache and its entries are the same either way (gifsent_train.ray_features).
+    ray_address: str = ""
     # -- fitting and search ------------------------------------------------------------------
     heads: tuple[str, ...] = ("maxpool", "rnn")
     trials: int = 20  # randomized trials per head (the study's search)
@@ -119,7 +123,7 @@ class TrainConfig:
         return paths.RunLayout(parent / (self.run_name or self.default_run_name()))
 
     def default_run_name(self) -> str:
-        keep = {k: v for k, v in asdict(self).items() if k not in ("run_dir", "run_name", "threads")}
+        keep = {k: v for k, v in asdict(self).items() if k not in ("run_dir", "run_name", "threads", "ray_address")}
         h = hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:8]
         data = self.data_path().name or "data"
         return f"{data}-{self.encoder}-{self.sampling}-{h}"
@@ -456,7 +460,15 @@ class Run:
         for split, ids in splits.items():
             nv = opts.train_views() if split == "train" else 1
             items += [FeatureItem(g, index[g], nv) for g in ids if g in index]
-        res = extract_features(
+        extract = extract_features
+        if cfg.ray_address:  # same cache, same entries; where the encoder runs is all that changes
+            from functools import partial
+
+            from gifsent_train.ray_features import extract_features_with_ray
+
+            address = None if cfg.ray_address == "local" else cfg.ray_address
+            extract = partial(extract_features_with_ray, address=address)
+        res = extract(
             encoder,
             items,
             opts,
