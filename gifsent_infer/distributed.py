@@ -62,7 +62,7 @@ from gifsent_infer.inputs import (
     read_item,
     sha256,
 )
-from gifsent_infer.outputs import COLUMNS, read_rows, write_rows
+from gifsent_infer.outputs import COLUMNS, _fsync_dir, read_rows, write_rows
 
 RAY_INSTALL_HINT = (
     "Ray is not installed; install the optional extra with `pip install 'gifsent[ray]'` "
@@ -299,19 +299,6 @@ def shard_key(rows: Iterable[dict]) -> str:
 
 def shard_name(rows: Sequence[dict], generation: int, fmt: str) -> str:
     return f"part-g{generation:04d}-{shard_key(rows)}.{fmt}"
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_shard(out_dir: Path, rows: list[dict], generation: int, fmt: str) -> str:

@@ -136,3 +136,30 @@ def test_onnxruntime_backend_matches_torch(tmp_path, encoder):
     xt, _ = rt.load(["g0", "g1"])
     xo, _ = ro.load(["g0", "g1"])
     np.testing.assert_allclose(xo, xt, rtol=1e-3, atol=1e-3)
+
+
+def test_auto_backend_times_both_keeps_the_faster_and_leaves_weights_unchanged(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from gifsent_models.registry import create_encoder
+    from gifsent_train.features import OrtRunner, make_runner
+
+    torch.manual_seed(1)
+    enc = create_encoder("resnext3d-tiny", random_init=True)
+    before = enc.weights_fingerprint()
+    logs: list[str] = []
+    graph = tmp_path / "encoder.onnx"
+    runner = make_runner(enc, FeatureOptions(backend="auto"), graph, logs.append)
+    assert runner.name == "auto"  # undecided until it has seen a batch
+    spec = enc.spec
+    frames = np.random.default_rng(2).integers(
+        0, 255, (3, spec.num_frames, spec.crop, spec.crop, 3), dtype=np.uint8
+    )
+    out = runner(frames)
+    assert runner.name in ("onnxruntime", "torch channels-last")
+    assert any(m.startswith("encoder backend: ") for m in logs), logs
+    # whichever won, the features are the encoder's
+    np.testing.assert_allclose(out, OrtRunner(enc, graph)(frames), rtol=1e-4, atol=1e-4)
+    # channels-last changes the memory layout, not the weights a checkpoint refers to
+    assert torch.equal(enc.weights_fingerprint(), before)

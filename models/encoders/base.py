@@ -114,7 +114,8 @@ class Encoder(nn.Module):
         """Per-tensor sums and sums of squares (float64) of the state: detects changed weights."""
         parts = []
         for v in self.state_dict().values():
-            v = v.detach().to("cpu", torch.float64)
+            # contiguous: the fingerprint must not depend on the memory format (channels-last)
+            v = v.detach().to("cpu", torch.float64).contiguous()
             parts += [v.sum(), v.square().sum()]
         return torch.stack(parts) if parts else torch.zeros(0, dtype=torch.float64)
 
