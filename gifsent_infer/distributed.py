@@ -52,17 +52,16 @@ from typing import Any
 import numpy as np
 
 from gifsent_infer.contract import EMOTIONS, SamplingSpec
-from gifsent_infer.gifio import DEFAULT_LIMITS, GifError, ReaderLimits, SampleInfo, is_gif, read_gif
+from gifsent_infer.gifio import DEFAULT_LIMITS, ReaderLimits, SampleInfo
 from gifsent_infer.inputs import (
     DEFAULT_TIMEOUT_S,
-    InputError,
     InputItem,
-    describe_non_gif,
     expand_inputs,
     read_item,
     sha256,
 )
 from gifsent_infer.outputs import COLUMNS, _fsync_dir, read_rows, write_rows
+from gifsent_infer.scorer import _f32, failure_reason, sample_content
 
 RAY_INSTALL_HINT = (
     "Ray is not installed; install the optional extra with `pip install 'gifsent[ray]'` "
@@ -106,14 +105,6 @@ def _row_schema():
     return pa.schema([(c, types.get(c, pa.float64())) for c in COLUMNS])
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _f32(x: float) -> float:
-    return float(str(np.float32(x)))  # as scorer._f32: 0.3, not 0.30000001192
-
-
 # --- stage 1: read, hash, decode and sample (CPU tasks) ----------------------------------------
 
 
@@ -147,17 +138,10 @@ def _read_batch(
             if done.get(src.name) == digest:
                 status = "skipped"
             else:
-                if not is_gif(data[:6]):
-                    raise InputError(describe_non_gif(data[:16]))
-                sampled = read_gif(data, spec_, limits=limits_)
+                sampled = sample_content(data, spec_, limits_)
                 info, pixels = sampled.info, np.ascontiguousarray(sampled.frames).tobytes()
-        # the same reasons, in the same words, as Scorer._prepare (the local CLI)
-        except (InputError, GifError) as e:
-            status, error = "error", _one_line(str(e))
-        except MemoryError:
-            status, error = "error", "out of memory while decoding"
-        except Exception as e:
-            status, error = "error", _one_line(f"cannot decode: {type(e).__name__}: {e}")
+        except Exception as e:  # the same reasons, in the same words, as the local CLI
+            status, error = "error", failure_reason(e)
         out["index"].append(item["index"])
         out["path"].append(src.name)
         out["sha256"].append(digest)

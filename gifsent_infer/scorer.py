@@ -35,6 +35,7 @@ from gifsent_infer.gifio import (
     DecodedGif,
     GifError,
     ReaderLimits,
+    SampledGif,
     SampleInfo,
     is_gif,
     read_gif,
@@ -273,17 +274,9 @@ class Scorer:
             digest = sha256(data)
             if skip is not None and skip(path, digest):
                 return None, _Context(path, digest, None, SKIPPED)
-            if not is_gif(data[:6]):
-                raise InputError(describe_non_gif(data[:16]))
-            sampled = read_gif(data, self.spec, limits=self.limits)
-        except (InputError, GifError) as e:
-            return None, _Context(path, digest, None, ERROR, _one_line(str(e)))
-        except MemoryError:
-            return None, _Context(path, digest, None, ERROR, "out of memory while decoding")
+            sampled = sample_content(data, self.spec, self.limits)
         except Exception as e:  # one odd file must not stop a run of thousands: it gets a row
-            return None, _Context(
-                path, digest, None, ERROR, _one_line(f"cannot decode: {type(e).__name__}: {e}")
-            )
+            return None, _Context(path, digest, None, ERROR, failure_reason(e))
         return sampled.frames, _Context(path, digest, sampled.info, OK)
 
     def _complete(self, ctx: _Context, row: np.ndarray | None, model_id: str) -> ScoreResult:
@@ -299,6 +292,23 @@ class Scorer:
             info=ctx.info,
             scores=scores,
         )
+
+
+def sample_content(data: bytes, spec: SamplingSpec, limits: ReaderLimits) -> SampledGif:
+    """An input's bytes -> its sampled frames; InputError for content that is not a GIF,
+    GifError for a bad GIF. Local scoring and Ray scoring both prepare inputs here."""
+    if not is_gif(data[:6]):
+        raise InputError(describe_non_gif(data[:16]))
+    return read_gif(data, spec, limits=limits)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The one-line reason an error row carries, in the same words on every path."""
+    if isinstance(exc, (InputError, GifError)):
+        return _one_line(str(exc))
+    if isinstance(exc, MemoryError):
+        return "out of memory while decoding"
+    return _one_line(f"cannot decode: {type(exc).__name__}: {exc}")
 
 
 def _source_name(source: Any) -> str:

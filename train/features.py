@@ -194,12 +194,16 @@ class OrtRunner:
     name = "onnxruntime"
 
     def __init__(self, encoder, graph_path: Path, threads: int | None = None):
-        from gifsent_export.onnx_export import export_encoder_graph
+        """Exports `encoder` to `graph_path` unless that graph exists (then encoder may be None)."""
         from gifsent_infer.ort import import_onnxruntime
 
         ort = import_onnxruntime()
         graph_path = Path(graph_path)
         if not graph_path.is_file():
+            from gifsent_export.onnx_export import export_encoder_graph
+
+            if encoder is None:
+                raise FileNotFoundError(f"no encoder graph at {graph_path}")
             graph_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = graph_path.parent / f".{graph_path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.onnx"
             try:

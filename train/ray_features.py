@@ -106,27 +106,6 @@ def _read_batch(batch, *, spec: dict, cache: FeatureCache):
     return pa.table(out, schema=_prepared_schema())
 
 
-class _OrtEncoder:
-    name = "onnxruntime"
-
-    def __init__(self, path: Path, threads: int | None) -> None:
-        from gifsent_infer.ort import import_onnxruntime
-
-        ort = import_onnxruntime()
-        so = ort.SessionOptions()
-        if threads:  # as features.OrtRunner
-            so.intra_op_num_threads = int(threads)
-            so.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(path), sess_options=so, providers=["CPUExecutionProvider"]
-        )
-        self.input_name = self.session.get_inputs()[0].name
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(frames, np.uint8)})
-        return np.asarray(out[0], dtype=np.float32)
-
-
 class _EncodeActor:
     """One encoder per actor, created once; encodes batches and writes their cache entries."""
 
@@ -142,7 +121,7 @@ class _EncodeActor:
     ) -> None:
         import ray
 
-        from gifsent_train.features import TorchRunner
+        from gifsent_train.features import OrtRunner, TorchRunner
 
         payload = ray.get(encoder_ref[0])
         self._dir = ""
@@ -150,7 +129,7 @@ class _EncodeActor:
             self._dir = tempfile.mkdtemp(prefix="gifsent-encoder-")
             path = Path(self._dir) / "encoder.onnx"
             path.write_bytes(payload)
-            self.runner: Any = _OrtEncoder(path, threads)
+            self.runner: Any = OrtRunner(None, path, threads)
         else:  # the torch module
             if threads:
                 import torch
