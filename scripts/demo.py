@@ -46,10 +46,24 @@ def main(argv: list[str] | None = None) -> None:
     total = time.perf_counter()
 
     if not (data / "demo.json").is_file():
-        run("demo data", ["gifsent-train", "demo-data", str(data), "--n-gifs", str(args.n_gifs),
-                          "--seed", str(args.seed)], timings)
-    run("train", ["gifsent-train", "--preset", args.preset, "--data", str(data),
-                  "--seed", str(args.seed)], timings)
+        run(
+            "demo data",
+            [
+                "gifsent-train",
+                "demo-data",
+                str(data),
+                "--n-gifs",
+                str(args.n_gifs),
+                "--seed",
+                str(args.seed),
+            ],
+            timings,
+        )
+    run(
+        "train",
+        ["gifsent-train", "--preset", args.preset, "--data", str(data), "--seed", str(args.seed)],
+        timings,
+    )
     run_layout = paths.latest_run()
     if run_layout is None:
         sys.exit("demo: gifsent-train finished but recorded no run in runs/LATEST")
@@ -57,8 +71,12 @@ def main(argv: list[str] | None = None) -> None:
 
     splits = json.loads(run_layout.splits.read_text(encoding="utf-8"))
     test_gifs = [str(data / "gifs" / f"{gif_id}.gif") for gif_id in splits["test"]]
-    run("infer", ["gifsent-infer", "-", "--out", str(scores_csv), "--quiet"], timings,
-        stdin="\n".join(test_gifs) + "\n")
+    run(
+        "infer",
+        ["gifsent-infer", "-", "--out", str(scores_csv), "--quiet"],
+        timings,
+        stdin="\n".join(test_gifs) + "\n",
+    )
     timings["total"] = round(time.perf_counter() - total, 1)
 
     record = {

@@ -36,7 +36,8 @@ def _gifs(folder: Path, n: int = 4) -> list[FeatureItem]:
     items = []
     for i in range(n):
         frames = [
-            Image.fromarray(rng.integers(0, 255, (36, 44, 3), dtype=np.uint8)) for _ in range(1 + 2 * i)
+            Image.fromarray(rng.integers(0, 255, (36, 44, 3), dtype=np.uint8))
+            for _ in range(1 + 2 * i)
         ]
         p = folder / f"g{i}.gif"
         frames[0].save(p, save_all=True, append_images=frames[1:], duration=70, loop=0)
@@ -117,7 +118,9 @@ def test_encode_segments_equals_whole_when_chunked(encoder):
     spec = encoder.spec
     rng = np.random.default_rng(1)
     s2 = spec.segments * 2
-    frames = rng.integers(0, 255, (2, s2 * spec.frames_per_segment, spec.crop, spec.crop, 3), dtype=np.uint8)
+    frames = rng.integers(
+        0, 255, (2, s2 * spec.frames_per_segment, spec.crop, spec.crop, 3), dtype=np.uint8
+    )
     runner = TorchRunner(encoder)
     whole = encode_segments(runner, frames, spec, s2)
     # encoding each half separately gives the same features
@@ -130,8 +133,12 @@ def test_encode_segments_equals_whole_when_chunked(encoder):
 def test_onnxruntime_backend_matches_torch(tmp_path, encoder):
     pytest.importorskip("onnxruntime")
     items = _gifs(tmp_path / "gifs", n=2)[:2]
-    rt = extract_features(encoder, items, FeatureOptions(backend="torch"), cache_root=tmp_path / "t")
-    ro = extract_features(encoder, items, FeatureOptions(backend="onnxruntime"), cache_root=tmp_path / "o")
+    rt = extract_features(
+        encoder, items, FeatureOptions(backend="torch"), cache_root=tmp_path / "t"
+    )
+    ro = extract_features(
+        encoder, items, FeatureOptions(backend="onnxruntime"), cache_root=tmp_path / "o"
+    )
     assert ro.backend == "onnxruntime"
     xt, _ = rt.load(["g0", "g1"])
     xo, _ = ro.load(["g0", "g1"])

@@ -43,7 +43,9 @@ def test_fit_learns_and_is_deterministic(head):
     p = predict(m1, x[80:])
     assert np.mean((p - y[80:]) ** 2) == pytest.approx(r1.best_dev_loss, rel=1e-4)
     # another seed gives another run
-    _, r3 = fit_head(head, None, x[:80], y[:80], x[80:], y[80:], FitConfig(**{**cfg.to_dict(), "seed": 4}))
+    _, r3 = fit_head(
+        head, None, x[:80], y[:80], x[80:], y[80:], FitConfig(**{**cfg.to_dict(), "seed": 4})
+    )
     assert r3.curves != r1.curves
 
 
@@ -51,7 +53,14 @@ def test_early_stopping_stops_and_keeps_the_best_epoch():
     x, y = _data()
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(x.shape[1] * x.shape[2], 17))
     # a huge learning rate makes dev loss go up after the first epochs
-    res = train_model(model, x[:80], y[:80], x[80:], y[80:], FitConfig(lr=0.5, max_epochs=50, patience=3, threads=1))
+    res = train_model(
+        model,
+        x[:80],
+        y[:80],
+        x[80:],
+        y[80:],
+        FitConfig(lr=0.5, max_epochs=50, patience=3, threads=1),
+    )
     assert res.stopped_early and res.epochs_run < 50
     assert res.epochs_run - 1 - res.best_epoch == 3
 

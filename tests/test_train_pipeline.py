@@ -34,8 +34,17 @@ def _run(argv, capsys):
 
 def test_whole_small_run(demo_dir, tmp_path, capsys):
     argv = [
-        "--preset", "tiny", "--data", str(demo_dir), "--run-name", "ci", "--threads", "1",
-        "--max-epochs", "6", "--quiet",
+        "--preset",
+        "tiny",
+        "--data",
+        str(demo_dir),
+        "--run-name",
+        "ci",
+        "--threads",
+        "1",
+        "--max-epochs",
+        "6",
+        "--quiet",
     ]
     code, out, err = _run(argv, capsys)
     assert code in (0, None), err
@@ -44,7 +53,14 @@ def test_whole_small_run(demo_dir, tmp_path, capsys):
     for head in ("maxpool", "rnn"):
         assert run.checkpoint(head).is_file()
         assert len(list(run.trials.glob(f"{head}-*.json"))) == 2
-    for name in ("table1.md", "table1.csv", "per_emotion.csv", "per_emotion.md", "figure1.png", "figure3.png"):
+    for name in (
+        "table1.md",
+        "table1.csv",
+        "per_emotion.csv",
+        "per_emotion.md",
+        "figure1.png",
+        "figure3.png",
+    ):
         assert (run.report / name).is_file(), name
     with open(run.report / "table1.csv", newline="") as f:
         rows = list(csv.DictReader(f))

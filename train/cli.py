@@ -92,17 +92,47 @@ def _version(value: bool) -> None:
 # One set of options shared by the run and the stage commands. Unset (None) options leave
 # the preset / config file value (or TrainConfig's default) alone.
 _OPTIONS = {
-    "config": (Path | None, typer.Option(None, "--config", "-c", help="TOML or JSON file of TrainConfig fields.")),
-    "preset": (str | None, typer.Option(None, "--preset", help="Named settings: demo, study, tiny.")),
-    "data_dir": (Path | None, typer.Option(None, "--data", help="Data folder (votes CSV + GIFs). Default: $GIFSENT_HOME/data/gifgif.")),
-    "votes": (Path | None, typer.Option(None, "--votes", help="Votes CSV(.gz); default: the one in --data.")),
-    "gifs": (Path | None, typer.Option(None, "--gifs", help="Folder of <id>.gif; default: --data/gifs.")),
+    "config": (
+        Path | None,
+        typer.Option(None, "--config", "-c", help="TOML or JSON file of TrainConfig fields."),
+    ),
+    "preset": (
+        str | None,
+        typer.Option(None, "--preset", help="Named settings: demo, study, tiny."),
+    ),
+    "data_dir": (
+        Path | None,
+        typer.Option(
+            None,
+            "--data",
+            help="Data folder (votes CSV + GIFs). Default: $GIFSENT_HOME/data/gifgif.",
+        ),
+    ),
+    "votes": (
+        Path | None,
+        typer.Option(None, "--votes", help="Votes CSV(.gz); default: the one in --data."),
+    ),
+    "gifs": (
+        Path | None,
+        typer.Option(None, "--gifs", help="Folder of <id>.gif; default: --data/gifs."),
+    ),
     "truth": (Path | None, typer.Option(None, "--truth", help="True strengths CSV (demo data).")),
     "encoder": (str | None, typer.Option(None, "--encoder", help="Registry encoder name.")),
-    "encoder_weights": (Path | None, typer.Option(None, "--encoder-weights", help="Local encoder weights file.")),
-    "random_init": (bool | None, typer.Option(None, "--random-init/--no-random-init", help="Allow random encoder weights (tests).")),
+    "encoder_weights": (
+        Path | None,
+        typer.Option(None, "--encoder-weights", help="Local encoder weights file."),
+    ),
+    "random_init": (
+        bool | None,
+        typer.Option(
+            None, "--random-init/--no-random-init", help="Allow random encoder weights (tests)."
+        ),
+    ),
     "sampling": (str | None, typer.Option(None, "--sampling", help="sparse | dense | augmented.")),
-    "segments": (int | None, typer.Option(None, "--segments", help="Sparse segments S (0: encoder default).")),
+    "segments": (
+        int | None,
+        typer.Option(None, "--segments", help="Sparse segments S (0: encoder default)."),
+    ),
     "views": (int | None, typer.Option(None, "--views", help="Augmented views per training GIF.")),
     "dense_segments": (int | None, typer.Option(None, "--dense-segments", help="S in dense mode.")),
     "trials": (int | None, typer.Option(None, "--trials", help="Search trials per head.")),
@@ -110,10 +140,28 @@ _OPTIONS = {
     "seed": (int | None, typer.Option(None, "--seed", help="Seed of splits, search and fits.")),
     "run_dir": (Path | None, typer.Option(None, "--run-dir", help="Parent folder of runs.")),
     "run_name": (str | None, typer.Option(None, "--run-name", help="Run folder name.")),
-    "ray_address": (str | None, typer.Option(None, "--ray", help="Run the feature stage on Ray: local, auto, HOST:6379 or ray://HOST:10001 (needs gifsent[ray]).")),
-    "threads": (int | None, typer.Option(None, "--threads", help="CPU threads for the encoder and training.")),
-    "use_onnxruntime": (str | None, typer.Option(None, "--onnxruntime", help="auto | true | false: run the encoder in onnxruntime.")),
-    "limit_gifs": (int | None, typer.Option(None, "--limit-gifs", help="Use only the first N GIFs.")),
+    "ray_address": (
+        str | None,
+        typer.Option(
+            None,
+            "--ray",
+            help="Run the feature stage on Ray: local, auto, HOST:6379 or ray://HOST:10001 (needs gifsent[ray]).",
+        ),
+    ),
+    "threads": (
+        int | None,
+        typer.Option(None, "--threads", help="CPU threads for the encoder and training."),
+    ),
+    "use_onnxruntime": (
+        str | None,
+        typer.Option(
+            None, "--onnxruntime", help="auto | true | false: run the encoder in onnxruntime."
+        ),
+    ),
+    "limit_gifs": (
+        int | None,
+        typer.Option(None, "--limit-gifs", help="Use only the first N GIFs."),
+    ),
     "force": (bool, typer.Option(False, "--force", help="Re-run stages even when current.")),
     "quiet": (bool, typer.Option(False, "--quiet", "-q", help="No progress output.")),
 }
@@ -207,7 +255,9 @@ _cb_params = [
     inspect.Parameter(
         "version",
         inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+        default=typer.Option(
+            False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
         annotation=bool,
     ),
 ] + [
@@ -220,10 +270,16 @@ app.callback(invoke_without_command=True)(_callback)
 
 @app.command("fetch")
 def fetch_command(
-    dest: Path = typer.Option(None, "--dest", help="Target folder; default $GIFSENT_HOME/data/gifgif."),
+    dest: Path = typer.Option(
+        None, "--dest", help="Target folder; default $GIFSENT_HOME/data/gifgif."
+    ),
     base_url: str = typer.Option(None, "--base-url", help="Where the two files are served."),
-    images: bool = typer.Option(True, "--images/--no-images", help="Also fetch the 5.3 GiB GIF tar."),
-    extract: bool = typer.Option(True, "--extract/--no-extract", help="Extract the tar into DEST/gifs."),
+    images: bool = typer.Option(
+        True, "--images/--no-images", help="Also fetch the 5.3 GiB GIF tar."
+    ),
+    extract: bool = typer.Option(
+        True, "--extract/--no-extract", help="Extract the tar into DEST/gifs."
+    ),
 ) -> None:
     """Download GIFGIF's votes and GIFs (resumable, verified, safely extracted)."""
     from gifsent_infer.paths import gifgif_dir
@@ -234,7 +290,10 @@ def fetch_command(
 
     tasks: dict[str, int] = {}
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
         console=console,
     ) as bar:
 
@@ -245,7 +304,10 @@ def fetch_command(
 
         try:
             res = fetch_gifgif(
-                dest or gifgif_dir(), base_url or DEFAULT_BASE_URL, images=images, extract=extract,
+                dest or gifgif_dir(),
+                base_url or DEFAULT_BASE_URL,
+                images=images,
+                extract=extract,
                 progress=progress,
             )
         except Exception as e:

@@ -205,7 +205,9 @@ class OrtRunner:
             if encoder is None:
                 raise FileNotFoundError(f"no encoder graph at {graph_path}")
             graph_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = graph_path.parent / f".{graph_path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.onnx"
+            tmp = (
+                graph_path.parent / f".{graph_path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.onnx"
+            )
             try:
                 export_encoder_graph(encoder, tmp)
                 os.replace(tmp, graph_path)
@@ -225,7 +227,9 @@ class OrtRunner:
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(frames, dtype=np.uint8)})
+        out = self.session.run(
+            None, {self.input_name: np.ascontiguousarray(frames, dtype=np.uint8)}
+        )
         return np.asarray(out[0], dtype=np.float32)
 
 
@@ -288,7 +292,9 @@ def make_runner(encoder, options: FeatureOptions, graph_path: Path | None = None
     return AutoRunner([ort_runner, TorchRunner(encoder, channels_last=True)], log)
 
 
-def encode_segments(runner, frames: np.ndarray, enc_spec: SamplingSpec, segments: int) -> np.ndarray:
+def encode_segments(
+    runner, frames: np.ndarray, enc_spec: SamplingSpec, segments: int
+) -> np.ndarray:
     """frames uint8 [B, S*T, H, W, 3] with any S -> features [B, S, D].
 
     The encoder graph takes exactly enc_spec.segments segments, so S segments are cut
@@ -413,7 +419,11 @@ def extract_features(
 
     # 2. decode + sample on a worker thread while the encoder runs on the main thread
     if runner is None:
-        graph = root / "graphs" / f"{cache.dir.parent.parent.name}-{cache.dir.parent.name}-e{spec_key(encoder.spec)[:16]}.onnx"
+        graph = (
+            root
+            / "graphs"
+            / f"{cache.dir.parent.parent.name}-{cache.dir.parent.name}-e{spec_key(encoder.spec)[:16]}.onnx"
+        )
         runner = make_runner(encoder, opts, graph, log)
 
     def prepare(job):
@@ -424,8 +434,7 @@ def extract_features(
             else:  # several views: decode once, sample each view
                 decoded = gifio.decode_for_spec(it.path, spec)
                 frames = [
-                    gifio.sample_decoded(decoded, spec, **view_params(v, sha)).frames
-                    for v in views
+                    gifio.sample_decoded(decoded, spec, **view_params(v, sha)).frames for v in views
                 ]
             return job, frames, None
         except Exception as e:  # GifError, OSError, anything a broken file can raise
@@ -476,4 +485,3 @@ def extract_features(
 
 def write_failures(path: Path, result: ExtractResult) -> None:
     atomic_write_json(Path(path), result.failures)
-

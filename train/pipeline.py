@@ -123,7 +123,11 @@ class TrainConfig:
         return paths.RunLayout(parent / (self.run_name or self.default_run_name()))
 
     def default_run_name(self) -> str:
-        keep = {k: v for k, v in asdict(self).items() if k not in ("run_dir", "run_name", "threads", "ray_address")}
+        keep = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("run_dir", "run_name", "threads", "ray_address")
+        }
         h = hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:8]
         data = self.data_path().name or "data"
         return f"{data}-{self.encoder}-{self.sampling}-{h}"
@@ -581,7 +585,9 @@ class Run:
             s: M.summary(data.y[k], mean.predict(len(data.y[k])))
             for s, k in (("train", data.train_eval), ("dev", "dev"), ("test", "test"))
         }
-        ridge = M.RidgeBaseline().fit(data.x["train"], data.y["train"], data.x["dev"], data.y["dev"])
+        ridge = M.RidgeBaseline().fit(
+            data.x["train"], data.y["train"], data.x["dev"], data.y["dev"]
+        )
         models["ridge"] = {
             s: M.summary(data.y[k], ridge.predict(data.x[k]))
             for s, k in (("train", data.train_eval), ("dev", "dev"), ("test", "test"))
@@ -631,7 +637,9 @@ class Run:
         test_truth = None
         if truth:
             have = [i for i, g in enumerate(data.ids["test"]) if g in truth]
-            test_truth = (have, np.stack([truth[data.ids["test"][i]] for i in have])) if have else None
+            test_truth = (
+                (have, np.stack([truth[data.ids["test"][i]] for i in have])) if have else None
+            )
         for key, p in preds.items():
             rows = M.per_emotion(data.y["test"], p)
             if test_truth is not None and key in ("maxpool", "rnn", "ridge"):
@@ -671,7 +679,9 @@ class Run:
         from gifsent_train.report import write_report
 
         lay = self.layout
-        inputs = _sha_obj({"search": self.output_hash("search"), "scores": self.output_hash("scores")})
+        inputs = _sha_obj(
+            {"search": self.output_hash("search"), "scores": self.output_hash("scores")}
+        )
         files = {
             "table1_md": lay.report / "table1.md",
             "table1_csv": lay.report / "table1.csv",
@@ -720,9 +730,7 @@ def _extra_markdown(m: dict, data: dict) -> str:
         for k, label in names.items():
             a = models.get(k, {}).get("truth_agreement")
             if a:
-                lines.append(
-                    f"| {label} | {a['mean_spearman']:.3f} | {a['min_spearman']:.3f} |"
-                )
+                lines.append(f"| {label} | {a['mean_spearman']:.3f} | {a['min_spearman']:.3f} |")
         lines.append("")
     bt = data.get("bt_vs_truth")
     if bt:
@@ -852,6 +860,9 @@ def run_all(
     if "report" in stages and all(run.layout.checkpoint(h).is_file() for h in config.heads):
         paths.mark_latest(run.layout)
     return RunResult(
-        layout=run.layout, table1=table1, files=files, timings=run.timings,
+        layout=run.layout,
+        table1=table1,
+        files=files,
+        timings=run.timings,
         cpu_timings=run.cpu_timings,
     )

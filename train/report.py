@@ -73,8 +73,18 @@ def _write_csv(path: Path, rows: list[dict], columns) -> None:
 
 
 PER_EMOTION_COLUMNS = (
-    "model", "emotion", "rmse", "r2", "pearson", "spearman", "spread",
-    "target_mean", "target_std", "pred_mean", "pred_std", "truth_spearman",
+    "model",
+    "emotion",
+    "rmse",
+    "r2",
+    "pearson",
+    "spearman",
+    "spread",
+    "target_mean",
+    "target_std",
+    "pred_mean",
+    "pred_std",
+    "truth_spearman",
 )
 
 
@@ -160,7 +170,10 @@ def write_report(
     _write_csv(out / "per_emotion.csv", per_emotion_rows, PER_EMOTION_COLUMNS)
     pe_md = per_emotion_markdown(per_emotion_rows)
     (out / "per_emotion.md").write_text(pe_md, encoding="utf-8")
-    files["per_emotion_csv"], files["per_emotion_md"] = out / "per_emotion.csv", out / "per_emotion.md"
+    files["per_emotion_csv"], files["per_emotion_md"] = (
+        out / "per_emotion.csv",
+        out / "per_emotion.md",
+    )
     if scores is not None and len(scores):
         files["figure1"] = figure1(scores, out / "figure1.png")
     if curves:

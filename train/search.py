@@ -46,7 +46,9 @@ def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
-def sample_trial(head: str, k: int, seed: int, space: SearchSpace | None = None) -> tuple[dict, dict]:
+def sample_trial(
+    head: str, k: int, seed: int, space: SearchSpace | None = None
+) -> tuple[dict, dict]:
     """(head config dict, fit overrides dict) of trial k; deterministic in (head, k, seed)."""
     sp = space or SearchSpace()
     rng = np.random.default_rng([int(seed), HEAD_INDEX[head], int(k)])
@@ -141,7 +143,13 @@ def run_search(
         fit_cfg = replace(base, **fit_over, seed=int(seed) * 1000 + k)
         t0 = time.perf_counter()
         model, res = fit_head(
-            head, cfg, data.x["train"], data.y["train"], data.x["dev"], data.y["dev"], fit_cfg,
+            head,
+            cfg,
+            data.x["train"],
+            data.y["train"],
+            data.x["dev"],
+            data.y["dev"],
+            fit_cfg,
             on_epoch=on_epoch,
         )
         mets = evaluate(model, data, ("train", "dev"))
