@@ -51,9 +51,10 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 1) -> None:
+    """Exit 1 when an export or its checks fail, 2 for usage errors (as gifsent-infer does)."""
     err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 def _human_size(n: int) -> str:
@@ -139,23 +140,27 @@ def export(
     run_layout = None
     if run is not None:
         if not run.is_dir():
-            _fail(f"run folder {run} does not exist")
+            _fail(f"run folder {run} does not exist", code=2)
         run_layout = RunLayout(run)
     if checkpoint is None:
         if model is None:
             _fail(
-                "say which model to export: --model rnn or --model maxpool (or --checkpoint FILE)"
+                "say which model to export: --model rnn or --model maxpool (or --checkpoint FILE)",
+                code=2,
             )
         run_layout = run_layout or latest_run()
         if run_layout is None:
             _fail(
-                "no training run found (run gifsent-train first, or pass --run DIR or --checkpoint FILE)"
+                "no training run found (run gifsent-train first, or pass --run DIR or --checkpoint FILE)",
+                code=2,
             )
         checkpoint = run_layout.checkpoint(model.value)
         if not checkpoint.is_file():
-            _fail(f"run {run_layout.root} has no best {model.value} checkpoint ({checkpoint})")
+            _fail(
+                f"run {run_layout.root} has no best {model.value} checkpoint ({checkpoint})", code=2
+            )
     elif not checkpoint.is_file():
-        _fail(f"checkpoint {checkpoint} does not exist")
+        _fail(f"checkpoint {checkpoint} does not exist", code=2)
 
     from gifsent_export.api import export_checkpoint
     from gifsent_export.onnx_export import ExportError

@@ -347,8 +347,8 @@ def test_cli_human_summary_and_errors(work, gifsent_home, tmp_path, capsys):
     from gifsent_export.cli import main
 
     with pytest.raises(SystemExit) as e:
-        main(["--model", "rnn"])  # no run yet
-    assert e.value.code == 1
+        main(["--model", "rnn"])  # no run yet: a usage error, as in gifsent-infer
+    assert e.value.code == 2
     assert "no training run" in capsys.readouterr().err
 
     with pytest.raises(SystemExit) as e:
