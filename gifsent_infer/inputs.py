@@ -9,18 +9,20 @@ instead of vanishing).
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import http.client
 import os
 import socket
+import stat
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from gifsent_infer import __version__
 from gifsent_infer.gifio import DEFAULT_LIMITS, is_gif
@@ -46,6 +48,7 @@ class InputItem:
     path: Path | None = None
     url: str | None = None
     error: str | None = None  # known bad before reading (e.g. no such file)
+    data: bytes | None = field(default=None, repr=False)  # bytes given directly (stdin)
 
 
 @dataclass
@@ -62,33 +65,131 @@ def _has_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
-def _looks_like_gif(path: Path) -> bool:
+def display_name(name: str) -> str:
+    """`name` made printable: bytes of a non-UTF-8 file name (surrogate-escaped) as \\xff,
+    control characters as escapes, so a terminal or rich never chokes on a file name."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
+def _os_reason(e: OSError) -> str:
+    """An OSError as a row's reason, in plain words (no traceback, no errno numbers)."""
+    n = e.errno
+    if n in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if n == errno.ELOOP:
+        return "symlink loop (too many levels of symbolic links)"
+    if n == errno.ENAMETOOLONG:
+        return "file name too long"
+    if n == errno.ENOENT:
+        return "no such file or folder"
+    if n == errno.ENOTDIR:
+        return "no such file or folder (a part of the path is not a folder)"
+    return f"cannot read: {e.strerror or e}"
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def special_kind(mode: int) -> str | None:
+    """What a non-regular, non-folder file is ("a FIFO (named pipe)", ...); None otherwise."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
+def not_regular_reason(mode: int) -> str:
+    return f"not a regular file: {special_kind(mode)} (only regular files are read)"
+
+
+def _stat(path: str | os.PathLike) -> os.stat_result | str:
+    """os.stat(path), or the reason it failed ("permission denied", "symlink loop", ...)."""
+    try:
+        return os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ENOENT and os.path.islink(path):
+            return "broken symlink (its target does not exist)"
+        return _os_reason(e)
+    except ValueError:  # an embedded NUL byte
+        return "not a valid file name (contains a NUL byte)"
+
+
+def _looks_like_gif(path: Path, st: os.stat_result) -> bool:
+    """Take a file met while walking: named .gif, a GIF by content, or unreadable (so the user
+    hears about it). Only regular files are opened, without blocking."""
     if path.suffix.lower() == ".gif":
         return True
+    if not stat.S_ISREG(st.st_mode):
+        return False
     try:
-        with open(path, "rb") as f:
-            return is_gif(f.read(6))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as e:
+        return e.errno in (errno.EACCES, errno.EPERM)
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and is_gif(os.read(fd, 6))
     except OSError:
         return False
+    finally:
+        os.close(fd)
 
 
-def _walk(folder: Path, recursive: bool) -> Iterable[Path]:
-    if not recursive:
-        yield from sorted(p for p in folder.iterdir() if p.is_file())
-        return
-    for root, dirs, files in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # skip .git, .cache, ...
-        for name in sorted(files):
-            yield Path(root) / name
+def _walk(folder: Path, recursive: bool) -> Iterable[tuple[Path, os.stat_result | str]]:
+    """(path, stat or reason) for every entry that is not a folder; a folder that cannot be
+    listed yields (folder, reason). Symlinked folders are not followed (no loops)."""
+
+    def entries(d: Path) -> tuple[list[tuple[str, os.DirEntry]], str | None]:
+        try:
+            with os.scandir(d) as it:
+                return sorted(((e.name, e) for e in it), key=lambda t: t[0]), None
+        except OSError as e:
+            return [], _os_reason(e)
+
+    stack = [folder]
+    while stack:
+        d = stack.pop()
+        listed, reason = entries(d)
+        if reason is not None:
+            yield d, f"cannot list folder: {reason}"
+            continue
+        subdirs = []
+        for name, entry in listed:
+            p = Path(entry.path)
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if recursive and not name.startswith("."):  # skip .git, .cache, ...
+                    subdirs.append(p)
+                continue
+            st = _stat(p)
+            if not isinstance(st, str) and stat.S_ISDIR(st.st_mode):
+                continue  # a symlink to a folder: not followed
+            yield p, st
+        stack.extend(reversed(subdirs))
 
 
 def expand_inputs(
-    args: Iterable[str], *, stdin: TextIO | None = None, recursive: bool = True
+    args: Iterable[str],
+    *,
+    stdin: TextIO | BinaryIO | None = None,
+    recursive: bool = True,
+    max_stdin_bytes: int | None = None,
 ) -> Expansion:
     """Turn command-line inputs into InputItems, in order, without duplicates.
 
-    `-` reads one input per line from `stdin` (blank lines and # comments skipped).
-    Raises NoInputsError when nothing at all is found to score.
+    `-` reads one input per line from `stdin` (blank lines and # comments skipped); when
+    stdin holds GIF bytes instead (`cat x.gif | gifsent-infer -`), they are one input,
+    named `<stdin>`. Every input named gets exactly one item: FIFOs, sockets, devices,
+    unreadable files and folders, symlink loops and over-long names get an item with the
+    reason in `error` (nothing that is not a regular file is ever opened). Files met in
+    folders are dedup'd by the name they were met under, so two symlinks to one file keep
+    one row each. Raises NoInputsError when nothing at all is found to score.
     """
     items: list[InputItem] = []
     notes: list[str] = []
@@ -101,15 +202,21 @@ def expand_inputs(
             seen.add(key)
             items.append(item)
 
-    def add_file(path: Path) -> None:
-        add(InputItem(name=str(path), path=path), os.path.realpath(path))
+    def add_file(path: Path, st: os.stat_result | str) -> None:
+        key = os.path.normpath(os.path.abspath(path))
+        if isinstance(st, str):
+            add(InputItem(name=str(path), path=path, error=st), key)
+        elif not stat.S_ISREG(st.st_mode):
+            add(InputItem(name=str(path), path=path, error=not_regular_reason(st.st_mode)), key)
+        else:
+            add(InputItem(name=str(path), path=path), key)
 
     def add_folder(folder: Path) -> int:
         nonlocal skipped
         n = 0
-        for p in _walk(folder, recursive):
-            if _looks_like_gif(p):
-                add_file(p)
+        for p, st in _walk(folder, recursive):
+            if isinstance(st, str) or _looks_like_gif(p, st):
+                add_file(p, st)
                 n += 1
             else:
                 skipped += 1
@@ -120,28 +227,30 @@ def expand_inputs(
         if is_url(arg):
             add(InputItem(name=arg, url=arg), arg)
             return
-        path = Path(arg).expanduser()
-        if path.is_dir():
+        path = Path(arg).expanduser() if arg.startswith("~") else Path(arg)
+        st = _stat(path)
+        if not isinstance(st, str) and stat.S_ISDIR(st.st_mode):
             if add_folder(path) == 0:
-                notes.append(f"{arg}: no GIFs in this folder")
+                notes.append(f"{display_name(arg)}: no GIFs in this folder")
             return
-        if path.is_file():
-            add_file(path)  # named explicitly: always a row, GIF or not
+        if not isinstance(st, str) or st != "no such file or folder":
+            add_file(path, st)  # named explicitly: always a row, GIF or not
             return
         if _has_glob(arg):
             matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True))
             found = 0
             for m in matches:
                 mp = Path(m)
-                if mp.is_dir():
+                mst = _stat(mp)
+                if not isinstance(mst, str) and stat.S_ISDIR(mst.st_mode):
                     found += add_folder(mp)
-                elif mp.is_file() and _looks_like_gif(mp):
-                    add_file(mp)
+                elif isinstance(mst, str) or _looks_like_gif(mp, mst):
+                    add_file(mp, mst)
                     found += 1
-                elif mp.is_file():
+                else:
                     skipped += 1
             if not found:
-                notes.append(f"{arg}: the pattern matched no GIFs")
+                notes.append(f"{display_name(arg)}: the pattern matched no GIFs")
             return
         missing.append(arg)
         add(InputItem(name=arg, error="no such file or folder"), "missing:" + arg)
@@ -150,7 +259,11 @@ def expand_inputs(
         if arg == "-":
             if stdin is None:
                 raise NoInputsError("'-' given but there is no standard input to read")
-            for line in stdin:
+            data = _read_stdin(stdin, max_stdin_bytes or DEFAULT_MAX_BYTES)
+            if isinstance(data, InputItem):
+                add(data, "stdin:")
+                continue
+            for line in data:
                 line = line.strip()
                 if line and not line.startswith("#") and line != "-":
                     one(line)
@@ -160,9 +273,45 @@ def expand_inputs(
     if skipped:
         notes.append(f"skipped {skipped} file(s) that are not GIFs")
     if all(i.error for i in items):  # nothing real: a typo or an empty folder is a usage error
-        what = "; ".join(notes + [f"{m}: no such file or folder" for m in missing])
+        what = "; ".join(
+            notes
+            + [f"{display_name(m)}: no such file or folder" for m in missing]
+            + [f"{display_name(i.name)}: {i.error}" for i in items if i.name not in missing]
+        )
         raise NoInputsError(f"nothing to score ({what or 'no inputs given'})")
     return Expansion(items=items, notes=notes)
+
+
+STDIN_NAME = "<stdin>"
+
+
+def _read_stdin(stdin: TextIO | BinaryIO, max_bytes: int) -> list[str] | InputItem:
+    """stdin's lines (names decoded losslessly: surrogateescape), or one InputItem holding
+    GIF bytes piped in. Other binary data (NUL bytes) is a usage error, not a traceback."""
+    raw = getattr(stdin, "buffer", stdin)
+    try:
+        data = raw.read(max_bytes + 1)
+    except OSError as e:
+        raise NoInputsError(f"cannot read standard input: {e.strerror or e}") from None
+    if isinstance(data, str):  # a text stream without a buffer (tests, StringIO)
+        data = data.encode("utf-8", "surrogateescape")
+    if is_gif(data[:6]):
+        if len(data) > max_bytes:
+            return InputItem(
+                name=STDIN_NAME,
+                error=f"input is over the {_size_text(max_bytes)} limit (--max-bytes)",
+            )
+        return InputItem(name=STDIN_NAME, data=bytes(data))
+    if b"\0" in data:
+        raise NoInputsError(
+            "standard input holds binary data that is not a GIF; '-' reads a list of paths or "
+            "URLs, one per line, or the bytes of one GIF (cat x.gif | gifsent-infer -)"
+        )
+    if len(data) > max_bytes:
+        data += raw.read()  # a very long list of names: take it all
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogateescape")
+    return data.decode("utf-8", "surrogateescape").splitlines()
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -202,24 +351,51 @@ def describe_non_gif(head: bytes) -> str:
 
 
 def read_file(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    """The bytes of a file, refusing files over `max_bytes`; raises InputError."""
+    """The bytes of a regular file, refusing files over `max_bytes`; raises InputError.
+
+    FIFOs, sockets and devices are refused before anything is opened (stat first), and the
+    file is opened with O_NONBLOCK and checked again (fstat) so that a file swapped for a
+    FIFO in between cannot block the run either.
+    """
+    st = _stat(path)
+    if isinstance(st, str):
+        raise InputError(st)
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError("is a folder")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(not_regular_reason(st.st_mode))
+    if st.st_size > max_bytes:
+        raise InputError(_over_limit(st.st_size, max_bytes, "file"))
     try:
-        size = os.path.getsize(path)
-        if size > max_bytes:
-            raise InputError(
-                f"file is {_size_text(size)}, over the {_size_text(max_bytes)} limit (--max-bytes)"
-            )
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise InputError(_os_reason(e)) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(not_regular_reason(st.st_mode))
+        os.set_blocking(fd, True)  # a regular file: plain reads from here on
+        with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise InputError("no such file") from None
     except IsADirectoryError:
         raise InputError("is a folder") from None
     except OSError as e:
-        raise InputError(f"cannot read: {e.strerror or e}") from None
+        raise InputError(_os_reason(e)) from None
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         raise InputError(f"file grew over the {_size_text(max_bytes)} limit while being read")
     return data
+
+
+def _over_limit(size: int, max_bytes: int, what: str) -> str:
+    """ "file is 64.0 MiB + 17 bytes, over the 64.0 MiB limit": says by how much, so a file
+    just over the limit does not read as the limit itself."""
+    extra = size - max_bytes
+    return (
+        f"{what} is {_size_text(size)} ({_size_text(extra)} over the {_size_text(max_bytes)} "
+        "limit; raise it with --max-bytes)"
+    )
 
 
 class _SafeRedirects(urllib.request.HTTPRedirectHandler):
@@ -290,6 +466,10 @@ def read_item(
     """The bytes of one input; raises InputError with the row's reason."""
     if item.error:
         raise InputError(item.error)
+    if item.data is not None:
+        if len(item.data) > max_bytes:
+            raise InputError(_over_limit(len(item.data), max_bytes, "input"))
+        return item.data
     if item.url is not None:
         return fetch_url(item.url, max_bytes=max_bytes, timeout=timeout)
     assert item.path is not None
