@@ -14,6 +14,7 @@ model or device errors. This is the only module that imports typer and rich.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -152,7 +153,7 @@ def score(
     """Score GIFs: one row per input with path, sha256, model id, status, error, frames,
     duration, segments, padding and the 17 emotion scores."""
     from gifsent_infer.gifio import DEFAULT_LIMITS
-    from gifsent_infer.inputs import NoInputsError, expand_inputs
+    from gifsent_infer.inputs import NoInputsError, display_name, expand_inputs
     from gifsent_infer.outputs import (
         FileSink,
         RowSink,
@@ -231,6 +232,7 @@ def score(
 
     sink: RowSink
     if out == "-":
+        _lossless_stdout()
         sink, kept_in = StreamSink(sys.stdout, fmt), ""
     else:
         file_sink = FileSink(out, fmt, keep)
@@ -290,12 +292,18 @@ def score(
             f"({rate:.1f} GIFs/s)" + ("" if out == "-" else f" -> {escape(out)}")
         )
         for path, reason in tally.failures:
-            err.print(f"  [red]failed[/] {escape(path)}: {escape(reason)}")
+            err.print(f"  [red]failed[/] {escape(display_name(path))}: {escape(reason)}")
         if tally.failed > len(tally.failures):
             err.print(
                 f"  ... and {tally.failed - len(tally.failures)} more (see the status/error columns)"
             )
     raise typer.Exit(1 if tally.failed else 0)
+
+
+def _lossless_stdout() -> None:
+    # A file name that is not UTF-8 goes to stdout as its own bytes (as in score files).
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
 
 
 def _silence_stdout() -> None:

@@ -100,10 +100,19 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Score files are UTF-8, except that a file name which is not UTF-8 (Python holds its bytes as
+# lone surrogates, PEP 383) is written as its original bytes: lossless, and read back the same.
+ENCODING, ERRORS = "utf-8", "surrogateescape"
+
+
 def _encode(row: dict[str, Any], fmt: str) -> str:
     if fmt == "csv":
+        cells = [_csv_cell(row.get(c)) for c in COLUMNS]
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow([_csv_cell(row.get(c)) for c in COLUMNS])
+        # The csv module quotes only for the delimiter, quotes and the line terminator ("\n"),
+        # so a "\r" in a file name would go out bare and split the row when read back.
+        quoting = csv.QUOTE_ALL if any("\r" in c for c in cells) else csv.QUOTE_MINIMAL
+        csv.writer(buf, lineterminator="\n", quoting=quoting).writerow(cells)
         return buf.getvalue()
     return json.dumps({c: _clean(row.get(c)) for c in COLUMNS}, ensure_ascii=False) + "\n"
 
@@ -127,12 +136,17 @@ def _sniff(text: str) -> str:
 
 
 def _read_text(path: Path) -> str:
+    # newline="": a "\r" inside a quoted CSV cell is data, not a line break
     try:
-        return path.read_text(encoding="utf-8")
+        with open(path, encoding=ENCODING, errors=ERRORS, newline="") as f:
+            text = f.read()
     except FileNotFoundError:
         raise ScoresFileError(f"{path} does not exist") from None
-    except UnicodeDecodeError:
-        raise ScoresFileError(f"{path} is not a text scores file") from None
+    except IsADirectoryError:
+        raise ScoresFileError(f"{path} is a folder, not a scores file") from None
+    if "\0" in text:
+        raise ScoresFileError(f"{path} is not a text scores file")
+    return text
 
 
 def _check_columns(columns: Iterable[str], path: Path) -> None:
@@ -161,7 +175,7 @@ def parse_rows(text: str, fmt: str, path: Path = Path("<text>")) -> ReadResult:
             _check_columns(data[0], path)
         return ReadResult(data, 0)
     if fmt == "jsonl":
-        for line in text.splitlines():
+        for line in text.split("\n"):  # not splitlines(): U+2028 etc. may be in a name
             if not line.strip():
                 continue
             try:
@@ -311,14 +325,14 @@ class FileSink(RowSink):
         self.dedupe = keep is not None
         self.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.partial.with_name(self.partial.name + f".{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
+        with open(tmp, "w", encoding=ENCODING, errors=ERRORS, newline="") as f:
             if self.pfmt == "csv":
                 f.write(_csv_header())
             for row in keep or ():
                 f.write(_encode(row, self.pfmt))
             _fsync(f)
         os.replace(tmp, self.partial)
-        self._file: TextIO | None = open(self.partial, "a", encoding="utf-8", newline="")  # noqa: SIM115
+        self._file: TextIO | None = open(self.partial, "a", encoding=ENCODING, errors=ERRORS, newline="")  # noqa: SIM115
 
     def write(self, row: dict[str, Any]) -> None:
         assert self._file is not None, "write after finish/abort"
@@ -345,7 +359,7 @@ class FileSink(RowSink):
             last = {row["path"]: i for i, row in enumerate(rows)}
             rows = [row for i, row in enumerate(rows) if last[row["path"]] == i]
         tmp = self.out.with_name(self.out.name + f".{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
+        with open(tmp, "w", encoding=ENCODING, errors=ERRORS, newline="") as f:
             write_rows(f, rows, self.fmt)
             _fsync(f)
         os.replace(tmp, self.out)

@@ -146,3 +146,87 @@ def test_a_file_just_over_the_limit_says_by_how_much(tmp_path):
     p.write_bytes(b"GIF89a" + b"\0" * 1024)
     with pytest.raises(InputError, match=r"6 bytes over the 1\.0 KiB limit"):
         read_file(p, max_bytes=1024)
+
+
+# --- names: not UTF-8, control characters, delimiters (D2, D3) --------------------------------
+
+# Characters that break naive writers: CSV delimiters and quotes, line breaks of every kind
+# (splitlines() also splits on \x1c, \x85, \u2028), tabs, non-ASCII, and the lone surrogates
+# Python uses for the bytes of a file name that is not UTF-8 (b"\xff" -> "\udcff").
+_HARD = [*",\"\r\n\t ;'\\", "\x1c", "\x85", "\u2028", "é", "猫", "😀", "\udcff", "\udc80"]
+
+
+def _names(n: int, seed: int = 0) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    alphabet = _HARD + list("abcXYZ019._-/")
+    out = {"plain.gif", "a,b.gif", 'q"uote.gif', "cr\r.gif", "lf\n.gif", "crlf\r\n.gif"}
+    out.add(os.fsdecode(b"bad\xff.gif"))
+    while len(out) < n:
+        out.add("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) + ".gif")
+    return sorted(out)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
+def test_every_name_round_trips_through_every_format(tmp_path, fmt):
+    """Property: write rows named with generated hostile names, read them back, same names."""
+    from gifsent_infer.outputs import FileSink, load_previous, read_rows
+
+    names = _names(300, seed=len(fmt))
+    out = tmp_path / f"scores.{fmt}"
+    sink = FileSink(out, fmt)
+    for i, name in enumerate(names):
+        sink.write({"path": name, "status": "ok", "sha256": f"{i:064x}", "frames": i})
+    sink.abort()  # the partial file, as --resume reads it
+    assert [r["path"] for r in load_previous(out, fmt).rows] == names
+    sink = FileSink(out, fmt, keep=load_previous(out, fmt).rows)
+    sink.finish()
+    rows = read_rows(out).rows
+    assert [r["path"] for r in rows] == names
+    assert [r["frames"] for r in rows] == list(range(len(names)))
+
+
+def test_cli_scores_and_resumes_names_that_are_not_utf8_or_hold_control_chars(tmp_path, capsys):
+    from gifsent_infer.cli import main
+    from gifsent_infer.outputs import read_rows
+
+    model = build_model(tmp_path / "m.onnx")
+    d = tmp_path / "g"
+    d.mkdir()
+    names = [os.fsdecode(b"bad\xff.gif"), "cr\r.gif", "lf\nx.gif", 'q",.gif']
+    for i, n in enumerate(names):
+        (d / n).write_bytes(gif_bytes(i))
+
+    def run(*args) -> tuple[int, str]:
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        return code, capsys.readouterr().err
+
+    for fmt in ("csv", "jsonl", "json"):
+        out = tmp_path / f"o.{fmt}"
+        code, err = run(d, "-o", out, "-m", model)
+        assert code == 0, err
+        rows = read_rows(out).rows
+        assert sorted(Path(r["path"]).name for r in rows) == sorted(names)
+        assert all(r["status"] == "ok" for r in rows)
+        code, err = run(d, "-o", out, "-m", model, "--resume")
+        assert code == 0 and f"{len(names)} of these inputs were scored" in err, err
+        assert sorted(r["path"] for r in read_rows(out).rows) == sorted(str(d / n) for n in names)
+    raw = (tmp_path / "o.csv").read_bytes()
+    assert b"bad\xff.gif" in raw  # the name's own bytes, not a replacement character
+    # stdout gets the same bytes (a subprocess: capsys cannot hold bytes that are not UTF-8)
+    import subprocess
+    import sys
+
+    code = "from gifsent_infer.cli import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(d), "-o", "-", "-m", str(model), "-q"],
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert b"bad\xff.gif" in proc.stdout and b'cr\r.gif"' in proc.stdout
