@@ -166,12 +166,20 @@ def score(
 
     if device not in DEVICES:
         raise _fail(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
-    try:
-        fmt = detect_format(out, fmt)
-    except ValueError as e:
+    from gifsent_infer.outpath import FILE, STDOUT, STREAM, OutputPathError, check_output
+
+    try:  # before anything is scored: a run must not fail at its very end
+        target = check_output(out)
+    except OutputPathError as e:
         raise _fail(str(e)) from None
-    if resume and out == "-":
-        raise _fail("--resume needs an output file (--out FILE), not stdout")
+    try:
+        fmt = detect_format("-" if target.kind == STDOUT else out, fmt)
+    except ValueError as e:
+        if target.kind != STREAM:  # /dev/null, a FIFO: CSV unless --format says otherwise
+            raise _fail(str(e)) from None
+        fmt = "csv"
+    if resume and target.kind != FILE:
+        raise _fail("--resume needs an output file (--out FILE), not stdout or a stream")
 
     try:
         expansion = expand_inputs(
@@ -211,7 +219,7 @@ def score(
     done: dict[str, str] = {}
     if resume:
         try:
-            prev = load_previous(out, fmt)
+            prev = load_previous(target.path, fmt)
         except ScoresFileError as e:
             raise _fail(f"cannot resume: {e}") from None
         names = {item.name for item in items}
@@ -231,11 +239,20 @@ def score(
             )
 
     sink: RowSink
-    if out == "-":
+    if target.kind == STDOUT:
         _lossless_stdout()
         sink, kept_in = StreamSink(sys.stdout, fmt), ""
+    elif target.kind == STREAM:  # written in place, never replaced (/dev/null, a FIFO)
+        try:
+            stream = open(target.path, "a", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        except OSError as e:
+            raise _fail(f"cannot open --out {out}: {e.strerror or e}") from None
+        sink, kept_in = StreamSink(stream, fmt), ""
     else:
-        file_sink = FileSink(out, fmt, keep)
+        try:
+            file_sink = FileSink(target.path, fmt, keep)
+        except OSError as e:
+            raise _fail(f"cannot write --out {out}: {e.strerror or e}") from None
         sink, kept_in = file_sink, f"; rows so far are in {file_sink.partial}"
     if not quiet:
         dest = "stdout" if out == "-" else out

@@ -230,3 +230,105 @@ def test_cli_scores_and_resumes_names_that_are_not_utf8_or_hold_control_chars(tm
     )
     assert proc.returncode == 0, proc.stderr
     assert b"bad\xff.gif" in proc.stdout and b'cr\r.gif"' in proc.stdout
+
+
+# --- output paths (D6) --------------------------------------------------------------------------
+
+
+def _cli(*args) -> tuple[int, str]:
+    """Run gifsent-infer in a subprocess: (exit code, stderr)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "from gifsent_infer.cli import main; main()", *map(str, args)],
+        capture_output=True,
+        timeout=120,
+        text=True,
+    )
+    return proc.returncode, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> tuple[Path, Path]:
+    """(model, folder of 2 GIFs)."""
+    root = tmp_path_factory.mktemp("small")
+    g = root / "g"
+    g.mkdir()
+    for i in range(2):
+        (g / f"{i}.gif").write_bytes(gif_bytes(i))
+    return build_model(root / "m.onnx"), g
+
+
+def test_bad_output_paths_are_usage_errors_before_any_scoring(tmp_path, small):
+    from gifsent_infer.outpath import OutputPathError, check_output
+
+    model, g = small
+    (tmp_path / "afile").write_text("x")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(tmp_path / "sock.csv"))
+    s.close()
+    cases = {
+        str(tmp_path): "is a folder",
+        str(tmp_path / "afile" / "x.csv"): "not a folder",
+        str(tmp_path / "sock.csv"): "socket",
+    }
+    if Path("/proc/self").is_dir():
+        cases["/proc/x.csv"] = "cannot write the output in /proc"  # not writable, even as root
+    for out, why in cases.items():
+        with pytest.raises(OutputPathError, match=why):
+            check_output(out)
+    code, err = _cli(g, "-o", tmp_path, "-m", model)  # used to score all, then fail to rename
+    assert code == 2 and "is a folder" in err and "Traceback" not in err
+    code, err = _cli(g, "-o", tmp_path / "afile" / "x.csv", "-m", model)
+    assert code == 2 and "not a folder" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder(tmp_path, small):
+    model, g = small
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    code, err = _cli(g, "-o", ro / "x.csv", "-m", model)
+    assert code == 2 and "permission denied" in err
+
+
+def test_streams_symlinks_and_modes(tmp_path, small):
+    from gifsent_infer.outputs import read_rows
+
+    model, g = small
+    code, err = _cli(g, "-o", "/dev/null", "-m", model, "-q")
+    assert code == 0, err
+    assert stat_kind("/dev/null") == "char"  # still the device, not a regular file
+
+    fifo = tmp_path / "rows.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    code, err = _cli(g, "-o", fifo, "-m", model, "-q", "-f", "jsonl")
+    reader.join(30)
+    assert code == 0, err
+    assert got and got[0].count(b'"status": "ok"') == 2
+
+    real = tmp_path / "real.csv"
+    real.write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real.name)
+    code, err = _cli(g, "-o", link, "-m", model, "-q")
+    assert code == 0, err
+    assert link.is_symlink() and len(read_rows(real).rows) == 2
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    code, _ = _cli(g, "-o", tmp_path / "new" / "s.json", "-m", model, "-q")
+    assert code == 0
+    assert (tmp_path / "new" / "s.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def stat_kind(path: str) -> str:
+    import stat as st
+
+    mode = os.stat(path).st_mode
+    return "char" if st.S_ISCHR(mode) else "reg" if st.S_ISREG(mode) else "other"
