@@ -19,6 +19,7 @@ app = typer.Typer(
     help="Export a trained gifsent model to one self-describing ONNX graph, proven equal to PyTorch.",
     add_completion=False,
     no_args_is_help=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 err = Console(stderr=True, highlight=False)
 

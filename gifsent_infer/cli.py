@@ -36,13 +36,47 @@ SUBCOMMANDS = ("score", "info", "search", "ray")
 _GROUP_OPTIONS = ("--help", "-h", "--version")
 
 
-class _ScoreByDefault(TyperGroup):
+def suggest_command(name: str, commands) -> str | None:
+    """The command `name` is probably a typo of ("scroe" -> "score"), or None."""
+    import difflib
+
+    close = difflib.get_close_matches(name.lower(), list(commands), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+class SuggestingGroup(TyperGroup):
+    """A command group whose unknown-command error says "did you mean ...?" and lists the
+    commands (used by all three CLIs)."""
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            guess = suggest_command(name, self.list_commands(ctx))
+            hint = f" Did you mean '{guess}'?" if guess else ""
+            ctx.fail(
+                f"No such command '{name}'.{hint} "
+                f"Commands: {', '.join(self.list_commands(ctx))}."
+            )
+        return super().resolve_command(ctx, args)
+
+
+class _ScoreByDefault(SuggestingGroup):
     """A group whose default command is `score`: `gifsent-infer ./gifs -o x.csv` means
     `gifsent-infer score ./gifs -o x.csv`. Anything that is not a subcommand name or a
-    group option goes to `score` (a file literally named `info` needs `score info`)."""
+    group option goes to `score` (a file literally named `info` needs `score info`), except
+    a word that looks like a mistyped command and is not an existing file or folder
+    (`gifsent-infer scroe a.gif` is a usage error saying "did you mean 'score'?")."""
 
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in _GROUP_OPTIONS:
+            first = args[0]
+            guess = None if first.startswith("-") else suggest_command(first, self.commands)
+            if guess and not os.path.lexists(first):
+                ctx.fail(
+                    f"No such command '{first}'. Did you mean '{guess}'? "
+                    f"(To score a file named {first!r}, it must exist; "
+                    f"`gifsent-infer score ./{first}` is explicit.)"
+                )
             args = ["score", *args]
         return super().parse_args(ctx, args)
 
@@ -183,7 +217,10 @@ def score(
 
     try:
         expansion = expand_inputs(
-            inputs, stdin=sys.stdin if "-" in inputs else None, recursive=recursive
+            inputs,
+            stdin=sys.stdin if "-" in inputs else None,
+            recursive=recursive,
+            max_stdin_bytes=max_bytes or DEFAULT_LIMITS.max_file_bytes,
         )
     except NoInputsError as e:
         raise _fail(str(e)) from None
@@ -360,11 +397,17 @@ def info(
     model: Path | None = typer.Argument(
         None, help="The .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location)."
     ),
+    model_opt: Path | None = typer.Option(
+        None, "--model", "-m", help="The .onnx model, as `score --model` takes it."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the raw metadata document as JSON."),
 ) -> None:
     """Print a model's contract: emotions, sampling, encoder, head, metrics, precision."""
     from gifsent_infer.session import ModelError, file_sha256, read_document, resolve_model
 
+    if model is not None and model_opt is not None and model != model_opt:
+        raise _fail("give the model once: either MODEL or --model, not both")
+    model = model if model is not None else model_opt
     try:
         path = resolve_model(model)
         doc = read_document(path)

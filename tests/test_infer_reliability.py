@@ -332,3 +332,109 @@ def stat_kind(path: str) -> str:
 
     mode = os.stat(path).st_mode
     return "char" if st.S_ISCHR(mode) else "reg" if st.S_ISREG(mode) else "other"
+
+
+# --- stdin, typos, -h, info --model -----------------------------------------------------------
+
+
+def _cli_in(stdin: bytes, *args) -> tuple[int, bytes, str]:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "from gifsent_infer.cli import main; main()", *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+    )
+    return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace")
+
+
+def test_gif_bytes_on_stdin_are_one_input_and_other_binary_is_refused(tmp_path, small):
+    from gifsent_infer.outputs import read_rows
+
+    model, g = small
+    gif = (g / "0.gif").read_bytes()
+    out = tmp_path / "s.csv"
+    code, _, err = _cli_in(gif, "-", "-o", out, "-m", model, "-q")
+    assert code == 0, err
+    rows = read_rows(out).rows
+    assert [r["path"] for r in rows] == ["<stdin>"] and rows[0]["status"] == "ok"
+    code, err = _cli(g / "0.gif", "-o", tmp_path / "f.csv", "-m", model, "-q")
+    assert read_rows(tmp_path / "f.csv").rows[0]["sha256"] == rows[0]["sha256"]
+
+    code, _, err = _cli_in(b"\x89PNG\r\n\x1a\n\0\0\0", "-", "-m", model)
+    assert code == 2 and "binary data that is not a GIF" in err and "Traceback" not in err
+    # a list of names, one of them not UTF-8
+    bad = os.fsencode(str(g)) + b"/bad\xff.gif"
+    Path(os.fsdecode(bad)).write_bytes(gif)
+    try:
+        code, stdout, err = _cli_in(bad + b"\n", "-", "-m", model, "-q")
+        assert code == 0, err
+        assert b"bad\xff.gif" in stdout
+    finally:
+        os.unlink(bad)
+
+
+def test_typos_of_commands_are_usage_errors_with_a_suggestion(tmp_path, small):
+    model, g = small
+    code, err = _cli("scroe", g / "0.gif", "-m", model)
+    assert code == 2 and "Did you mean 'score'" in err
+    code, err = _cli("serch", "x.csv")
+    assert code == 2 and "Did you mean 'search'" in err
+    # a file that exists under such a name is scored
+    (tmp_path / "scroe").write_bytes((g / "0.gif").read_bytes())
+    import subprocess
+    import sys
+
+    run_cli = "from gifsent_infer.cli import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", run_cli, "scroe", "-m", str(model), "-q"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for cli_main in ("gifsent_train.cli", "gifsent_infer.cli"):
+        proc = subprocess.run(
+            [sys.executable, "-c", f"from {cli_main} import main; main()", "reprot", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 2
+        if cli_main == "gifsent_train.cli":
+            assert "Did you mean 'report'" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "module,args",
+    [
+        ("gifsent_infer.cli", ["score", "-h"]),
+        ("gifsent_infer.cli", ["info", "-h"]),
+        ("gifsent_infer.cli", ["search", "-h"]),
+        ("gifsent_infer.cli", ["ray", "-h"]),
+        ("gifsent_train.cli", ["-h"]),
+        ("gifsent_train.cli", ["run", "-h"]),
+        ("gifsent_train.cli", ["fetch", "-h"]),
+        ("gifsent_export.cli", ["-h"]),
+    ],
+)
+def test_dash_h_works_everywhere(module, args):
+    import importlib
+
+    from typer.testing import CliRunner
+
+    app = importlib.import_module(module).app
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_info_takes_model_as_an_option_like_score(small):
+    model, _ = small
+    code, err = _cli("info", "--model", model)
+    assert code == 0, err
+    code, err = _cli("info", "-m", model, "--json")
+    assert code == 0, err

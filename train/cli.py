@@ -14,11 +14,14 @@ from pathlib import Path
 import typer
 
 from gifsent_infer import __version__
+from gifsent_infer.cli import SuggestingGroup
 
 app = typer.Typer(
     help="Train gifsent's heads: Bradley-Terry scores, encoder features, randomized search, report.",
     add_completion=False,
     no_args_is_help=False,
+    cls=SuggestingGroup,  # unknown commands: "Did you mean ...?"
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
