@@ -54,8 +54,7 @@ class SuggestingGroup(TyperGroup):
             guess = suggest_command(name, self.list_commands(ctx))
             hint = f" Did you mean '{guess}'?" if guess else ""
             ctx.fail(
-                f"No such command '{name}'.{hint} "
-                f"Commands: {', '.join(self.list_commands(ctx))}."
+                f"No such command '{name}'.{hint} Commands: {', '.join(self.list_commands(ctx))}."
             )
         return super().resolve_command(ctx, args)
 

@@ -332,7 +332,9 @@ class FileSink(RowSink):
                 f.write(_encode(row, self.pfmt))
             _fsync(f)
         os.replace(tmp, self.partial)
-        self._file: TextIO | None = open(self.partial, "a", encoding=ENCODING, errors=ERRORS, newline="")  # noqa: SIM115
+        self._file: TextIO | None = open(  # noqa: SIM115
+            self.partial, "a", encoding=ENCODING, errors=ERRORS, newline=""
+        )
 
     def write(self, row: dict[str, Any]) -> None:
         assert self._file is not None, "write after finish/abort"
