@@ -179,7 +179,16 @@ def score(
         help="Largest input file or download, in bytes (default 64 MiB).",
     ),
     timeout: float = typer.Option(
-        30.0, "--timeout", min=0.1, help="Seconds allowed to download one URL."
+        30.0,
+        "--timeout",
+        min=0.1,
+        help="Seconds allowed to download one URL: connect, headers, redirects and body in all.",
+    ),
+    allow_private_urls: bool = typer.Option(
+        False,
+        "--allow-private-urls",
+        help="Also fetch URLs on loopback, private and link-local addresses (refused by "
+        "default, so that scoring users' URLs cannot reach this machine's network).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
@@ -236,7 +245,14 @@ def score(
             if max_bytes is None
             else dataclasses.replace(DEFAULT_LIMITS, max_file_bytes=max_bytes)
         )
-        scorer = Scorer(model, device=device, threads=threads, limits=limits, timeout=timeout)
+        scorer = Scorer(
+            model,
+            device=device,
+            threads=threads,
+            limits=limits,
+            timeout=timeout,
+            allow_private_urls=allow_private_urls,
+        )
     except ImportError as e:  # onnxruntime missing: the message is the install hint
         raise _fail(str(e)) from None
     except (ModelError, DeviceError) as e:

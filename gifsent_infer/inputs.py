@@ -9,16 +9,21 @@ instead of vanishing).
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import errno
 import glob
 import hashlib
+import http
 import http.client
+import ipaddress
 import os
 import socket
+import ssl
 import stat
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +31,7 @@ from typing import BinaryIO, TextIO
 
 from gifsent_infer import __version__
 from gifsent_infer.gifio import DEFAULT_LIMITS, is_gif
+from gifsent_infer.netpolicy import ALLOW_HINT, address_refusal
 
 DEFAULT_MAX_BYTES = DEFAULT_LIMITS.max_file_bytes  # per input, files and downloads alike
 DEFAULT_TIMEOUT_S = 30.0  # whole download, not per socket read
@@ -398,70 +404,256 @@ def _over_limit(size: int, max_bytes: int, what: str) -> str:
     )
 
 
-class _SafeRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects to http(s) only (urllib would also follow ftp)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if not is_url(newurl):
-            raise urllib.error.HTTPError(
-                newurl, code, f"redirect to non-HTTP URL {newurl}", headers, fp
-            )
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+MAX_REDIRECTS = 5  # in all, per URL
+_REDIRECT_CODES = (301, 302, 303, 307, 308)
+_RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="gifsent-dns")
 
 
-_OPENER = urllib.request.build_opener(_SafeRedirects)
+def _timed_out(timeout: float) -> InputError:
+    return InputError(f"download timed out after {timeout:g} s (--timeout)")
+
+
+def _resolve(host: str, port: int, deadline: float, timeout: float) -> list[str]:
+    """The addresses of `host`, within the URL's deadline (getaddrinfo itself cannot time out:
+    it runs in a helper thread that is abandoned when the deadline passes)."""
+    try:
+        ipaddress.ip_address(host)
+        return [host]  # a literal: no lookup
+    except ValueError:
+        pass
+    future = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = future.result(timeout=max(0.0, deadline - time.monotonic()))
+    except concurrent.futures.TimeoutError:
+        raise _timed_out(timeout) from None
+    except socket.gaierror:
+        raise InputError(f"cannot download: host {host!r} not found") from None
+    except (OSError, UnicodeError):
+        raise InputError(f"cannot download: cannot resolve host {host!r}") from None
+    seen: list[str] = []
+    for *_, sockaddr in infos:
+        if sockaddr[0] not in seen:
+            seen.append(sockaddr[0])
+    return seen
+
+
+class _Watchdog:
+    """Shuts the socket down when the deadline passes, so a read blocked on a server that
+    drips one byte a second (status line, headers or body) returns at once."""
+
+    def __init__(self, sock: socket.socket, seconds: float) -> None:
+        self.fired = False
+        self._sock = sock
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)  # the fd, also under TLS
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _connect(
+    host: str, port: int, https: bool, deadline: float, timeout: float, allow_private: bool
+) -> socket.socket:
+    """A socket connected to an address of `host` that the policy allows (TLS for https)."""
+    addresses = _resolve(host, port, deadline, timeout)
+    if not allow_private:
+        for address in addresses:
+            why = address_refusal(address)
+            if why is not None:
+                shown = host if host == address else f"{host} ({address})"
+                raise InputError(
+                    f"refused to fetch {shown}: {why}; private, loopback and link-local "
+                    f"addresses are not fetched by default ({ALLOW_HINT})"
+                )
+    if not addresses:
+        raise InputError(f"cannot download: host {host!r} has no address")
+    last: OSError | None = None
+    for address in addresses:  # the checked address itself: no second lookup (rebinding)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _timed_out(timeout)
+        try:
+            sock = socket.create_connection((address, port), timeout=remaining)
+            break
+        except TimeoutError:
+            raise _timed_out(timeout) from None
+        except OSError as e:
+            last = e
+    else:
+        why = (last.strerror if last is not None else None) or "unreachable"
+        raise InputError(f"cannot download: {why.lower()} ({host} port {port})")
+    if https:
+        context = ssl.create_default_context()
+        try:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            sock = context.wrap_socket(sock, server_hostname=host)
+        except TimeoutError:
+            sock.close()
+            raise _timed_out(timeout) from None
+        except ssl.SSLError as e:
+            sock.close()
+            raise InputError(f"cannot download: TLS failed ({e.reason or 'handshake'})") from None
+        except OSError as e:
+            sock.close()
+            raise InputError(
+                f"cannot download: TLS failed ({e.strerror or 'connection'})"
+            ) from None
+    return sock
+
+
+def _status_text(code: int) -> str:
+    """ "HTTP 404 Not Found", with the standard phrase (never the server's own words)."""
+    try:
+        return f"HTTP {code} {http.HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"HTTP {code}"
 
 
 def fetch_url(
-    url: str, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = DEFAULT_TIMEOUT_S
+    url: str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    allow_private: bool = False,
 ) -> bytes:
-    """Download `url` (http/https) whole, within `max_bytes` and `timeout` seconds; raises InputError."""
+    """Download `url` (http/https) whole; raises InputError with the row's reason.
+
+    One wall-clock deadline of `timeout` seconds covers everything: DNS, connect, TLS, the
+    status line and headers, every redirect hop (at most MAX_REDIRECTS in all) and the body.
+    Bodies over `max_bytes` are refused (by Content-Length before reading, else by
+    counting). Each hop's addresses are checked against the SSRF policy (netpolicy) unless
+    `allow_private`. Error messages are our own words: they never repeat bytes or banners
+    that the server sent. Content-Encoding is not requested and never decoded (no gzip
+    bombs). Proxies from the environment are not used.
+    """
     if not is_url(url):
         raise InputError("only http:// and https:// URLs can be fetched")
     deadline = time.monotonic() + timeout
-    request = urllib.request.Request(url, headers={"User-Agent": f"gifsent/{__version__}"})
+    current = url
+    for _hop in range(MAX_REDIRECTS + 1):
+        status, payload = _fetch_once(current, deadline, timeout, max_bytes, allow_private)
+        if status == 200:
+            return payload
+        location = payload.decode("latin-1")
+        target = urllib.parse.urljoin(current, location)
+        if not is_url(target):
+            raise InputError(f"{_status_text(status)}: redirect to a non-HTTP URL is not followed")
+        current = target
+    raise InputError(f"too many redirects (more than {MAX_REDIRECTS})")
+
+
+def _fetch_once(
+    url: str, deadline: float, timeout: float, max_bytes: int, allow_private: bool
+) -> tuple[int, bytes]:
+    """One GET: (200, body) or (redirect status, Location); raises InputError otherwise."""
     try:
-        with _OPENER.open(request, timeout=timeout) as resp:
-            length = resp.headers.get("Content-Length")
-            if length is not None and length.isdigit() and int(length) > max_bytes:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise InputError("not a valid URL") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise InputError("only http:// and https:// URLs can be fetched")
+    host = parts.hostname
+    if not host:
+        raise InputError("not a valid URL (no host)")
+    https = scheme == "https"
+    port = port or (443 if https else 80)
+    sock = _connect(host, port, https, deadline, timeout, allow_private)
+    watchdog = _Watchdog(sock, deadline - time.monotonic())
+    conn = http.client.HTTPConnection(host, port, timeout=max(0.01, deadline - time.monotonic()))
+    conn.sock = sock  # already connected (to the checked address), TLS done
+    try:
+        path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        default = 443 if https else 80
+        host_header = f"[{host}]" if ":" in host else host
+        conn.putheader("Host", host_header if port == default else f"{host_header}:{port}")
+        conn.putheader("User-Agent", f"gifsent/{__version__}")
+        conn.putheader("Accept", "image/gif,image/*;q=0.9,*/*;q=0.5")
+        conn.putheader("Accept-Encoding", "identity")
+        conn.putheader("Connection", "close")
+        conn.endheaders()
+        resp = conn.getresponse()
+        if resp.status in _REDIRECT_CODES:
+            location = resp.getheader("Location")
+            if not location:
+                raise InputError(f"{_status_text(resp.status)} without a Location to follow")
+            return resp.status, location.encode("latin-1", "replace")
+        if resp.status != 200:
+            raise InputError(_status_text(resp.status))
+        encoding = (resp.getheader("Content-Encoding") or "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise InputError(
+                f"the server sent compressed content (Content-Encoding {encoding[:20]!r}), "
+                "which is not decoded"
+            )
+        length = resp.getheader("Content-Length")
+        if length is not None and length.strip().isdigit() and int(length) > max_bytes:
+            raise InputError(_over_limit(int(length), max_bytes, "download"))
+        chunks: list[bytes] = []
+        got = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _timed_out(timeout)
+            sock.settimeout(remaining)  # and the watchdog, for a drip of tiny reads
+            chunk = resp.read1(_CHUNK)
+            if not chunk:
+                break
+            got += len(chunk)
+            if got > max_bytes:
                 raise InputError(
-                    f"download is {_size_text(int(length))}, over the "
-                    f"{_size_text(max_bytes)} limit (--max-bytes)"
+                    f"download is over the {_size_text(max_bytes)} limit (--max-bytes)"
                 )
-            chunks: list[bytes] = []
-            got = 0
-            while True:
-                if time.monotonic() > deadline:
-                    raise InputError(f"download timed out after {timeout:g} s (--timeout)")
-                # read1: whatever has arrived (read() would block for a whole chunk, so a
-                # server dripping bytes could outlast the deadline)
-                chunk = resp.read1(_CHUNK) if hasattr(resp, "read1") else resp.read(_CHUNK)
-                if not chunk:
-                    break
-                got += len(chunk)
-                if got > max_bytes:
-                    raise InputError(
-                        f"download is over the {_size_text(max_bytes)} limit (--max-bytes)"
-                    )
-                chunks.append(chunk)
-            return b"".join(chunks)
+            chunks.append(chunk)
+        if watchdog.fired:
+            raise _timed_out(timeout)
+        return 200, b"".join(chunks)
     except InputError:
         raise
-    except urllib.error.HTTPError as e:
-        raise InputError(f"HTTP {e.code} {e.reason}") from None
-    except urllib.error.URLError as e:
-        reason = e.reason
-        if isinstance(reason, (TimeoutError, socket.timeout)):
-            raise InputError(f"download timed out after {timeout:g} s (--timeout)") from None
-        raise InputError(f"cannot download: {reason}") from None
     except TimeoutError:
-        raise InputError(f"download timed out after {timeout:g} s (--timeout)") from None
-    except (OSError, ValueError, http.client.HTTPException) as e:  # reset, bad URL, short body
-        raise InputError(f"cannot download: {e}") from None
+        raise _timed_out(timeout) from None
+    except Exception as e:  # reset, short body, garbage instead of HTTP: our words only
+        if watchdog.fired or time.monotonic() >= deadline:
+            raise _timed_out(timeout) from None
+        raise InputError(f"cannot download: {_http_failure(e)}") from None
+    finally:
+        watchdog.cancel()
+        conn.close()
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+def _http_failure(e: BaseException) -> str:
+    """Why a download failed, without repeating anything the server sent."""
+    if isinstance(e, http.client.BadStatusLine):
+        return "the server did not answer in HTTP (bad status line)"
+    if isinstance(e, http.client.LineTooLong):
+        return "the server sent an over-long header line"
+    if isinstance(e, http.client.IncompleteRead):
+        return f"the connection closed early ({len(e.partial)} bytes received)"
+    if isinstance(e, http.client.HTTPException):
+        return f"malformed HTTP response ({type(e).__name__})"
+    if isinstance(e, ConnectionResetError):
+        return "connection reset by the server"
+    if isinstance(e, OSError):
+        return (e.strerror or type(e).__name__).lower()
+    return f"malformed HTTP response ({type(e).__name__})"
 
 
 def read_item(
-    item: InputItem, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = DEFAULT_TIMEOUT_S
+    item: InputItem,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    allow_private: bool = False,
 ) -> bytes:
     """The bytes of one input; raises InputError with the row's reason."""
     if item.error:
@@ -471,7 +663,9 @@ def read_item(
             raise InputError(_over_limit(len(item.data), max_bytes, "input"))
         return item.data
     if item.url is not None:
-        return fetch_url(item.url, max_bytes=max_bytes, timeout=timeout)
+        return fetch_url(
+            item.url, max_bytes=max_bytes, timeout=timeout, allow_private=allow_private
+        )
     assert item.path is not None
     return read_file(item.path, max_bytes=max_bytes)
 

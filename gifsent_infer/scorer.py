@@ -149,7 +149,12 @@ class Scorer:
         cannot run, never a silent CPU fallback).
     threads: onnxruntime intra-op threads (None: one per core).
     limits: the GIF reader's limits; `limits.max_file_bytes` also caps downloads.
-    timeout: seconds allowed for downloading one URL.
+    timeout: seconds allowed for downloading one URL (connect, headers and body together).
+    allow_private_urls: also fetch URLs on loopback, private and link-local addresses (off by
+        default, so a service scoring its users' URLs cannot be turned on its own network;
+        see gifsent_infer.netpolicy).
+    memory_budget: bytes that decoding inputs may hold at once, across all workers and
+        threads sharing this Scorer (see gifsent_infer.budget).
     """
 
     def __init__(
@@ -160,11 +165,13 @@ class Scorer:
         threads: int | None = None,
         limits: ReaderLimits = DEFAULT_LIMITS,
         timeout: float = DEFAULT_TIMEOUT_S,
+        allow_private_urls: bool = False,
     ) -> None:
         self.model_path: Path = resolve_model(model)
         self.session = ModelSession(self.model_path, device=device, threads=threads)
         self.limits = limits
         self.timeout = timeout
+        self.allow_private_urls = allow_private_urls
 
     # --- what the model is -----------------------------------------------------------------
     @property
@@ -236,11 +243,21 @@ class Scorer:
     def _read(self, source: Source) -> tuple[str, bytes]:
         max_bytes = self.limits.max_file_bytes
         if isinstance(source, InputItem):
-            return source.name, read_item(source, max_bytes=max_bytes, timeout=self.timeout)
+            return source.name, read_item(
+                source,
+                max_bytes=max_bytes,
+                timeout=self.timeout,
+                allow_private=self.allow_private_urls,
+            )
         if isinstance(source, (bytes, bytearray, memoryview)):
             return "<bytes>", bytes(source)
         if isinstance(source, str) and is_url(source):
-            return source, fetch_url(source, max_bytes=max_bytes, timeout=self.timeout)
+            return source, fetch_url(
+                source,
+                max_bytes=max_bytes,
+                timeout=self.timeout,
+                allow_private=self.allow_private_urls,
+            )
         if isinstance(source, (str, os.PathLike)):
             return str(source), read_item(
                 InputItem(str(source), path=Path(source)), max_bytes=max_bytes

@@ -299,6 +299,7 @@ def test_url_inputs(model, tmp_path, capsys):
             "20000",
             "--timeout",
             "10",
+            "--allow-private-urls",  # the test server is on 127.0.0.1
         )
     finally:
         httpd.shutdown()
