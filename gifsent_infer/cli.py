@@ -190,6 +190,12 @@ def score(
         help="Also fetch URLs on loopback, private and link-local addresses (refused by "
         "default, so that scoring users' URLs cannot reach this machine's network).",
     ),
+    memory_budget: str = typer.Option(
+        "1G",
+        "--memory-budget",
+        help="Memory that decoding may use at once, whatever --workers is (e.g. 512M, 2G); "
+        "a larger input waits, then decodes alone.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Score GIFs: one row per input with path, sha256, model id, status, error, frames,
@@ -208,6 +214,12 @@ def score(
 
     if device not in DEVICES:
         raise _fail(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
+    from gifsent_infer.budget import parse_size
+
+    try:
+        budget_bytes = parse_size(memory_budget)
+    except ValueError as e:
+        raise _fail(f"--memory-budget: {e}") from None
     from gifsent_infer.outpath import FILE, STDOUT, STREAM, OutputPathError, check_output
 
     try:  # before anything is scored: a run must not fail at its very end
@@ -252,6 +264,7 @@ def score(
             limits=limits,
             timeout=timeout,
             allow_private_urls=allow_private_urls,
+            memory_budget=budget_bytes,
         )
     except ImportError as e:  # onnxruntime missing: the message is the install hint
         raise _fail(str(e)) from None

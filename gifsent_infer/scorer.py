@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from gifsent_infer.batch import run_pipeline
+from gifsent_infer.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget, estimate_decode_bytes
 from gifsent_infer.contract import EMOTIONS, ModelDocument, SamplingSpec
 from gifsent_infer.gifio import (
     DEFAULT_LIMITS,
@@ -166,12 +167,14 @@ class Scorer:
         limits: ReaderLimits = DEFAULT_LIMITS,
         timeout: float = DEFAULT_TIMEOUT_S,
         allow_private_urls: bool = False,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ) -> None:
         self.model_path: Path = resolve_model(model)
         self.session = ModelSession(self.model_path, device=device, threads=threads)
         self.limits = limits
         self.timeout = timeout
         self.allow_private_urls = allow_private_urls
+        self.budget = MemoryBudget(memory_budget)  # shared by all workers and threads
 
     # --- what the model is -----------------------------------------------------------------
     @property
@@ -291,7 +294,8 @@ class Scorer:
             digest = sha256(data)
             if skip is not None and skip(path, digest):
                 return None, _Context(path, digest, None, SKIPPED)
-            sampled = sample_content(data, self.spec, self.limits)
+            with self.budget.hold(estimate_decode_bytes(data, self.spec, self.limits)):
+                sampled = sample_content(data, self.spec, self.limits)
         except Exception as e:  # one odd file must not stop a run of thousands: it gets a row
             return None, _Context(path, digest, None, ERROR, failure_reason(e))
         return sampled.frames, _Context(path, digest, sampled.info, OK)

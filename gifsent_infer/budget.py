@@ -1,0 +1,82 @@
+"""Bounding decode memory by bytes in flight, not by worker count.
+
+Eight workers decoding eight large-but-legal GIFs at once can need gigabytes, while eight
+workers on ordinary GIFs need a few megabytes. So before a worker decodes an input it
+reserves that input's expected footprint from one budget shared by every worker and thread
+of a Scorer, and waits while the budget is spent. An input larger than the whole budget
+waits until nothing else is decoding and then runs alone, so every input still gets a row.
+
+The footprint estimate is deliberately coarse and errs high; it is made from the header
+only (nothing is decoded to estimate a decode): for a GIF, the bytes themselves plus the
+canvas's pixels times what the compositor keeps per pixel (packed uint32 canvas, one packed
+copy per sampled frame, a saved region, index and colour temporaries).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from gifsent_infer.contract import SamplingSpec
+from gifsent_infer.gifio import ReaderLimits, is_gif
+
+DEFAULT_MEMORY_BUDGET = 1 << 30  # 1 GiB of decoding at once; with the model, runtime and
+# the raw bytes of the inputs in flight, a run stays within ~2 GB at any --workers.
+
+
+class MemoryBudget:
+    """A counting semaphore in bytes. hold(n) reserves min(n, limit) bytes for a `with` block."""
+
+    def __init__(self, limit: int = DEFAULT_MEMORY_BUDGET) -> None:
+        if limit < 1:
+            raise ValueError(f"memory budget must be at least 1 byte, got {limit}")
+        self.limit = int(limit)
+        self.used = 0
+        self.peak = 0  # the most bytes ever reserved at once (for tests and benchmarks)
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, nbytes: int) -> Iterator[int]:
+        n = max(0, min(int(nbytes), self.limit))
+        with self._cond:
+            # `used > 0`: an input bigger than what is free still runs once nothing else does
+            while self.used > 0 and self.used + n > self.limit:
+                self._cond.wait()
+            self.used += n
+            self.peak = max(self.peak, self.used)
+        try:
+            yield n
+        finally:
+            with self._cond:
+                self.used -= n
+                self._cond.notify_all()
+
+
+def estimate_decode_bytes(data: bytes, spec: SamplingSpec, limits: ReaderLimits) -> int:
+    """Bytes that sampling `data` with `spec` may hold at its peak (an overestimate)."""
+    if not is_gif(data[:6]) or len(data) < 10:
+        return 4 * len(data) + (1 << 20)  # not decoded as a GIF (an error row, or another reader)
+    width, height = struct.unpack("<HH", data[6:10])
+    pixels = min(max(width * height, 1), limits.max_canvas_pixels)
+    # frames kept: one packed copy per distinct sampled frame, never more than the reader's
+    # decoded-pixel limit lets exist
+    kept = min(spec.num_frames, max(1, limits.max_decoded_pixels // pixels))
+    per_pixel = 4 * kept + 32  # + canvas, saved region, index/colour/mask temporaries
+    return 2 * len(data) + pixels * per_pixel
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """ "2G", "1.5GiB", "512M", "800000000" -> bytes (K/M/G/T are powers of 1024)."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use e.g. 2G, 512M or a number of bytes)")
+    value = float(m.group(1)) * 1024 ** " kmgt".index((m.group(2) or " ").lower())
+    if value < 1:
+        raise ValueError(f"size must be at least 1 byte, got {text!r}")
+    return int(value)
