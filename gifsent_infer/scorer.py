@@ -52,6 +52,7 @@ from gifsent_infer.inputs import (
     read_item,
     sha256,
 )
+from gifsent_infer.selftest import check_gif_decoder
 from gifsent_infer.session import DeviceError, ModelError, ModelSession, resolve_model
 
 __all__ = [
@@ -169,6 +170,7 @@ class Scorer:
         allow_private_urls: bool = False,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ) -> None:
+        check_gif_decoder()  # once per process: a Pillow upgrade must fail loudly, not decode wrongly
         self.model_path: Path = resolve_model(model)
         self.session = ModelSession(self.model_path, device=device, threads=threads)
         self.limits = limits

@@ -63,6 +63,10 @@ def resolve_model(model: str | os.PathLike | None = None) -> Path:
     """
     if model is not None:
         path = Path(model).expanduser()
+        if path.is_dir():  # not "does not exist": say what is there
+            found = sorted(p.name for p in path.glob("*.onnx"))[:5]
+            hint = f"; it holds {', '.join(found)}" if found else "; it holds no .onnx file"
+            raise ModelError(f"--model {path} is a folder, not an .onnx file{hint}")
         if not path.is_file():
             raise ModelError(f"model file {path} does not exist (from --model)")
         return path

@@ -144,10 +144,48 @@ class TrainConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown config key(s) {unknown}; known: {sorted(names)}")
+        check_config_types(cls, data)
         return cls(**data)
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+def check_config_types(cls, data: dict) -> None:
+    """Raise ValueError naming every key whose value has the wrong type (`trials = "abc"`),
+    so a bad config file fails before a run folder is made, not deep inside a stage."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    problems = []
+    for key, value in data.items():
+        want = hints.get(key)
+        ok = True
+        if want is bool:
+            ok = isinstance(value, bool)
+        elif want is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif want is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif want is str:
+            ok = (
+                isinstance(value, (str, bool))
+                if key == "use_onnxruntime"
+                else isinstance(value, str)
+            )
+        elif typing.get_origin(want) is tuple:
+            args = typing.get_args(want)
+            item = args[0] if args else object
+            ok = isinstance(value, (list, tuple)) and all(
+                isinstance(v, item) or (item is float and isinstance(v, int)) for v in value
+            )
+            if ok and args and args[-1] is not Ellipsis:
+                ok = len(value) == len(args)
+        if not ok:
+            kind = getattr(want, "__name__", str(want))
+            problems.append(f"{key} must be {kind}, not {type(value).__name__} {value!r}")
+    if problems:
+        raise ValueError("bad config value(s): " + "; ".join(problems))
 
 
 # Presets: named starting points; options and config files override them.
@@ -828,6 +866,18 @@ class RunResult:
     cpu_timings: dict[str, float] = field(default_factory=dict)  # CPU seconds, all threads
 
 
+def _remove_if_empty(root: Path) -> None:
+    """Delete a run folder that holds nothing but its config.json and empty folders."""
+    import shutil
+
+    try:
+        files = [p for p in root.rglob("*") if not p.is_dir()]
+    except OSError:
+        return
+    if all(p == root / "config.json" for p in files):
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def run_all(
     config: TrainConfig,
     reporter: Reporter | None = None,
@@ -839,19 +889,23 @@ def run_all(
     """Run `stages` in order (each skipped when current); mark the run as latest when complete."""
     run = Run(config, reporter)
     files: dict[str, Path] = {}
-    for st in STAGES:
-        if st not in stages:
-            continue
-        if on_stage:
-            on_stage(st)
-        if st == "scores":
-            run.stage_scores(force)
-        elif st == "features":
-            run.stage_features(force)
-        elif st == "search":
-            run.stage_search(force)
-        elif st == "report":
-            files = run.stage_report(force)
+    try:
+        for st in STAGES:
+            if st not in stages:
+                continue
+            if on_stage:
+                on_stage(st)
+            if st == "scores":
+                run.stage_scores(force)
+            elif st == "features":
+                run.stage_features(force)
+            elif st == "search":
+                run.stage_search(force)
+            elif st == "report":
+                files = run.stage_report(force)
+    except BaseException:
+        _remove_if_empty(run.layout.root)  # a failed first stage leaves no empty run folder
+        raise
     run.write_timings()
     table1 = ""
     t1 = run.layout.report / "table1.md"
