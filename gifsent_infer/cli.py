@@ -503,6 +503,7 @@ def search(
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
 ) -> None:
     """Rank the GIFs of a scores file by one emotion or by closeness to an emotion profile."""
+    from gifsent_infer.inputs import display_name
     from gifsent_infer.outputs import ScoresFileError
     from gifsent_infer.search import SearchError, parse_profile
     from gifsent_infer.search import search as run_search
@@ -515,6 +516,7 @@ def search(
     except (SearchError, ScoresFileError) as e:
         raise _fail(str(e)) from None
     value_name = emotion.strip().lower() if emotion else "distance"
+    _lossless_stdout()  # paths that are not UTF-8 come out as their own bytes
     if fmt == "json":
         typer.echo(
             json.dumps(
@@ -550,7 +552,7 @@ def search(
         table.add_column("top emotions")
         for h in hits:
             top3 = ", ".join(e for e, _ in sorted(h.scores.items(), key=lambda kv: -kv[1])[:3])
-            cells = [str(h.rank), escape(h.path)]
+            cells = [str(h.rank), escape(display_name(h.path))]
             if not emotion:
                 cells.append(f"{h.value:.4f}")
             cells += [f"{h.scores[e]:.4f}" for e in shown]

@@ -230,6 +230,17 @@ def test_cli_scores_and_resumes_names_that_are_not_utf8_or_hold_control_chars(tm
     )
     assert proc.returncode == 0, proc.stderr
     assert b"bad\xff.gif" in proc.stdout and b'cr\r.gif"' in proc.stdout
+    scores = tmp_path / "o.csv"
+    for fmt in ("csv", "table", "json"):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, "search", scores, "-e", "happiness", "-f", fmt],
+            capture_output=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert {"csv": b"bad\xff.gif", "table": b"bad\\xff.gif", "json": b"bad\\udcff"}[
+            fmt
+        ] in proc.stdout, proc.stdout
 
 
 # --- output paths (D6) --------------------------------------------------------------------------
