@@ -80,3 +80,27 @@ def parse_size(text: str) -> int:
     if value < 1:
         raise ValueError(f"size must be at least 1 byte, got {text!r}")
     return int(value)
+
+
+def return_freed_memory(threshold: int = 1 << 20) -> bool:
+    """Make glibc give large freed blocks back to the OS (mallopt M_MMAP_THRESHOLD).
+
+    By default glibc raises its mmap threshold after large blocks are freed (up to 32 MiB),
+    so later canvases come from per-thread heaps ("arenas") that keep their memory: with 8
+    decoder threads, RSS then grows towards 8 decodes even while the budget lets only one
+    run (measured: 705 MiB instead of 297 MiB, benchmarks/bench_fuzz.py). A fixed
+    threshold keeps every block of `threshold` bytes or more in its own mapping, returned
+    on free. The same as MALLOC_MMAP_THRESHOLD_=1048576 in the environment; process-wide,
+    so the CLI calls it and a library user may. Returns whether it took effect.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(-3, int(threshold)))  # -3: M_MMAP_THRESHOLD

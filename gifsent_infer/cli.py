@@ -214,12 +214,13 @@ def score(
 
     if device not in DEVICES:
         raise _fail(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
-    from gifsent_infer.budget import parse_size
+    from gifsent_infer.budget import parse_size, return_freed_memory
 
     try:
         budget_bytes = parse_size(memory_budget)
     except ValueError as e:
         raise _fail(f"--memory-budget: {e}") from None
+    return_freed_memory()  # so that RSS follows the budget, not the number of threads
     from gifsent_infer.outpath import FILE, STDOUT, STREAM, OutputPathError, check_output
 
     try:  # before anything is scored: a run must not fail at its very end
