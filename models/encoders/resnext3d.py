@@ -214,8 +214,8 @@ def resnext101_kinetics(
         raise WeightsUnavailableError(
             f"resnext101-kinetics needs the published Kinetics weights {RESNEXT101_FILE} "
             f"({RESNEXT101_SOURCE}; linked from that repository's README). Pass "
-            f"weights=PATH (--encoder-weights PATH) or put the file at {path}. "
-            "Use random_init=True only for tests."
+            f"--encoder-weights FILE (weights=FILE in Python) or put the file at {path}. "
+            "Use --random-init (random_init=True) only for tests."
         )
     sha = load_hara_checkpoint(encoder, path)
     encoder.set_weights_provenance(path=path.resolve(), source=path.name, sha256=sha)

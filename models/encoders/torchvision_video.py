@@ -115,7 +115,8 @@ def fetch_torchvision_weights(name: str, url: str) -> Path:
         raise WeightsUnavailableError(
             f"{name}: could not download torchvision's Kinetics-400 weights from {url} ({e}). "
             f"Without internet, copy that file to {path} (torch's hub cache; set TORCH_HOME to "
-            "move it), or pass weights=PATH to a local copy. Use random_init=True only for tests."
+            "move it), or pass --encoder-weights FILE (weights=FILE in Python) to a local copy. "
+            "Use --random-init (random_init=True) only for tests."
         ) from e
     if not path.is_file():
         raise WeightsUnavailableError(f"{name}: torch.hub did not leave the weights at {path}")
