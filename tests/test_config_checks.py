@@ -66,3 +66,13 @@ def test_a_broken_pillow_decoder_fails_loudly_with_the_fix(monkeypatch, tmp_path
             selftest.check_gif_decoder()
     monkeypatch.setattr(gifio, "decode_gif", real)
     selftest.check_gif_decoder.cache_clear()
+
+
+def test_train_help_shows_the_defaults():
+    from typer.testing import CliRunner
+
+    from gifsent_train.cli import app
+
+    result = CliRunner().invoke(app, ["run", "-h"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "default: 20 unless --preset" in result.output  # --trials

@@ -170,6 +170,22 @@ _OPTIONS = {
 }
 
 
+def _show_defaults() -> None:
+    """Append TrainConfig's defaults to the options' help (the options themselves default to
+    None so that presets and config files can fill them in)."""
+    from gifsent_train.pipeline import TrainConfig
+
+    defaults = TrainConfig()
+    for name, (_ann, option) in _OPTIONS.items():
+        value = getattr(defaults, name, None)
+        if value in (None, "") or not option.help or "default" in option.help.lower():
+            continue
+        option.help += f" (default: {value} unless --preset or --config sets it)"
+
+
+_show_defaults()
+
+
 def _execute(stages: tuple[str, ...], opts: dict) -> None:
     from gifsent_train.pipeline import NoDataError, resolve_config, run_all
 
