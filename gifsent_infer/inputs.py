@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TextIO
 
 from gifsent_infer import __version__
-from gifsent_infer.gifio import DEFAULT_LIMITS, is_gif
+from gifsent_infer.gifio import DEFAULT_LIMITS
+from gifsent_infer.media import MEDIA_SUFFIXES, SNIFF_BYTES, sniff_format
 
 DEFAULT_MAX_BYTES = DEFAULT_LIMITS.max_file_bytes  # per input, files and downloads alike
 DEFAULT_TIMEOUT_S = 30.0  # whole download, not per socket read
@@ -63,11 +64,12 @@ def _has_glob(text: str) -> bool:
 
 
 def _looks_like_gif(path: Path) -> bool:
-    if path.suffix.lower() == ".gif":
+    """A GIF or other supported media (gifsent_infer.media) by content, or by a media name."""
+    if path.suffix.lower() in MEDIA_SUFFIXES:
         return True
     try:
         with open(path, "rb") as f:
-            return is_gif(f.read(6))
+            return sniff_format(f.read(SNIFF_BYTES)) is not None
     except OSError:
         return False
 
@@ -198,7 +200,7 @@ def describe_non_gif(head: bytes) -> str:
             what = "text"
         except UnicodeDecodeError:
             what = "unknown binary data"
-    return f"not a GIF (content looks like {what}, starts with {head[:8]!r})"
+    return f"not a GIF or other supported image/video (content looks like {what}, starts with {head[:8]!r})"
 
 
 def read_file(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
