@@ -264,7 +264,6 @@ def _png_reader(data: bytes, limits: ReaderLimits) -> _Reader:
     pos, n = 8, len(data)
     width = height = 0
     animated = False
-    default_in_animation = False  # an fcTL before IDAT: the default image is frame 0
     seen_idat = False
     durations: list[float] = []
     while True:
@@ -289,8 +288,6 @@ def _png_reader(data: bytes, limits: ReaderLimits) -> _Reader:
             _check_canvas(fw, fh, limits, f"frame {len(durations)}")
             durations.append(num * 1000.0 / (den or 100))  # den 0 means 1/100 s
             _check_frames(len(durations), width * height, limits)
-            if not seen_idat:
-                default_in_animation = True
         elif kind == b"IDAT":
             seen_idat = True
         elif kind == b"IEND":
@@ -299,18 +296,48 @@ def _png_reader(data: bytes, limits: ReaderLimits) -> _Reader:
     if not width or not seen_idat:
         raise MediaError("corrupt PNG: no IHDR or no image data")
     if not animated or not durations:
-        animated, durations, skip = False, [0.0], 0
-    else:
-        # Pillow shows a default image that is not part of the animation as frame 0;
-        # browsers (and the APNG spec) skip it.
-        skip = 0 if default_in_animation else 1
+        animated, durations = False, [0.0]
     _check_duration(sum(durations) / 1000, limits)
     fmt = "apng" if animated else "png"
     d = np.asarray(durations, dtype=np.float64)
     if (d == np.round(d)).all():
         d = d.astype(np.int64)  # whole milliseconds: sample exactly like a GIF
     info = MediaInfo(fmt, width, height, d)
-    return _Reader(info, True, lambda keep, matte: _pillow_frames(data, keep, matte, skip))
+    if animated:  # FFmpeg composites APNG like browsers (Pillow's blending drifts on some files)
+        return _Reader(info, True, lambda keep, matte: _apng_frames(data, keep, matte))
+    return _Reader(info, True, lambda keep, matte: _pillow_frames(data, keep, matte, 0))
+
+
+def _apng_frames(
+    data: bytes, keep: Sequence[int], matte: tuple[int, int, int]
+) -> dict[int, np.ndarray]:
+    """Composited APNG frames `keep` (display indices, as the fcTL records count them) via
+    FFmpeg's APNG decoder, in order up to the last one needed (FFmpeg, like browsers, leaves
+    out a default image that is not part of the animation)."""
+    import av
+
+    want = set(int(k) for k in keep)
+    out: dict[int, np.ndarray] = {}
+    if not want:
+        return out
+    last = max(want)
+    try:
+        with av.open(io.BytesIO(data), format="apng") as container:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            i = 0
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    if i in want:
+                        out[i] = _over_matte(frame.to_ndarray(format="rgba"), matte)
+                    i += 1
+                if i > last:
+                    break
+    except av.error.FFmpegError as e:
+        raise MediaError(f"cannot decode APNG frame {len(out)}: {e}") from None
+    if len(out) < len(want):
+        raise MediaError(f"truncated or corrupt APNG: frame {min(want - set(out))} cannot be read")
+    return out
 
 
 def _pillow_frames(
@@ -342,14 +369,16 @@ def _video_reader(data: bytes, fmt: str, limits: ReaderLimits) -> _Reader:
     import av  # PyAV: FFmpeg's demuxers and decoders, bundled in its wheels
 
     try:
-        container = av.open(io.BytesIO(data), format=_DEMUXERS[fmt])
-    except av.error.FFmpegError as e:
+        container = av.open(io.BytesIO(data), format=_DEMUXERS[fmt], metadata_errors="replace")
+    except (av.error.FFmpegError, ValueError) as e:  # ValueError: UnicodeDecodeError too
         raise MediaError(f"cannot open {fmt}: {e}") from None
     try:
         if not container.streams.video:
             raise MediaError(f"no video stream in this {fmt} file")
         stream = container.streams.video[0]
         cc = stream.codec_context
+        if cc is None:
+            raise MediaError(f"unsupported video codec in this {fmt} file")
         width, height = cc.width, cc.height
         _check_canvas(width, height, limits)
         if stream.frames and stream.frames > limits.max_frames:
@@ -360,7 +389,9 @@ def _video_reader(data: bytes, fmt: str, limits: ReaderLimits) -> _Reader:
         if container.duration is not None and container.duration > 0:
             _check_duration(container.duration / 1e6, limits, "the header's duration")
         if stream.duration and stream.time_base:
-            _check_duration(float(stream.duration * stream.time_base), limits, "the stream's duration")
+            _check_duration(
+                float(stream.duration * stream.time_base), limits, "the stream's duration"
+            )
 
         # 1. the timeline from the packets (no decoding): decode order, presentation times
         packets = []
@@ -473,7 +504,10 @@ def _decode_video(stream, packets, order, keep, limits, width, height):
             )
         t = frame.pts
         if t in pts_of and pts_of[t] not in got:
-            rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+            # bicubic chroma upsampling: what the ffmpeg CLI uses (pixel-identical in tests)
+            rgb = frame.to_ndarray(
+                format="rgb24", width=width, height=height, interpolation="BICUBIC"
+            )
             rotation = round(-(getattr(frame, "rotation", 0) or 0) / 90) * 90 % 360
             if rotation:
                 rgb = np.ascontiguousarray(np.rot90(rgb, k=-rotation // 90))
@@ -570,7 +604,9 @@ def read_media(
     gifio._crop_box(1, 1, spec, crop_shift)  # argument errors before any work
     data = _data(source, limits)
     if gifio.is_gif(data[:6]):
-        return gifio.read_gif(data, spec, limits=limits, offset=offset, crop_shift=crop_shift, flip=flip)
+        return gifio.read_gif(
+            data, spec, limits=limits, offset=offset, crop_shift=crop_shift, flip=flip
+        )
     r = _reader(data, limits)
     try:
         durations = _clamped(r.info, r.clamp, (spec.min_delay_ms, spec.clamped_delay_ms))
