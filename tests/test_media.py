@@ -439,3 +439,79 @@ def test_training_index_takes_renditions_for_ids_without_a_gif(tmp_path):
         (tmp_path / name).write_bytes(b"")
     found = {k: v.name for k, v in index_gifs(tmp_path).items()}
     assert found == {"x": "x.gif", "y": "y.mp4", "z": "z.webp", "w": "w.WEBM"}
+
+
+@pytest.mark.parametrize(
+    "name,args",
+    [
+        ("hevc.mp4", ["-c:v", "libx265", "-pix_fmt", "yuv420p", "-x265-params", "log-level=none"]),
+        ("av1.mp4", ["-c:v", "libsvtav1", "-pix_fmt", "yuv420p", "-svtav1-params", "verbosity=0"]),
+        ("av1.webm", ["-c:v", "libsvtav1", "-pix_fmt", "yuv420p", "-svtav1-params", "verbosity=0"]),
+        ("vp8.webm", ["-c:v", "libvpx", "-pix_fmt", "yuv420p"]),
+        ("h264.mkv", ["-c:v", "libx264", "-pix_fmt", "yuv420p"]),
+    ],
+)
+def test_other_codecs_match_ffmpeg(work, name, args):
+    p = work / name
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=1", *args, str(p))
+    check_against_ffmpeg(p, sniff_format(p.read_bytes()))
+
+
+def test_long_video_decodes_only_from_keyframes_before_the_sampled_frames(work):
+    """20 s at 25 fps with a keyframe each second and B-frames: sampling 4 segments of 2
+    frames decodes a few GOPs, not 500 frames, and still gives ffmpeg's frames."""
+    p = work / "long.mp4"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=64x48:rate=25:duration=20",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "25",
+        "-bf",
+        "3",
+        str(p),
+    )
+    spec = SamplingSpec(segments=4, frames_per_segment=2, fps=25.0, size=48, crop=40)
+    import av
+
+    with av.open(str(p)) as c:
+        packets = [pk for pk in c.demux(video=0) if pk.size]
+    pts = np.array([pk.pts for pk in packets])
+    order = np.argsort(pts, kind="stable")
+    idx, _ = gifio.sample_indices(np.full(len(pts), 40.0), spec)
+    ranges = media._plan(packets, order, np.unique(idx).tolist())
+    decoded = sum(b - a for a, b in ranges)
+    assert len(ranges) == 4 and decoded < 4 * 30 and len(packets) == 500
+    assert ranges[-1][1] < 400  # stops after the last needed frame (t = 15.04 s)
+    got = read_media(p, spec)
+    ref = reference_sample(p, spec, clamp=False)
+    np.testing.assert_array_equal(got.frames, ref)
+
+
+def test_cli_gives_every_damaged_file_one_row(work, synth_gif, tmp_path):
+    from gifsent_infer.cli import main
+
+    folder = tmp_path / "fuzz"
+    folder.mkdir()
+    n = 0
+    for fmt in ("mp4", "webm", "webp", "apng"):
+        data = convert(synth_gif, work, fmt).read_bytes()
+        for name, bad in mutations(data, seed=7, flips=4).items():
+            (folder / f"{fmt}-{name}.{fmt}").write_bytes(bad)
+            n += 1
+    out = tmp_path / "fuzz.jsonl"
+    model = build_model(tmp_path / "m.onnx", spec=SPEC)
+    with pytest.raises(SystemExit):
+        main([str(folder), "--out", str(out), "--model", str(model), "--device", "cpu"])
+    import json
+
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == n and len({r["path"] for r in rows}) == n
+    assert all(r["status"] in ("ok", "error") for r in rows)
+    assert all(r["error"] for r in rows if r["status"] == "error")
+    assert not any("cannot decode:" in r["error"] for r in rows)  # no unexpected exception types
