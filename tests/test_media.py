@@ -515,3 +515,33 @@ def test_cli_gives_every_damaged_file_one_row(work, synth_gif, tmp_path):
     assert all(r["status"] in ("ok", "error") for r in rows)
     assert all(r["error"] for r in rows if r["status"] == "error")
     assert not any("cannot decode:" in r["error"] for r in rows)  # no unexpected exception types
+
+
+def test_resume_reads_scores_files_written_before_the_format_column(work, synth_gif, tmp_path):
+    from gifsent_infer.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.gif").write_bytes(synth_gif.read_bytes())
+    (folder / "b.mp4").write_bytes(convert(synth_gif, work, "mp4").read_bytes())
+    out = tmp_path / "scores.csv"
+    model = build_model(tmp_path / "m.onnx", spec=SPEC)
+    args = [str(folder), "--out", str(out), "--model", str(model), "--device", "cpu"]
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code in (0, None)
+    with open(out, newline="") as f:  # an older gifsent's file: no format column
+        old = list(csv.DictReader(f))
+    fields = [c for c in old[0] if c != "format"]
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(old)
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--resume"])
+    assert e.value.code in (0, None)
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
+    assert [r["amusement"] for r in rows] == [r["amusement"] for r in old]  # kept, not rescored
+    assert "format" in rows[0]
