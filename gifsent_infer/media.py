@@ -254,7 +254,7 @@ def _webp_reader(data: bytes, limits: ReaderLimits) -> _Reader:
         durations = [0]  # one frame; clamped to clamped_delay_ms like a one-frame GIF
     _check_duration(sum(durations) / 1000, limits)
     info = MediaInfo("webp", width, height, np.asarray(durations, dtype=np.int64))
-    return _Reader(info, True, lambda keep, matte: _pillow_frames(data, keep, matte, 0))
+    return _Reader(info, True, lambda keep, matte: _pillow_frames(data, keep, matte))
 
 
 # --- PNG / APNG -----------------------------------------------------------------------------
@@ -305,7 +305,7 @@ def _png_reader(data: bytes, limits: ReaderLimits) -> _Reader:
     info = MediaInfo(fmt, width, height, d)
     if animated:  # FFmpeg composites APNG like browsers (Pillow's blending drifts on some files)
         return _Reader(info, True, lambda keep, matte: _apng_frames(data, keep, matte))
-    return _Reader(info, True, lambda keep, matte: _pillow_frames(data, keep, matte, 0))
+    return _Reader(info, True, lambda keep, matte: _pillow_frames(data, keep, matte))
 
 
 def _apng_frames(
@@ -341,14 +341,14 @@ def _apng_frames(
 
 
 def _pillow_frames(
-    data: bytes, keep: Sequence[int], matte: tuple[int, int, int], skip: int
+    data: bytes, keep: Sequence[int], matte: tuple[int, int, int]
 ) -> dict[int, np.ndarray]:
     """Composited frames `keep` (display indices) via Pillow, decoding in order up to the last."""
     out: dict[int, np.ndarray] = {}
     try:
         with Image.open(io.BytesIO(data)) as im:
             for i in sorted(set(int(k) for k in keep)):
-                im.seek(i + skip)
+                im.seek(i)
                 frame = im.convert("RGBA")
                 out[i] = _over_matte(np.asarray(frame), matte)
     except MediaError:
