@@ -5,12 +5,13 @@ into the same thing a GIF is: a *display timeline* (frames, each shown for a dur
 `gifio.sample_indices` samples by time, then the same resize-shorter-side + centre crop.
 
 * GIF: `gifio.read_gif`, unchanged (same pixels, same numbers as before this module).
-* WebP (animated or still) and PNG/APNG: Pillow decodes (libwebp's animation decoder and
-  Pillow's APNG compositor handle blending and disposal); RGBA is composited over the spec's
-  matte. Durations come from the file's own frame records (ANMF, fcTL), read here in Python
-  before Pillow sees the file, and get the same delay clamp as GIF (browsers clamp all
-  animated images alike). A still image is one frame shown for `clamped_delay_ms`, exactly
-  like a one-frame GIF without a delay.
+* WebP (animated or still) and still PNG: Pillow decodes (libwebp's animation decoder does
+  blending and disposal). APNG: FFmpeg's APNG decoder via PyAV (Pillow's APNG compositing
+  drifted from the source GIF on some real files; FFmpeg's matched it exactly). RGBA is
+  composited over the spec's matte. Durations come from the file's own frame records
+  (ANMF, fcTL), read here in Python before any decoder sees the file, and get the same
+  delay clamp as GIF (browsers clamp all animated images alike). A still image is one
+  frame shown for `clamped_delay_ms`, exactly like a one-frame GIF without a delay.
 * MP4/MOV (H.264, HEVC, AV1...) and WebM/MKV (VP8, VP9, AV1): PyAV (FFmpeg). The timeline
   is the video packets' presentation times (variable frame rate is therefore exact), read by
   demuxing without decoding; each frame lasts until the next one, the last one for its
@@ -532,7 +533,10 @@ def _decode_video(stream, packets, order, keep, limits, width, height):
             last_error = e
     if not got:
         reason = f": {last_error}" if errors else ""
-        raise MediaError(f"no decodable video frame{reason}")
+        raise MediaError(
+            f"no decodable video frame (corrupt data, or frames over the {limits.max_canvas_pixels}"
+            f"-pixel limit){reason}"
+        )
     # A wanted frame the decoder never produced (a damaged or invisible packet) shows the
     # frame before it, as a player would.
     out: dict[int, np.ndarray] = {}

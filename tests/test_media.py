@@ -325,13 +325,14 @@ def huge_webp() -> bytes:
 
 
 def huge_vp8_webm(work: Path) -> bytes:
-    """A small VP8 WebM whose keyframes claim 16383 x 16383 in the bitstream only."""
+    """A small VP8 WebM whose keyframes claim 12000 x 12000 in the bitstream only (FFmpeg
+    itself refuses sizes over about 16k x 16k; this one it would allocate)."""
     p = work / "small-vp8.webm"
     ffmpeg("-f", "lavfi", "-i", "color=s=32x32:r=10:d=0.3", "-c:v", "libvpx", str(p))
     b = bytearray(p.read_bytes())
     i = 0
     while (i := b.find(b"\x9d\x01\x2a", i)) >= 0:  # VP8 keyframe start code, then w, h
-        struct.pack_into("<HH", b, i + 3, 16383, 16383)
+        struct.pack_into("<HH", b, i + 3, 12000, 12000)
         i += 3
     return bytes(b)
 
@@ -343,28 +344,47 @@ def test_huge_dimensions_are_refused_before_allocation(work, tmp_path):
         with pytest.raises(MediaError, match=r"limit|decod|corrupt|invalid"):
             read_media(data, SPEC)
     # Peak memory of a fresh process reading all three: a 16k x 16k RGB frame alone would
-    # be 768 MiB (ru_maxrss is in KiB on Linux); tracemalloc cannot see C allocations.
+    # be 768 MiB. VmHWM (peak RSS of this process image, in kB) rather than ru_maxrss, which
+    # Linux carries over from the parent across fork + exec; tracemalloc cannot see C
+    # allocations.
     code = (
-        "import resource, sys\n"
+        "import re, sys\n"
         "from gifsent_infer.media import read_media\n"
         "from gifsent_infer.contract import SamplingSpec\n"
+        "from gifsent_infer.gifio import ReaderLimits\n"
         "spec = SamplingSpec(segments=2, frames_per_segment=2, fps=10.0, size=16, crop=16)\n"
-        "for p in sys.argv[1:]:\n"
+        "limits = ReaderLimits(max_canvas_pixels=int(sys.argv[1]))\n"
+        "for p in sys.argv[2:]:\n"
         "    try:\n"
-        "        read_media(p, spec)\n"
+        "        read_media(p, spec, limits=limits)\n"
         "    except ValueError:\n"
         "        pass\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code, *(str(tmp_path / n) for n in bombs)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    peak_mib = int(out.stdout.strip()) / 1024
-    assert peak_mib < 400, f"peak RSS {peak_mib:.0f} MiB"
+    if not Path("/proc/self/status").exists():
+        pytest.skip("peak RSS is read from /proc (Linux)")
+
+    def peak_mib(max_canvas_pixels: int, names) -> float:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                code,
+                str(max_canvas_pixels),
+                *(str(tmp_path / n) for n in names),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return int(out.stdout.strip()) / 1024
+
+    default = ReaderLimits().max_canvas_pixels
+    assert peak_mib(default, bombs) < 400
+    # the measurement can see it: without the limit, FFmpeg decodes the 12k x 12k VP8 frames
+    assert peak_mib(1 << 30, ["webm"]) > 400
 
 
 # --- malformed media ------------------------------------------------------------------------------
