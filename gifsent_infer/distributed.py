@@ -95,6 +95,7 @@ def _row_schema():
         "model_id": pa.string(),
         "status": pa.string(),
         "error": pa.string(),
+        "format": pa.string(),
         "frames": pa.int64(),
         "duration": pa.float64(),
         "segments": pa.int64(),
@@ -240,6 +241,7 @@ class _ScoreActor:
                 "status": it["status"],
                 "error": it["error"],
                 # as ScoreResult.to_row
+                "format": info.format if info else None,
                 "frames": info.n_frames if info else None,
                 "duration": round(float(info.duration_s), 4) if info else None,
                 "segments": info.segments if info else None,

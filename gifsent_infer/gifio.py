@@ -83,6 +83,9 @@ class ReaderLimits:
     # Sum over frames of the pixels decoded and composited (canvas, or the frame's
     # rectangle when larger): bounds both CPU time and decode_gif's output (3 bytes each).
     max_decoded_pixels: int = 1_000_000_000
+    # Timeline length. Checked for WebP, APNG and video (from the container's header before
+    # demuxing, then from the timeline); a GIF's length is bounded through max_frames.
+    max_duration_s: float = 3600.0
 
 
 DEFAULT_LIMITS = ReaderLimits()
@@ -103,7 +106,8 @@ def is_gif(head: bytes) -> bool:
 @dataclass
 class DecodedGif:
     frames: np.ndarray  # uint8 [N, H, W, 3] RGB, composited over `matte`
-    durations_ms: np.ndarray  # int64 [N], display time of each frame after clamping
+    # int64 [N] (float64 ms for video): display time of each frame after clamping
+    durations_ms: np.ndarray
     width: int
     height: int
     matte: tuple[int, int, int] = (255, 255, 255)  # what transparent pixels became
@@ -122,6 +126,7 @@ class SampleInfo:
     segments: int  # S
     padded_frames: int  # sampled frames whose time wrapped past the end (loop padding)
     padding: float  # padded_frames / (S * T)
+    format: str = "gif"  # the container/format read (gifsent_infer.media.FORMATS)
 
 
 @dataclass
@@ -595,15 +600,19 @@ def sample_indices(
     """
     if not 0.0 <= offset < 1.0:
         raise ValueError(f"offset must be in [0, 1), got {offset!r}")
-    d = np.asarray(durations_ms, dtype=np.int64)
+    d = np.asarray(durations_ms)
+    # Whole milliseconds (GIF, WebP) stay integers; video timelines are fractional ms.
+    d = d.astype(np.float64) if d.dtype.kind == "f" else d.astype(np.int64)
     if d.ndim != 1 or d.size == 0:
         raise ValueError("durations_ms must be a non-empty 1-D array")
-    if (d < 0).any():
-        raise ValueError("durations_ms must be non-negative")
+    if (d < 0).any() or not np.isfinite(d).all():
+        raise ValueError("durations_ms must be finite and non-negative")
     if d.sum() == 0:
         d = np.ones_like(d)
     total = float(d.sum())
     starts = np.cumsum(d) - d  # ms at which each frame appears
+    if d.dtype.kind == "f":  # to the nanosecond, like t below, so boundaries compare equal
+        starts, total = np.round(starts, 6), round(total, 6)
     S, T = spec.segments, spec.frames_per_segment
     t = (np.arange(S, dtype=np.float64)[:, None] + offset) * (total / S) + np.arange(
         T, dtype=np.float64

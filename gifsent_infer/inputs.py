@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from gifsent_infer import __version__
-from gifsent_infer.gifio import DEFAULT_LIMITS, is_gif
+from gifsent_infer.gifio import DEFAULT_LIMITS
+from gifsent_infer.media import MEDIA_SUFFIXES, SNIFF_BYTES, sniff_format
 from gifsent_infer.netpolicy import ALLOW_HINT, address_refusal
 
 DEFAULT_MAX_BYTES = DEFAULT_LIMITS.max_file_bytes  # per input, files and downloads alike
@@ -126,9 +127,10 @@ def _stat(path: str | os.PathLike) -> os.stat_result | str:
 
 
 def _looks_like_gif(path: Path, st: os.stat_result) -> bool:
-    """Take a file met while walking: named .gif, a GIF by content, or unreadable (so the user
-    hears about it). Only regular files are opened, without blocking."""
-    if path.suffix.lower() == ".gif":
+    """Take a file met while walking: named like media (.gif, .mp4, ...), supported media by
+    content, or unreadable (so the user hears about it). Only regular files are opened,
+    without blocking."""
+    if path.suffix.lower() in MEDIA_SUFFIXES:
         return True
     if not stat.S_ISREG(st.st_mode):
         return False
@@ -137,7 +139,10 @@ def _looks_like_gif(path: Path, st: os.stat_result) -> bool:
     except OSError as e:
         return e.errno in (errno.EACCES, errno.EPERM)
     try:
-        return stat.S_ISREG(os.fstat(fd).st_mode) and is_gif(os.read(fd, 6))
+        return (
+            stat.S_ISREG(os.fstat(fd).st_mode)
+            and sniff_format(os.read(fd, SNIFF_BYTES)) is not None
+        )
     except OSError:
         return False
     finally:
@@ -293,7 +298,7 @@ STDIN_NAME = "<stdin>"
 
 def _read_stdin(stdin: TextIO | BinaryIO, max_bytes: int) -> list[str] | InputItem:
     """stdin's lines (names decoded losslessly: surrogateescape), or one InputItem holding
-    GIF bytes piped in. Other binary data (NUL bytes) is a usage error, not a traceback."""
+    media bytes (a GIF, MP4, WebP...) piped in. Other binary data (NUL bytes) is a usage error, not a traceback."""
     raw = getattr(stdin, "buffer", stdin)
     try:
         data = raw.read(max_bytes + 1)
@@ -301,7 +306,7 @@ def _read_stdin(stdin: TextIO | BinaryIO, max_bytes: int) -> list[str] | InputIt
         raise NoInputsError(f"cannot read standard input: {e.strerror or e}") from None
     if isinstance(data, str):  # a text stream without a buffer (tests, StringIO)
         data = data.encode("utf-8", "surrogateescape")
-    if is_gif(data[:6]):
+    if sniff_format(bytes(data[:SNIFF_BYTES])) is not None:  # a GIF, MP4, WebP... piped in
         if len(data) > max_bytes:
             return InputItem(
                 name=STDIN_NAME,
@@ -310,7 +315,7 @@ def _read_stdin(stdin: TextIO | BinaryIO, max_bytes: int) -> list[str] | InputIt
         return InputItem(name=STDIN_NAME, data=bytes(data))
     if b"\0" in data:
         raise NoInputsError(
-            "standard input holds binary data that is not a GIF; '-' reads a list of paths or "
+            "standard input holds binary data that is not a GIF or other supported media; '-' reads a list of paths or "
             "URLs, one per line, or the bytes of one GIF (cat x.gif | gifsent-infer -)"
         )
     if len(data) > max_bytes:
@@ -353,7 +358,7 @@ def describe_non_gif(head: bytes) -> str:
             what = "text"
         except UnicodeDecodeError:
             what = "unknown binary data"
-    return f"not a GIF (content looks like {what}, starts with {head[:8]!r})"
+    return f"not a GIF or other supported image/video (content looks like {what}, starts with {head[:8]!r})"
 
 
 def read_file(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:

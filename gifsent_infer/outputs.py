@@ -28,6 +28,7 @@ INFO_COLUMNS = (
     "model_id",
     "status",
     "error",
+    "format",  # gif, webp, apng, png, mp4, mov, webm, mkv; empty for error rows
     "frames",
     "duration",
     "segments",

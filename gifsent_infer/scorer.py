@@ -38,20 +38,18 @@ from gifsent_infer.gifio import (
     ReaderLimits,
     SampledGif,
     SampleInfo,
-    is_gif,
-    read_gif,
     sample_decoded,
 )
 from gifsent_infer.inputs import (
     DEFAULT_TIMEOUT_S,
     InputError,
     InputItem,
-    describe_non_gif,
     fetch_url,
     is_url,
     read_item,
     sha256,
 )
+from gifsent_infer.media import read_media
 from gifsent_infer.selftest import check_gif_decoder
 from gifsent_infer.session import DeviceError, ModelError, ModelSession, resolve_model
 
@@ -110,7 +108,7 @@ class ScoreResult:
         return sorted(self.scores.items(), key=lambda kv: -kv[1])[:n]
 
     def to_row(self) -> dict[str, Any]:
-        """One output row: path, sha256, model_id, status, error, frames, duration, segments,
+        """One output row: path, sha256, model_id, status, error, format, frames, duration, segments,
         padding, then the 17 scores (None where not available)."""
         info = self.info
         row: dict[str, Any] = {
@@ -119,6 +117,7 @@ class ScoreResult:
             "model_id": self.model_id,
             "status": self.status,
             "error": self.error,
+            "format": info.format if info else None,  # gif, webp, apng, png, mp4, webm...
             "frames": info.n_frames if info else None,
             "duration": round(float(info.duration_s), 4) if info else None,
             "segments": info.segments if info else None,
@@ -318,11 +317,10 @@ class Scorer:
 
 
 def sample_content(data: bytes, spec: SamplingSpec, limits: ReaderLimits) -> SampledGif:
-    """An input's bytes -> its sampled frames; InputError for content that is not a GIF,
-    GifError for a bad GIF. Local scoring and Ray scoring both prepare inputs here."""
-    if not is_gif(data[:6]):
-        raise InputError(describe_non_gif(data[:16]))
-    return read_gif(data, spec, limits=limits)
+    """An input's bytes (GIF, WebP, APNG/PNG, MP4/MOV, WebM/MKV: gifsent_infer.media) -> its
+    sampled frames; a GifError (media.MediaError) for unsupported or bad content. Local
+    scoring and Ray scoring both prepare inputs here."""
+    return read_media(data, spec, limits=limits)
 
 
 def failure_reason(exc: BaseException) -> str:

@@ -30,7 +30,7 @@ def tree(tmp_path) -> Path:
     (tmp_path / "a" / "b" / "noext").write_bytes(gif_bytes(3))  # a GIF by content
     (tmp_path / "a" / "fake.gif").write_text("not a gif")  # .gif by name: kept, errors later
     (tmp_path / "a" / "notes.txt").write_text("hello")  # skipped
-    (tmp_path / "a" / "pic.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # skipped
+    (tmp_path / "a" / "pic.jpg").write_bytes(b"\xff\xd8\xff\xe0")  # JPEG: skipped
     (tmp_path / ".hidden" / "h.gif").write_bytes(gif_bytes(4))  # hidden folder: skipped
     return tmp_path
 

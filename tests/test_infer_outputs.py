@@ -34,6 +34,7 @@ def row(path: str, status: str = "ok", **scores: float) -> dict:
         "model_id": "m",
         "status": status,
         "error": "" if status == "ok" else "bad",
+        "format": "gif" if status == "ok" else None,
         "frames": 3 if status == "ok" else None,
         "duration": 0.3 if status == "ok" else None,
         "segments": 2 if status == "ok" else None,

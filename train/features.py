@@ -377,7 +377,7 @@ def extract_features(
     runner=None,
 ) -> ExtractResult:
     """Features for every (GIF, view) requested, from the cache or by encoding them now."""
-    from gifsent_infer import gifio
+    from gifsent_infer import gifio, media
     from gifsent_infer.paths import features_cache_dir
 
     opts = options or FeatureOptions()
@@ -430,9 +430,9 @@ def extract_features(
         it, sha, views = job
         try:
             if len(views) == 1:  # one view: read_gif composites only the sampled frames
-                frames = [gifio.read_gif(it.path, spec, **view_params(views[0], sha)).frames]
+                frames = [media.read_media(it.path, spec, **view_params(views[0], sha)).frames]
             else:  # several views: decode once, sample each view
-                decoded = gifio.decode_for_spec(it.path, spec)
+                decoded = media.decode_for_spec(it.path, spec)
                 frames = [
                     gifio.sample_decoded(decoded, spec, **view_params(v, sha)).frames for v in views
                 ]

@@ -64,7 +64,7 @@ def _read_batch(batch, *, spec: dict, cache: FeatureCache):
     """GIFs -> one row per view: already cached, sampled frames to encode, or a failure."""
     import pyarrow as pa
 
-    from gifsent_infer import gifio
+    from gifsent_infer import gifio, media
 
     spec_ = SamplingSpec.from_dict(spec)
     out: dict[str, list] = {k: [] for k in _prepared_schema().names}
@@ -91,9 +91,9 @@ def _read_batch(batch, *, spec: dict, cache: FeatureCache):
             continue
         try:
             if len(missing) == 1:
-                frames = [gifio.read_gif(path, spec_, **view_params(missing[0], sha)).frames]
+                frames = [media.read_media(path, spec_, **view_params(missing[0], sha)).frames]
             else:
-                decoded = gifio.decode_for_spec(path, spec_)
+                decoded = media.decode_for_spec(path, spec_)
                 frames = [
                     gifio.sample_decoded(decoded, spec_, **view_params(v, sha)).frames
                     for v in missing

@@ -217,20 +217,32 @@ def read_votes(path: str | os.PathLike) -> Votes:
 
 
 def index_gifs(folder: str | os.PathLike) -> dict[str, Path]:
-    """Map GIF id -> file for every ``<id>.gif`` under ``folder``, at any depth.
+    """Map GIF id -> file for every ``<id>.gif`` under ``folder``, at any depth, or a video
+    or image rendition (``<id>.mp4``, ``.webm``, ``.webp``, ... : gifsent_infer.media) for
+    ids that have no ``.gif``.
 
     The suffix match is case-insensitive. When one id occurs twice, the path that sorts
-    first wins, so the result does not depend on directory listing order.
+    first wins (a ``.gif`` before any rendition), so the result does not depend on
+    directory listing order.
     """
+    from gifsent_infer.media import MEDIA_SUFFIXES
+
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"GIF folder {folder} does not exist")
     found: dict[str, Path] = {}
+    renditions: dict[str, Path] = {}
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files):
             if len(name) > 4 and name[-4:].lower() == ".gif" and not name.startswith("."):
                 found.setdefault(name[:-4], Path(root) / name)
+            elif not name.startswith("."):
+                stem, dot, ext = name.rpartition(".")
+                if stem and dot and "." + ext.lower() in MEDIA_SUFFIXES:
+                    renditions.setdefault(stem, Path(root) / name)
+    for gid, path in renditions.items():
+        found.setdefault(gid, path)
     return found
 
 
