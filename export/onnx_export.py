@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gifsent_infer.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelDocument
+from gifsent_infer.files import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -191,20 +192,12 @@ def read_metadata(path_or_model) -> ModelDocument:
 
 
 def save_proto(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
-    """Save atomically: write a temporary file next to `path`, then rename over it."""
+    """Save atomically (gifsent_infer.files: a temporary file next to `path`, fsynced, renamed)."""
     import onnx
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
     return path
 
 

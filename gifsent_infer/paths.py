@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gifsent_infer.contract import HEADS
+from gifsent_infer.files import atomic_write_text
 
 HOME_ENV = "GIFSENT_HOME"
 MODEL_ENV = "GIFSENT_MODEL"
@@ -140,6 +141,4 @@ def mark_latest(run: RunLayout) -> None:
     """Record `run` as the newest finished run (atomic replace of runs/LATEST)."""
     runs = runs_dir()
     runs.mkdir(parents=True, exist_ok=True)
-    tmp = runs / f".LATEST.{os.getpid()}.tmp"
-    tmp.write_text(run.root.name + "\n", encoding="utf-8")
-    os.replace(tmp, runs / "LATEST")
+    atomic_write_text(runs / "LATEST", run.root.name + "\n")

@@ -23,7 +23,9 @@ import numpy as np
 
 from gifsent_infer import paths
 from gifsent_infer.contract import EMOTIONS
-from gifsent_train.features import atomic_write_json
+from gifsent_infer.files import file_sha256 as _sha_file
+from gifsent_infer.files import read_json
+from gifsent_infer.files import write_json as atomic_write_json
 from gifsent_train.splits import load_splits
 
 STAGES = ("scores", "features", "search", "report")
@@ -232,23 +234,8 @@ class NoDataError(FileNotFoundError):
 # ------------------------------------------------------------------ helpers
 
 
-def _sha_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _sha_obj(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _read_json(path: Path, default=None):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return default
 
 
 def _finite(obj):
@@ -285,7 +272,7 @@ class Run:
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _records(self) -> dict:
-        return _read_json(self.stages_file, {}) or {}
+        return read_json(self.stages_file, {}) or {}
 
     def current(self, stage: str, inputs: str) -> bool:
         rec = self._records().get(stage)
@@ -497,7 +484,7 @@ class Run:
 
     def _cache_intact(self) -> bool:
         """Every cache file the run's features index names still exists (caches get pruned)."""
-        idx = _read_json(self.layout.features_index, {}) or {}
+        idx = read_json(self.layout.features_index, {}) or {}
         return all(Path(p).is_file() for e in idx.get("entries", {}).values() for p in e.values())
 
     # -- stage: search ---------------------------------------------------------------------------
@@ -505,7 +492,7 @@ class Run:
         from gifsent_train.search import SplitData
 
         lay = self.layout
-        idx = _read_json(lay.features_index)
+        idx = read_json(lay.features_index, None)
         splits = load_splits(lay.splits)
         ids_all, y_all = read_scores_matrix(lay.scores)
         ymap = dict(zip(ids_all, y_all, strict=True))
@@ -695,11 +682,11 @@ class Run:
             return files
         self.reporter.stage("report")
         t0, c0 = time.perf_counter(), time.process_time()
-        m = _read_json(lay.metrics)
+        m = read_json(lay.metrics, None)
         if m is None:
             raise RuntimeError("run the search stage first (no metrics.json)")
         _, scores = read_scores_matrix(lay.scores)
-        extra = _extra_markdown(m, _read_json(lay.root / "data.json", {}))
+        extra = _extra_markdown(m, read_json(lay.root / "data.json", {}))
         files = write_report(lay.report, m["models"], m["per_emotion"], scores, m["curves"], extra)
         dt = time.perf_counter() - t0
         self.record("report", inputs, list(files.values()), dt)
@@ -709,7 +696,7 @@ class Run:
 
     def write_timings(self) -> None:
         p = self.layout.root / "timings.json"
-        old = _read_json(p, {}) or {}
+        old = read_json(p, {}) or {}
         for k, v in self.timings.items():
             old[k] = {"wall_s": round(v, 2), "cpu_s": round(self.cpu_timings.get(k, 0.0), 2)}
         atomic_write_json(p, old)
@@ -780,7 +767,7 @@ def read_truth(path: Path) -> tuple[list[str], np.ndarray]:
 def _target_scale(lay: paths.RunLayout):
     from gifsent_infer.contract import TargetScale
 
-    return TargetScale.from_dict(_read_json(lay.target_scale))
+    return TargetScale.from_dict(read_json(lay.target_scale, None))
 
 
 def save_best(path: Path, encoder, head: str, head_config: dict, model, scale, mets: dict) -> str:

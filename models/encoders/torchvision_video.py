@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from gifsent_infer.contract import Normalization, SamplingSpec
+from gifsent_infer.files import file_sha256
 from gifsent_models.encoders.base import (
     Encoder,
     WeightsFormatError,
     WeightsUnavailableError,
-    file_sha256,
 )
 from gifsent_models.registry import check_spec_override, register_encoder
 
