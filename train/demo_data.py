@@ -341,7 +341,10 @@ def make_demo_data(
     choice_names = ("left", "right", UNDECIDED)
     votes_path = out / "votes.csv.gz"
     rows = 0
-    with atomic_open(votes_path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+    with (
+        atomic_open(votes_path, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+    ):
         text = io.TextIOWrapper(gz, encoding="utf-8", newline="")
         w = csv.writer(text, lineterminator="\n")
         w.writerow(["metric", "left", "right", "choice"])
