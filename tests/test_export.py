@@ -15,14 +15,16 @@ ort = pytest.importorskip("onnxruntime")
 from gifsent_export import api as export_api  # noqa: E402
 from gifsent_export.api import PART_METADATA_KEY, export_checkpoint  # noqa: E402
 from gifsent_export.frames import generate_gifs, load_frames  # noqa: E402
-from gifsent_export.onnx_export import export_encoder_graph  # noqa: E402
 from gifsent_export.parity import ParityError  # noqa: E402
 from gifsent_infer.contract import METADATA_KEY, HeadInfo, ModelDocument, TargetScale  # noqa: E402
 from gifsent_infer.gifio import read_gif  # noqa: E402
-from gifsent_infer.paths import RunLayout, default_model_path, mark_latest  # noqa: E402
+from gifsent_infer.paths import default_model_path  # noqa: E402
 from gifsent_models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from gifsent_models.heads import config_dict, create_head, head_config  # noqa: E402
+from gifsent_models.onnx import export_encoder_graph  # noqa: E402
 from gifsent_models.registry import create_encoder  # noqa: E402
+from gifsent_train.run import RunLayout, mark_latest  # noqa: E402
+from gifsent_train.splits import save_splits  # noqa: E402
 
 TINY_HEADS = {"maxpool": {"num_layers": 2, "hidden": 32}, "rnn": {"num_layers": 2, "hidden": 16}}
 
@@ -318,7 +320,7 @@ def _fake_run(home: Path, work) -> RunLayout:
     (run.root / "data.json").write_text(
         json.dumps({"gifs": str(gifs)})
     )  # as the pipeline writes it
-    run.splits.write_text(json.dumps({"train": ids[6:], "dev": [], "test": ids[:6]}))
+    save_splits(run.splits, {"train": ids[6:], "dev": [], "test": ids[:6]})
     run.metrics.write_text(json.dumps({"models": {"rnn": {"test": {"rmse": 0.07, "ev": 0.4}}}}))
     make_checkpoint(run.checkpoint("rnn"), "rnn")
     mark_latest(run)

@@ -176,7 +176,7 @@ class OrtRunner:
         ort = import_onnxruntime()
         graph_path = Path(graph_path)
         if not graph_path.is_file():
-            from gifsent_export.onnx_export import export_encoder_graph
+            from gifsent_models.onnx import export_encoder_graph
 
             if encoder is None:
                 raise FileNotFoundError(f"no encoder graph at {graph_path}")

@@ -3,7 +3,7 @@
 A stage records the hash of its inputs (files and the config fields it reads) in
 ``<run>/stages.json`` when it finishes; a later call with the same inputs and its
 outputs present does nothing. Everything a stage writes lives in the run folder
-(``gifsent_infer.paths.RunLayout``), except the feature cache, which is shared between
+(``gifsent_train.run.RunLayout``), except the feature cache, which is shared between
 runs and keyed by content.
 """
 
@@ -26,6 +26,7 @@ from gifsent_infer.contract import EMOTIONS
 from gifsent_infer.files import file_sha256 as _sha_file
 from gifsent_infer.files import read_json
 from gifsent_infer.files import write_json as atomic_write_json
+from gifsent_train.run import RunLayout, mark_latest
 from gifsent_train.splits import load_splits
 
 STAGES = ("scores", "features", "search", "report")
@@ -120,9 +121,9 @@ class TrainConfig:
     def backend(self) -> str:
         return {"auto": "auto", "true": "onnxruntime", "false": "torch"}[self.use_onnxruntime]
 
-    def run_layout(self) -> paths.RunLayout:
+    def run_layout(self) -> RunLayout:
         parent = Path(self.run_dir).expanduser() if self.run_dir else paths.runs_dir()
-        return paths.RunLayout(parent / (self.run_name or self.default_run_name()))
+        return RunLayout(parent / (self.run_name or self.default_run_name()))
 
     def default_run_name(self) -> str:
         keep = {
@@ -265,7 +266,7 @@ class Run:
         self.config = config
         self.layout = config.run_layout().ensure()
         self.reporter = reporter or Reporter()
-        self.stages_file = self.layout.root / "stages.json"
+        self.stages_file = self.layout.stages
         self.timings: dict[str, float] = {}  # wall seconds per stage run now
         self.cpu_timings: dict[str, float] = {}  # CPU seconds (all threads) per stage
         atomic_write_json(self.layout.config, config.to_dict())
@@ -367,7 +368,7 @@ class Run:
             data_info["bt_vs_truth"] = M.agreement(
                 np.stack([tmap[ids[i]] for i in have]), strengths[have]
             )
-        atomic_write_json(lay.root / "data.json", _finite(data_info))
+        atomic_write_json(lay.data, _finite(data_info))
         dt = time.perf_counter() - t0
         self.record("scores", inputs, [lay.scores, lay.target_scale, lay.splits], dt)
         self.timings["scores"] = dt
@@ -471,7 +472,7 @@ class Run:
         idx = res.index()
         idx["splits"] = {k: len(v) for k, v in splits.items()}
         atomic_write_json(lay.features_index, idx)
-        atomic_write_json(lay.root / "feature_failures.json", res.failures)
+        atomic_write_json(lay.feature_failures, res.failures)
         self.reporter.log(
             f"features: {res.encoded} encoded, {res.cached} from cache, "
             f"{len(res.failures)} failed ({res.backend or 'cache only'}, {res.seconds:.1f} s)"
@@ -686,7 +687,7 @@ class Run:
         if m is None:
             raise RuntimeError("run the search stage first (no metrics.json)")
         _, scores = read_scores_matrix(lay.scores)
-        extra = _extra_markdown(m, read_json(lay.root / "data.json", {}))
+        extra = _extra_markdown(m, read_json(lay.data, {}))
         files = write_report(lay.report, m["models"], m["per_emotion"], scores, m["curves"], extra)
         dt = time.perf_counter() - t0
         self.record("report", inputs, list(files.values()), dt)
@@ -695,7 +696,7 @@ class Run:
         return files
 
     def write_timings(self) -> None:
-        p = self.layout.root / "timings.json"
+        p = self.layout.timings
         old = read_json(p, {}) or {}
         for k, v in self.timings.items():
             old[k] = {"wall_s": round(v, 2), "cpu_s": round(self.cpu_timings.get(k, 0.0), 2)}
@@ -764,7 +765,7 @@ def read_truth(path: Path) -> tuple[list[str], np.ndarray]:
     return ids, np.asarray(rows, dtype=np.float64)
 
 
-def _target_scale(lay: paths.RunLayout):
+def _target_scale(lay: RunLayout):
     from gifsent_infer.contract import TargetScale
 
     return TargetScale.from_dict(read_json(lay.target_scale, None))
@@ -808,7 +809,7 @@ def no_data_message(cfg: TrainConfig) -> str:
 
 @dataclass
 class RunResult:
-    layout: paths.RunLayout
+    layout: RunLayout
     table1: str
     files: dict[str, Path] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # wall seconds
@@ -845,7 +846,7 @@ def run_all(
     if t1.is_file():
         table1 = t1.read_text(encoding="utf-8")
     if "report" in stages and all(run.layout.checkpoint(h).is_file() for h in config.heads):
-        paths.mark_latest(run.layout)
+        mark_latest(run.layout)
     return RunResult(
         layout=run.layout,
         table1=table1,
