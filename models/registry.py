@@ -155,34 +155,33 @@ def build_encoder(
     return encoder
 
 
-def define_encoder(
-    name: str,
-    make: Callable[[str, SamplingSpec], Encoder],
-    *,
-    default_spec: SamplingSpec,
-    load: Callable[[Encoder, Path], str],
-    default_weights: Callable[[], Path] | None = None,
-    default_source: str = "",
-    default_downloads: bool = False,
-    finish: Callable[[Encoder], None] | None = None,
-) -> Factory:
-    """Register encoder `name`, built by `build_encoder` from these parts; returns its factory."""
+_PARTS = (
+    "default_spec",
+    "load",
+    "default_weights",
+    "default_source",
+    "default_downloads",
+    "finish",
+)
+
+
+def define_encoder(name: str, make: Callable[[str, SamplingSpec], Encoder], **parts) -> Factory:
+    """Register encoder `name`, built by `build_encoder(name, make, **parts)`; returns its factory.
+
+    parts: build_encoder's keyword arguments that describe the encoder (default_spec and load
+    required; default_weights, default_source, default_downloads, finish optional); the
+    factory adds the caller's weights, random_init and spec.
+    """
+    unknown = sorted(set(parts) - set(_PARTS))
+    missing = sorted({"default_spec", "load"} - set(parts))
+    if unknown or missing:
+        raise TypeError(f"define_encoder({name!r}): unknown {unknown}, missing {missing}")
 
     def factory(
         weights: Path | None = None, random_init: bool = False, spec: SamplingSpec | None = None
     ) -> Encoder:
         return build_encoder(
-            name,
-            make,
-            default_spec=default_spec,
-            load=load,
-            weights=weights,
-            random_init=random_init,
-            spec=spec,
-            default_weights=default_weights,
-            default_source=default_source,
-            default_downloads=default_downloads,
-            finish=finish,
+            name, make, weights=weights, random_init=random_init, spec=spec, **parts
         )
 
     factory.__name__ = factory.__qualname__ = name.replace("-", "_")
