@@ -20,11 +20,19 @@ demo: install
 
 test: install
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# Every benchmark script with its defaults, one after another (long: tens of minutes on a
+# 2-core machine); pick some with `make bench BENCH="benchmarks/bench_infer.py"`. Results
+# are printed; BENCHMARKS.md records them by hand, with the machine's CPU flags.
+BENCH ?= $(sort $(wildcard benchmarks/bench_*.py))
+bench: install
+	@set -e; for script in $(BENCH); do echo "== $$script"; $(PY) $$script; done
 
 clean:
 	rm -rf $(DEMO_HOME) .pytest_cache .ruff_cache

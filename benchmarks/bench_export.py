@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from gifsent_export.frames import generate_gifs, load_frames
-from gifsent_export.onnx_export import FEATURES_NAME, export_proto
 from gifsent_export.parity import ort_session
 from gifsent_export.precision import merge_encoder_head, quantize_encoder
 from gifsent_models.heads import create_head
+from gifsent_models.onnx import FEATURES_NAME, export_proto
 from gifsent_models.registry import create_encoder
 from gifsent_models.scorer import GifScorer
 

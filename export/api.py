@@ -24,17 +24,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gifsent_export import frames as gif_frames
-from gifsent_export.onnx_export import (
-    DEFAULT_EXPORTER,
-    DEFAULT_OPSET,
-    FEATURES_NAME,
-    ExportError,
-    check_proto,
-    export_proto,
-    save_proto,
-    set_metadata,
-    simplify_proto,
-)
 from gifsent_export.parity import (
     FP32_ATOL,
     MIN_MEAN_SPEARMAN,
@@ -55,7 +44,19 @@ from gifsent_infer.contract import (
     PRECISIONS,
     ModelDocument,
 )
-from gifsent_infer.paths import RunLayout, default_model_path, models_dir
+from gifsent_infer.paths import default_model_path, models_dir
+from gifsent_models.onnx import (
+    DEFAULT_EXPORTER,
+    DEFAULT_OPSET,
+    FEATURES_NAME,
+    ExportError,
+    check_proto,
+    export_proto,
+    save_proto,
+    set_metadata,
+    simplify_proto,
+)
+from gifsent_train.run import RunLayout, run_for_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -112,36 +113,6 @@ class ExportResult:
 
 
 # -- locating things -----------------------------------------------------------------------
-
-
-def run_for_checkpoint(checkpoint: Path) -> RunLayout | None:
-    """The run a checkpoint belongs to, when it sits in <run>/checkpoints/."""
-    root = Path(checkpoint).resolve().parent.parent
-    if Path(checkpoint).resolve().parent.name == "checkpoints" and (
-        (root / "splits.json").is_file() or (root / "config.json").is_file()
-    ):
-        return RunLayout(root)
-    return None
-
-
-def run_test_metrics(run: RunLayout | None, head: str) -> dict[str, Any] | None:
-    """A run's test metrics for `head` from metrics.json, whatever nesting the pipeline used."""
-    if run is None or not run.metrics.is_file():
-        return None
-    try:
-        metrics = json.loads(run.metrics.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    candidates = [metrics.get(head)]
-    for key in ("models", "heads", "best"):
-        if isinstance(metrics.get(key), dict):
-            candidates.append(metrics[key].get(head))
-    if isinstance(metrics.get("test"), dict) and isinstance(metrics["test"].get(head), dict):
-        return metrics["test"][head]
-    for c in candidates:
-        if isinstance(c, dict) and isinstance(c.get("test"), dict):
-            return c["test"]
-    return None
 
 
 def default_output(head: str, precision: str, part: str, encoder_name: str) -> Path:
@@ -268,7 +239,7 @@ def export_checkpoint(
     head_name = loaded.head_name
 
     metrics = dict(loaded.document.metrics)
-    test_metrics = run_test_metrics(run, head_name)
+    test_metrics = run.test_metrics(head_name) if run is not None else None
     if test_metrics is not None:
         metrics["test"] = test_metrics
     document = dataclasses.replace(
@@ -284,7 +255,7 @@ def export_checkpoint(
         n_eval = eval_count if reduced else parity_count
         eval_paths, eval_source = _gif_source(
             parity_gifs,
-            gif_frames.run_gifs(run, "test"),
+            run.split_files("test") if run is not None else [],
             "the run's test GIFs",
             tmp / "eval",
             n_eval,
@@ -364,7 +335,7 @@ def export_checkpoint(
                 else:
                     calib_paths, calib_source = _gif_source(
                         calibration_gifs,
-                        gif_frames.run_gifs(run, "train"),
+                        run.split_files("train") if run is not None else [],
                         "the run's training GIFs",
                         tmp / "calib",
                         calibration_count,

@@ -136,7 +136,7 @@ def export(
 ) -> None:
     """Export a checkpoint: fuse preprocessing, encoder and head; check; write one ONNX graph."""
     from gifsent_infer.contract import ContractError
-    from gifsent_infer.paths import RunLayout, latest_run
+    from gifsent_train.run import RunLayout, latest_run
 
     run_layout = None
     if run is not None:
@@ -164,9 +164,9 @@ def export(
         _fail(f"checkpoint {checkpoint} does not exist", code=2)
 
     from gifsent_export.api import export_checkpoint
-    from gifsent_export.onnx_export import ExportError
     from gifsent_export.parity import ParityError
     from gifsent_models.checkpoint import CheckpointError
+    from gifsent_models.onnx import ExportError
 
     def progress(msg: str) -> None:
         err.print(f"[dim]·[/] {msg}")

@@ -1,4 +1,7 @@
-"""GIFs for export checks: a run's test and training GIFs, GIFs named by the user, or generated ones.
+"""GIFs for export checks: GIFs named by the user, or generated ones, decoded with the runtime's reader.
+
+A run's own test and training GIFs come from the run folder's reader
+(``gifsent_train.run.RunLayout.split_files``).
 
 Frames are decoded and sampled by the runtime's own reader (gifsent_infer.gifio.read_gif)
 with the model's sampling spec, so parity is checked on exactly what gifsent-infer feeds
@@ -7,7 +10,6 @@ the graph.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -16,10 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from gifsent_infer.contract import SamplingSpec
-from gifsent_infer.paths import RunLayout, gifgif_dir
-
-# Keys under which a run's data.json / config.json may name its GIF folder.
-_GIF_FOLDER_KEYS = ("gifs", "gif_dir", "gifs_dir", "gif_folder", "gifs_folder", "images")
 
 
 def gif_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -36,54 +34,6 @@ def gif_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
         else:
             raise FileNotFoundError(f"no such GIF file or folder: {p}")
     return out
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def run_gif_folder(run: RunLayout) -> Path | None:
-    """The GIF folder a run trained on: data.json's "gifs" (what the pipeline resolved), else
-    config.json's "gifs" or its data_dir's gifs/ or images/, else the fetched GIFGIF folder."""
-    data, config = _read_json(run.root / "data.json"), _read_json(run.config)
-    candidates = [data.get(k) for k in _GIF_FOLDER_KEYS] + [config.get(k) for k in _GIF_FOLDER_KEYS]
-    for base in (config.get("data_dir"), str(gifgif_dir())):
-        if isinstance(base, str) and base:
-            candidates += [str(Path(base) / "gifs"), str(Path(base) / "images"), base]
-    for c in candidates:
-        if isinstance(c, str) and c and Path(c).expanduser().is_dir():
-            return Path(c).expanduser()
-    return None
-
-
-def _index(folder: Path) -> dict[str, Path]:
-    try:
-        from gifsent_train.votes import index_gifs
-    except ImportError:  # the export side does not need training installed
-        return {p.stem: p for p in gif_files([folder])}
-    return index_gifs(folder)
-
-
-def run_gifs(run: RunLayout | None, split: str) -> list[Path]:
-    """The GIF files of one split ("train", "dev", "test") of a run; [] when unknown or absent.
-
-    Ids come from the run's splits.json; files from `run_gif_folder(run)`.
-    """
-    if run is None or not run.splits.is_file():
-        return []
-    try:
-        ids = json.loads(run.splits.read_text(encoding="utf-8")).get(split) or []
-    except (OSError, ValueError, AttributeError):
-        return []
-    folder = run_gif_folder(run)
-    if folder is None or not ids:
-        return []
-    index = _index(folder)
-    return [index[i] for i in ids if i in index]
 
 
 def generate_gifs(

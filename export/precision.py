@@ -27,7 +27,7 @@ from gifsent_infer.contract import INPUT_NAME
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
-from gifsent_export.onnx_export import FEATURES_NAME, ExportError
+from gifsent_models.onnx import FEATURES_NAME, ExportError
 
 _WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU")
 

@@ -17,8 +17,6 @@ when asked, are stored in full so that the checkpoint is self-contained.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +25,11 @@ import torch
 from torch import nn
 
 from gifsent_infer.contract import ContractError, ModelDocument, SamplingSpec
+from gifsent_infer.files import atomic_path, file_sha256
 from gifsent_models.encoders.base import (
     Encoder,
     WeightsFormatError,
     WeightsUnavailableError,
-    file_sha256,
 )
 from gifsent_models.heads import config_dict, create_head, head_config
 from gifsent_models.registry import create_encoder
@@ -135,18 +133,10 @@ def save_checkpoint(
         "head": {"name": head_name, "config": cfg, "state_dict": _cpu_state(head)},
         "document": document.to_dict(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:  # the sha256 is of exactly the bytes that land at `path`
+        with open(tmp, "wb") as f:
             torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
         digest = file_sha256(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return digest
 
 

@@ -4,6 +4,11 @@ A factory takes ``(weights, random_init, spec)`` and returns an `Encoder`. It mu
 with a message that says how to get the weights, when pretrained weights are unavailable
 and ``random_init`` is False: features of a randomly initialised network are never produced
 by accident.
+
+Most encoders are declared with `define_encoder` (name, how to build the network, its
+default spec, how to load a weights file, where its default weights are) and built by the
+one `build_encoder`, which owns the rules for weights, random initialisation and
+provenance; `register_encoder` takes a hand-written factory for anything else.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gifsent_infer.contract import SamplingSpec
-from gifsent_models.encoders.base import Encoder
+from gifsent_models.encoders.base import Encoder, WeightsUnavailableError
 
 Factory = Callable[..., Encoder]
 _FACTORIES: dict[str, Factory] = {}
@@ -91,3 +96,93 @@ def check_spec_override(
             f"T={spec.frames_per_segment}, crop={spec.crop}"
         )
     return spec
+
+
+def build_encoder(
+    name: str,
+    make: Callable[[str, SamplingSpec], Encoder],
+    *,
+    default_spec: SamplingSpec,
+    load: Callable[[Encoder, Path], str],
+    weights: Path | None = None,
+    random_init: bool = False,
+    spec: SamplingSpec | None = None,
+    default_weights: Callable[[], Path] | None = None,
+    default_source: str = "",
+    default_downloads: bool = False,
+    finish: Callable[[Encoder], None] | None = None,
+) -> Encoder:
+    """Build encoder `name`: resolve its weights, build the network, load them, record provenance.
+
+    make(name, spec): the network with the resolved spec (random weights).
+    load(encoder, path): strict load of a weights file in the encoder's format; its sha256.
+    default_weights(): the encoder's own weights file when none is given; raises
+        WeightsUnavailableError, saying how to get it, when there is none. None: the encoder
+        has no pretrained weights (tiny test variants), so it is always random.
+    default_source: the provenance label of the default weights (default: the file name).
+    default_downloads: finding the default weights may download them; then random_init
+        skips them instead of fetching weights that would be thrown away.
+    finish(encoder): a last step after loading or random initialisation (drop a classifier).
+
+    The rules, for every encoder: given weights always win (a missing file is an error);
+    without them the default weights are used when available, else random_init=True gives
+    a randomly initialised network marked as such, else the default's error is raised. The
+    weights are found before the network is built, so a miss fails fast.
+    """
+    spec = check_spec_override(default_spec, spec, name)
+    source = ""
+    if weights is not None:
+        if not weights.is_file():
+            raise WeightsUnavailableError(f"{name}: weights file {weights} does not exist")
+        source = weights.name
+    elif default_weights is not None and not (random_init and default_downloads):
+        try:
+            weights = default_weights()
+            source = default_source or weights.name
+        except WeightsUnavailableError:
+            if not random_init:
+                raise
+    encoder = make(name, spec)
+    if weights is None:
+        if finish is not None:
+            finish(encoder)
+        encoder.set_weights_provenance(source="random", random_init=True)
+        return encoder
+    sha = load(encoder, weights)
+    if finish is not None:
+        finish(encoder)
+    encoder.set_weights_provenance(path=weights.resolve(), source=source, sha256=sha)
+    return encoder
+
+
+_PARTS = (
+    "default_spec",
+    "load",
+    "default_weights",
+    "default_source",
+    "default_downloads",
+    "finish",
+)
+
+
+def define_encoder(name: str, make: Callable[[str, SamplingSpec], Encoder], **parts) -> Factory:
+    """Register encoder `name`, built by `build_encoder(name, make, **parts)`; returns its factory.
+
+    parts: build_encoder's keyword arguments that describe the encoder (default_spec and load
+    required; default_weights, default_source, default_downloads, finish optional); the
+    factory adds the caller's weights, random_init and spec.
+    """
+    unknown = sorted(set(parts) - set(_PARTS))
+    missing = sorted({"default_spec", "load"} - set(parts))
+    if unknown or missing:
+        raise TypeError(f"define_encoder({name!r}): unknown {unknown}, missing {missing}")
+
+    def factory(
+        weights: Path | None = None, random_init: bool = False, spec: SamplingSpec | None = None
+    ) -> Encoder:
+        return build_encoder(
+            name, make, weights=weights, random_init=random_init, spec=spec, **parts
+        )
+
+    factory.__name__ = factory.__qualname__ = name.replace("-", "_")
+    return register_encoder(name)(factory)

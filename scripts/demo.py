@@ -9,7 +9,6 @@ so an interrupted demo resumes. Wall time per stage goes to $GIFSENT_HOME/demo-t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -18,6 +17,8 @@ import time
 from pathlib import Path
 
 from gifsent_infer import paths
+from gifsent_infer.files import write_json
+from gifsent_train.run import latest_run
 
 BIN = Path(sys.executable).parent
 
@@ -64,13 +65,12 @@ def main(argv: list[str] | None = None) -> None:
         ["gifsent-train", "--preset", args.preset, "--data", str(data), "--seed", str(args.seed)],
         timings,
     )
-    run_layout = paths.latest_run()
+    run_layout = latest_run()
     if run_layout is None:
         sys.exit("demo: gifsent-train finished but recorded no run in runs/LATEST")
     run("export", ["gifsent-export", "--model", "rnn", "--run", str(run_layout.root)], timings)
 
-    splits = json.loads(run_layout.splits.read_text(encoding="utf-8"))
-    test_gifs = [str(data / "gifs" / f"{gif_id}.gif") for gif_id in splits["test"]]
+    test_gifs = [str(data / "gifs" / f"{gif_id}.gif") for gif_id in run_layout.split_ids("test")]
     run(
         "infer",
         ["gifsent-infer", "-", "--out", str(scores_csv), "--quiet"],
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         "preset": args.preset,
         "run": str(run_layout.root),
     }
-    (home / "demo-timings.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_json(home / "demo-timings.json", record, sort_keys=False)
 
     print((run_layout.report / "table1.md").read_text(encoding="utf-8"))
     print(f"run folder : {run_layout.root}")

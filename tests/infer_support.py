@@ -1,4 +1,5 @@
-"""Test support for the runtime tests: tiny ONNX models built with onnx's helper API, and tiny GIFs.
+"""Test support for the runtime tests: tiny ONNX models built with onnx's helper API (GIFs and
+documents come from `support`, re-exported here for the runtime tests).
 
 The model follows the gifsent contract: input `frames` uint8 [batch, S*T, crop, crop, 3],
 output `scores` float32 [batch, 17] = sigmoid(mean RGB / 255 @ W + b), and a valid `gifsent`
@@ -8,33 +9,17 @@ different scores. `reference_scores` computes the same function in numpy.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
+from support import SPEC, gif_bytes, model_document, write_gifs
 
-from gifsent_infer.contract import (
-    EMOTIONS,
-    EncoderInfo,
-    HeadInfo,
-    ModelDocument,
-    Normalization,
-    SamplingSpec,
-    TargetScale,
-)
-
-SPEC = SamplingSpec(segments=2, frames_per_segment=2, fps=10.0, size=16, crop=16)
+from gifsent_infer.contract import EMOTIONS, ModelDocument, SamplingSpec
 
 
 def make_document(spec: SamplingSpec = SPEC) -> ModelDocument:
-    return ModelDocument(
-        sampling=spec,
-        normalization=Normalization(mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0)),
-        encoder=EncoderInfo(name="mean-colour-test", feature_dim=3, weights="random"),
-        head=HeadInfo(name="rnn", config={"num_layers": 1, "hidden": 3}),
-        target=TargetScale(low=[-1.0] * 17, high=[1.0] * 17),
-        metrics={"test": {"rmse": 0.1, "ev": 0.2}},
-    )
+    """The document of the test model for sampling `spec` (support.model_document)."""
+    return model_document(spec=spec)
 
 
 def weights(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -94,38 +79,6 @@ def build_model(
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
-
-
-def gif_bytes(
-    seed: int, *, frames: int = 4, size: tuple[int, int] = (24, 20), delay_ms: int = 100
-) -> bytes:
-    """A small animated GIF whose colours depend on `seed`."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, size=3)
-    images = []
-    for i in range(frames):
-        arr = np.empty((size[1], size[0], 3), np.uint8)
-        arr[:] = (base + 37 * i) % 256
-        # a block in the corner, so that frames differ in layout as well as colour
-        arr[: size[1] // 2, : size[0] // 2] = (255 - base) % 256
-        images.append(Image.fromarray(arr, "RGB"))
-    buf = io.BytesIO()
-    images[0].save(
-        buf, format="GIF", save_all=True, append_images=images[1:], duration=delay_ms, loop=0
-    )
-    return buf.getvalue()
-
-
-def write_gifs(folder: Path, count: int, *, start: int = 0, **kw) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(start, start + count):
-        p = folder / f"g{i:05d}.gif"
-        p.write_bytes(gif_bytes(i, **kw))
-        paths.append(p)
-    return paths
 
 
 __all__ = [

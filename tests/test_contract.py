@@ -88,6 +88,3 @@ def test_home_layout_follows_gifsent_home(gifsent_home):
     target.parent.mkdir(parents=True)
     target.write_bytes(b"x")
     assert paths.find_default_model() == target
-    run = paths.RunLayout(paths.runs_dir() / "r1").ensure()
-    paths.mark_latest(run)
-    assert paths.latest_run() == run

@@ -12,38 +12,20 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from support import TINY_HEADS, tiny_checkpoint  # noqa: E402
+
 from gifsent_export import api as export_api  # noqa: E402
 from gifsent_export.api import PART_METADATA_KEY, export_checkpoint  # noqa: E402
 from gifsent_export.frames import generate_gifs, load_frames  # noqa: E402
-from gifsent_export.onnx_export import export_encoder_graph  # noqa: E402
 from gifsent_export.parity import ParityError  # noqa: E402
-from gifsent_infer.contract import METADATA_KEY, HeadInfo, ModelDocument, TargetScale  # noqa: E402
+from gifsent_infer.contract import METADATA_KEY, ModelDocument  # noqa: E402
 from gifsent_infer.gifio import read_gif  # noqa: E402
-from gifsent_infer.paths import RunLayout, default_model_path, mark_latest  # noqa: E402
-from gifsent_models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from gifsent_models.heads import config_dict, create_head, head_config  # noqa: E402
+from gifsent_infer.paths import default_model_path  # noqa: E402
+from gifsent_models.checkpoint import load_checkpoint  # noqa: E402
+from gifsent_models.onnx import export_encoder_graph  # noqa: E402
 from gifsent_models.registry import create_encoder  # noqa: E402
-
-TINY_HEADS = {"maxpool": {"num_layers": 2, "hidden": 32}, "rnn": {"num_layers": 2, "hidden": 16}}
-
-
-def make_checkpoint(path: Path, head_name: str, seed: int = 0) -> str:
-    """A tiny untrained resnext3d-tiny + head checkpoint, saved with the real save_checkpoint."""
-    torch.manual_seed(seed)
-    encoder = create_encoder("resnext3d-tiny", random_init=True)
-    cfg = head_config(head_name, TINY_HEADS[head_name])
-    head = create_head(head_name, encoder.feature_dim, cfg)
-    doc = ModelDocument(
-        sampling=encoder.spec,
-        normalization=encoder.normalization,
-        encoder=encoder.info(),
-        head=HeadInfo(head_name, config_dict(cfg)),
-        target=TargetScale("minmax", low=[-2.0] * 17, high=[2.0] * 17),
-        metrics={"dev": {"rmse": 0.1}},
-    )
-    return save_checkpoint(
-        path, encoder=encoder, head_name=head_name, head_config=cfg, head=head, document=doc
-    )
+from gifsent_train.run import RunLayout, mark_latest  # noqa: E402
+from gifsent_train.splits import save_splits  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +33,7 @@ def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     ckpts = {h: root / f"tiny-{h}.pt" for h in TINY_HEADS}
     for h, p in ckpts.items():
-        make_checkpoint(p, h)
+        tiny_checkpoint(p, h)
     return {
         "root": root,
         "ckpt": ckpts,
@@ -318,9 +300,9 @@ def _fake_run(home: Path, work) -> RunLayout:
     (run.root / "data.json").write_text(
         json.dumps({"gifs": str(gifs)})
     )  # as the pipeline writes it
-    run.splits.write_text(json.dumps({"train": ids[6:], "dev": [], "test": ids[:6]}))
+    save_splits(run.splits, {"train": ids[6:], "dev": [], "test": ids[:6]})
     run.metrics.write_text(json.dumps({"models": {"rnn": {"test": {"rmse": 0.07, "ev": 0.4}}}}))
-    make_checkpoint(run.checkpoint("rnn"), "rnn")
+    tiny_checkpoint(run.checkpoint("rnn"), "rnn")
     mark_latest(run)
     return run
 

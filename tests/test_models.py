@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import model_document
 
 from gifsent_infer.contract import (
     HeadInfo,
@@ -30,7 +31,6 @@ from gifsent_models import (
     load_checkpoint,
     save_checkpoint,
 )
-from gifsent_models.heads import config_dict
 
 TINY_ENCODERS = ("resnext3d-tiny", "efficientnet-lite0-tiny")
 
@@ -40,16 +40,6 @@ def frames_for(encoder, batch: int = 2, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (batch, s.num_frames, s.crop, s.crop, 3), generator=g).to(
         torch.uint8
-    )
-
-
-def document_for(encoder, head_name: str, cfg=None) -> ModelDocument:
-    return ModelDocument(
-        sampling=encoder.spec,
-        normalization=encoder.normalization,
-        encoder=encoder.info(),
-        head=HeadInfo(head_name, config_dict(head_config(head_name, cfg))),
-        target=TargetScale("identity"),
     )
 
 
@@ -358,7 +348,7 @@ def test_checkpoint_round_trip_is_exact(tmp_path, enc_name, head_name):
         enc(frames_for(enc, batch=4, seed=9))
     enc.eval()
     scorer = GifScorer(enc, head).eval()
-    doc = document_for(enc, head_name, cfg)
+    doc = model_document(enc, head_name, cfg)
     path = tmp_path / "run" / "model.pt"
     sha = save_checkpoint(
         path, encoder=enc, head_name=head_name, head_config=cfg, head=head, document=doc
@@ -403,7 +393,7 @@ def test_checkpoint_stores_pretrained_encoders_by_reference(tmp_path):
     enc = create_encoder("resnext3d-tiny", weights=weights)
     assert not enc.random_init and enc.weights_path == str(weights.resolve())
     head = create_head("maxpool", enc.feature_dim)
-    doc = document_for(enc, "maxpool")
+    doc = model_document(enc, "maxpool")
     path = tmp_path / "by-ref.pt"
     save_checkpoint(
         path, encoder=enc, head_name="maxpool", head_config=None, head=head, document=doc
@@ -468,7 +458,7 @@ def test_checkpoint_stores_pretrained_encoders_by_reference(tmp_path):
 def test_checkpoint_refuses_inconsistent_or_unrebuildable_models(tmp_path):
     enc = create_encoder("resnext3d-tiny")
     head = create_head("rnn", enc.feature_dim)
-    doc = document_for(enc, "rnn")
+    doc = model_document(enc, "rnn")
     kwargs = dict(encoder=enc, head_name="rnn", head_config=None, head=head)
     with pytest.raises(CheckpointError, match="include_encoder_state=True"):
         save_checkpoint(tmp_path / "a.pt", document=doc, include_encoder_state=False, **kwargs)
@@ -512,7 +502,7 @@ def test_checkpoint_keeps_a_spec_override(tmp_path):
         head_name="rnn",
         head_config=None,
         head=head,
-        document=document_for(enc, "rnn"),
+        document=model_document(enc, "rnn"),
     )
     loaded = load_checkpoint(path)
     assert loaded.encoder.spec == spec and loaded.document.sampling == spec

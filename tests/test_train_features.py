@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from support import write_gif
 
 from gifsent_train.features import (
     FeatureItem,
@@ -35,12 +35,8 @@ def _gifs(folder: Path, n: int = 4) -> list[FeatureItem]:
     rng = np.random.default_rng(0)
     items = []
     for i in range(n):
-        frames = [
-            Image.fromarray(rng.integers(0, 255, (36, 44, 3), dtype=np.uint8))
-            for _ in range(1 + 2 * i)
-        ]
-        p = folder / f"g{i}.gif"
-        frames[0].save(p, save_all=True, append_images=frames[1:], duration=70, loop=0)
+        frames = [rng.integers(0, 255, (36, 44, 3), dtype=np.uint8) for _ in range(1 + 2 * i)]
+        p = write_gif(folder / f"g{i}.gif", frames, delay_ms=70)
         items.append(FeatureItem(f"g{i}", p, 1))
     bad = folder / "bad.gif"
     bad.write_bytes(b"GIF89a\x10\x00\x10\x00\x00\x00\x00!garbage")

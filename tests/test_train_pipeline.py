@@ -11,6 +11,7 @@ import pytest
 from gifsent_infer import paths
 from gifsent_train.cli import main
 from gifsent_train.pipeline import TrainConfig, resolve_config
+from gifsent_train.run import RunLayout, latest_run
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_whole_small_run(demo_dir, tmp_path, capsys):
     ]
     code, out, err = _run(argv, capsys)
     assert code in (0, None), err
-    run = paths.RunLayout(paths.runs_dir() / "ci")
+    run = RunLayout(paths.runs_dir() / "ci")
     assert "| Best LSTM |" in out and "| Best MaxPool |" in out and "Training mean" in out
     for head in ("maxpool", "rnn"):
         assert run.checkpoint(head).is_file()
@@ -74,7 +75,12 @@ def test_whole_small_run(demo_dir, tmp_path, capsys):
     assert len(failures) == 1
     config = json.loads(run.config.read_text())
     assert config["encoder"] == "resnext3d-tiny" and config["trials"] == 2
-    assert paths.latest_run() == run
+    assert latest_run() == run
+    # export reads the run through these readers: they must see what the pipeline wrote
+    assert run.gif_folder() == demo_dir / "gifs"
+    assert run.test_metrics("rnn") == metrics["models"]["rnn"]["test"]
+    test_ids = json.loads(run.splits.read_text())["test"]
+    assert [p.stem for p in run.split_files("test")] == test_ids and test_ids
 
     # the checkpoint carries the contract and loads back into a scorer
     from gifsent_models.checkpoint import load_checkpoint

@@ -41,6 +41,7 @@ import numpy as np
 from scipy.special import expit
 
 from gifsent_infer.contract import EMOTIONS, TargetScale
+from gifsent_infer.files import atomic_open
 
 DEFAULT_L2 = 1.0
 
@@ -255,9 +256,8 @@ def write_scores_csv(path: str | os.PathLike, scores: BTScores) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     values = scores.scores
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
         out.writerow(_columns())
         for i, gif_id in enumerate(scores.ids):
@@ -268,7 +268,6 @@ def write_scores_csv(path: str | os.PathLike, scores: BTScores) -> Path:
                 + [f"{v:.9g}" for v in scores.stderr[i]]
                 + [str(int(v)) for v in scores.comparisons[i]]
             )
-    os.replace(tmp, path)
     return path
 
 

@@ -48,6 +48,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from gifsent_infer.contract import EMOTIONS
+from gifsent_infer.files import atomic_open
 
 LATENTS = (
     "valence",
@@ -339,9 +340,11 @@ def make_demo_data(
     )
     choice_names = ("left", "right", UNDECIDED)
     votes_path = out / "votes.csv.gz"
-    tmp = votes_path.with_name(votes_path.name + ".tmp")
     rows = 0
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+    with (
+        atomic_open(votes_path, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+    ):
         text = io.TextIOWrapper(gz, encoding="utf-8", newline="")
         w = csv.writer(text, lineterminator="\n")
         w.writerow(["metric", "left", "right", "choice"])
@@ -363,7 +366,6 @@ def make_demo_data(
             rows += 1
         text.flush()
         text.detach()
-    os.replace(tmp, votes_path)
 
     # GIFs: each from its own generator, so a GIF depends only on (seed, index)
     gifs = out / "gifs"

@@ -13,7 +13,7 @@ Cache layout, under ``gifsent_infer.paths.features_cache_dir()``::
 
 The weights key hashes the encoder's state_dict (so random-init encoders are keyed
 by their actual weights); the spec key hashes the SamplingSpec's JSON. Each file is
-written to a temporary name in its folder and renamed with os.replace, so an
+written atomically (``gifsent_infer.files``: a temporary name in its folder, renamed), so an
 interrupted or concurrent run leaves either a whole entry or none; stray temporary
 files are ignored and an unreadable entry is recomputed. A GIF that fails to decode
 is recorded (id, path, error) and skipped.
@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from gifsent_infer.contract import SamplingSpec
+from gifsent_infer.files import atomic_write_bytes, file_sha256
+from gifsent_infer.files import write_json as atomic_write_json
 
 MODES = ("sparse", "dense", "augmented")
 BACKENDS = ("auto", "onnxruntime", "torch")
@@ -83,14 +85,6 @@ def view_params(view: int, sha256: str) -> dict:
     return {"offset": offset, "crop_shift": shift, "flip": bool(view % 2 == 1)}
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def weights_key(encoder) -> str:
     """sha256 over the encoder's state_dict (names, dtypes, shapes, bytes)."""
     h = hashlib.sha256()
@@ -103,24 +97,6 @@ def weights_key(encoder) -> str:
 
 def spec_key(spec: SamplingSpec) -> str:
     return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -200,7 +176,7 @@ class OrtRunner:
         ort = import_onnxruntime()
         graph_path = Path(graph_path)
         if not graph_path.is_file():
-            from gifsent_export.onnx_export import export_encoder_graph
+            from gifsent_models.onnx import export_encoder_graph
 
             if encoder is None:
                 raise FileNotFoundError(f"no encoder graph at {graph_path}")

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from gifsent_infer.files import file_sha256, write_json
+
 DEFAULT_BASE_URL = "https://s3-eu-west-1.amazonaws.com/lum-public/"
 VOTES_FILE = "gifgif-dataset-20150121-v1.csv.gz"
 IMAGES_FILE = "gifgif-images-v1.tar"
@@ -212,10 +214,8 @@ class _HashingReader:
 
 def sha256_file(path: str | os.PathLike, progress: Progress | None = None) -> str:
     path = Path(path)
-    with open(path, "rb") as f:
-        reader = _HashingReader(f, progress or _noop, f"sha256 {path.name}", path.stat().st_size)
-        reader.drain()
-    return reader.sha.hexdigest()
+    progress, label, total = progress or _noop, f"sha256 {path.name}", path.stat().st_size
+    return file_sha256(path, on_read=lambda done: progress(label, done, total))
 
 
 def check_gzip(path: str | os.PathLike, progress: Progress | None = None) -> str:
@@ -355,10 +355,7 @@ def load_manifest(path: str | os.PathLike) -> dict:
 
 
 def save_manifest(path: str | os.PathLike, doc: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, doc)
 
 
 def _now() -> str:

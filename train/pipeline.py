@@ -3,7 +3,7 @@
 A stage records the hash of its inputs (files and the config fields it reads) in
 ``<run>/stages.json`` when it finishes; a later call with the same inputs and its
 outputs present does nothing. Everything a stage writes lives in the run folder
-(``gifsent_infer.paths.RunLayout``), except the feature cache, which is shared between
+(``gifsent_train.run.RunLayout``), except the feature cache, which is shared between
 runs and keyed by content.
 """
 
@@ -23,7 +23,10 @@ import numpy as np
 
 from gifsent_infer import paths
 from gifsent_infer.contract import EMOTIONS
-from gifsent_train.features import atomic_write_json
+from gifsent_infer.files import file_sha256 as _sha_file
+from gifsent_infer.files import read_json
+from gifsent_infer.files import write_json as atomic_write_json
+from gifsent_train.run import RunLayout, mark_latest
 from gifsent_train.splits import load_splits
 
 STAGES = ("scores", "features", "search", "report")
@@ -118,9 +121,9 @@ class TrainConfig:
     def backend(self) -> str:
         return {"auto": "auto", "true": "onnxruntime", "false": "torch"}[self.use_onnxruntime]
 
-    def run_layout(self) -> paths.RunLayout:
+    def run_layout(self) -> RunLayout:
         parent = Path(self.run_dir).expanduser() if self.run_dir else paths.runs_dir()
-        return paths.RunLayout(parent / (self.run_name or self.default_run_name()))
+        return RunLayout(parent / (self.run_name or self.default_run_name()))
 
     def default_run_name(self) -> str:
         keep = {
@@ -270,23 +273,8 @@ class NoDataError(FileNotFoundError):
 # ------------------------------------------------------------------ helpers
 
 
-def _sha_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _sha_obj(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _read_json(path: Path, default=None):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return default
 
 
 def _finite(obj):
@@ -316,14 +304,14 @@ class Run:
         self.config = config
         self.layout = config.run_layout().ensure()
         self.reporter = reporter or Reporter()
-        self.stages_file = self.layout.root / "stages.json"
+        self.stages_file = self.layout.stages
         self.timings: dict[str, float] = {}  # wall seconds per stage run now
         self.cpu_timings: dict[str, float] = {}  # CPU seconds (all threads) per stage
         atomic_write_json(self.layout.config, config.to_dict())
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _records(self) -> dict:
-        return _read_json(self.stages_file, {}) or {}
+        return read_json(self.stages_file, {}) or {}
 
     def current(self, stage: str, inputs: str) -> bool:
         rec = self._records().get(stage)
@@ -418,7 +406,7 @@ class Run:
             data_info["bt_vs_truth"] = M.agreement(
                 np.stack([tmap[ids[i]] for i in have]), strengths[have]
             )
-        atomic_write_json(lay.root / "data.json", _finite(data_info))
+        atomic_write_json(lay.data, _finite(data_info))
         dt = time.perf_counter() - t0
         self.record("scores", inputs, [lay.scores, lay.target_scale, lay.splits], dt)
         self.timings["scores"] = dt
@@ -522,7 +510,7 @@ class Run:
         idx = res.index()
         idx["splits"] = {k: len(v) for k, v in splits.items()}
         atomic_write_json(lay.features_index, idx)
-        atomic_write_json(lay.root / "feature_failures.json", res.failures)
+        atomic_write_json(lay.feature_failures, res.failures)
         self.reporter.log(
             f"features: {res.encoded} encoded, {res.cached} from cache, "
             f"{len(res.failures)} failed ({res.backend or 'cache only'}, {res.seconds:.1f} s)"
@@ -535,7 +523,7 @@ class Run:
 
     def _cache_intact(self) -> bool:
         """Every cache file the run's features index names still exists (caches get pruned)."""
-        idx = _read_json(self.layout.features_index, {}) or {}
+        idx = read_json(self.layout.features_index, {}) or {}
         return all(Path(p).is_file() for e in idx.get("entries", {}).values() for p in e.values())
 
     # -- stage: search ---------------------------------------------------------------------------
@@ -543,7 +531,7 @@ class Run:
         from gifsent_train.search import SplitData
 
         lay = self.layout
-        idx = _read_json(lay.features_index)
+        idx = read_json(lay.features_index, None)
         splits = load_splits(lay.splits)
         ids_all, y_all = read_scores_matrix(lay.scores)
         ymap = dict(zip(ids_all, y_all, strict=True))
@@ -733,11 +721,11 @@ class Run:
             return files
         self.reporter.stage("report")
         t0, c0 = time.perf_counter(), time.process_time()
-        m = _read_json(lay.metrics)
+        m = read_json(lay.metrics, None)
         if m is None:
             raise RuntimeError("run the search stage first (no metrics.json)")
         _, scores = read_scores_matrix(lay.scores)
-        extra = _extra_markdown(m, _read_json(lay.root / "data.json", {}))
+        extra = _extra_markdown(m, read_json(lay.data, {}))
         files = write_report(lay.report, m["models"], m["per_emotion"], scores, m["curves"], extra)
         dt = time.perf_counter() - t0
         self.record("report", inputs, list(files.values()), dt)
@@ -746,8 +734,8 @@ class Run:
         return files
 
     def write_timings(self) -> None:
-        p = self.layout.root / "timings.json"
-        old = _read_json(p, {}) or {}
+        p = self.layout.timings
+        old = read_json(p, {}) or {}
         for k, v in self.timings.items():
             old[k] = {"wall_s": round(v, 2), "cpu_s": round(self.cpu_timings.get(k, 0.0), 2)}
         atomic_write_json(p, old)
@@ -815,10 +803,10 @@ def read_truth(path: Path) -> tuple[list[str], np.ndarray]:
     return ids, np.asarray(rows, dtype=np.float64)
 
 
-def _target_scale(lay: paths.RunLayout):
+def _target_scale(lay: RunLayout):
     from gifsent_infer.contract import TargetScale
 
-    return TargetScale.from_dict(_read_json(lay.target_scale))
+    return TargetScale.from_dict(read_json(lay.target_scale, None))
 
 
 def save_best(path: Path, encoder, head: str, head_config: dict, model, scale, mets: dict) -> str:
@@ -859,7 +847,7 @@ def no_data_message(cfg: TrainConfig) -> str:
 
 @dataclass
 class RunResult:
-    layout: paths.RunLayout
+    layout: RunLayout
     table1: str
     files: dict[str, Path] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # wall seconds
@@ -912,7 +900,7 @@ def run_all(
     if t1.is_file():
         table1 = t1.read_text(encoding="utf-8")
     if "report" in stages and all(run.layout.checkpoint(h).is_file() for h in config.heads):
-        paths.mark_latest(run.layout)
+        mark_latest(run.layout)
     return RunResult(
         layout=run.layout,
         table1=table1,

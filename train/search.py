@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gifsent_infer.files import write_json as atomic_write_json
 from gifsent_train import metrics as M
-from gifsent_train.features import atomic_write_json
 from gifsent_train.fit import FitConfig, FitResult, fit_head, predict
 
 HEAD_INDEX = {"maxpool": 0, "rnn": 1}

@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from gifsent_infer.files import write_json
+
 SPLITS = ("train", "dev", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 
@@ -64,10 +66,7 @@ def save_splits(
         "counts": {k: len(splits[k]) for k in SPLITS},
         **{k: list(splits[k]) for k in SPLITS},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json(path, doc, indent=1, sort_keys=False)
 
 
 def load_splits(path: str | os.PathLike) -> dict[str, list[str]]:

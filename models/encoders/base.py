@@ -10,7 +10,6 @@ axis and has no data-dependent control flow.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -25,14 +24,6 @@ class WeightsUnavailableError(RuntimeError):
 
 class WeightsFormatError(ValueError):
     """A weights file exists but does not match the network (format, keys or shapes)."""
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _exporting() -> bool:

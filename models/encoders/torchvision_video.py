@@ -17,13 +17,13 @@ import torch
 from torch import nn
 
 from gifsent_infer.contract import Normalization, SamplingSpec
+from gifsent_infer.files import file_sha256
 from gifsent_models.encoders.base import (
     Encoder,
     WeightsFormatError,
     WeightsUnavailableError,
-    file_sha256,
 )
-from gifsent_models.registry import check_spec_override, register_encoder
+from gifsent_models.registry import define_encoder
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -168,33 +168,17 @@ class TorchvisionVideoEncoder(Encoder):
         return y
 
 
-def _factory(name: str, model: VideoModel):
-    def build(
-        weights: Path | None = None, random_init: bool = False, spec: SamplingSpec | None = None
-    ) -> TorchvisionVideoEncoder:
-        spec = check_spec_override(model.spec, spec, name)
-        if weights is None and random_init:
-            encoder = TorchvisionVideoEncoder(name, model, spec)
-            encoder.drop_classifier()
-            encoder.set_weights_provenance(source="random", random_init=True)
-            return encoder
-        # Find the weights before building the network, so that a miss fails fast.
-        if weights is None:
-            weights = fetch_torchvision_weights(name, _weights_enum(model).url)
-            source = model.weights
-        else:
-            if not weights.is_file():
-                raise WeightsUnavailableError(f"{name}: weights file {weights} does not exist")
-            source = weights.name
-        encoder = TorchvisionVideoEncoder(name, model, spec)
-        sha = encoder.load_torchvision_state(weights)
-        encoder.drop_classifier()
-        encoder.set_weights_provenance(path=weights.resolve(), source=source, sha256=sha)
-        return encoder
-
-    build.__name__ = name
-    return build
-
-
 for _name, _model in MODELS.items():
-    register_encoder(_name)(_factory(_name, _model))
+    define_encoder(
+        _name,
+        lambda name, spec, model=_model: TorchvisionVideoEncoder(name, model, spec),
+        default_spec=_model.spec,
+        load=TorchvisionVideoEncoder.load_torchvision_state,
+        # torch.hub's cache, else a download: skipped when random weights are allowed
+        default_weights=lambda name=_name, model=_model: fetch_torchvision_weights(
+            name, _weights_enum(model).url
+        ),
+        default_source=_model.weights,
+        default_downloads=True,
+        finish=TorchvisionVideoEncoder.drop_classifier,
+    )
