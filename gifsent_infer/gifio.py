@@ -163,7 +163,7 @@ class _Structure:
     end: int = 0  # byte offset where parsing stopped (at the trailer, EOF or unknown data)
 
 
-def _read_source(source: Any, limits: ReaderLimits) -> bytes:
+def read_source(source: Any, limits: ReaderLimits) -> bytes:
     """All bytes of `source`, refusing more than limits.max_file_bytes before reading them."""
     cap = limits.max_file_bytes
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -214,7 +214,7 @@ def _skip_sub_blocks(data: bytes, pos: int, what: str) -> int:
             return pos
 
 
-def _parse(data: bytes, limits: ReaderLimits) -> _Structure:
+def parse_structure(data: bytes, limits: ReaderLimits) -> _Structure:
     if len(data) < 6 or not is_gif(data):
         raise GifError(
             f"not a GIF file (starts with {data[:6]!r}, expected b'GIF87a' or b'GIF89a')"
@@ -324,7 +324,7 @@ def _parse(data: bytes, limits: ReaderLimits) -> _Structure:
     return st
 
 
-def _durations(st: _Structure, min_delay_ms: int, clamped_delay_ms: int) -> np.ndarray:
+def frame_durations(st: _Structure, min_delay_ms: int, clamped_delay_ms: int) -> np.ndarray:
     ms = np.fromiter((f.delay_cs for f in st.frames), dtype=np.int64, count=len(st.frames)) * 10
     ms[ms < min_delay_ms] = clamped_delay_ms
     return ms
@@ -542,7 +542,7 @@ def _unpack_into(dst: np.ndarray, packed: np.ndarray) -> None:
         dst[..., c] = src[..., c]
 
 
-def _check_matte(matte: Sequence[int]) -> tuple[int, int, int]:
+def check_matte(matte: Sequence[int]) -> tuple[int, int, int]:
     m = tuple(int(c) for c in matte)
     if len(m) != 3 or not all(0 <= c <= 255 for c in m):
         raise ValueError(f"matte must be three integers in 0..255, got {matte!r}")
@@ -562,13 +562,13 @@ def decode_gif(
     For training, decode once with the model spec's matte and delay clamp
     (`decode_for_spec`) and draw several augmented views with `sample_decoded`.
     """
-    m = _check_matte(matte)
-    data = _read_source(source, limits)
-    st = _parse(data, limits)
+    m = check_matte(matte)
+    data = read_source(source, limits)
+    st = parse_structure(data, limits)
     frames = _composite(data, st, m, None)
     assert isinstance(frames, np.ndarray)
     return DecodedGif(
-        frames, _durations(st, min_delay_ms, clamped_delay_ms), st.width, st.height, m
+        frames, frame_durations(st, min_delay_ms, clamped_delay_ms), st.width, st.height, m
     )
 
 
@@ -626,7 +626,7 @@ def sample_indices(
     return idx.astype(np.int64), wrapped
 
 
-def _crop_box(
+def crop_box(
     width: int, height: int, spec: SamplingSpec, crop_shift: tuple[float, float]
 ) -> tuple[float, float, float, float]:
     """Source-pixel box that, resized to crop x crop, equals resize-shorter-side-then-crop."""
@@ -645,7 +645,7 @@ def _crop_box(
     return (cx * fx, cy * fy, (cx + c) * fx, (cy + c) * fy)
 
 
-def _resize_crop(
+def resize_crop(
     frames: dict[int, np.ndarray] | np.ndarray,
     which: np.ndarray,
     spec: SamplingSpec,
@@ -656,7 +656,7 @@ def _resize_crop(
     uniq, inverse = np.unique(which, return_inverse=True)
     first = frames[int(uniq[0])]
     h, w = first.shape[:2]
-    box = _crop_box(w, h, spec, crop_shift)
+    box = crop_box(w, h, spec, crop_shift)
     c = spec.crop
     resample = _RESAMPLE[spec.resize_filter]
     small = np.empty((len(uniq), c, c, 3), dtype=np.uint8)
@@ -673,7 +673,7 @@ def _resize_crop(
     return np.ascontiguousarray(small[inverse.reshape(-1)])
 
 
-def _info(n_frames, durations_ms, width, height, spec, wrapped) -> SampleInfo:
+def sample_info(n_frames, durations_ms, width, height, spec, wrapped) -> SampleInfo:
     padded = int(wrapped.sum())
     return SampleInfo(
         n_frames=int(n_frames),
@@ -706,8 +706,8 @@ def sample_decoded(
             f"{tuple(spec.matte)}; decode with decode_for_spec(source, spec)"
         )
     idx, wrapped = sample_indices(decoded.durations_ms, spec, offset)
-    frames = _resize_crop(decoded.frames, idx, spec, crop_shift, flip)
-    info = _info(
+    frames = resize_crop(decoded.frames, idx, spec, crop_shift, flip)
+    info = sample_info(
         len(decoded.frames), decoded.durations_ms, decoded.width, decoded.height, spec, wrapped
     )
     return SampledGif(frames, info)
@@ -728,11 +728,11 @@ def read_gif(
     the last sampled one and only sampled frames are resized. See sample_decoded for the
     augmentation arguments.
     """
-    _crop_box(1, 1, spec, crop_shift)  # argument errors before any work
-    data = _read_source(source, limits)
-    st = _parse(data, limits)
-    durations = _durations(st, spec.min_delay_ms, spec.clamped_delay_ms)
+    crop_box(1, 1, spec, crop_shift)  # argument errors before any work
+    data = read_source(source, limits)
+    st = parse_structure(data, limits)
+    durations = frame_durations(st, spec.min_delay_ms, spec.clamped_delay_ms)
     idx, wrapped = sample_indices(durations, spec, offset)
     composited = _composite(data, st, spec.matte, np.unique(idx).tolist())
-    frames = _resize_crop(composited, idx, spec, crop_shift, flip)
-    return SampledGif(frames, _info(len(st.frames), durations, st.width, st.height, spec, wrapped))
+    frames = resize_crop(composited, idx, spec, crop_shift, flip)
+    return SampledGif(frames, sample_info(len(st.frames), durations, st.width, st.height, spec, wrapped))

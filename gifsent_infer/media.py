@@ -554,7 +554,7 @@ def _decode_video(stream, packets, order, keep, limits, width, height):
 
 def _data(source: GifSource, limits: ReaderLimits) -> bytes:
     try:
-        return gifio._read_source(source, limits)
+        return gifio.read_source(source, limits)
     except GifError as e:
         raise MediaError(str(e).replace("no GIF data", "no data")) from None
 
@@ -585,8 +585,8 @@ def probe_media(source: GifSource, *, limits: ReaderLimits = DEFAULT_LIMITS) -> 
     Durations are as stored (before the delay clamp)."""
     data = _data(source, limits)
     if gifio.is_gif(data[:6]):
-        st = gifio._parse(data, limits)
-        d = gifio._durations(st, 0, 0)
+        st = gifio.parse_structure(data, limits)
+        d = gifio.frame_durations(st, 0, 0)
         return MediaInfo("gif", st.width, st.height, d)
     r = _reader(data, limits)
     r.close()
@@ -605,7 +605,7 @@ def read_media(
     """Any supported file as the model's input: uint8 [S*T, crop, crop, 3] plus what sampling
     did (`info.format` names the format). Same arguments and result as gifio.read_gif,
     which it calls for GIFs."""
-    gifio._crop_box(1, 1, spec, crop_shift)  # argument errors before any work
+    gifio.crop_box(1, 1, spec, crop_shift)  # argument errors before any work
     data = _data(source, limits)
     if gifio.is_gif(data[:6]):
         return gifio.read_gif(
@@ -618,9 +618,9 @@ def read_media(
         frames = r.frames(np.unique(idx).tolist(), tuple(spec.matte))
     finally:
         r.close()
-    out = gifio._resize_crop(frames, idx, spec, crop_shift, flip)
+    out = gifio.resize_crop(frames, idx, spec, crop_shift, flip)
     h, w = next(iter(frames.values())).shape[:2]
-    info = gifio._info(r.info.n_frames, durations, w, h, spec, wrapped)
+    info = gifio.sample_info(r.info.n_frames, durations, w, h, spec, wrapped)
     return SampledGif(out, replace(info, format=r.info.format))
 
 
@@ -633,7 +633,7 @@ def decode_media(
     clamped_delay_ms: int = 100,
 ) -> DecodedGif:
     """Every frame of any supported file, over `matte`, with display times (video: no clamp)."""
-    m = gifio._check_matte(matte)
+    m = gifio.check_matte(matte)
     data = _data(source, limits)
     if gifio.is_gif(data[:6]):
         return gifio.decode_gif(

@@ -741,7 +741,7 @@ def test_fast_path_is_taken_and_equals_the_general_path(real_gifs, monkeypatch):
     eligible = 0
     for path in files:
         data = path.read_bytes()
-        st = gifio._parse(data, DEFAULT_LIMITS)
+        st = gifio.parse_structure(data, DEFAULT_LIMITS)
         eligible += gifio._indexed_eligible(st, len(st.frames) - 1)
         monkeypatch.setattr(gifio, "_INDEXED_FAST_PATH", True)
         fast = decode_gif(data).frames

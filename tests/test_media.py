@@ -68,7 +68,7 @@ def reference_sample(path: Path, spec: SamplingSpec, clamp: bool, decoded=None) 
     if clamp:
         d[d < spec.min_delay_ms] = spec.clamped_delay_ms
     idx, _w = gifio.sample_indices(d, spec)
-    return gifio._resize_crop(frames, idx, spec, (0.0, 0.0), False)
+    return gifio.resize_crop(frames, idx, spec, (0.0, 0.0), False)
 
 
 def check_against_ffmpeg(path: Path, fmt: str) -> None:
