@@ -735,4 +735,6 @@ def read_gif(
     idx, wrapped = sample_indices(durations, spec, offset)
     composited = _composite(data, st, spec.matte, np.unique(idx).tolist())
     frames = resize_crop(composited, idx, spec, crop_shift, flip)
-    return SampledGif(frames, sample_info(len(st.frames), durations, st.width, st.height, spec, wrapped))
+    return SampledGif(
+        frames, sample_info(len(st.frames), durations, st.width, st.height, spec, wrapped)
+    )
