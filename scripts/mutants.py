@@ -232,9 +232,6 @@ def make_copy(repo: Path, root: Path) -> tuple[Path, Path]:
         dst = copy / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / rel, dst)
-    shared = repo.parent / "shared"
-    if shared.is_dir():  # tests read ../shared relative to the repository
-        (root / "shared").symlink_to(shared)
     pkgs = root / "pkgs"
     pkgs.mkdir()
     package_dir = read_package_dir(repo / "pyproject.toml")
@@ -250,6 +247,10 @@ def make_copy(repo: Path, root: Path) -> tuple[Path, Path]:
 
 def environment(pkgs: Path) -> dict[str, str]:
     env = dict(os.environ)
+    # the tests look for ../shared/gifs next to the repository; the copy lives elsewhere
+    shared = Path(env.get("GIFSENT_SHARED_GIFS") or REPO.parent / "shared" / "gifs")
+    if shared.is_dir():
+        env["GIFSENT_SHARED_GIFS"] = str(shared.resolve())
     env["PYTHONPATH"] = os.pathsep.join([str(pkgs), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.pop("PYTEST_ADDOPTS", None)
     return env
