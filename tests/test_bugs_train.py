@@ -44,11 +44,26 @@ def _train(argv) -> None:
     assert e.value.code in (0, None)
 
 
-def test_seed_flows_from_the_command_line_through_splits_into_the_search(demo_dir):
-    seed = 7
-    argv = ["--preset", "tiny", "--data", demo_dir, "--run-name", "s7", "--seed", seed]
-    _train([*argv, "--threads", "1", "--trials", "1", "--max-epochs", "2", "--quiet"])
-    run = paths.RunLayout(paths.runs_dir() / "s7")
+SEED = 7
+
+
+@pytest.fixture(scope="module")
+def seed_run(demo_dir, tmp_path_factory):
+    """One whole tiny run with --seed 7 (its own GIFSENT_HOME, shared by this module's tests)."""
+    home = tmp_path_factory.mktemp("home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GIFSENT_HOME", str(home))
+    try:
+        argv = ["--preset", "tiny", "--data", demo_dir, "--run-name", "s7", "--seed", SEED]
+        _train([*argv, "--threads", "1", "--trials", "1", "--max-epochs", "2", "--quiet"])
+        yield paths.RunLayout(home / "runs" / "s7")
+    finally:
+        mp.undo()
+
+
+def test_seed_flows_from_the_command_line_through_splits_into_the_search(seed_run):
+    seed, run = SEED, seed_run
+    assert run.splits.is_file()
 
     ids = read_scores_csv(run.scores).ids
     want = make_splits(ids, seed=seed)
@@ -73,6 +88,35 @@ def test_seed_flows_from_the_command_line_through_splits_into_the_search(demo_di
     assert not math.isclose(
         float(np.sqrt(np.mean(np.mean((y0 - m0) ** 2, axis=0)))), rmse, rel_tol=1e-5
     )
+
+
+def test_whole_run_figures_recompute_from_its_checkpoints_and_features(seed_run):
+    """Table 1's test RMSE of each head is what its saved checkpoint computes on the cached
+    test features against scores.csv (not just "a finite number")."""
+    import torch
+
+    from gifsent_models.checkpoint import load_checkpoint
+
+    run = seed_run
+    metrics = json.loads(run.metrics.read_text())
+    with open(run.report / "table1.csv", newline="") as f:
+        table = {r["model"]: r for r in csv.DictReader(f)}
+    entries = json.loads(run.features_index.read_text())["entries"]
+    test_ids = [g for g in load_splits(run.splits)["test"] if g in entries]
+    bt = read_scores_csv(run.scores)
+    y = bt.select(test_ids)
+    x = np.stack([np.load(entries[g]["0"]) for g in test_ids]).astype(np.float32)
+    for head, label in (("maxpool", "Best MaxPool"), ("rnn", "Best LSTM")):
+        head_module = load_checkpoint(run.checkpoint(head)).head.eval()
+        with torch.no_grad():
+            p = head_module(torch.from_numpy(x)).double().numpy()
+        rmse = float(np.sqrt(np.mean((y - p) ** 2)))
+        assert metrics["models"][head]["test"]["rmse"] == pytest.approx(rmse, rel=1e-4), head
+        assert float(table[label]["test_rmse"]) == pytest.approx(rmse, rel=1e-4), head
+        ev = 1 - np.var(y - p) / np.var(y)
+        assert float(table[label]["test_ev"]) == pytest.approx(ev, abs=1e-4), head
+    mean = metrics["models"]["mean"]["test"]["rmse"]
+    assert float(table["Training mean (baseline)"]["test_rmse"]) == pytest.approx(mean, rel=1e-9)
 
 
 # --- the default prior ---------------------------------------------------------------------------
