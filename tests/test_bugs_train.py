@@ -129,13 +129,13 @@ def two_gif_answer(l2: float) -> float:
 
 
 def test_default_prior_is_a_standard_normal_known_answer():
-    assert DEFAULT_L2 == 1.0
     fit = fit_bradley_terry(np.array([0]), np.array([1]), 2)  # the default prior
     t = two_gif_answer(1.0)
     assert t == pytest.approx(0.33, abs=0.01)  # hand-solved: t = sigmoid(-2t) near 0.332
     np.testing.assert_allclose(fit.strength, [t, -t], rtol=0, atol=1e-7)
     # prior 0.1 would give a clearly different answer (about 1.0), so the test bites
     assert abs(two_gif_answer(0.1) - t) > 0.5
+    assert DEFAULT_L2 == 1.0  # the documented value (module docstring: a standard normal prior)
 
 
 def test_default_prior_agrees_with_choix_at_alpha_one_half():
