@@ -10,8 +10,9 @@ whether the reader keeps the required 2x margin:
 
 The model rate is the faster of PyTorch channels-last and onnxruntime (the two backends of
 the training feature stage) for the full-size encoder at random initialisation (speed does
-not depend on the weights), batch of one GIF, all cores; the reader's rate is per CPU second
-of ONE thread, so the margin is per reader thread against the whole machine's model rate.
+not depend on the weights), batch of one GIF, median of --model-iters calls. Both sides run
+on ONE thread and are counted per CPU second, so the margin compares a core of reading with
+a core of encoding (with more cores each side scales about alike).
 CPU time (time.process_time) is reported beside wall time because this machine's cores are
 shared: CPU time is what one dedicated core would take.
 """
@@ -71,37 +72,45 @@ SPECS = [
 
 
 def model_rate(encoder_name: str, spec: SamplingSpec, iters: int, log) -> tuple[float, str]:
-    """Segments/s the encoder consumes on this machine (best backend), and which backend."""
+    """Segments per CPU second the encoder consumes on ONE thread (best backend), and a note.
+
+    One thread and CPU time, like the reader's figures, so the margin compares one core's
+    worth of reading with one core's worth of encoding, and load from other processes on
+    a shared machine affects neither side much."""
     import tempfile
 
     import numpy as np
+    import torch
 
     from gifsent_models import create_encoder
     from gifsent_train.features import OrtRunner, TorchRunner
 
+    torch.set_num_threads(1)
     enc = create_encoder(encoder_name, spec=spec, random_init=True)
     x = np.random.default_rng(0).integers(
         0, 256, (1, spec.num_frames, spec.crop, spec.crop, 3), dtype=np.uint8
     )
-    rates = {}
+    rates, walls = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         runners = []
         try:
-            runners.append(OrtRunner(enc, Path(tmp) / "encoder.onnx"))  # exports from NCHW
+            runners.append(OrtRunner(enc, Path(tmp) / "encoder.onnx", threads=1))
         except Exception as e:  # onnxruntime or the exporter missing: torch only
             log(f"  {encoder_name}: onnxruntime not timed ({type(e).__name__}: {e})")
         runners.append(TorchRunner(enc, channels_last=True))
         for runner in runners:
             runner(x)  # warm-up
-            times = []
+            cpu, wall = [], []
             for _ in range(iters):
-                t0 = time.perf_counter()
+                c0, w0 = time.process_time(), time.perf_counter()
                 runner(x)
-                times.append(time.perf_counter() - t0)
-            rates[runner.name] = spec.segments / sorted(times)[len(times) // 2]  # median
+                cpu.append(time.process_time() - c0)
+                wall.append(time.perf_counter() - w0)
+            rates[runner.name] = spec.segments / sorted(cpu)[len(cpu) // 2]  # median
+            walls[runner.name] = spec.segments / sorted(wall)[len(wall) // 2]
     best = max(rates, key=rates.get)
-    detail = ", ".join(f"{k} {v:.2f}" for k, v in rates.items())
-    return rates[best], f"{encoder_name} {best} (median of {iters}; seg/s: {detail})"
+    detail = ", ".join(f"{k} {rates[k]:.2f} (wall {walls[k]:.2f})" for k in rates)
+    return rates[best], f"{encoder_name}, {best} wins; seg per CPU s, 1 thread: {detail}"
 
 
 def _time(fn, blobs, repeats: int) -> tuple[float, float]:

@@ -96,3 +96,71 @@ def test_tiny_encoder_values_are_per_gif_and_per_segment(name):
     again = create_encoder(name).eval()
     with torch.no_grad():
         torch.testing.assert_close(again(x), y, rtol=0, atol=0)
+
+
+GIFGIF_EMOTIONS = [
+    "amusement",
+    "anger",
+    "contempt",
+    "contentment",
+    "disgust",
+    "embarrassment",
+    "excitement",
+    "fear",
+    "guilt",
+    "happiness",
+    "pleasure",
+    "pride",
+    "relief",
+    "sadness",
+    "satisfaction",
+    "shame",
+    "surprise",
+]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_scores_file_columns_are_pinned_by_name_and_order(tmp_path, fmt):
+    """The CLI's output columns, spelled out here rather than taken from outputs.COLUMNS
+    (writer and reader share that tuple, so a reorder there would pass every round trip)."""
+    import csv
+    import json
+
+    from infer_support import build_model, write_gifs
+
+    from gifsent_infer.cli import main
+
+    model = build_model(tmp_path / "m.onnx")
+    write_gifs(tmp_path / "gifs", 2)
+    out = tmp_path / f"s.{fmt}"
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "gifs"), "--out", str(out), "--model", str(model), "--quiet"])
+    assert e.value.code in (0, None)
+    want = [
+        "path",
+        "sha256",
+        "model_id",
+        "status",
+        "error",
+        "frames",
+        "duration",
+        "segments",
+        "padding",
+        *GIFGIF_EMOTIONS,
+    ]
+    assert list(EMOTIONS) == GIFGIF_EMOTIONS
+    if fmt == "csv":
+        with open(out, newline="") as f:
+            header = next(csv.reader(f))
+            f.seek(0)
+            rows = list(csv.DictReader(f))
+    else:
+        lines = out.read_text().splitlines()
+        header = list(json.loads(lines[0]))
+        rows = [json.loads(x) for x in lines]
+    assert header == want
+    for row in rows:  # read by name: the values under each name are of that column's kind
+        assert row["path"].endswith(".gif") and row["status"] == "ok"
+        assert len(row["sha256"]) == 64 and len(row["model_id"]) == 64
+        assert int(row["frames"]) == 4 and int(row["segments"]) == 2
+        assert all(0.0 < float(row[e]) < 1.0 for e in GIFGIF_EMOTIONS)
