@@ -7,7 +7,8 @@ Prints, for one set of GIFs:
   decode     read_gif alone, one thread (GIFs/s)
   model      ModelSession.run alone on the same pre-decoded frames, batches of --batch-size
   library    Scorer.score_many end to end (read + decode in the worker pool, model, results)
-  cli        `gifsent-infer DIR --out x.csv` in a fresh process, scoring rate from its summary
+  cli        `gifsent-infer DIR --out x.csv` in a fresh process: the scoring rate from its
+             summary, and GIFs / wall seconds of the whole process (start-up included)
 and the peak resident memory (ru_maxrss) of a fresh process running the CLI on --small vs
 --large GIFs: with bounded batching the two should be close.
 
@@ -271,9 +272,11 @@ def main() -> None:
             rate, wall, rss = bench_cli(
                 model, folder, tmp / f"out-{n}.csv", args.batch_size, args.workers
             )
+            # two rates: the CLI's own (scoring only, from its summary line) and the wall
+            # rate of the whole process, interpreter and imports included
             print(
-                f"{label + f' {n} GIFs':<34}{rate:9.1f} GIFs/s  (wall {wall:.1f} s with start-up), "
-                f"peak RSS {rss:.0f} MiB"
+                f"{label + f' {n} GIFs':<34}{rate:9.1f} GIFs/s scoring (CLI summary), "
+                f"{n / wall:.1f} GIFs/s wall incl. start-up ({wall:.2f} s), peak RSS {rss:.0f} MiB"
             )
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from shared_corpus import SHARED_GIFS, require_shared
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_GIFS = REPO.parent / "shared" / "gifs"
 
 
 @pytest.fixture(autouse=True)
@@ -20,19 +20,16 @@ def gifsent_home(tmp_path_factory, monkeypatch) -> Path:
 
 
 def _shared(sub: str) -> Path:
-    folder = SHARED_GIFS / sub
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is absent (optional corpus)")
-    return folder
+    return require_shared(SHARED_GIFS / sub)  # skips when absent; fails under CI=true
 
 
 @pytest.fixture
 def edge_gifs() -> Path:
-    """../shared/gifs/edge: Pillow's GIF test images; skips when absent."""
+    """../shared/gifs/edge: Pillow's GIF test images; skips when absent (fails if CI=true)."""
     return _shared("edge")
 
 
 @pytest.fixture
 def real_gifs() -> Path:
-    """../shared/gifs/real: real reaction GIFs; skips when absent."""
+    """../shared/gifs/real: real reaction GIFs; skips when absent (fails if CI=true)."""
     return _shared("real")

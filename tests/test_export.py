@@ -126,7 +126,7 @@ def test_fp16_roundtrip_on_cpu(work, tmp_path):
     assert document_of(out).precision == "fp16"
     dev = result.deviation
     assert dev is not None and dev.n_gifs == 24 and dev.mean_spearman >= 0.98
-    assert 0 < dev.max_abs < 1e-2
+    assert 0 < dev.max_abs < 1e-3  # measured 2.8e-4 (tests/test_tightened_export.py)
     model = onnx.load(str(out))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
@@ -144,7 +144,7 @@ def test_fp16_roundtrip_on_cpu(work, tmp_path):
         want = load_checkpoint(work["ckpt"]["rnn"]).scorer(torch.from_numpy(frames)).numpy()
     got = ort_scores(out, frames)
     assert got.dtype == np.float32
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-2)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)
 
 
 def test_int8_roundtrip_quantizes_only_the_encoder(work, tmp_path):

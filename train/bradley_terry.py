@@ -274,19 +274,26 @@ def write_scores_csv(path: str | os.PathLike, scores: BTScores) -> Path:
 def read_scores_csv(path: str | os.PathLike) -> BTScores:
     """Read :func:`write_scores_csv` output; the target scale is recomputed from strengths."""
     path = Path(path)
+    wanted = _columns()
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        if header != _columns():
-            raise ValueError(f"{path}: not a gifsent scores file (unexpected header)")
+        header = next(reader, None) or []
+        # Columns are looked up by name, so a file whose columns come in another order
+        # (a spreadsheet round trip) reads the same; a missing column is an error.
+        missing = [c for c in wanted if c not in header]
+        if missing:
+            raise ValueError(
+                f"{path}: not a gifsent scores file (no column(s) {', '.join(missing[:4])})"
+            )
+        where = [header.index(c) for c in wanted]
         ids, rows = [], []
         for row in reader:
             if not row:
                 continue
             if len(row) != len(header):
                 raise ValueError(f"{path}: row {len(ids) + 2} has {len(row)} fields")
-            ids.append(row[0])
-            rows.append(row[1:])
+            ids.append(row[where[0]])
+            rows.append([row[i] for i in where[1:]])
     n_e = len(EMOTIONS)
     table = np.array(rows, dtype=np.float64).reshape(len(ids), 4 * n_e)
     strength = table[:, n_e : 2 * n_e].copy()
