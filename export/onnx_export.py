@@ -296,7 +296,7 @@ def export_encoder_graph(
 
         with torch.no_grad():
             want = encoder(example).float().numpy()
-        got = ort_session(model).run([FEATURES_NAME], {INPUT_NAME: example.numpy()})[0]
+        got = ort_session(model).run(example.numpy(), FEATURES_NAME)
         tol = atol * max(1.0, float(np.abs(want).max()))
         worst = float(np.abs(got - want).max())
         if not worst <= tol:

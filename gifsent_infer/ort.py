@@ -1,18 +1,8 @@
-"""Importing onnxruntime, with an error that says which extra to install."""
+"""Importing onnxruntime, with an error that says which extra to install (kept for old imports; see engine.py)."""
 
 from __future__ import annotations
 
-INSTALL_HINT = (
-    "onnxruntime is not installed. Install exactly one variant: "
-    "pip install 'gifsent[cpu]' (CPU) or pip install 'gifsent[gpu]' (NVIDIA CUDA); "
-    "never both, or the CUDA provider disappears."
-)
+from gifsent_infer.engine import ORT_INSTALL as INSTALL_HINT
+from gifsent_infer.engine import import_onnxruntime
 
-
-def import_onnxruntime():
-    """Return the onnxruntime module or raise ImportError with the install hint."""
-    try:
-        import onnxruntime
-    except ImportError as e:
-        raise ImportError(INSTALL_HINT) from e
-    return onnxruntime
+__all__ = ["INSTALL_HINT", "import_onnxruntime"]

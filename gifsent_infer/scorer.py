@@ -147,7 +147,11 @@ class Scorer:
         (raises ModelError saying how to get a model when there is none).
     device: "auto" (CUDA when it works, else CPU), "cpu", or "cuda" (DeviceError when CUDA
         cannot run, never a silent CPU fallback).
-    threads: onnxruntime intra-op threads (None: one per core).
+    threads: the engine's intra-op threads (None: one per core).
+    backend: "auto" (CUDA -> onnxruntime; CPU -> openvino when installed, else onnxruntime),
+        "onnxruntime" or "openvino" (ImportError with the install line when not installed).
+    precision: "fp32" (default) or "bf16" (OpenVINO on CPUs with native bf16; DeviceError
+        elsewhere).
     limits: the GIF reader's limits; `limits.max_file_bytes` also caps downloads.
     timeout: seconds allowed for downloading one URL.
     """
@@ -160,9 +164,13 @@ class Scorer:
         threads: int | None = None,
         limits: ReaderLimits = DEFAULT_LIMITS,
         timeout: float = DEFAULT_TIMEOUT_S,
+        backend: str = "auto",
+        precision: str = "fp32",
     ) -> None:
         self.model_path: Path = resolve_model(model)
-        self.session = ModelSession(self.model_path, device=device, threads=threads)
+        self.session = ModelSession(
+            self.model_path, device=device, threads=threads, backend=backend, precision=precision
+        )
         self.limits = limits
         self.timeout = timeout
 
@@ -177,8 +185,13 @@ class Scorer:
 
     @property
     def provider(self) -> str:
-        """The onnxruntime execution provider in use, e.g. "CPUExecutionProvider"."""
+        """What runs the graph, e.g. "CPUExecutionProvider" (onnxruntime) or "OpenVINO CPU"."""
         return self.session.provider
+
+    @property
+    def backend(self) -> str:
+        """The inference backend in use: "onnxruntime" or "openvino"."""
+        return self.session.backend
 
     @property
     def model_id(self) -> str:
