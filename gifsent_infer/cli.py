@@ -544,6 +544,11 @@ def ray_score(
     device: str = typer.Option(
         "cpu", "--device", "-d", help="cpu, cuda (one GPU per model actor) or auto."
     ),
+    backend: str = typer.Option(
+        "auto",
+        "--backend",
+        help="auto, onnxruntime or openvino, chosen in each model actor as `score` chooses.",
+    ),
     num_actors: int | None = typer.Option(
         None,
         "--num-actors",
@@ -576,6 +581,7 @@ def ray_score(
             num_actors=num_actors,
             batch_size=batch_size,
             device=device,
+            backend=backend,
             resume=resume,
             format=fmt,
             progress_bars=not quiet and err.is_terminal,
