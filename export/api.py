@@ -235,6 +235,7 @@ def export_checkpoint(
     atol: float = FP32_ATOL,
     min_mean_spearman: float = MIN_MEAN_SPEARMAN,
     int8_recipe: str = "auto",
+    check_backends: Sequence[str] | None = None,
     batch_size: int = 4,
     expect_head: str | None = None,
     progress: Progress | None = None,
@@ -244,6 +245,8 @@ def export_checkpoint(
 
     parity_gifs / calibration_gifs: files or folders; they win over the run's test / training
     GIFs, which win over generated GIFs. `run` defaults to the run holding the checkpoint.
+    check_backends: the backends a reduced precision must keep the ranking on (default: every
+    installed one); the document records which ones it was checked on.
     """
     from gifsent_models.checkpoint import load_checkpoint
 
@@ -309,6 +312,14 @@ def export_checkpoint(
         ref_scores = torch_outputs(scorer, eval_frames, batch_size=batch_size)
         model, simplified, parity, deviation, calib_source = None, "", None, None, ""
         refusals: list[str] = []
+        have = installed_backends()
+        gate_backends = [b for b in have[::-1] if check_backends is None or b in check_backends]
+        missing = sorted(set(check_backends or ()) - set(have))
+        if missing or not gate_backends:
+            raise ExportError(
+                f"cannot check on {', '.join(missing) or 'no backend'}: not installed "
+                f"(installed: {', '.join(have) or 'none'})"
+            )
 
         if part == "full" and not reduced:
             progress(f"exporting the fused graph ({exporter} exporter, opset {opset})")
@@ -406,6 +417,7 @@ def export_checkpoint(
                                 min_mean_spearman,
                                 batch_size,
                                 progress,
+                                backends=gate_backends,
                             )
                         except ParityError as e:
                             refusals.append(str(e))

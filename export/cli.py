@@ -139,6 +139,12 @@ def export(
         "ranges), sensitive (percentile; first/last/depthwise convs kept float), or auto (try "
         "them in that order, keep the first that passes the ranking gate on every backend).",
     ),
+    check_on: list[str] | None = typer.Option(
+        None,
+        "--check-on",
+        help="Backend(s) an int8/fp16 graph must keep the ranking on (repeatable; default: every "
+        "installed one). The model records where it was checked; other backends warn at load.",
+    ),
     encoder_weights: Path | None = typer.Option(
         None, "--encoder-weights", help="The encoder's weights file, if it moved since training."
     ),
@@ -204,6 +210,7 @@ def export(
             eval_count=eval_count,
             calibration_count=calibration_count,
             int8_recipe=int8_recipe.value,
+            check_backends=check_on or None,
             expect_head=model.value if model is not None else None,
             progress=progress,
             warn=warn,

@@ -238,6 +238,15 @@ class ModelSession:
             if self.engine.device == "cpu":
                 self.warnings.append(msg)
                 warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        checked = self.document.metrics.get("precision_check", {}).get("backends")
+        if self.document.precision != "fp32" and checked and self.engine.backend not in checked:
+            msg = (
+                f"{self.path.name} ({self.document.precision}) was checked against fp32 on "
+                f"{', '.join(sorted(checked))} only, not on {self.engine.backend}: its ranking "
+                f"there is unmeasured (use --backend {sorted(checked)[0]})"
+            )
+            self.warnings.append(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
         self._model_id: str | None = None
         self._id_lock = threading.Lock()
 

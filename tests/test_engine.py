@@ -317,3 +317,17 @@ def test_no_other_file_creates_a_session():
     assert offenders == [], (
         "sessions must be created by gifsent_infer/engine.py only:\n" + "\n".join(offenders)
     )
+
+
+def test_a_reduced_model_warns_on_a_backend_it_was_not_checked_on(tmp_path, backend):
+    import dataclasses
+    import warnings
+
+    check = {"backends": {"openvino": {"mean_spearman": 0.99}}, "recipe": "sensitive"}
+    doc = dataclasses.replace(make_document(), precision="int8", metrics={"precision_check": check})
+    m = build_model(tmp_path / "q.onnx", metadata=doc.to_json())
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        s = ModelSession(m, device="cpu", backend=backend)
+    unchecked = [w for w in s.warnings if "checked against fp32 on openvino only" in w]
+    assert len(unchecked) == (backend == "onnxruntime")
