@@ -63,10 +63,10 @@ CUDA_FIX = (
 )
 
 # What the openvino extra buys on a CPU, measured by benchmarks/bench_engines.py (BENCHMARKS.md):
-# fused ResNeXt-101 + LSTM graph, fp32 on both engines, 2-core AVX-512 EPYC.
+# fused EfficientNet-Lite0 / ResNeXt-101 + LSTM graphs on a 2-core AVX-512 EPYC, vs onnxruntime.
 OPENVINO_SPEEDUP_NOTE = (
-    "the openvino extra runs the same fp32 graph about 1.6x faster on AVX-512 CPUs "
-    "(benchmarks/bench_engines.py): pip install 'gifsent[openvino]'"
+    "the openvino extra ran the same fp32 graphs 1.4-1.8x faster on an AVX-512 CPU, and "
+    "bf16 2-4x (benchmarks/bench_engines.py): pip install 'gifsent[openvino]'"
 )
 
 
