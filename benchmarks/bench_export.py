@@ -110,7 +110,7 @@ def bench_encoder(name: str, runs: int, threads: int, peak: float, tmp: Path) ->
     full = export_proto(scorer, example=x2)
     print(f"  export (torchscript): {time.perf_counter() - t0:.1f} s", flush=True)
     sess = ort_session(full, threads=threads)
-    got = sess.run(None, {"frames": x})[0]
+    got = sess.run(x)
     print(f"  fp32 onnxruntime vs PyTorch: max abs diff {np.abs(got - ref).max():.2e}")
 
     t0 = time.perf_counter()
@@ -121,7 +121,7 @@ def bench_encoder(name: str, runs: int, threads: int, peak: float, tmp: Path) ->
     int8 = merge_encoder_head(quantize_encoder(enc, frames[1:3]), head)
     print(f"  int8 quantization (2 calibration GIFs): {time.perf_counter() - t0:.1f} s", flush=True)
     sess8 = ort_session(int8, threads=threads)
-    got8 = sess8.run(None, {"frames": x})[0]
+    got8 = sess8.run(x)
     print(f"  int8 vs fp32 onnxruntime: max abs diff {np.abs(got8 - got).max():.2e}")
 
     def eager(module):
@@ -134,8 +134,8 @@ def bench_encoder(name: str, runs: int, threads: int, peak: float, tmp: Path) ->
     variants = {
         "pytorch eager": eager(scorer),
         "pytorch eager channels-last": eager(scorer_cl),
-        "onnxruntime fp32": lambda: sess.run(None, {"frames": x}),
-        "onnxruntime int8": lambda: sess8.run(None, {"frames": x}),
+        "onnxruntime fp32": lambda: sess.run(x),
+        "onnxruntime int8": lambda: sess8.run(x),
     }
     times = interleaved(variants, runs)
     best = {k: min(v) for k, v in times.items()}

@@ -30,9 +30,10 @@ from gifsent_export.parity import (
     Deviation,
     ParityError,
     assert_fp32_parity,
-    assert_ranking_kept,
     compare,
     graph_opset,
+    installed_backends,
+    open_graph,
     ort_session,
     run_session,
     torch_outputs,
@@ -109,6 +110,8 @@ class ExportResult:
         if self.deviation is not None:
             out["deviation_vs_fp32"] = self.deviation.to_dict()
             out["deviation_vs_fp32"]["calibration_source"] = self.calibration_source
+            if self.document is not None and "precision_check" in self.document.metrics:
+                out["precision_check"] = self.document.metrics["precision_check"]
         return out
 
 
@@ -202,6 +205,8 @@ def export_checkpoint(
     calibration_count: int = 16,
     atol: float = FP32_ATOL,
     min_mean_spearman: float = MIN_MEAN_SPEARMAN,
+    int8_recipe: str = "auto",
+    check_backends: Sequence[str] | None = None,
     batch_size: int = 4,
     expect_head: str | None = None,
     progress: Progress | None = None,
@@ -211,6 +216,8 @@ def export_checkpoint(
 
     parity_gifs / calibration_gifs: files or folders; they win over the run's test / training
     GIFs, which win over generated GIFs. `run` defaults to the run holding the checkpoint.
+    check_backends: the backends a reduced precision must keep the ranking on (default: every
+    installed one); the document records which ones it was checked on.
     """
     from gifsent_models.checkpoint import load_checkpoint
 
@@ -275,6 +282,15 @@ def export_checkpoint(
         progress("PyTorch reference scores")
         ref_scores = torch_outputs(scorer, eval_frames, batch_size=batch_size)
         model, simplified, parity, deviation, calib_source = None, "", None, None, ""
+        refusals: list[str] = []
+        have = installed_backends()
+        gate_backends = [b for b in have[::-1] if check_backends is None or b in check_backends]
+        missing = sorted(set(check_backends or ()) - set(have))
+        if missing or not gate_backends:
+            raise ExportError(
+                f"cannot check on {', '.join(missing) or 'no backend'}: not installed "
+                f"(installed: {', '.join(have) or 'none'})"
+            )
 
         if part == "full" and not reduced:
             progress(f"exporting the fused graph ({exporter} exporter, opset {opset})")
@@ -282,7 +298,7 @@ def export_checkpoint(
             if simplify:
                 model, simplified = _simplified(model, eval_frames[:2], warn)
             check_proto(model)
-            progress("parity: onnxruntime vs PyTorch")
+            progress(f"parity: {' and '.join(installed_backends())} vs PyTorch")
             parity = _fp32_parity(model, eval_frames, ref_scores, atol, batch_size)
         elif part == "head":
             feats = torch_outputs(encoder, eval_frames, batch_size=batch_size)
@@ -320,11 +336,16 @@ def export_checkpoint(
                 opset=opset,
                 exporter=exporter,
             )
-            from gifsent_export.precision import merge_encoder_head, quantize_encoder, to_fp16
+            from gifsent_export.precision import (
+                int8_recipes,
+                merge_encoder_head,
+                quantize_encoder,
+                to_fp16,
+            )
 
             fused32 = merge_encoder_head(enc_model, head_model)
             check_proto(fused32)
-            progress("parity: onnxruntime fp32 vs PyTorch")
+            progress(f"parity: {' and '.join(installed_backends())} fp32 vs PyTorch")
             parity = _fp32_parity(fused32, eval_frames, ref_scores, atol, batch_size)
             model = enc_model
             if reduced:
@@ -352,16 +373,66 @@ def export_checkpoint(
                     calib, _ = gif_frames.load_frames(
                         calib_paths, spec, limit=calibration_count, warn=warn
                     )
-                    low = quantize_encoder(enc_model, calib)
+                    low = None
+                    for attempt in int8_recipes(int8_recipe):
+                        progress(f"int8 ({attempt}): quantizing the encoder")
+                        cand = quantize_encoder(enc_model, calib, recipe=attempt)
+                        fused_cand = merge_encoder_head(cand, head_model)
+                        try:
+                            checks = _ranking_on_backends(
+                                fused_cand,
+                                eval_frames,
+                                fp32_scores,
+                                precision,
+                                attempt,
+                                min_mean_spearman,
+                                batch_size,
+                                progress,
+                                backends=gate_backends,
+                            )
+                        except ParityError as e:
+                            refusals.append(str(e))
+                            continue
+                        low, chosen_recipe = cand, attempt
+                        break
+                    if low is None:
+                        raise ParityError(
+                            "int8 cannot keep the ranking with any calibration tried; "
+                            "refusing to write the graph:\n  " + "\n  ".join(refusals)
+                        )
+                if precision == "fp16":
+                    chosen_recipe = "fp16"
+                    checks = _ranking_on_backends(
+                        merge_encoder_head(low, head_model),
+                        eval_frames,
+                        fp32_scores,
+                        precision,
+                        "fp16",
+                        min_mean_spearman,
+                        batch_size,
+                        progress,
+                        backends=["onnxruntime"],  # fp16 is the CUDA variant; ORT is its engine
+                    )
                 check_proto(low)
                 fused_low = merge_encoder_head(low, head_model)
                 check_proto(fused_low)
-                progress(f"{precision} vs fp32 on {len(eval_frames)} GIFs")
-                low_scores = run_session(ort_session(fused_low), eval_frames, batch_size=batch_size)
-                deviation = compare(fp32_scores, low_scores)
-                assert_ranking_kept(
-                    deviation, precision=precision, min_mean_spearman=min_mean_spearman
-                )
+                deviation = checks[0][1]
+                metrics["precision_check"] = {
+                    "precision": precision,
+                    "recipe": chosen_recipe,
+                    "reference": "fp32 graph on onnxruntime",
+                    "min_mean_spearman": min_mean_spearman,
+                    "gifs": deviation.n_gifs,
+                    "backends": {
+                        b: {
+                            "mean_spearman": round(d.mean_spearman, 6),
+                            "min_spearman": round(d.min_spearman, 6),
+                            "max_abs": round(d.max_abs, 6),
+                        }
+                        for b, d in checks
+                    },
+                }
+                document = dataclasses.replace(document, metrics=metrics)
                 model = fused_low if part == "full" else low
             if part == "encoder" and not reduced:
                 # The written encoder graph itself must match PyTorch's features (fp32).
@@ -406,25 +477,66 @@ def export_checkpoint(
 def _fp32_parity(
     model, frames: np.ndarray, reference: np.ndarray, atol: float, batch_size: int
 ) -> Deviation:
-    """Scores of `model` in onnxruntime vs PyTorch; also checks that batch 1 gives the same."""
-    session = ort_session(model)
-    got = run_session(session, frames, batch_size=batch_size)
-    dev = assert_fp32_parity(reference, got, atol=atol)
-    single = run_session(session, frames[:1], batch_size=1)
-    if not np.abs(single - got[:1]).max() <= atol:
-        raise ParityError(
-            "the graph gives different scores at batch size 1 (batch axis not dynamic?)"
+    """Scores of `model` on every installed backend (at f32) vs PyTorch; also at batch size 1.
+
+    Returns onnxruntime's deviation (the first backend's when onnxruntime is absent).
+    """
+    devs = []
+    for backend in installed_backends()[::-1]:  # onnxruntime first: it is the reference
+        engine = open_graph(model, backend=backend)
+        got = run_session(engine, frames, batch_size=batch_size)
+        devs.append(assert_fp32_parity(reference, got, atol=atol, backend=backend))
+        single = run_session(engine, frames[:1], batch_size=1)
+        if not np.abs(single - got[:1]).max() <= atol:
+            raise ParityError(
+                f"the graph gives different scores at batch size 1 on {backend} "
+                "(batch axis not dynamic?)"
+            )
+    return devs[0]
+
+
+def _ranking_on_backends(
+    fused_low,
+    frames: np.ndarray,
+    fp32_scores: np.ndarray,
+    precision: str,
+    recipe: str,
+    min_mean_spearman: float,
+    batch_size: int,
+    progress: Progress,
+    backends: list[str] | None = None,
+) -> list[tuple[str, Deviation]]:
+    """The reduced graph vs fp32 on each backend; ParityError (with every measurement) on failure."""
+    out = []
+    for backend in backends or installed_backends()[::-1]:
+        progress(f"{precision} ({recipe}) on {backend} vs fp32 on {len(frames)} GIFs")
+        low_scores = run_session(
+            open_graph(fused_low, backend=backend), frames, batch_size=batch_size
         )
-    return dev
+        dev = compare(fp32_scores, low_scores)
+        out.append((backend, dev))
+    failed = [
+        (b, d) for b, d in out if np.isnan(d.mean_spearman) or d.mean_spearman < min_mean_spearman
+    ]
+    if failed:
+        measured = ", ".join(
+            f"{b} mean Spearman {d.mean_spearman:.4f} (min {d.min_spearman:.4f}, max abs {d.max_abs:.3g})"
+            for b, d in out
+        )
+        raise ParityError(
+            f"{precision} ({recipe}) reorders GIFs vs fp32 on {len(frames)} held-out GIFs: "
+            f"{measured}; the gate is mean >= {min_mean_spearman} on every backend"
+        )
+    return out
 
 
 def _verify_readback(serialized: bytes, document: ModelDocument) -> None:
     """Read the graph the way the runtime does (onnxruntime's custom metadata) before writing it."""
-    session = ort_session(serialized)
-    meta = session.get_modelmeta().custom_metadata_map
+    engine = ort_session(serialized)
+    meta = engine.metadata()
     if METADATA_KEY not in meta or ModelDocument.from_json(meta[METADATA_KEY]) != document:
         raise ExportError("the graph's metadata does not read back through onnxruntime")
-    names_in = [i.name for i in session.get_inputs()]
-    names_out = [o.name for o in session.get_outputs()]
+    names_in = [i.name for i in engine.inputs]
+    names_out = [o.name for o in engine.outputs]
     if names_in != [INPUT_NAME] or OUTPUT_NAME not in names_out:
         raise ExportError(f"graph I/O {names_in} -> {names_out} breaks the contract")

@@ -35,6 +35,13 @@ class Precision(str, Enum):
     int8 = "int8"
 
 
+class Int8Recipe(str, Enum):
+    auto = "auto"
+    minmax = "minmax"
+    percentile = "percentile"
+    sensitive = "sensitive"
+
+
 class Part(str, Enum):
     full = "full"
     encoder = "encoder"
@@ -126,6 +133,19 @@ def export(
     calibration_count: int = typer.Option(
         16, "--calibration-count", min=1, help="GIFs for int8 calibration."
     ),
+    int8_recipe: Int8Recipe = typer.Option(
+        Int8Recipe.auto,
+        "--int8-recipe",
+        help="int8 calibration: minmax (every conv in int8), percentile (99.999th-percentile "
+        "ranges), sensitive (percentile; first/last/depthwise convs kept float), or auto (try "
+        "them in that order, keep the first that passes the ranking gate on every backend).",
+    ),
+    check_on: list[str] | None = typer.Option(
+        None,
+        "--check-on",
+        help="Backend(s) an int8/fp16 graph must keep the ranking on (repeatable; default: every "
+        "installed one). The model records where it was checked; other backends warn at load.",
+    ),
     encoder_weights: Path | None = typer.Option(
         None, "--encoder-weights", help="The encoder's weights file, if it moved since training."
     ),
@@ -190,6 +210,8 @@ def export(
             parity_count=parity_count,
             eval_count=eval_count,
             calibration_count=calibration_count,
+            int8_recipe=int8_recipe.value,
+            check_backends=check_on or None,
             expect_head=model.value if model is not None else None,
             progress=progress,
             warn=warn,
@@ -224,6 +246,12 @@ def export(
             f"vs fp32    {d.n_gifs} GIFs not used for calibration: max abs {d.max_abs:.2e}, "
             f"mean abs {d.mean_abs:.2e}, mean Spearman {d.mean_spearman:.4f} (min {d.min_spearman:.4f})"
         )
+    check = summary.get("precision_check")
+    if check:
+        on = ", ".join(
+            f"{b} {v['mean_spearman']:.4f}" for b, v in sorted(check["backends"].items())
+        )
+        lines.append(f"gate       recipe {check['recipe']}; mean Spearman per backend: {on}")
     typer.echo("\n".join(lines))
 
 

@@ -1,4 +1,4 @@
-"""Numeric checks of an exported graph: run it in onnxruntime, compare with a reference, rank-correlate.
+"""Numeric checks of an exported graph: run it on the engine's backends, compare with a reference, rank-correlate.
 
 fp32 parity is an absolute bound on every score (default 1e-4); reduced precisions are judged
 by how well they keep the ranking of GIFs per emotion (Spearman against fp32), since that is
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gifsent_infer.contract import EMOTIONS, INPUT_NAME
+from gifsent_infer.contract import EMOTIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -26,35 +26,34 @@ class ParityError(RuntimeError):
     """The exported graph disagrees with PyTorch (or with fp32) beyond the tolerance."""
 
 
-def ort_session(model, *, providers=None, threads: int | None = None):
-    """An onnxruntime session for a path, serialized bytes or an onnx.ModelProto."""
-    from gifsent_infer.ort import import_onnxruntime
+def installed_backends() -> list[str]:
+    """The inference backends installed here (export checks its graphs on every one)."""
+    from gifsent_infer.engine import installed_backends as installed
 
-    ort = import_onnxruntime()
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # errors only; ORT's warnings about unused initializers are noise
-    if threads:
-        opts.intra_op_num_threads = threads
-    source = model
-    if hasattr(model, "SerializeToString"):
-        source = model.SerializeToString()
-    elif not isinstance(model, bytes):
-        source = str(model)
-    return ort.InferenceSession(source, opts, providers=providers or ["CPUExecutionProvider"])
+    return installed()
+
+
+def open_graph(
+    model, *, backend: str = "onnxruntime", precision: str = "fp32", threads: int | None = None
+):
+    """An engine (gifsent_infer.engine) on the CPU for a path, serialized bytes or an onnx.ModelProto."""
+    from gifsent_infer.engine import open_engine
+
+    return open_engine(
+        model, backend=backend, device="cpu", precision=precision, threads=threads, quiet=True
+    )
+
+
+def ort_session(model, *, threads: int | None = None):
+    """The graph on onnxruntime's CPU provider (the reference backend of export's checks)."""
+    return open_graph(model, backend="onnxruntime", threads=threads)
 
 
 def run_session(
-    session, frames: np.ndarray, *, batch_size: int = 4, output: str | None = None
+    engine, frames: np.ndarray, *, batch_size: int = 4, output: str | None = None
 ) -> np.ndarray:
-    """Run `session` on uint8 frames [N, ...] in batches; returns the first (or named) output."""
-    name = session.get_inputs()[0].name or INPUT_NAME
-    outs = []
-    for i in range(0, len(frames), batch_size):
-        res = session.run(
-            [output] if output else None, {name: np.ascontiguousarray(frames[i : i + batch_size])}
-        )
-        outs.append(np.asarray(res[0], dtype=np.float32))
-    return np.concatenate(outs, axis=0)
+    """Run `engine` on uint8 frames [N, ...] in batches; returns the first (or named) output."""
+    return engine.run_batched(frames, batch_size=batch_size, output=output)
 
 
 def torch_outputs(
@@ -148,7 +147,11 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> Deviation:
 
 
 def assert_fp32_parity(
-    reference: np.ndarray, candidate: np.ndarray, *, atol: float = FP32_ATOL
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    *,
+    atol: float = FP32_ATOL,
+    backend: str = "onnxruntime",
 ) -> Deviation:
     """Raise ParityError unless every score agrees within `atol`."""
     dev = compare(reference, candidate)
@@ -160,7 +163,7 @@ def assert_fp32_parity(
             np.shape(reference),
         )
         raise ParityError(
-            f"onnxruntime and PyTorch disagree: max abs difference {dev.max_abs:.3g} > {atol:g} "
+            f"{backend} and PyTorch disagree: max abs difference {dev.max_abs:.3g} > {atol:g} "
             f"(GIF #{worst[0]}, output {worst[1]}); refusing to write the graph"
         )
     return dev

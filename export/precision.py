@@ -73,6 +73,20 @@ def preprocessing_nodes(model: onnx.ModelProto) -> list[str]:
     return [n for n in out if n]
 
 
+def tail_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes after the last weight-bearing op (pooling and reshaping into `features`).
+
+    Left in float: their output is what the float head reads, and quantizing it buys no speed.
+    It also keeps OpenVINO's low-precision passes from fusing a dequantization into the global
+    pooling that feeds the head: with that fusion OpenVINO 2026.4's CPU plugin computed the
+    MaxPool head's ReduceMax wrongly (scores off by up to 3.5 on a tiny ResNeXt, while the same
+    graph on onnxruntime, or the head alone on OpenVINO, was right).
+    """
+    nodes = list(model.graph.node)  # ONNX graphs are topologically sorted
+    last = max((i for i, n in enumerate(nodes) if n.op_type in _WEIGHT_OPS), default=-1)
+    return [n.name for n in nodes[last + 1 :] if n.name]
+
+
 class FramesReader:
     """onnxruntime CalibrationDataReader over uint8 frames [N, S*T, crop, crop, 3]."""
 
@@ -109,14 +123,51 @@ class FramesReader:
         self._it = None
 
 
+# int8 recipes, tried in this order by "auto" (the export keeps the first that passes the
+# ranking gate on every installed backend): calibration method, and which layers stay float.
+#   minmax      MinMax ranges, every conv/matmul in int8 (fastest)
+#   percentile  ranges clipped at the 99.999th percentile of |activation| (outliers no longer
+#               stretch the int8 grid of the whole tensor)
+#   sensitive   percentile, and the precision-sensitive layers kept float: the first conv (raw
+#               pixels), the last conv (the features the head reads) and depthwise convs (one
+#               filter per channel: nothing averages their rounding error out)
+INT8_RECIPES = ("minmax", "percentile", "sensitive")
+
+
+def int8_recipes(choice: str = "auto") -> tuple[str, ...]:
+    """The recipes an export tries: all of them in order for "auto", else just `choice`."""
+    if choice == "auto":
+        return INT8_RECIPES
+    if choice not in INT8_RECIPES:
+        raise ValueError(f"int8 recipe must be auto or one of {INT8_RECIPES}, got {choice!r}")
+    return (choice,)
+
+
+def sensitive_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the first and last Conv and of every depthwise Conv (weight shape [C, 1, ...])."""
+    inits = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name]
+    out = []
+    for i, node in enumerate(convs):
+        w = inits.get(node.input[1]) if len(node.input) > 1 else None
+        depthwise = w is not None and len(w) >= 2 and w[1] == 1 and w[0] > 1
+        if i == 0 or i == len(convs) - 1 or depthwise:
+            out.append(node.name)
+    return out
+
+
 def quantize_encoder(
     encoder: onnx.ModelProto,
     calibration_frames: np.ndarray,
     *,
     per_channel: bool = True,
     batch_size: int = 1,
+    recipe: str = "minmax",
 ) -> onnx.ModelProto:
-    """Static QDQ int8 quantization of an encoder graph, calibrated (MinMax) on `calibration_frames`."""
+    """Static QDQ int8 quantization of an encoder graph, calibrated on `calibration_frames`.
+
+    recipe: one of INT8_RECIPES (see there).
+    """
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -133,7 +184,10 @@ def quantize_encoder(
         pass
 
     reader = Reader(calibration_frames, batch_size=batch_size)
-    exclude = preprocessing_nodes(encoder)
+    if recipe not in INT8_RECIPES:
+        raise ValueError(f"int8 recipe must be one of {INT8_RECIPES}, got {recipe!r}")
+    exclude = preprocessing_nodes(encoder) + tail_nodes(encoder)
+    method = CalibrationMethod.MinMax if recipe == "minmax" else CalibrationMethod.Percentile
     with tempfile.TemporaryDirectory(prefix="gifsent-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(encoder, str(src))
@@ -147,6 +201,16 @@ def quantize_encoder(
             prepared = pre
         except Exception:  # pre-processing is an optimisation only
             prepared = src
+        if recipe == "sensitive":
+            # names after pre-processing (shape inference keeps node names)
+            exclude = exclude + sensitive_nodes(onnx.load(str(prepared)))
+        extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
+        if recipe == "minmax":
+            # CalibStridedMinMax=1: fold ranges after every batch; otherwise big encoders
+            # keep every intermediate tensor of every calibration batch in memory.
+            extra["CalibStridedMinMax"] = 1
+        else:
+            extra["CalibPercentile"] = 99.999
         with _quiet():
             quantize_static(
                 str(prepared),
@@ -156,15 +220,9 @@ def quantize_encoder(
                 per_channel=per_channel,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
+                calibrate_method=method,
                 nodes_to_exclude=exclude,
-                # CalibStridedMinMax=1: fold ranges after every batch; otherwise big encoders
-                # keep every intermediate tensor of every calibration batch in memory.
-                extra_options={
-                    "ActivationSymmetric": False,
-                    "WeightSymmetric": True,
-                    "CalibStridedMinMax": 1,
-                },
+                extra_options=extra,
             )
         return onnx.load(str(dst))
 

@@ -199,6 +199,7 @@ class _ScoreActor:
         device: str,
         threads: int | None,
         crash_marker: str | None = None,
+        backend: str = "auto",
     ) -> None:
         import ray
 
@@ -211,7 +212,7 @@ class _ScoreActor:
         self._dir = tempfile.mkdtemp(prefix="gifsent-model-")
         path = Path(self._dir) / "model.onnx"
         path.write_bytes(data)
-        self.session = ModelSession(path, device=device, threads=threads)
+        self.session = ModelSession(path, device=device, threads=threads, backend=backend)
         self.model_id = model_id
         self.crash_marker = crash_marker
 
@@ -523,6 +524,7 @@ def score_with_ray(
     batch_size: int = 8,
     device: str = "cpu",
     threads: int | None = None,
+    backend: str = "auto",
     actor_cpus: float = 1.0,
     resume: bool = True,
     format: str = "parquet",
@@ -549,7 +551,8 @@ def score_with_ray(
     batch_size: GIFs per model call; read_batch: GIFs per decoding task; shard_rows: the
         most rows per output shard. decode_memory: bytes Ray reserves per decoding task.
     device: "cpu", "cuda" (each actor asks Ray for a GPU) or "auto" (cuda when the
-        cluster has GPUs). threads: onnxruntime threads per CPU actor (default actor_cpus).
+        cluster has GPUs). threads: inference threads per CPU actor (default actor_cpus).
+    backend: "auto", "onnxruntime" or "openvino", resolved in each actor (engine.py).
     resume: keep the rows already in `out_dir` and skip inputs scored before by this
         model with the same content; False empties `out_dir` first.
     Raises ImportError (with the install hint) without Ray, NoInputsError, ModelError,
@@ -632,6 +635,7 @@ def score_with_ray(
             done=done,
             batch_size=batch_size,
             threads=threads,
+            backend=backend,
             actor_cpus=actor_cpus,
             fmt=format,
             read_batch=read_batch,
@@ -677,6 +681,7 @@ def _run(
     done: dict[str, str],
     batch_size: int,
     threads: int | None,
+    backend: str,
     actor_cpus: float,
     fmt: str,
     read_batch: int,
@@ -730,6 +735,7 @@ def _run(
             "device": summary.device,
             "threads": threads or (None if cuda else max(1, int(actor_cpus))),
             "crash_marker": crash.get("actor"),
+            "backend": backend,
         },
         # Ray Data restarts a dead actor and retries its batch (max_restarts=-1 and
         # max_task_retries=-1 are its defaults for actor pools); tasks are retried too

@@ -148,7 +148,11 @@ class Scorer:
         (raises ModelError saying how to get a model when there is none).
     device: "auto" (CUDA when it works, else CPU), "cpu", or "cuda" (DeviceError when CUDA
         cannot run, never a silent CPU fallback).
-    threads: onnxruntime intra-op threads (None: one per core).
+    threads: the engine's intra-op threads (None: one per core).
+    backend: "auto" (CUDA -> onnxruntime; CPU -> openvino when installed, else onnxruntime),
+        "onnxruntime" or "openvino" (ImportError with the install line when not installed).
+    precision: "fp32" (default) or "bf16" (OpenVINO on CPUs with native bf16; DeviceError
+        elsewhere).
     limits: the GIF reader's limits; `limits.max_file_bytes` also caps downloads.
     timeout: seconds allowed for downloading one URL (connect, headers and body together).
     allow_private_urls: also fetch URLs on loopback, private and link-local addresses (off by
@@ -168,10 +172,14 @@ class Scorer:
         timeout: float = DEFAULT_TIMEOUT_S,
         allow_private_urls: bool = False,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        backend: str = "auto",
+        precision: str = "fp32",
     ) -> None:
         check_gif_decoder()  # once per process: a Pillow upgrade must fail loudly, not decode wrongly
         self.model_path: Path = resolve_model(model)
-        self.session = ModelSession(self.model_path, device=device, threads=threads)
+        self.session = ModelSession(
+            self.model_path, device=device, threads=threads, backend=backend, precision=precision
+        )
         self.limits = limits
         self.timeout = timeout
         self.allow_private_urls = allow_private_urls
@@ -188,8 +196,13 @@ class Scorer:
 
     @property
     def provider(self) -> str:
-        """The onnxruntime execution provider in use, e.g. "CPUExecutionProvider"."""
+        """What runs the graph, e.g. "CPUExecutionProvider" (onnxruntime) or "OpenVINO CPU"."""
         return self.session.provider
+
+    @property
+    def backend(self) -> str:
+        """The inference backend in use: "onnxruntime" or "openvino"."""
+        return self.session.backend
 
     @property
     def model_id(self) -> str:

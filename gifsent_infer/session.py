@@ -1,17 +1,18 @@
-"""One exported gifsent model loaded into onnxruntime: find it, check its contract, pick a device, run it.
+"""One exported gifsent model on an inference engine: find it, check its contract, pick a backend and device, run it.
 
 The graph is self-describing (see contract.py): its ``gifsent`` metadata document says how
 to sample GIFs for it, and this module refuses a graph without a document it understands.
-onnxruntime is imported inside functions (through ``gifsent_infer.ort``), so importing this
-module costs nothing and a missing onnxruntime surfaces as an ImportError with the install hint.
+Sessions are created by gifsent_infer.engine only (onnxruntime or OpenVINO, imported inside
+functions), so importing this module costs nothing and a missing backend surfaces as an
+ImportError whose message is the install line.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +26,34 @@ from gifsent_infer.contract import (
     ContractError,
     ModelDocument,
 )
-from gifsent_infer.ort import import_onnxruntime
+from gifsent_infer.engine import (
+    BACKENDS,
+    CPU,
+    CUDA,
+    CUDA_FIX,
+    DEVICES,
+    RUN_PRECISIONS,
+    DeviceError,
+    Engine,
+    ModelError,
+    open_engine,
+)
 
-DEVICES = ("auto", "cpu", "cuda")
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
+__all__ = [
+    "BACKENDS",
+    "CPU",
+    "CUDA",
+    "CUDA_FIX",
+    "DEVICES",
+    "RUN_PRECISIONS",
+    "DeviceError",
+    "ModelError",
+    "ModelSession",
+    "file_sha256",
+    "read_document",
+    "read_metadata",
+    "resolve_model",
+]
 
 HOW_TO_GET_A_MODEL = (
     "Get a model in one of these ways:\n"
@@ -38,22 +62,6 @@ HOW_TO_GET_A_MODEL = (
     "  - or run `make demo` in the gifsent repository (a small demo model, end to end);\n"
     "then pass it with --model FILE, set $GIFSENT_MODEL, or leave it where gifsent-export wrote it."
 )
-
-CUDA_FIX = (
-    "Fix: install the GPU build of onnxruntime and only that one "
-    "(`pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'gifsent[gpu]'`), "
-    "with the CUDA 12 and cuDNN 9 libraries it needs (e.g. `pip install 'onnxruntime-gpu[cuda,cudnn]'` "
-    "or a CUDA toolkit on LD_LIBRARY_PATH) and an NVIDIA driver that sees the GPU (`nvidia-smi`). "
-    "Or score on the CPU with --device cpu."
-)
-
-
-class ModelError(RuntimeError):
-    """The model cannot be used: missing, unreadable, not ONNX, or without a gifsent document."""
-
-
-class DeviceError(RuntimeError):
-    """The requested device cannot run the model; the message gives the reason and the fix."""
 
 
 def resolve_model(model: str | os.PathLike | None = None) -> Path:
@@ -188,97 +196,85 @@ def read_document(path: str | os.PathLike) -> ModelDocument:
     return _document_from(read_metadata(path), path)
 
 
-# --- devices ---------------------------------------------------------------------------------
-
-
-def _session_options(ort, threads: int | None, quiet: bool):
-    so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = int(threads)
-    if quiet:  # probing CUDA for --device auto: its failure is expected, not worth a log line
-        so.log_severity_level = 3
-    return so
-
-
-def _preload_cuda(ort) -> None:
-    # onnxruntime-gpu >= 1.21 can load CUDA/cuDNN from the nvidia-* pip packages.
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is not None:
-        # a failed preload shows up as a CPU-only session, which _create reports
-        with contextlib.suppress(Exception):
-            preload()
+# --- the model on an engine ------------------------------------------------------------------
 
 
 class ModelSession:
-    """An exported gifsent model in an onnxruntime InferenceSession.
+    """An exported gifsent model on an inference engine (see engine.py), with its contract checked.
 
-    `device` is "cpu", "cuda" (an error if CUDA cannot run it, never a silent CPU fallback) or
-    "auto" (CUDA when it really works, else CPU). `threads` sets onnxruntime's intra-op
-    threads (None: onnxruntime's default, one per core). `run` is safe to call from several
-    threads at once (InferenceSession.run is).
+    `backend` is "auto" (CUDA -> onnxruntime; CPU -> openvino when installed, else
+    onnxruntime), "onnxruntime" or "openvino". `device` is "cpu", "cuda" (an error if CUDA
+    cannot run it, never a silent CPU fallback) or "auto" (CUDA when it really works, else
+    CPU). `precision` is the run precision: "fp32" (default) or "bf16" (OpenVINO, CPUs with
+    native bf16). `threads` sets the engine's intra-op threads (None: one per core). `run` is
+    safe to call from several threads at once.
     """
 
     def __init__(
-        self, path: str | os.PathLike, device: str = "auto", threads: int | None = None
+        self,
+        path: str | os.PathLike,
+        device: str = "auto",
+        threads: int | None = None,
+        *,
+        backend: str = "auto",
+        precision: str = "fp32",
     ) -> None:
         if device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"model file {self.path} does not exist")
-        ort = import_onnxruntime()
-        self.device_note = ""  # why auto chose what it chose
-        self._session = self._create(ort, device, threads)
-        self.provider: str = self._session.get_providers()[0]
-        meta = self._session.get_modelmeta().custom_metadata_map
-        self.document: ModelDocument = _document_from(dict(meta), self.path)
+        self.engine: Engine = open_engine(
+            self.path, backend=backend, device=device, threads=threads, precision=precision
+        )
+        self.provider: str = self.engine.provider
+        self.device_note = self.engine.note  # why auto chose what it chose
+        self.document: ModelDocument = _document_from(self.engine.metadata(), self.path)
         self.spec = self.document.sampling
         self._check_io()
+        self.warnings: list[str] = []
+        if self.document.precision == "int8" and self.engine.backend == "onnxruntime":
+            msg = (
+                f"{self.path.name} is an int8 model on onnxruntime's {self.engine.device.upper()} "
+                "provider, where int8 runs slower than the fp32 model (BENCHMARKS.md); "
+                "use --backend openvino (pip install 'gifsent[openvino]') or the fp32 model"
+            )
+            if self.engine.device == "cpu":
+                self.warnings.append(msg)
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        checked = self.document.metrics.get("precision_check", {}).get("backends")
+        if self.document.precision != "fp32" and checked and self.engine.backend not in checked:
+            msg = (
+                f"{self.path.name} ({self.document.precision}) was checked against fp32 on "
+                f"{', '.join(sorted(checked))} only, not on {self.engine.backend}: its ranking "
+                f"there is unmeasured (use --backend {sorted(checked)[0]})"
+            )
+            self.warnings.append(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
         self._model_id: str | None = None
         self._id_lock = threading.Lock()
 
-    def _create(self, ort, device: str, threads: int | None):
-        available = ort.get_available_providers()
-        model = str(self.path)
+    @property
+    def backend(self) -> str:
+        return self.engine.backend
 
-        def make(providers, quiet=False):
-            try:
-                return ort.InferenceSession(
-                    model, sess_options=_session_options(ort, threads, quiet), providers=providers
-                )
-            except Exception as e:  # onnxruntime raises its own exception types
-                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise ModelError(f"onnxruntime cannot load {self.path}: {msg}") from None
+    @property
+    def device(self) -> str:
+        return self.engine.device
 
-        if device == "cpu":
-            return make([CPU])
-        if CUDA not in available:
-            reason = (
-                f"this onnxruntime ({ort.__version__}) has no CUDA provider "
-                f"(available: {', '.join(available)}); the CPU-only package is installed"
-            )
-            if device == "cuda":
-                raise DeviceError(f"--device cuda is not usable: {reason}.\n{CUDA_FIX}")
-            self.device_note = f"auto: CPU, because {reason}"
-            return make([CPU])
-        _preload_cuda(ort)
-        session = make([CUDA, CPU], quiet=device == "auto")
-        if session.get_providers()[0] == CUDA:
-            self.device_note = "auto: CUDA works" if device == "auto" else ""
-            return session
-        reason = (
-            "onnxruntime-gpu is installed but its CUDA provider failed to initialise "
-            "(CUDA or cuDNN libraries not found, or no usable GPU/driver; onnxruntime's log "
-            "above names the missing library)"
-        )
-        if device == "cuda":
-            raise DeviceError(f"--device cuda is not usable: {reason}.\n{CUDA_FIX}")
-        self.device_note = f"auto: CPU, because {reason}"
-        return session  # onnxruntime already fell back to the CPU provider
+    @property
+    def precision(self) -> str:
+        """What runs: the graph's precision, and the engine's for the float parts (e.g. "int8+fp32")."""
+        graph, run = self.document.precision, self.engine.precision
+        return run if graph in ("fp32", run) else f"{graph}+{run}"
+
+    def describe(self) -> dict:
+        """Backend, device, precision, provider, threads, engine version: for logs and `info`."""
+        return {**self.engine.info(), "precision": self.precision, "note": self.device_note}
 
     def _check_io(self) -> None:
-        inputs = {i.name: i for i in self._session.get_inputs()}
-        outputs = {o.name for o in self._session.get_outputs()}
+        inputs = {i.name: i for i in self.engine.inputs}
+        outputs = {o.name for o in self.engine.outputs}
         frames = inputs.get(INPUT_NAME)
         if frames is None or OUTPUT_NAME not in outputs:
             raise ModelError(
@@ -286,10 +282,10 @@ class ModelSession:
                 f"'{INPUT_NAME}' and output '{OUTPUT_NAME}', it has inputs {sorted(inputs)} "
                 f"and outputs {sorted(outputs)}"
             )
-        if frames.type != "tensor(uint8)" or len(frames.shape) != 5:
+        if frames.dtype != "uint8" or len(frames.shape) != 5:
             raise ModelError(
                 f"{self.path}: input '{INPUT_NAME}' must be uint8 [batch, frames, height, width, 3], "
-                f"it is {frames.type} {frames.shape}"
+                f"it is {frames.dtype} {list(frames.shape)}"
             )
         want = (self.spec.num_frames, self.spec.crop, self.spec.crop, 3)
         for got, exp in zip(frames.shape[1:], want, strict=True):
@@ -343,8 +339,7 @@ class ModelSession:
         return np.concatenate(out)
 
     def _run(self, frames: np.ndarray) -> np.ndarray:
-        (scores,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: frames})
-        scores = np.asarray(scores, dtype=np.float32)
+        scores = self.engine.run(frames, OUTPUT_NAME)
         if scores.shape != (frames.shape[0], NUM_EMOTIONS):
             raise ModelError(
                 f"{self.path}: output '{OUTPUT_NAME}' has shape {list(scores.shape)}, "

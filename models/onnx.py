@@ -289,17 +289,13 @@ def export_encoder_graph(
     )
     check_proto(model)
     if check:
-        from gifsent_infer.ort import import_onnxruntime
+        from gifsent_infer.engine import open_engine
 
-        ort = import_onnxruntime()
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # errors only; unused-initializer warnings are noise
         with torch.no_grad():
             want = encoder(example).float().numpy()
-        session = ort.InferenceSession(
-            model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
-        )
-        got = session.run([FEATURES_NAME], {INPUT_NAME: example.numpy()})[0]
+        # export's checks use onnxruntime's CPU provider as the reference backend
+        engine = open_engine(model, backend="onnxruntime", device="cpu", quiet=True)
+        got = engine.run(example.numpy(), FEATURES_NAME)
         tol = atol * max(1.0, float(np.abs(want).max()))
         worst = float(np.abs(got - want).max())
         if not worst <= tol:

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     from gifsent_export.api import export_checkpoint
     from gifsent_export.frames import generate_gifs, load_frames
     from gifsent_export.parity import compare
-    from gifsent_infer.ort import import_onnxruntime
+    from gifsent_infer.engine import import_onnxruntime
     from gifsent_infer.session import ModelSession
 
     ort = import_onnxruntime()

@@ -33,3 +33,18 @@ def edge_gifs() -> Path:
 def real_gifs() -> Path:
     """../shared/gifs/real: real reaction GIFs; skips when absent (fails if CI=true)."""
     return _shared("real")
+
+
+@pytest.fixture(params=["onnxruntime", "openvino"])
+def backend(request) -> str:
+    """Each inference backend in turn; skips one that is not installed (fails in CI, which installs both)."""
+    import importlib
+    import os
+
+    try:
+        importlib.import_module(request.param)
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{request.param} is not installed, but CI installs every backend")
+        pytest.skip(f"{request.param} is not installed")
+    return request.param

@@ -19,6 +19,7 @@ from gifsent_export.api import PART_METADATA_KEY, export_checkpoint  # noqa: E40
 from gifsent_export.frames import generate_gifs, load_frames  # noqa: E402
 from gifsent_export.parity import ParityError  # noqa: E402
 from gifsent_infer.contract import METADATA_KEY, ModelDocument  # noqa: E402
+from gifsent_infer.engine import open_engine  # noqa: E402
 from gifsent_infer.gifio import read_gif  # noqa: E402
 from gifsent_infer.paths import default_model_path  # noqa: E402
 from gifsent_models.checkpoint import load_checkpoint  # noqa: E402
@@ -44,17 +45,12 @@ def work(tmp_path_factory):
 
 def document_of(path: Path) -> ModelDocument:
     """Read the metadata the way the runtime does."""
-    try:
-        from gifsent_infer.session import read_document
-    except ImportError:
-        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return ModelDocument.from_json(meta.get_modelmeta().custom_metadata_map[METADATA_KEY])
-    return read_document(path)
+    meta = open_engine(path, backend="onnxruntime", device="cpu").metadata()
+    return ModelDocument.from_json(meta[METADATA_KEY])
 
 
 def ort_scores(path: Path, frames: np.ndarray) -> np.ndarray:
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return sess.run(["scores"], {"frames": frames})[0]
+    return open_engine(path, backend="onnxruntime", device="cpu").run(frames, "scores")
 
 
 def sampled(paths, spec, n):
@@ -168,6 +164,31 @@ def test_int8_roundtrip_quantizes_only_the_encoder(work, tmp_path):
         for name, op in ops
     )
     assert result.summary()["deviation_vs_fp32"]["spearman"].keys() >= {"amusement", "surprise"}
+    # the gate ran on every installed backend, and the contract records what it measured
+    from gifsent_infer.engine import installed_backends
+
+    check = document_of(out).metrics["precision_check"]
+    assert set(check["backends"]) == set(installed_backends())
+    assert check["recipe"] in ("minmax", "percentile", "sensitive") and check["gifs"] == 24
+    assert all(v["mean_spearman"] >= 0.98 for v in check["backends"].values())
+    assert check == result.summary()["precision_check"]
+
+
+def test_int8_that_cannot_keep_the_ranking_refuses_with_what_it_measured(work, tmp_path):
+    out = tmp_path / "int8.onnx"
+    with pytest.raises(ParityError) as e:
+        export_checkpoint(
+            work["ckpt"]["maxpool"],
+            out,
+            precision="int8",
+            parity_gifs=work["eval"],
+            calibration_gifs=work["calib"],
+            int8_recipe="minmax",
+            min_mean_spearman=0.99999,  # unreachable for int8: the refusal path
+        )
+    msg = str(e.value)
+    assert "int8 (minmax) reorders GIFs" in msg and "mean Spearman 0.9" in msg
+    assert "onnxruntime" in msg and not out.exists()
 
 
 def test_reduced_precision_refuses_when_ranking_breaks(work, tmp_path, monkeypatch):
@@ -236,20 +257,20 @@ def test_parts_encoder_and_head(work, tmp_path):
     frames = sampled(work["eval"], spec, 3)
 
     enc = export_checkpoint(ckpt, tmp_path / "enc.onnx", part="encoder", parity_gifs=work["eval"])
-    sess = ort.InferenceSession(str(enc.path), providers=["CPUExecutionProvider"])
-    meta = sess.get_modelmeta().custom_metadata_map
+    sess = open_engine(enc.path, backend="onnxruntime", device="cpu")
+    meta = sess.metadata()
     assert METADATA_KEY not in meta  # not a scoring model: gifsent-infer must refuse it
     assert json.loads(meta[PART_METADATA_KEY])["part"] == "encoder"
-    feats = sess.run(["features"], {"frames": frames})[0]
+    feats = sess.run(frames, "features")
     assert feats.shape == (3, spec.segments, loaded.encoder.feature_dim)
     with torch.inference_mode():
         want = loaded.encoder(torch.from_numpy(frames)).numpy()
     np.testing.assert_allclose(feats, want, rtol=1e-4, atol=1e-4)
 
     head = export_checkpoint(ckpt, tmp_path / "head.onnx", part="head", parity_gifs=work["eval"])
-    hs = ort.InferenceSession(str(head.path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in hs.get_inputs()] == ["features"]
-    got = hs.run(["scores"], {"features": want})[0]
+    hs = open_engine(head.path, backend="onnxruntime", device="cpu")
+    assert [i.name for i in hs.inputs] == ["features"]
+    got = hs.run(want, "scores")
     with torch.inference_mode():
         ref = loaded.head(torch.from_numpy(want)).numpy()
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4)
@@ -261,12 +282,12 @@ def test_parts_encoder_and_head(work, tmp_path):
 def test_export_encoder_graph_for_feature_extraction(tmp_path):
     encoder = create_encoder("resnext3d-tiny", random_init=True)
     path = export_encoder_graph(encoder, tmp_path / "enc.onnx")
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = open_engine(path, backend="onnxruntime", device="cpu")
     s = encoder.spec
     x = np.random.default_rng(0).integers(
         0, 256, (3, s.num_frames, s.crop, s.crop, 3), dtype=np.uint8
     )
-    got = sess.run(["features"], {"frames": x})[0]
+    got = sess.run(x, "features")
     with torch.inference_mode():
         want = encoder(torch.from_numpy(x)).numpy()
     assert got.shape == (3, s.segments, encoder.feature_dim)

@@ -68,7 +68,9 @@ def test_folder_with_bad_inputs_gives_a_row_each_and_exit_1(model, folder, tmp_p
     )
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout == ""  # results went to the file; messages to stderr
-    assert "CPUExecutionProvider" in proc.stderr  # the provider is printed at start
+    # backend, device, precision and provider are printed at start
+    assert "backend " in proc.stderr and "precision fp32" in proc.stderr
+    assert "provider " in proc.stderr
     assert "scored 5, failed 3" in proc.stderr and "GIFs/s" in proc.stderr
     assert "\x1b[" not in proc.stderr  # no progress bar / colours when stderr is not a terminal
     with open(out, newline="") as f:
@@ -327,6 +329,33 @@ def test_shared_edge_corpus_gets_a_row_per_file(model, edge_gifs, tmp_path, caps
 def test_missing_onnxruntime_exits_2_with_the_install_hint(model, tmp_path, capsys, monkeypatch):
     write_gifs(tmp_path / "g", 1)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    code, _, err = cli(capsys, tmp_path / "g", "-m", model)
+    code, _, err = cli(capsys, tmp_path / "g", "-m", model, "--backend", "onnxruntime")
     assert code == 2 and "gifsent[cpu]" in err and "gifsent[gpu]" in err
     assert cli(capsys, "info", model)[0] == 0  # the contract is readable without onnxruntime
+    monkeypatch.setitem(sys.modules, "openvino", None)  # no backend at all
+    code, _, err = cli(capsys, tmp_path / "g", "-m", model)
+    assert code == 2 and "no inference backend is installed" in err and "gifsent[" in err
+    assert cli(capsys, "info", model)[0] == 0
+
+
+def test_missing_openvino_exits_2_with_the_install_line(model, tmp_path, capsys, monkeypatch):
+    write_gifs(tmp_path / "g", 1)
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    code, _, err = cli(capsys, tmp_path / "g", "-m", model, "--backend", "openvino")
+    assert code == 2 and "pip install 'gifsent[openvino]'" in err
+    # auto falls back to onnxruntime, and says what openvino would buy
+    code, _, err = cli(capsys, tmp_path / "g", "-m", model)
+    assert code == 0 and "backend onnxruntime" in err and "openvino extra" in err
+
+
+def test_bad_backend_or_precision_is_a_usage_error(model, tmp_path, capsys):
+    write_gifs(tmp_path / "g", 1)
+    code, _, err = cli(capsys, tmp_path / "g", "-m", model, "--backend", "tensorrt")
+    assert code == 2 and "--backend must be one of auto, onnxruntime, openvino" in err
+    code, _, err = cli(capsys, tmp_path / "g", "-m", model, "--precision", "fp8")
+    assert code == 2 and "--precision must be one of fp32, bf16" in err
+    # bf16 is an OpenVINO option: asking onnxruntime for it is refused with the reason
+    code, _, err = cli(
+        capsys, tmp_path / "g", "-m", model, "--backend", "onnxruntime", "--precision", "bf16"
+    )
+    assert code == 2 and "only available with --backend openvino" in err

@@ -35,16 +35,19 @@ SPEC_SHAPE = (SPEC.num_frames, SPEC.crop, SPEC.crop, 3)
 
 
 def test_metadata_scanner_agrees_with_onnxruntime(model):
-    import onnxruntime as ort
+    from gifsent_infer.engine import open_engine
 
-    meta = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_modelmeta()
-    assert read_metadata(model) == dict(meta.custom_metadata_map)
+    meta = open_engine(model, backend="onnxruntime", device="cpu").metadata()
+    assert read_metadata(model) == meta
     assert read_document(model) == make_document()
 
 
-def test_session_runs_the_graph_and_matches_numpy(model):
-    s = ModelSession(model, device="cpu", threads=1)
-    assert s.provider == "CPUExecutionProvider"
+def test_session_runs_the_graph_and_matches_numpy(model, backend):
+    s = ModelSession(model, device="cpu", threads=1, backend=backend)
+    assert s.backend == backend and s.device == "cpu" and s.precision == "fp32"
+    assert (
+        s.provider == {"onnxruntime": "CPUExecutionProvider", "openvino": "OpenVINO CPU"}[backend]
+    )
     assert s.document == make_document()
     assert s.input_shape == SPEC_SHAPE
     frames = _frames(3)
@@ -53,59 +56,59 @@ def test_session_runs_the_graph_and_matches_numpy(model):
     assert len(s.model_id) == 64
 
 
-def test_wrong_frames_are_refused_with_the_expected_shape(model):
-    s = ModelSession(model, device="cpu")
+def test_wrong_frames_are_refused_with_the_expected_shape(model, backend):
+    s = ModelSession(model, device="cpu", backend=backend)
     with pytest.raises(ValueError, match=r"\[batch, 4, 16, 16, 3\]"):
         s.run(np.zeros((1, 5, 16, 16, 3), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         s.run(np.zeros((1, *SPEC_SHAPE), np.float32))
 
 
-def test_graph_without_document_is_refused(tmp_path):
+def test_graph_without_document_is_refused(tmp_path, backend):
     bare = build_model(tmp_path / "bare.onnx", metadata=None)
     with pytest.raises(ModelError, match="no 'gifsent' metadata document"):
-        ModelSession(bare, device="cpu")
+        ModelSession(bare, device="cpu", backend=backend)
     with pytest.raises(ModelError, match="not a gifsent model"):
         read_document(bare)
 
 
-def test_graph_with_a_bad_document_is_refused(tmp_path):
+def test_graph_with_a_bad_document_is_refused(tmp_path, backend):
     data = json.loads(make_document().to_json())
     data["schema_version"] = 7
     bad = build_model(tmp_path / "bad.onnx", metadata=json.dumps(data))
     with pytest.raises(ModelError, match="schema version 7"):
-        ModelSession(bad, device="cpu")
+        ModelSession(bad, device="cpu", backend=backend)
     garbage = build_model(tmp_path / "garbage.onnx", metadata="{not json")
     with pytest.raises(ModelError, match="not valid JSON"):
         read_document(garbage)
 
 
-def test_graph_whose_io_breaks_the_contract_is_refused(tmp_path):
+def test_graph_whose_io_breaks_the_contract_is_refused(tmp_path, backend):
     wrong = build_model(tmp_path / "wrong.onnx", input_name="pixels")
     with pytest.raises(ModelError, match="needs input 'frames'"):
-        ModelSession(wrong, device="cpu")
+        ModelSession(wrong, device="cpu", backend=backend)
 
 
-def test_graph_whose_shape_disagrees_with_its_spec_is_refused(tmp_path):
+def test_graph_whose_shape_disagrees_with_its_spec_is_refused(tmp_path, backend):
     other = SPEC.__class__(segments=3, frames_per_segment=2, fps=10.0, size=16, crop=16)
     # graph built for 6 frames, document says 4
     m = build_model(tmp_path / "m.onnx", spec=other, metadata=make_document(SPEC).to_json())
     with pytest.raises(ModelError, match="sampling spec says"):
-        ModelSession(m, device="cpu")
+        ModelSession(m, device="cpu", backend=backend)
 
 
-def test_not_an_onnx_file_is_a_model_error(tmp_path):
+def test_not_an_onnx_file_is_a_model_error(tmp_path, backend):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\xff" * 100)
     with pytest.raises(ModelError):
-        ModelSession(junk, device="cpu")
+        ModelSession(junk, device="cpu", backend=backend)
     with pytest.raises(ModelError):
         read_document(junk)
 
 
-def test_fixed_batch_graph_is_fed_in_chunks(tmp_path):
+def test_fixed_batch_graph_is_fed_in_chunks(tmp_path, backend):
     m = build_model(tmp_path / "b2.onnx", batch=2)
-    s = ModelSession(m, device="cpu")
+    s = ModelSession(m, device="cpu", backend=backend)
     assert s.fixed_batch == 2
     frames = _frames(5, seed=1)
     np.testing.assert_allclose(s.run(frames), reference_scores(frames), rtol=1e-5, atol=1e-6)
@@ -113,13 +116,13 @@ def test_fixed_batch_graph_is_fed_in_chunks(tmp_path):
 
 def test_cuda_on_a_cpu_onnxruntime_is_an_error_not_a_fallback(model):
     with pytest.raises(DeviceError) as e:
-        ModelSession(model, device="cuda")
+        ModelSession(model, device="cuda", backend="onnxruntime")
     msg = str(e.value)
     assert "no CUDA provider" in msg and "onnxruntime-gpu" in msg and "--device cpu" in msg
 
 
 def test_auto_device_says_why_it_chose_the_cpu(model):
-    s = ModelSession(model, device="auto")
+    s = ModelSession(model, device="auto", backend="onnxruntime")
     assert s.provider == "CPUExecutionProvider"
     assert "auto: CPU" in s.device_note
 
@@ -152,7 +155,7 @@ def test_missing_model_says_how_to_get_one():
 def test_missing_onnxruntime_raises_import_error_with_the_hint(model, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ImportError, match=r"gifsent\[cpu\]"):
-        ModelSession(model, device="cpu")
+        ModelSession(model, device="cpu", backend="onnxruntime")
     # reading the contract needs no onnxruntime at all
     assert read_document(model).sampling == SPEC
     assert METADATA_KEY in read_metadata(model)

@@ -126,16 +126,15 @@ def test_encode_segments_equals_whole_when_chunked(encoder):
     np.testing.assert_allclose(whole, np.concatenate([a, b], axis=1), rtol=1e-4, atol=1e-4)
 
 
-def test_onnxruntime_backend_matches_torch(tmp_path, encoder):
-    pytest.importorskip("onnxruntime")
+def test_graph_backend_matches_torch(tmp_path, encoder, backend):
     items = _gifs(tmp_path / "gifs", n=2)[:2]
     rt = extract_features(
         encoder, items, FeatureOptions(backend="torch"), cache_root=tmp_path / "t"
     )
     ro = extract_features(
-        encoder, items, FeatureOptions(backend="onnxruntime"), cache_root=tmp_path / "o"
+        encoder, items, FeatureOptions(backend=backend), cache_root=tmp_path / "o"
     )
-    assert ro.backend == "onnxruntime"
+    assert ro.backend == backend
     xt, _ = rt.load(["g0", "g1"])
     xo, _ = ro.load(["g0", "g1"])
     np.testing.assert_allclose(xo, xt, rtol=1e-3, atol=1e-3)
@@ -160,8 +159,13 @@ def test_auto_backend_times_both_keeps_the_faster_and_leaves_weights_unchanged(t
         0, 255, (3, spec.num_frames, spec.crop, spec.crop, 3), dtype=np.uint8
     )
     out = runner(frames)
-    assert runner.name in ("onnxruntime", "torch channels-last")
+    assert runner.name in ("onnxruntime", "openvino", "torch channels-last")
     assert any(m.startswith("encoder backend: ") for m in logs), logs
+    timed = next(m for m in logs if m.startswith("encoder backend: "))
+    from gifsent_infer.engine import installed_backends
+
+    for backend in installed_backends():  # every installed graph backend was timed
+        assert f"{backend} " in timed.split("(first batch:")[1], timed
     # whichever won, the features are the encoder's
     np.testing.assert_allclose(out, OrtRunner(enc, graph)(frames), rtol=1e-4, atol=1e-4)
     # channels-last changes the memory layout, not the weights a checkpoint refers to

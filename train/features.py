@@ -38,7 +38,8 @@ from gifsent_infer.files import atomic_write_bytes, file_sha256
 from gifsent_infer.files import write_json as atomic_write_json
 
 MODES = ("sparse", "dense", "augmented")
-BACKENDS = ("auto", "onnxruntime", "torch")
+BACKENDS = ("auto", "onnxruntime", "openvino", "torch")
+GRAPH_BACKENDS = ("onnxruntime", "openvino")  # run the exported encoder graph (engine.py)
 
 Progress = Callable[[int, int], None]  # (GIFs done, GIFs total)
 
@@ -49,7 +50,7 @@ class FeatureOptions:
     views: int = 4  # augmented mode: views per training GIF, the canonical one included
     dense_segments: int = 16  # dense mode: S (the study's dense sampling took more clips)
     batch_size: int = 8  # GIF-views per encoder call; memory, not results, depends on it
-    backend: str = "auto"  # auto: onnxruntime when importable (several times faster on CPU)
+    backend: str = "auto"  # auto: time every installed graph backend and torch on the first batch
     threads: int | None = None  # intra-op threads for the encoder; None: library default
 
     def __post_init__(self) -> None:
@@ -164,16 +165,25 @@ class TorchRunner:
             return self.encoder(torch.from_numpy(np.ascontiguousarray(frames))).float().numpy()
 
 
-class OrtRunner:
-    """Runs the exporter's encoder graph (uint8 frames -> features [B, S, D]) in onnxruntime."""
+class GraphRunner:
+    """Runs the exporter's encoder graph (uint8 frames -> features [B, S, D]) on an engine backend.
 
-    name = "onnxruntime"
+    backend: "onnxruntime" or "openvino" (gifsent_infer.engine opens it, on the CPU, at f32).
+    """
 
-    def __init__(self, encoder, graph_path: Path, threads: int | None = None):
+    def __init__(
+        self,
+        encoder,
+        graph_path: Path,
+        threads: int | None = None,
+        backend: str = "onnxruntime",
+    ):
         """Exports `encoder` to `graph_path` unless that graph exists (then encoder may be None)."""
-        from gifsent_infer.ort import import_onnxruntime
+        from gifsent_infer.engine import open_engine
 
-        ort = import_onnxruntime()
+        if backend not in GRAPH_BACKENDS:
+            raise ValueError(f"graph backend must be one of {GRAPH_BACKENDS}, got {backend!r}")
+        self.name = backend
         graph_path = Path(graph_path)
         if not graph_path.is_file():
             from gifsent_models.onnx import export_encoder_graph
@@ -190,23 +200,21 @@ class OrtRunner:
             finally:
                 if tmp.exists():
                     tmp.unlink()
-        so = ort.SessionOptions()
-        # No busy-waiting between ops: the GIF decoder runs on another thread at the same
-        # time, and spinning workers would take its core.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            so.intra_op_num_threads = int(threads)
-            so.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(graph_path), sess_options=so, providers=["CPUExecutionProvider"]
+        # No busy-waiting between ops (spin=False): the GIF decoder runs on another thread at
+        # the same time, and spinning workers would take its core.
+        self.engine = open_engine(
+            graph_path, backend=backend, device="cpu", threads=threads, spin=False
         )
-        self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        out = self.session.run(
-            None, {self.input_name: np.ascontiguousarray(frames, dtype=np.uint8)}
-        )
-        return np.asarray(out[0], dtype=np.float32)
+        return self.engine.run(np.ascontiguousarray(frames, dtype=np.uint8))
+
+
+class OrtRunner(GraphRunner):
+    """GraphRunner on onnxruntime (the name older callers use)."""
+
+    def __init__(self, encoder, graph_path: Path, threads: int | None = None):
+        super().__init__(encoder, graph_path, threads, backend="onnxruntime")
 
 
 class AutoRunner:
@@ -248,24 +256,39 @@ class AutoRunner:
 
 
 def make_runner(encoder, options: FeatureOptions, graph_path: Path | None = None, log=None):
-    """The encoder backend named by options.backend; "auto" measures onnxruntime against torch."""
+    """The encoder backend named by options.backend; "auto" times every installed one.
+
+    auto: onnxruntime and OpenVINO (each when installed) on the exported graph, and torch
+    channels-last, timed on the whole first batch; the fastest is kept.
+    """
     if options.backend == "torch":
         return TorchRunner(encoder)
-    try:
-        if graph_path is None:
-            raise ValueError("no graph path for the onnxruntime encoder")
-        ort_runner = OrtRunner(encoder, graph_path, options.threads)
-    except Exception as e:  # export or runtime unavailable
-        if options.backend == "onnxruntime":
-            raise
-        if log:
-            log(f"onnxruntime encoder unavailable ({type(e).__name__}: {e}); using torch")
-        return TorchRunner(encoder, channels_last=True)
-    if options.backend == "onnxruntime":
-        return ort_runner
+    from gifsent_infer.engine import installed_backends
+
+    wanted = [options.backend] if options.backend in GRAPH_BACKENDS else list(GRAPH_BACKENDS)
+    runners = []
+    for backend in wanted:
+        if options.backend == "auto" and backend not in installed_backends():
+            continue
+        try:
+            if graph_path is None:
+                raise ValueError(f"no graph path for the {backend} encoder")
+            runners.append(GraphRunner(encoder, graph_path, options.threads, backend=backend))
+        except Exception as e:  # export or runtime unavailable
+            if options.backend == backend:
+                raise
+            if log:
+                log(f"{backend} encoder unavailable ({type(e).__name__}: {e})")
+    if options.backend in GRAPH_BACKENDS:
+        return runners[0]
     # The ONNX graph was exported above from the encoder in its default layout, so switching
     # the torch module to channels-last now changes nothing the graph holds.
-    return AutoRunner([ort_runner, TorchRunner(encoder, channels_last=True)], log)
+    torch_runner = TorchRunner(encoder, channels_last=True)
+    if not runners:
+        if log:
+            log("no graph backend usable; using torch")
+        return torch_runner
+    return AutoRunner([*runners, torch_runner], log)
 
 
 def encode_segments(

@@ -121,7 +121,7 @@ class _EncodeActor:
     ) -> None:
         import ray
 
-        from gifsent_train.features import OrtRunner, TorchRunner
+        from gifsent_train.features import GraphRunner, TorchRunner
 
         payload = ray.get(encoder_ref[0])
         self._dir = ""
@@ -129,7 +129,8 @@ class _EncodeActor:
             self._dir = tempfile.mkdtemp(prefix="gifsent-encoder-")
             path = Path(self._dir) / "encoder.onnx"
             path.write_bytes(payload)
-            self.runner: Any = OrtRunner(None, path, threads)
+            backend = graph if isinstance(graph, str) else "onnxruntime"
+            self.runner: Any = GraphRunner(None, path, threads, backend=backend)
         else:  # the torch module
             if threads:
                 import torch
@@ -207,24 +208,29 @@ def extract_features_with_ray(
 
     # the encoder: the exported graph where features.py would use onnxruntime, else torch
     payload: Any = encoder
-    graph = False
-    if opts.backend in ("auto", "onnxruntime"):
-        from gifsent_train.features import OrtRunner
+    graph: bool | str = False  # else the graph backend's name (actors open it with engine.py)
+    if opts.backend in ("auto", "onnxruntime", "openvino"):
+        from gifsent_infer.engine import installed_backends
+        from gifsent_train.features import GraphRunner
 
+        # auto: OpenVINO when installed (faster on CPUs, BENCHMARKS.md), else onnxruntime
+        want = opts.backend
+        if want == "auto":
+            want = "openvino" if "openvino" in installed_backends() else "onnxruntime"
         path = (
             root
             / "graphs"
             / f"{cache.dir.parent.parent.name}-{cache.dir.parent.name}-e{spec_key(encoder.spec)[:16]}.onnx"
         )
         try:
-            OrtRunner(encoder, path, opts.threads)  # exports the graph once, checks it loads
-            payload, graph = path.read_bytes(), True
+            GraphRunner(encoder, path, opts.threads, backend=want)  # exports once, checks it loads
+            payload, graph = path.read_bytes(), want
         except Exception as e:
-            if opts.backend == "onnxruntime":
+            if opts.backend != "auto":
                 raise
             if log:
-                log(f"onnxruntime encoder unavailable ({type(e).__name__}: {e}); using torch")
-    res.backend = "onnxruntime" if graph else "torch"
+                log(f"{want} encoder unavailable ({type(e).__name__}: {e}); using torch")
+    res.backend = graph or "torch"
 
     started_here = False
     if not ray.is_initialized():

@@ -1,0 +1,513 @@
+"""The one place an exported graph is run: sessions are created, options set and batches run here.
+
+Everything that runs an ONNX graph — the Scorer and the CLI (through session.ModelSession),
+export's parity and precision checks, the training feature stage and the Ray actors — opens
+an :class:`Engine` with :func:`open_engine`. Two backends sit behind it, loading the same
+``.onnx`` file:
+
+- ``onnxruntime``: CPU or CUDA. ``device="cuda"`` never falls back to the CPU silently: it is a
+  DeviceError with the reason and the fix. ``device="auto"`` uses CUDA when it really works.
+- ``openvino``: CPU (the `openvino` Python API; its onnxruntime plugin lists no device on AMD
+  CPUs). OpenVINO silently computes in bf16 on CPUs that have it unless told otherwise, so the
+  inference precision is always set explicitly: f32 unless ``precision="bf16"`` is asked for,
+  which needs a CPU whose OpenVINO plugin reports native BF16.
+
+``backend="auto"``: CUDA -> onnxruntime; CPU -> openvino when it is installed, else onnxruntime.
+Both backends take uint8 ``frames`` [B, ...] with a dynamic batch axis and return float32 outputs.
+Neither library is imported at module import time: importing this module costs nothing, and a
+missing library surfaces as an ImportError whose message is the install line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BACKENDS = ("auto", "onnxruntime", "openvino")
+DEVICES = ("auto", "cpu", "cuda")
+# The precision the engine computes in. fp32 graphs run at f32 by default on every backend;
+# bf16 is an opt-in on OpenVINO CPUs with native bf16. (An int8 graph's quantized layers run in
+# int8 whatever this says; it governs the float parts.)
+RUN_PRECISIONS = ("fp32", "bf16")
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+ORT_INSTALL = (
+    "onnxruntime is not installed. Install exactly one variant: "
+    "pip install 'gifsent[cpu]' (CPU) or pip install 'gifsent[gpu]' (NVIDIA CUDA); "
+    "never both, or the CUDA provider disappears."
+)
+OPENVINO_INSTALL = (
+    "the openvino backend is not installed: pip install 'gifsent[openvino]' "
+    "(or pip install 'openvino>=2025.0'); or choose --backend onnxruntime"
+)
+NO_BACKEND = (
+    "no inference backend is installed: pip install 'gifsent[cpu,openvino]' for CPUs "
+    "(or 'gifsent[gpu]' for NVIDIA CUDA)"
+)
+
+CUDA_FIX = (
+    "Fix: install the GPU build of onnxruntime and only that one "
+    "(`pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'gifsent[gpu]'`), "
+    "with the CUDA 12 and cuDNN 9 libraries it needs (e.g. `pip install 'onnxruntime-gpu[cuda,cudnn]'` "
+    "or a CUDA toolkit on LD_LIBRARY_PATH) and an NVIDIA driver that sees the GPU (`nvidia-smi`). "
+    "Or score on the CPU with --device cpu."
+)
+
+# What the openvino extra buys on a CPU, measured by benchmarks/bench_engines.py (BENCHMARKS.md):
+# fused EfficientNet-Lite0 / ResNeXt-101 + LSTM graphs on a 2-core AVX-512 EPYC, vs onnxruntime.
+OPENVINO_SPEEDUP_NOTE = (
+    "the openvino extra ran the same fp32 graphs 1.4-1.8x faster on an AVX-512 CPU, and "
+    "bf16 2-4x (benchmarks/bench_engines.py): pip install 'gifsent[openvino]'"
+)
+
+
+class ModelError(RuntimeError):
+    """The model cannot be used: missing, unreadable, not ONNX, or without a gifsent document."""
+
+
+class DeviceError(RuntimeError):
+    """The requested device, backend or precision cannot run the model; the message says why and the fix."""
+
+
+def import_onnxruntime():
+    """Return the onnxruntime module or raise ImportError with the install line."""
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise ImportError(ORT_INSTALL) from e
+    return onnxruntime
+
+
+def import_openvino():
+    """Return the openvino module or raise ImportError with the install line."""
+    try:
+        import openvino
+    except ImportError as e:
+        raise ImportError(OPENVINO_INSTALL) from e
+    return openvino
+
+
+def installed_backends() -> list[str]:
+    """The backends that can be imported here, in preference order for a CPU."""
+    out = []
+    for name, imp in (("openvino", import_openvino), ("onnxruntime", import_onnxruntime)):
+        try:
+            imp()
+        except ImportError:
+            continue
+        out.append(name)
+    return out
+
+
+_CORE: Any = None
+_CORE_LOCK = threading.Lock()
+
+
+def openvino_core():
+    """One shared openvino.Core (creating it loads the plugins; reuse is cheaper and safe)."""
+    global _CORE
+    ov = import_openvino()
+    with _CORE_LOCK:
+        if _CORE is None:
+            _CORE = ov.Core()
+        return _CORE
+
+
+def cpu_bf16_reason() -> str | None:
+    """None when OpenVINO's CPU plugin has native bf16; else why bf16 cannot be used here."""
+    try:
+        caps = list(openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except ImportError:
+        return OPENVINO_INSTALL
+    except Exception as e:  # the plugin could not answer
+        return f"OpenVINO's CPU plugin did not report its capabilities ({e})"
+    if "BF16" not in caps:
+        return (
+            f"this CPU has no native bf16 (OpenVINO's CPU capabilities: {', '.join(caps)}); "
+            "bf16 would be emulated and slower than fp32 — run with --precision fp32"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Port:
+    """A graph input or output: name, element type ("uint8", "float32", ...), shape.
+
+    Static dimensions are ints; dynamic ones are None or a symbolic name (str).
+    """
+
+    name: str
+    dtype: str
+    shape: tuple
+
+
+def _ort_dtype(t: str) -> str:
+    # onnxruntime spells types "tensor(uint8)"; numpy-style names are shared by both backends
+    t = t[len("tensor(") : -1] if t.startswith("tensor(") else t
+    return {"float": "float32", "double": "float64", "float16": "float16"}.get(t, t)
+
+
+def _source_bytes(model) -> tuple[Path | None, bytes | None]:
+    """A path, serialized bytes or an onnx.ModelProto -> (path, None) or (None, bytes)."""
+    if hasattr(model, "SerializeToString"):
+        return None, model.SerializeToString()
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return None, bytes(model)
+    return Path(model), None
+
+
+class Engine:
+    """A loaded graph on one backend. Create with :func:`open_engine`.
+
+    backend: "onnxruntime" or "openvino"; device: "cpu" or "cuda"; precision: the run
+    precision ("fp32" or "bf16"); provider: what actually runs it ("CPUExecutionProvider",
+    "CUDAExecutionProvider", "OpenVINO CPU"); note: why auto chose what it chose (may be "").
+    `run` is safe to call from several threads at once.
+    """
+
+    backend: str
+    device: str
+    precision: str
+    provider: str
+    threads: int | None
+    note: str = ""
+    inputs: list[Port]
+    outputs: list[Port]
+
+    def run(self, frames: np.ndarray, output: str | None = None) -> np.ndarray:
+        """One batch: feed `frames` to the (only) input; return the named or first output, float32."""
+        return self.run_all({self.inputs[0].name: frames}, [output] if output else None)[0]
+
+    def run_all(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list:
+        raise NotImplementedError
+
+    def run_batched(
+        self, frames: np.ndarray, *, batch_size: int = 4, output: str | None = None
+    ) -> np.ndarray:
+        """`run` over N inputs in batches of `batch_size` (the last may be smaller)."""
+        outs = [
+            self.run(np.ascontiguousarray(frames[i : i + batch_size]), output)
+            for i in range(0, len(frames), batch_size)
+        ]
+        return np.concatenate(outs, axis=0)
+
+    def metadata(self) -> dict[str, str]:
+        """The graph's ONNX metadata_props."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line: backend, device, precision, provider, threads (and why, for auto)."""
+        threads = f", {self.threads} thread(s)" if self.threads else ""
+        note = f" ({self.note})" if self.note else ""
+        return (
+            f"backend {self.backend}, device {self.device}, precision {self.precision}, "
+            f"provider {self.provider}{threads}{note}"
+        )
+
+    def info(self) -> dict[str, Any]:
+        """JSON-ready description (recorded by `gifsent-infer info` and benchmarks)."""
+        return {
+            "backend": self.backend,
+            "device": self.device,
+            "precision": self.precision,
+            "provider": self.provider,
+            "threads": self.threads,
+            "version": self.version,
+        }
+
+    version: str = ""
+
+
+# --- onnxruntime ------------------------------------------------------------------------------
+
+
+def _preload_cuda(ort) -> None:
+    # onnxruntime-gpu >= 1.21 can load CUDA/cuDNN from the nvidia-* pip packages.
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        # a failed preload shows up as a CPU-only session, which _ort_create reports
+        with contextlib.suppress(Exception):
+            preload()
+
+
+class OrtEngine(Engine):
+    backend = "onnxruntime"
+
+    def __init__(self, session, ort, device: str, threads: int | None, note: str) -> None:
+        self._session = session
+        self.provider = session.get_providers()[0]
+        self.device = "cuda" if self.provider == CUDA else "cpu"
+        self.precision = "fp32"
+        self.threads = threads
+        self.note = note
+        self.version = ort.__version__
+        self.inputs = [
+            Port(i.name, _ort_dtype(i.type), tuple(i.shape)) for i in session.get_inputs()
+        ]
+        self.outputs = [
+            Port(o.name, _ort_dtype(o.type), tuple(o.shape)) for o in session.get_outputs()
+        ]
+
+    def run_all(self, feeds, outputs=None):
+        feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
+        res = self._session.run(outputs, feeds)  # InferenceSession.run is thread-safe
+        return [np.asarray(r, dtype=np.float32) if r.dtype != np.float32 else r for r in res]
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self._session.get_modelmeta().custom_metadata_map)
+
+
+def _ort_create(model, device: str, threads: int | None, quiet: bool, spin: bool, name: str):
+    ort = import_onnxruntime()
+    path, data = _source_bytes(model)
+    source = str(path) if path is not None else data
+
+    def make(providers, quiet_log=False):
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = int(threads)
+            so.inter_op_num_threads = 1
+        if quiet or quiet_log:  # errors only (e.g. probing CUDA for auto; unused initializers)
+            so.log_severity_level = 3
+        if not spin:
+            # no busy-waiting between ops: a decoder thread may need the core meanwhile
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            return ort.InferenceSession(source, sess_options=so, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"onnxruntime cannot load {name}: {msg}") from None
+
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return OrtEngine(make([CPU]), ort, device, threads, "")
+    if CUDA not in available:
+        reason = (
+            f"this onnxruntime ({ort.__version__}) has no CUDA provider "
+            f"(available: {', '.join(available)}); the CPU-only package is installed"
+        )
+        if device == "cuda":
+            raise DeviceError(f"--device cuda is not usable: {reason}.\n{CUDA_FIX}")
+        return OrtEngine(make([CPU]), ort, "cpu", threads, f"auto: CPU, because {reason}")
+    _preload_cuda(ort)
+    session = make([CUDA, CPU], quiet_log=device == "auto")
+    if session.get_providers()[0] == CUDA:
+        return OrtEngine(
+            session, ort, "cuda", threads, "auto: CUDA works" if device == "auto" else ""
+        )
+    reason = (
+        "onnxruntime-gpu is installed but its CUDA provider failed to initialise "
+        "(CUDA or cuDNN libraries not found, or no usable GPU/driver; onnxruntime's log "
+        "above names the missing library)"
+    )
+    if device == "cuda":
+        raise DeviceError(f"--device cuda is not usable: {reason}.\n{CUDA_FIX}")
+    # onnxruntime already fell back to the CPU provider
+    return OrtEngine(session, ort, "cpu", threads, f"auto: CPU, because {reason}")
+
+
+def _ort_has_cuda() -> bool:
+    try:
+        return CUDA in import_onnxruntime().get_available_providers()
+    except ImportError:
+        return False
+
+
+# --- OpenVINO -----------------------------------------------------------------------------------
+
+
+class OpenVinoEngine(Engine):
+    backend = "openvino"
+
+    def __init__(self, compiled, ov, precision: str, threads: int | None, note: str, meta) -> None:
+        self._compiled = compiled
+        self.device = "cpu"
+        self.provider = "OpenVINO CPU"
+        self.precision = precision
+        self.threads = threads
+        self.note = note
+        self.version = ov.__version__
+        self._meta = meta
+        self._local = threading.local()  # an infer request is not thread-safe: one per thread
+
+        def port(p, i) -> Port:
+            names = p.get_names()
+            name = p.get_any_name() if names else f"#{i}"
+            shape = tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape())
+            return Port(name, p.get_element_type().to_dtype().name, shape)
+
+        self.inputs = [port(p, i) for i, p in enumerate(compiled.inputs)]
+        self.outputs = [port(p, i) for i, p in enumerate(compiled.outputs)]
+        self._out_index = {o.name: i for i, o in enumerate(self.outputs)}
+
+    def _request(self):
+        req = getattr(self._local, "request", None)
+        if req is None:
+            req = self._local.request = self._compiled.create_infer_request()
+        return req
+
+    def run_all(self, feeds, outputs=None):
+        req = self._request()
+        inputs = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
+        req.infer(inputs)
+        names = outputs or [o.name for o in self.outputs]
+        res = []
+        for n in names:
+            if n not in self._out_index:
+                raise ValueError(f"the graph has no output {n!r}; it has {list(self._out_index)}")
+            # copy: the request reuses its output buffers on the next call
+            t = req.get_output_tensor(self._out_index[n]).data
+            res.append(np.array(t, dtype=np.float32, copy=True))
+        return res
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self._meta)
+
+
+def _ov_create(model, threads: int | None, precision: str, name: str):
+    ov = import_openvino()
+    core = openvino_core()
+    if precision == "bf16":
+        reason = cpu_bf16_reason()
+        if reason:
+            raise DeviceError(f"--precision bf16 is not usable: {reason}")
+    path, data = _source_bytes(model)
+    try:
+        if path is not None:
+            if not path.is_file():
+                raise ModelError(f"model file {path} does not exist")
+            ov_model = core.read_model(str(path))
+        else:
+            ov_model = core.read_model(io.BytesIO(data))
+    except ModelError:
+        raise
+    except Exception as e:  # OpenVINO raises RuntimeError/its own types for bad files
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"openvino cannot load {name}: {msg}") from None
+    config = {
+        # explicit, always: OpenVINO defaults to bf16 on CPUs that have it
+        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+        # one request uses all threads (we run one batch at a time per caller)
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    try:
+        compiled = core.compile_model(ov_model, "CPU", config)
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"openvino cannot compile {name} for the CPU: {msg}") from None
+    from gifsent_infer.session import read_metadata  # the protobuf scanner (no onnx package)
+
+    if path is not None:
+        meta = read_metadata(path)
+    else:
+        meta = _metadata_from_bytes(data)
+    return OpenVinoEngine(compiled, ov, precision, threads, "", meta)
+
+
+def _metadata_from_bytes(data: bytes) -> dict[str, str]:
+    import tempfile
+
+    from gifsent_infer.session import read_metadata
+
+    with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
+        f.write(data)
+        f.flush()
+        return read_metadata(f.name)
+
+
+# --- choosing ---------------------------------------------------------------------------------
+
+
+def auto_choice() -> str:
+    """What backend="auto", device="auto" picks here, without loading a model (for `info`)."""
+    have = installed_backends()
+    if not have:
+        return "nothing (no backend installed)"
+    if _ort_has_cuda():
+        fallback = "openvino" if "openvino" in have else "onnxruntime"
+        return f"onnxruntime on CUDA when it initialises, else {fallback} on the CPU"
+    return f"{have[0]} on the CPU"
+
+
+def open_engine(
+    model: str | os.PathLike | bytes | Any,
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    threads: int | None = None,
+    precision: str = "fp32",
+    quiet: bool = False,
+    spin: bool = True,
+) -> Engine:
+    """Load `model` (a path, serialized bytes or an onnx.ModelProto) on a backend and device.
+
+    backend: "auto" (CUDA -> onnxruntime; CPU -> openvino when installed, else onnxruntime),
+    "onnxruntime" or "openvino". device: "auto", "cpu" or "cuda" (never a silent CPU
+    fallback). precision: "fp32" (the default everywhere) or "bf16" (OpenVINO on a CPU with
+    native bf16 only). threads: intra-op threads (None: the library's default, one per core).
+    quiet: onnxruntime logs errors only. spin: let onnxruntime's idle workers busy-wait.
+
+    Raises ImportError (message: the install line) for a backend that is not installed,
+    DeviceError when the device/precision cannot be had, ModelError when the graph cannot load.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if precision not in RUN_PRECISIONS:
+        raise ValueError(f"precision must be one of {RUN_PRECISIONS}, got {precision!r}")
+    path, _ = _source_bytes(model)
+    name = str(path) if path is not None else "the graph"
+    if path is not None and not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+
+    if backend == "openvino":
+        if device == "cuda":
+            raise DeviceError(
+                "--device cuda is not usable with --backend openvino (OpenVINO runs on the CPU "
+                "here); use --backend onnxruntime with the gifsent[gpu] extra, or --device cpu"
+            )
+        return _ov_create(model, threads, precision, name)
+    if backend == "onnxruntime":
+        if precision == "bf16":
+            raise DeviceError(
+                "--precision bf16 is only available with --backend openvino (onnxruntime's CPU "
+                "provider has no bf16 kernels for these graphs); drop --precision or use openvino"
+            )
+        return _ort_create(model, device, threads, quiet, spin, name)
+
+    # auto
+    if device in ("auto", "cuda") and (device == "cuda" or _ort_has_cuda()):
+        if precision == "bf16" and device == "cuda":
+            raise DeviceError("--precision bf16 is a CPU option (OpenVINO); drop it for CUDA")
+        if precision == "fp32":
+            eng = _ort_create(model, device, threads, quiet, spin, name)
+            if eng.device == "cuda" or "openvino" not in installed_backends():
+                return eng
+            note = eng.note  # CUDA failed: prefer OpenVINO on the CPU
+            ov_eng = _ov_create(model, threads, precision, name)
+            ov_eng.note = note.replace("auto: CPU", "auto: CPU with openvino", 1)
+            return ov_eng
+    have = installed_backends()
+    if "openvino" in have:
+        eng = _ov_create(model, threads, precision, name)
+        eng.note = "auto: CPU with openvino (installed)" if device == "auto" else ""
+        return eng
+    if precision == "bf16":
+        raise DeviceError(f"--precision bf16 needs OpenVINO: {OPENVINO_INSTALL}")
+    if "onnxruntime" not in have:
+        raise ImportError(NO_BACKEND)
+    eng = _ort_create(model, "cpu", threads, quiet, spin, name)
+    eng.note = "auto: CPU with onnxruntime; " + OPENVINO_SPEEDUP_NOTE
+    return eng
