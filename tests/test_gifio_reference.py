@@ -107,7 +107,7 @@ def expected_ffmpeg_frames(data: bytes) -> tuple[list[int], bool]:
       in Chrome and Firefox; ffmpeg reads on, e.g. into a second GIF appended to the file
       (test_extents_transparency.gif), so it may show extra frames after ours.
     """
-    st = gifio._parse(data, gifio.DEFAULT_LIMITS)
+    st = gifio.parse_structure(data, gifio.DEFAULT_LIMITS)
     k = images_before_first_extension(data, st)
     frames = [0, *range(max(k, 1), len(st.frames))]
     frames = [i for i in frames if st.frames[i].palette is not None or st.palette is not None]
@@ -127,7 +127,7 @@ def allowed_pixel_differences(data: bytes, ours: np.ndarray, theirs: np.ndarray)
     global palette's background colour, opaque, when the frame has no transparent index
     (dispose_bgnd.gif, dispose_bgnd_rgba.gif). Only that exact pair of values is tolerated.
     """
-    st = gifio._parse(data, gifio.DEFAULT_LIMITS)
+    st = gifio.parse_structure(data, gifio.DEFAULT_LIMITS)
     if st.palette is None:
         return np.zeros(ours.shape[:3], dtype=bool)
     bg_index = data[11]
