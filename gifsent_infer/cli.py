@@ -148,9 +148,30 @@ def score(
         30.0, "--timeout", min=0.1, help="Seconds allowed to download one URL."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    top: int = typer.Option(
+        3,
+        "--top",
+        "-k",
+        min=0,
+        max=17,
+        help="A `top` column with the K highest emotions ('happiness:0.91 amusement:0.85' in "
+        "CSV, a list in JSON); 0 leaves it out.",
+    ),
+    with_percentiles: bool = typer.Option(
+        False,
+        "--percentiles",
+        help="Add <emotion>_pct columns: the percentile (0-100) of each score among the "
+        "model's training GIFs.",
+    ),
+    clip: bool = typer.Option(
+        False,
+        "--clip",
+        help="Clip scores to [0, 1] (new GIFs can score outside the training GIFs' range).",
+    ),
 ) -> None:
     """Score GIFs: one row per input with path, sha256, model id, status, error, frames,
-    duration, segments, padding and the 17 emotion scores."""
+    duration, segments, padding, the top emotions and the 17 emotion scores (0 = the least
+    of that emotion among the training GIFs, 1 = the most; new GIFs can fall outside)."""
     from gifsent_infer.gifio import DEFAULT_LIMITS
     from gifsent_infer.inputs import NoInputsError, expand_inputs
     from gifsent_infer.outputs import (
@@ -198,6 +219,15 @@ def score(
         raise _fail(str(e)) from None
 
     doc = scorer.document
+    from gifsent_infer.outputs import COLUMNS
+    from gifsent_infer.readable import Readable, ReadableError
+
+    try:
+        readable = Readable.for_model(doc, top=top, percentiles=with_percentiles, clip=clip)
+    except ReadableError as e:
+        raise _fail(str(e)) from None
+    columns = readable.columns(COLUMNS)
+    _print_provenance(doc, quiet)
     if not quiet:
         note = f" ({scorer.session.device_note})" if scorer.session.device_note else ""
         err.print(
@@ -231,9 +261,9 @@ def score(
 
     sink: RowSink
     if out == "-":
-        sink, kept_in = StreamSink(sys.stdout, fmt), ""
+        sink, kept_in = StreamSink(sys.stdout, fmt, columns), ""
     else:
-        file_sink = FileSink(out, fmt, keep)
+        file_sink = FileSink(out, fmt, keep, columns)
         sink, kept_in = file_sink, f"; rows so far are in {file_sink.partial}"
     if not quiet:
         dest = "stdout" if out == "-" else out
@@ -255,7 +285,7 @@ def score(
                 if r.status == "skipped":
                     tally.skipped += 1
                 else:
-                    sink.write(r.to_row())
+                    sink.write(readable.decorate(r.to_row()))
                     if r.ok:
                         tally.ok += 1
                     else:
@@ -298,6 +328,18 @@ def score(
     raise typer.Exit(1 if tally.failed else 0)
 
 
+def _print_provenance(doc, quiet: bool) -> None:
+    """What the model was trained on, at the start of every run; the demo warning even with
+    --quiet, since it changes what every score means."""
+    from gifsent_infer.readable import demo_warning, provenance_line
+
+    if not quiet:
+        err.print(escape(provenance_line(doc)))
+    warning = demo_warning(doc)
+    if warning:
+        err.print(f"[bold yellow]{escape(warning)}[/]")
+
+
 def _silence_stdout() -> None:
     # Point stdout at /dev/null so that Python's exit-time flush does not raise again.
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -337,7 +379,8 @@ def info(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the raw metadata document as JSON."),
 ) -> None:
-    """Print a model's contract: emotions, sampling, encoder, head, metrics, precision."""
+    """Print a model's contract: provenance, emotions, sampling, encoder, head, metrics, precision."""
+    from gifsent_infer.readable import demo_warning, provenance_line, scale_note
     from gifsent_infer.session import ModelError, file_sha256, read_document, resolve_model
 
     try:
@@ -379,7 +422,16 @@ def info(
             f"(x * {doc.normalization.scale:g} - mean {list(doc.normalization.mean)}) "
             f"/ std {list(doc.normalization.std)}",
         ),
+        ("trained on", provenance_line(doc).removeprefix("trained on: ")),
         ("target", doc.target.kind),
+        ("score scale", scale_note(doc)),
+        (
+            "percentiles",
+            f"{len(doc.score_quantiles.levels)} quantiles per emotion over "
+            f"{doc.score_quantiles.gifs:,} training GIFs ({doc.score_quantiles.source})"
+            if doc.score_quantiles
+            else "(not recorded: --percentiles needs a model exported with gifsent schema 2)",
+        ),
         ("metrics", json.dumps(doc.metrics, sort_keys=True) if doc.metrics else "(none recorded)"),
         ("checkpoint", doc.checkpoint_sha256 or "(not recorded)"),
         ("emotions", ", ".join(doc.emotions)),
@@ -387,6 +439,9 @@ def info(
     for key, value in rows:
         table.add_row(key, escape(value))
     Console(highlight=False, soft_wrap=False).print(table)
+    warning = demo_warning(doc)
+    if warning:
+        err.print(f"[bold yellow]{escape(warning)}[/]")
 
 
 # --- search --------------------------------------------------------------------------------------
@@ -437,10 +492,12 @@ def search(
         )
     elif fmt == "csv":
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(["rank", "path", "sha256", value_name, *EMOTIONS])
+        # The ranked emotion comes first and once; the other emotions follow in GIFGIF order.
+        rest = [e for e in EMOTIONS if e != value_name]
+        w.writerow(["rank", "path", "sha256", value_name, *rest])
         for h in hits:
             w.writerow(
-                [h.rank, h.path, h.sha256, repr(h.value), *(repr(h.scores[e]) for e in EMOTIONS)]
+                [h.rank, h.path, h.sha256, repr(h.value), *(repr(h.scores[e]) for e in rest)]
             )
     else:
         shown = [value_name] if emotion else list(profile or {})
