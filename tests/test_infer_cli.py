@@ -246,7 +246,13 @@ def test_search_command(tmp_path, capsys):
     assert [r["path"] for r in csv.DictReader(io.StringIO(stdout))] == ["d.gif", "b.gif", "c.gif"]
     header = stdout.splitlines()[0].split(",")
     # the ranked emotion once, first, then the other 16 in GIFGIF order
-    assert header == ["rank", "path", "sha256", "happiness", *(e for e in EMOTIONS if e != "happiness")]
+    assert header == [
+        "rank",
+        "path",
+        "sha256",
+        "happiness",
+        *(e for e in EMOTIONS if e != "happiness"),
+    ]
     code, stdout, _ = cli(
         capsys, "search", scores, "--like", "happiness=0.9,surprise=0.6", "-f", "json"
     )
