@@ -219,7 +219,7 @@ def provenance_line(document: ModelDocument) -> str:
     """One line saying what the model was trained on, for the start of every run and `info`."""
     p: Provenance | None = document.provenance
     if p is None:
-        return "trained on: not recorded (exported before gifsent schema 2)"
+        return "trained on: not recorded (exported before gifsent schema 2, or without its run)"
     return "trained on: " + p.summary()
 
 
