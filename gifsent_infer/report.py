@@ -552,12 +552,15 @@ _SCRIPT = r"""
 var D=JSON.parse(document.getElementById("data").textContent);
 var E=D.emotions,R=D.rows,PS=D.pageSize;
 var st={sort:"path",dir:"asc",q:"",status:"",page:1};
+function isState(){return location.hash.indexOf("=")>=0;}  // not a #g-emotion anchor
 function readHash(){
+  if(!isState())return false;
   var h=new URLSearchParams(location.hash.slice(1));
   st.sort=h.get("sort")||"path";
   st.dir=h.get("dir")||(E.indexOf(st.sort)>=0?"desc":"asc");
   st.q=h.get("q")||"";st.status=h.get("status")||"";
   st.page=Math.max(1,parseInt(h.get("page")||"1",10)||1);
+  return true;
 }
 function writeHash(){
   var h=new URLSearchParams();
@@ -669,7 +672,7 @@ document.getElementById("status").addEventListener("change",function(ev){
 });
 document.getElementById("prev").addEventListener("click",function(){st.page--;writeHash();render();});
 document.getElementById("next").addEventListener("click",function(){st.page++;writeHash();render();});
-window.addEventListener("hashchange",function(){readHash();render();});
+window.addEventListener("hashchange",function(){if(readHash())render();});
 render();
 // ms from navigation start to the first table page on screen (benchmarks/bench_report.py)
 document.body.dataset.readyMs=String(Math.round(performance.now()));
