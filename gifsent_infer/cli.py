@@ -441,6 +441,7 @@ def info(
     Console(highlight=False, soft_wrap=False).print(table)
     warning = demo_warning(doc)
     if warning:
+        sys.stdout.flush()  # the table first, then the warning, also when both are piped
         err.print(f"[bold yellow]{escape(warning)}[/]")
 
 

@@ -299,8 +299,8 @@ class Provenance:
         return self.dataset_kind == "procedural-demo"
 
     def summary(self) -> str:
-        """One line for people: 'procedural-demo "demo", 600 GIFs, 163,200 comparisons, ...'."""
-        parts = [self.dataset_kind + (f" {self.dataset_name!r}" if self.dataset_name else "")]
+        """One line for people: 'procedural-demo: demo (...), 600 GIFs, 81,600 comparisons, ...'."""
+        parts = [self.dataset_kind + (f": {self.dataset_name}" if self.dataset_name else "")]
         if self.gifs is not None:
             parts.append(f"{self.gifs:,} GIFs")
         if self.comparisons is not None:

@@ -232,7 +232,4 @@ def scale_note(document: ModelDocument) -> str:
     """How to read this model's scores."""
     if document.target.kind != "minmax":
         return "scores are Bradley-Terry strengths (logit units), not scaled"
-    q = document.score_quantiles
-    if q is not None and q.gifs:
-        return SCALE_NOTE + f"; percentiles are over {q.gifs:,} training-split GIFs"
     return SCALE_NOTE

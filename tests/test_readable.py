@@ -33,7 +33,7 @@ from tests.infer_support import build_model, gif_bytes, make_document, reference
 
 DEMO = Provenance(
     dataset_kind="procedural-demo",
-    dataset_name="gifsent demo data 'demo' (seed 0)",
+    dataset_name="demo (gifsent-train demo-data, seed 0)",
     gifs=600,
     comparisons=81_600,
     train_gifs=480,

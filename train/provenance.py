@@ -59,7 +59,8 @@ def dataset_kind(votes: Path) -> tuple[str, str, str]:
     folder = votes.parent
     demo = _json(folder / "demo.json")
     if isinstance(demo, dict) and demo.get("format") == "gifsent-demo-data":
-        return "procedural-demo", f"gifsent demo data '{folder.name}' (seed {demo.get('seed')})", ""
+        seed = demo.get("seed")
+        return "procedural-demo", f"{folder.name} (gifsent-train demo-data, seed {seed})", ""
     manifest = _json(folder / "manifest.json")
     is_fetched = isinstance(manifest, dict) and manifest.get("format") == "gifsent-gifgif-manifest"
     if votes.name.startswith(GIFGIF_VOTES_PREFIX) or is_fetched:
