@@ -282,6 +282,20 @@ def _media(kind: str, src: str, name: str, cls: str = "") -> str:
     return f'<img class="{cls}" src="{_e(src)}" alt="{_e(name)}" loading="lazy" decoding="async">'
 
 
+def _metrics_line(metrics: dict[str, Any]) -> str:
+    """'test RMSE 0.1390, EV 0.366 (60 GIFs); dev ...' from the document's metrics."""
+    parts = []
+    for split in ("test", "dev", "train"):
+        m = metrics.get(split)
+        if isinstance(m, dict) and _finite(m.get("rmse")) is not None:
+            ev = f", EV {m['ev']:.3f}" if _finite(m.get("ev")) is not None else ""
+            n = f" ({m['n']} GIFs)" if isinstance(m.get("n"), int) else ""
+            parts.append(f"{split} RMSE {m['rmse']:.4f}{ev}{n}")
+    if parts:
+        return "; ".join(parts)
+    return json.dumps(metrics, sort_keys=True) if metrics else "(none recorded)"
+
+
 def _contract_rows(doc: ModelDocument, model_path: Path | None) -> list[tuple[str, str]]:
     from gifsent_infer.readable import provenance_line
 
@@ -298,7 +312,7 @@ def _contract_rows(doc: ModelDocument, model_path: Path | None) -> list[tuple[st
             f"crop {s.crop}x{s.crop}",
         ),
         ("score scale", scale_note(doc)),
-        ("metrics", json.dumps(doc.metrics, sort_keys=True) if doc.metrics else "(none)"),
+        ("metrics", _metrics_line(doc.metrics)),
         ("schema", f"{doc.schema_version} (gifsent {doc.library_version})"),
     ]
     return rows
@@ -392,7 +406,7 @@ def render(
         w(f'<section class="gallery" id="g-{e}" data-emotion="{e}"><h3>{e}</h3>')
         w('<div class="cards">')
         for path, name, kind, src, _, _, scores, pcts in ranked:
-            pct = f" · {ordinal(pcts[k])} percentile" if pcts else ""
+            pct = f" · {ordinal(pcts[k])} %ile" if pcts else ""
             w(
                 f'<figure class="card" data-path="{_e(path)}" data-score="{scores[k]!r}">'
                 f"{_media(kind, src, name, 'thumb')}"

@@ -213,7 +213,7 @@ def test_browser_dom_galleries_counts_order_and_escaping(scored, report_page):
         for c, r in zip(cards, want, strict=True):
             assert f"{r[e]:.3f}" in c.text
             pct = 100 * r[e] if r[e] <= 1 else 100.0  # quantiles 0, .5, 1 at 0, 50, 100 %
-            assert f"{ordinal(pct)} percentile" in c.text
+            assert f"{ordinal(pct)} %ile" in c.text
             assert len(c.find_all("span", cls="bar")) == 17
             src = c.find_all("img")[0].attrs["src"]
             assert (report_page.parent / urllib.parse.unquote(src)).resolve() == Path(r["path"])
