@@ -255,3 +255,18 @@ def test_library_exposes_provenance_and_percentiles(demo_model, tmp_path):
     pct = scorer.percentiles(result)
     want = np.interp(result.array, [0.0, 0.2, 0.4, 0.8, 1.0], [0, 25, 50, 75, 100])
     assert np.allclose([pct[e] for e in EMOTIONS], want, atol=1e-5)
+
+
+def test_library_on_a_model_without_schema_2_fields(tmp_path):
+    from gifsent_infer import Scorer
+
+    data = json.loads(make_document().to_json())
+    data["schema_version"] = 1  # an export from before provenance and quantiles
+    scorer = Scorer(build_model(tmp_path / "v1.onnx", metadata=json.dumps(data)), device="cpu")
+    assert scorer.document.schema_version == 1
+    assert scorer.provenance is None and not scorer.is_demo
+    (tmp_path / "a.gif").write_bytes(gif_bytes(3))
+    result = scorer.score(tmp_path / "a.gif")
+    assert result.ok
+    with pytest.raises(ReadableError, match="re-export"):
+        scorer.percentiles(result)
