@@ -1,11 +1,12 @@
 """Regenerate docs/report-real-gifs.png: score a GIF folder, write its HTML report, screenshot it in headless Chromium.
 
-    GIFSENT_HOME=/tmp/tiny-demo .venv/bin/python scripts/demo.py --preset tiny   # a demo-data model
-    GIFSENT_HOME=/tmp/tiny-demo .venv/bin/python scripts/report_screenshot.py ../shared/gifs/real
+    make demo                                                  # the demo model, in demo-home/
+    GIFSENT_HOME=demo-home .venv/bin/python scripts/report_screenshot.py ../shared/gifs/real
 
-The picture in the README came from exactly this (a model trained on the procedural demo
-data, so its scores on real GIFs mean nothing; the report says so in its banner). The PNG is
-quantised to 128 colours to stay small.
+The picture in the README came from exactly this (the demo model is trained on procedural
+demo data, so its scores on real GIFs mean nothing; the report says so in its banner).
+`scripts/demo.py --preset tiny` makes a demo-data model in about 3 minutes instead. The PNG
+is quantised to 128 colours to stay small.
 """
 
 from __future__ import annotations
