@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The demo writes everything (data, runs, models, scores.csv) under this folder.
 DEMO_HOME ?= $(CURDIR)/demo-home
 
-.PHONY: install demo test lint bench clean
+.PHONY: install browser demo test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,15 @@ install: $(VENV)/.installed
 demo: install
 	GIFSENT_HOME=$(DEMO_HOME) $(PY) scripts/demo.py
 
-test: install
+# The report's browser tests drive headless Chromium: install Debian's when it is missing and
+# we are root with apt (a no-op otherwise; the tests then skip, or fail under CI=true).
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the report's browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+test: install browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q

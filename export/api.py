@@ -43,6 +43,7 @@ from gifsent_infer.contract import (
     METADATA_KEY,
     OUTPUT_NAME,
     PRECISIONS,
+    SCHEMA_VERSION,
     ModelDocument,
 )
 from gifsent_infer.paths import default_model_path, models_dir
@@ -116,6 +117,22 @@ class ExportResult:
 
 
 # -- locating things -----------------------------------------------------------------------
+
+
+def _run_provenance(run: RunLayout | None, document: ModelDocument) -> dict[str, Any]:
+    """Schema-2 fields from the run: what the model was trained on, and its training targets'
+    quantiles. Without a run the checkpoint's own fields (if any) are kept."""
+    from gifsent_train.provenance import run_provenance, run_score_quantiles
+
+    fields: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+    if run is not None:
+        provenance = run_provenance(run, document.encoder)
+        quantiles = run_score_quantiles(run)
+        if provenance is not None:
+            fields["provenance"] = provenance
+        if quantiles is not None:
+            fields["score_quantiles"] = quantiles
+    return fields
 
 
 def default_output(head: str, precision: str, part: str, encoder_name: str) -> Path:
@@ -250,7 +267,11 @@ def export_checkpoint(
     if test_metrics is not None:
         metrics["test"] = test_metrics
     document = dataclasses.replace(
-        loaded.document, precision=precision, checkpoint_sha256=loaded.sha256, metrics=metrics
+        loaded.document,
+        precision=precision,
+        checkpoint_sha256=loaded.sha256,
+        metrics=metrics,
+        **_run_provenance(run, loaded.document),
     )
     out_path = (
         Path(out) if out is not None else default_output(head_name, precision, part, encoder.name)

@@ -32,7 +32,7 @@ from typer.core import TyperGroup
 from gifsent_infer import __version__
 from gifsent_infer.contract import EMOTIONS
 
-SUBCOMMANDS = ("score", "info", "search", "ray")
+SUBCOMMANDS = ("score", "info", "search", "report", "ray")
 _GROUP_OPTIONS = ("--help", "-h", "--version")
 
 
@@ -209,9 +209,30 @@ def score(
         "a larger input waits, then decodes alone.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    top: int = typer.Option(
+        3,
+        "--top",
+        "-k",
+        min=0,
+        max=17,
+        help="A `top` column with the K highest emotions ('happiness:0.91 amusement:0.85' in "
+        "CSV, a list in JSON); 0 leaves it out.",
+    ),
+    with_percentiles: bool = typer.Option(
+        False,
+        "--percentiles",
+        help="Add <emotion>_pct columns: the percentile (0-100) of each score among the "
+        "model's training GIFs.",
+    ),
+    clip: bool = typer.Option(
+        False,
+        "--clip",
+        help="Clip scores to [0, 1] (new GIFs can score outside the training GIFs' range).",
+    ),
 ) -> None:
     """Score GIFs: one row per input with path, sha256, model id, status, error, frames,
-    duration, segments, padding and the 17 emotion scores."""
+    duration, segments, padding, the top emotions and the 17 emotion scores (0 = the least
+    of that emotion among the training GIFs, 1 = the most; new GIFs can fall outside)."""
     from gifsent_infer.gifio import DEFAULT_LIMITS
     from gifsent_infer.inputs import NoInputsError, display_name, expand_inputs
     from gifsent_infer.outputs import (
@@ -295,6 +316,15 @@ def score(
         raise _fail(str(e)) from None
 
     doc = scorer.document
+    from gifsent_infer.outputs import COLUMNS
+    from gifsent_infer.readable import Readable, ReadableError
+
+    try:
+        readable = Readable.for_model(doc, top=top, percentiles=with_percentiles, clip=clip)
+    except ReadableError as e:
+        raise _fail(str(e)) from None
+    columns = readable.columns(COLUMNS)
+    _print_provenance(doc, quiet)
     if not quiet:
         note = f" ({scorer.session.device_note})" if scorer.session.device_note else ""
         err.print(
@@ -334,16 +364,16 @@ def score(
     sink: RowSink
     if target.kind == STDOUT:
         _lossless_stdout()
-        sink, kept_in = StreamSink(sys.stdout, fmt), ""
+        sink, kept_in = StreamSink(sys.stdout, fmt, columns), ""
     elif target.kind == STREAM:  # written in place, never replaced (/dev/null, a FIFO)
         try:
             stream = open(target.path, "a", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
         except OSError as e:
             raise _fail(f"cannot open --out {out}: {e.strerror or e}") from None
-        sink, kept_in = StreamSink(stream, fmt), ""
+        sink, kept_in = StreamSink(stream, fmt, columns), ""
     else:
         try:
-            file_sink = FileSink(target.path, fmt, keep)
+            file_sink = FileSink(target.path, fmt, keep, columns)
         except OSError as e:
             raise _fail(f"cannot write --out {out}: {e.strerror or e}") from None
         sink, kept_in = file_sink, f"; rows so far are in {file_sink.partial}"
@@ -367,7 +397,7 @@ def score(
                 if r.status == "skipped":
                     tally.skipped += 1
                 else:
-                    sink.write(r.to_row())
+                    sink.write(readable.decorate(r.to_row()))
                     if r.ok:
                         tally.ok += 1
                     else:
@@ -416,6 +446,18 @@ def _lossless_stdout() -> None:
         sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
 
 
+def _print_provenance(doc, quiet: bool) -> None:
+    """What the model was trained on, at the start of every run; the demo warning even with
+    --quiet, since it changes what every score means."""
+    from gifsent_infer.readable import demo_warning, provenance_line
+
+    if not quiet:
+        err.print(escape(provenance_line(doc)))
+    warning = demo_warning(doc)
+    if warning:
+        err.print(f"[bold yellow]{escape(warning)}[/]")
+
+
 def _silence_stdout() -> None:
     # Point stdout at /dev/null so that Python's exit-time flush does not raise again.
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -458,7 +500,8 @@ def info(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the raw metadata document as JSON."),
 ) -> None:
-    """Print a model's contract: emotions, sampling, encoder, head, metrics, precision."""
+    """Print a model's contract: provenance, emotions, sampling, encoder, head, metrics, precision."""
+    from gifsent_infer.readable import demo_warning, provenance_line, scale_note
     from gifsent_infer.session import ModelError, file_sha256, read_document, resolve_model
 
     if model is not None and model_opt is not None and model != model_opt:
@@ -503,7 +546,16 @@ def info(
             f"(x * {doc.normalization.scale:g} - mean {list(doc.normalization.mean)}) "
             f"/ std {list(doc.normalization.std)}",
         ),
+        ("trained on", provenance_line(doc).removeprefix("trained on: ")),
         ("target", doc.target.kind),
+        ("score scale", scale_note(doc)),
+        (
+            "percentiles",
+            f"{len(doc.score_quantiles.levels)} quantiles per emotion over "
+            f"{doc.score_quantiles.gifs:,} training GIFs ({doc.score_quantiles.source})"
+            if doc.score_quantiles
+            else "(not recorded: --percentiles needs a model exported with gifsent schema 2)",
+        ),
         ("metrics", json.dumps(doc.metrics, sort_keys=True) if doc.metrics else "(none recorded)"),
         ("checkpoint", doc.checkpoint_sha256 or "(not recorded)"),
         ("emotions", ", ".join(doc.emotions)),
@@ -512,6 +564,10 @@ def info(
     for key, value in rows:
         table.add_row(key, escape(value))
     Console(highlight=False, soft_wrap=False).print(table)
+    warning = demo_warning(doc)
+    if warning:
+        sys.stdout.flush()  # the table first, then the warning, also when both are piped
+        err.print(f"[bold yellow]{escape(warning)}[/]")
 
 
 def _backends_line() -> str:
@@ -575,10 +631,12 @@ def search(
         )
     elif fmt == "csv":
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(["rank", "path", "sha256", value_name, *EMOTIONS])
+        # The ranked emotion comes first and once; the other emotions follow in GIFGIF order.
+        rest = [e for e in EMOTIONS if e != value_name]
+        w.writerow(["rank", "path", "sha256", value_name, *rest])
         for h in hits:
             w.writerow(
-                [h.rank, h.path, h.sha256, repr(h.value), *(repr(h.scores[e]) for e in EMOTIONS)]
+                [h.rank, h.path, h.sha256, repr(h.value), *(repr(h.scores[e]) for e in rest)]
             )
     else:
         shown = [value_name] if emotion else list(profile or {})
@@ -600,6 +658,57 @@ def search(
         Console(highlight=False).print(table)
     if not hits:
         err.print("[yellow]no scored GIFs in this file[/]")
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    scores: Path = typer.Argument(
+        ...,
+        help="A scores file written by `gifsent-infer` (CSV, JSONL or JSON) or a "
+        "`gifsent-infer ray` output folder.",
+    ),
+    out: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write."),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="The model that scored the rows, for provenance and percentiles (default: the "
+        "default model, or any in $GIFSENT_HOME/models whose sha256 is the rows' model_id).",
+    ),
+    top_n: int = typer.Option(
+        8, "--top-n", "-n", min=1, max=200, help="GIFs in each emotion's gallery."
+    ),
+    embed: bool = typer.Option(
+        False,
+        "--embed",
+        help="Embed small animated thumbnails (data: URIs) instead of linking the GIFs by "
+        "relative path, so the HTML file can be moved or mailed on its own.",
+    ),
+    page_size: int = typer.Option(50, "--page-size", min=1, help="Table rows per page."),
+    title: str | None = typer.Option(None, "--title", help="Page title."),
+) -> None:
+    """Write a self-contained HTML report: per-emotion galleries of the top GIFs, a bar chart
+    of each GIF's 17 emotions, a sortable/filterable table, error rows, and the model's
+    provenance. Works offline; open it in any browser."""
+    from gifsent_infer.report import ReportError, write_report
+
+    try:
+        s = write_report(
+            scores, out, model=model, top_n=top_n, page_size=page_size, embed=embed, title=title
+        )
+    except ReportError as e:
+        raise _fail(str(e)) from None
+    for note in s.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}")
+    embedded = f", {s.embedded} thumbnails embedded" if embed else ""
+    err.print(
+        f"report of {s.rows} rows ({s.ok} scored, {s.errors} errors{embedded}), "
+        f"{s.bytes / 1e6:.1f} MB"
+    )
+    typer.echo(str(s.out))
 
 
 # --- ray -----------------------------------------------------------------------------------------
@@ -665,6 +774,12 @@ def ray_score(
         raise _fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if device not in DEVICES:
         raise _fail(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
+    try:
+        from gifsent_infer.session import read_document, resolve_model
+
+        _print_provenance(read_document(resolve_model(model)), quiet)
+    except ModelError as e:
+        raise _fail(str(e)) from None
     try:
         s = score_with_ray(
             inputs,

@@ -11,9 +11,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
+from itertools import pairwise
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions this runtime reads. 2 added the optional `provenance` and `score_quantiles`
+# fields; a version-1 document (older exports) loads with both absent.
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+_V2_FIELDS = ("provenance", "score_quantiles")
 METADATA_KEY = "gifsent"
 INPUT_NAME = "frames"
 OUTPUT_NAME = "scores"
@@ -44,6 +49,9 @@ HEADS = ("maxpool", "rnn")  # "rnn" is the LSTM head everywhere a name is needed
 PRECISIONS = ("fp32", "fp16", "int8")
 SHORT_GIF_POLICIES = ("loop",)  # segments of a short GIF wrap around the timeline
 RESIZE_FILTERS = ("bilinear", "bicubic", "area")
+# What a model was trained on: GIFGIF's votes, gifsent's procedural demo data, anything else.
+DATASET_KINDS = ("gifgif", "procedural-demo", "custom")
+DEMO_WARNING = "trained on procedural demo data: scores on real GIFs mean nothing"
 
 
 class ContractError(ValueError):
@@ -53,6 +61,15 @@ class ContractError(ValueError):
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ContractError(msg)
+
+
+def _check_version(version: Any) -> None:
+    _check(
+        version in SUPPORTED_SCHEMA_VERSIONS and isinstance(version, int),
+        f"unsupported gifsent schema version {version!r}; this gifsent understands "
+        f"versions {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))} "
+        "(upgrade gifsent or re-export the model)",
+    )
 
 
 def _from_dict(cls, data: Any, where: str):
@@ -253,6 +270,112 @@ class TargetScale:
 
 
 @dataclass(frozen=True)
+class Provenance:
+    """What a model was trained on (schema 2). Export fills it from the training run."""
+
+    dataset_kind: str  # one of DATASET_KINDS
+    dataset_name: str = ""  # e.g. the votes file's name, or the demo folder's
+    gifs: int | None = None  # GIFs with Bradley-Terry scores (all splits)
+    comparisons: int | None = None  # decisive pairwise comparisons the scores were fitted on
+    train_gifs: int | None = None  # GIFs in the training split (what score_quantiles cover)
+    vote_cutoff: str = ""  # ISO date of the last vote where known (GIFGIF: 2015-01-21)
+    encoder_weights: str = ""  # where the encoder's weights came from
+    run_id: str = ""  # the training run's folder name
+
+    def __post_init__(self) -> None:
+        _check(
+            self.dataset_kind in DATASET_KINDS,
+            f"provenance.dataset_kind must be one of {DATASET_KINDS}, got {self.dataset_kind!r}",
+        )
+        for name in ("gifs", "comparisons", "train_gifs"):
+            v = getattr(self, name)
+            _check(
+                v is None or (isinstance(v, int) and v >= 0),
+                f"provenance.{name} must be a non-negative integer or null, got {v!r}",
+            )
+
+    @property
+    def is_demo(self) -> bool:
+        return self.dataset_kind == "procedural-demo"
+
+    def summary(self) -> str:
+        """One line for people: 'procedural-demo: demo (...), 600 GIFs, 81,600 comparisons, ...'."""
+        parts = [self.dataset_kind + (f": {self.dataset_name}" if self.dataset_name else "")]
+        if self.gifs is not None:
+            parts.append(f"{self.gifs:,} GIFs")
+        if self.comparisons is not None:
+            parts.append(f"{self.comparisons:,} comparisons")
+        if self.vote_cutoff:
+            parts.append(f"votes until {self.vote_cutoff}")
+        if self.encoder_weights:
+            parts.append(f"encoder weights {self.encoder_weights}")
+        if self.run_id:
+            parts.append(f"run {self.run_id}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Provenance:
+        return _from_dict(cls, data, "provenance")
+
+
+@dataclass(frozen=True)
+class ScoreQuantiles:
+    """Each emotion's score distribution over the training GIFs (schema 2).
+
+    values[e][i] is the `levels[i]`-th percentile of emotion e's training targets, in the
+    `scores` output's scale. Runtime percentiles are exact at these points and linear in
+    between (gifsent_infer.readable.percentile).
+    """
+
+    levels: tuple[float, ...]  # percent, strictly increasing, within [0, 100]
+    values: dict[str, tuple[float, ...]]  # emotion -> non-decreasing, len(levels) values
+    gifs: int = 0  # training GIFs the quantiles were computed over
+    source: str = "training targets"  # what was measured (Bradley-Terry targets, not predictions)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", tuple(float(v) for v in self.levels))
+        _check(isinstance(self.values, dict), "score_quantiles.values must be a JSON object")
+        object.__setattr__(
+            self, "values", {e: tuple(float(v) for v in vs) for e, vs in self.values.items()}
+        )
+        lv = self.levels
+        _check(len(lv) >= 2, "score_quantiles.levels needs at least two levels")
+        _check(
+            all(0.0 <= v <= 100.0 for v in lv) and all(a < b for a, b in pairwise(lv)),
+            "score_quantiles.levels must be strictly increasing percentages within [0, 100]",
+        )
+        _check(
+            set(self.values) == set(EMOTIONS),
+            f"score_quantiles.values must have the {NUM_EMOTIONS} emotions, got "
+            f"{sorted(self.values)}",
+        )
+        for e, vs in self.values.items():
+            _check(
+                len(vs) == len(lv) and all(math.isfinite(v) for v in vs),
+                f"score_quantiles.values[{e!r}] must hold {len(lv)} finite numbers",
+            )
+            _check(
+                all(a <= b for a, b in pairwise(vs)),
+                f"score_quantiles.values[{e!r}] must be non-decreasing",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "levels": list(self.levels),
+            "values": {e: list(self.values[e]) for e in EMOTIONS},
+            "gifs": self.gifs,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ScoreQuantiles:
+        return _from_dict(cls, data, "score_quantiles")
+
+
+@dataclass(frozen=True)
 class ModelDocument:
     """The metadata document stored under the `gifsent` key of every exported graph."""
 
@@ -267,6 +390,8 @@ class ModelDocument:
     checkpoint_sha256: str = ""
     emotions: tuple[str, ...] = EMOTIONS
     schema_version: int = SCHEMA_VERSION
+    provenance: Provenance | None = None  # schema 2: what the model was trained on
+    score_quantiles: ScoreQuantiles | None = None  # schema 2: training score distribution
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "emotions", tuple(self.emotions))
@@ -277,11 +402,12 @@ class ModelDocument:
         self.validate()
 
     def validate(self) -> None:
-        _check(
-            self.schema_version == SCHEMA_VERSION,
-            f"unsupported gifsent schema version {self.schema_version!r}; this gifsent "
-            f"understands version {SCHEMA_VERSION} (upgrade gifsent or re-export the model)",
-        )
+        _check_version(self.schema_version)
+        if self.schema_version < 2:
+            _check(
+                self.provenance is None and self.score_quantiles is None,
+                "provenance and score_quantiles need gifsent schema version 2",
+            )
         _check(
             self.emotions == EMOTIONS,
             f"emotions must be GIFGIF's {NUM_EMOTIONS} emotions in GIFGIF order, got {list(self.emotions)}",
@@ -306,7 +432,14 @@ class ModelDocument:
             "metrics": self.metrics,
             "library_version": self.library_version,
             "checkpoint_sha256": self.checkpoint_sha256,
+            **({"provenance": self.provenance.to_dict()} if self.provenance else {}),
+            **({"score_quantiles": self.score_quantiles.to_dict()} if self.score_quantiles else {}),
         }
+
+    @property
+    def is_demo(self) -> bool:
+        """True when the model was trained on gifsent's procedural demo data."""
+        return self.provenance is not None and self.provenance.is_demo
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
@@ -315,12 +448,10 @@ class ModelDocument:
     def from_dict(cls, data: Any) -> ModelDocument:
         _check(isinstance(data, dict), "gifsent metadata must be a JSON object")
         version = data.get("schema_version")
-        _check(
-            version == SCHEMA_VERSION,
-            f"unsupported gifsent schema version {version!r}; this gifsent understands "
-            f"version {SCHEMA_VERSION} (upgrade gifsent or re-export the model)",
-        )
+        _check_version(version)
         known = {f.name for f in fields(cls)}
+        if version < 2:
+            known -= set(_V2_FIELDS)
         unknown = sorted(set(data) - known)
         _check(not unknown, f"gifsent metadata: unknown field(s) {unknown}")
         missing = sorted({"sampling", "normalization", "encoder", "head", "target"} - set(data))
@@ -337,6 +468,14 @@ class ModelDocument:
             metrics=data.get("metrics", {}),
             library_version=data.get("library_version", ""),
             checkpoint_sha256=data.get("checkpoint_sha256", ""),
+            provenance=(
+                Provenance.from_dict(data["provenance"]) if data.get("provenance") else None
+            ),
+            score_quantiles=(
+                ScoreQuantiles.from_dict(data["score_quantiles"])
+                if data.get("score_quantiles")
+                else None
+            ),
         )
 
     @classmethod

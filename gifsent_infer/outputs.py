@@ -81,6 +81,10 @@ def _csv_cell(value: Any) -> str:
     value = _clean(value)
     if value is None:
         return ""
+    if isinstance(value, list):  # the `top` column: "happiness:0.91 amusement:0.85"
+        from gifsent_infer.readable import format_top
+
+        return format_top(value)
     if isinstance(value, float):
         return repr(value)
     return str(value)
@@ -94,10 +98,14 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
             out[key] = "" if key in ("path", "sha256", "model_id", "status", "error") else None
         elif key in _INT_COLUMNS:
             out[key] = int(value)
-        elif key in _FLOAT_COLUMNS:
+        elif key in _FLOAT_COLUMNS or key.endswith("_pct"):  # readable.PCT_SUFFIX
             out[key] = float(value)
         else:
             out[key] = value
+    if isinstance(out.get("top"), str):  # "happiness:0.91 ..." back to the JSON form
+        from gifsent_infer.readable import top_from_cell
+
+        out["top"] = top_from_cell(out["top"], out)
     return out
 
 
@@ -106,20 +114,20 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
 ENCODING, ERRORS = "utf-8", "surrogateescape"
 
 
-def _encode(row: dict[str, Any], fmt: str) -> str:
+def _encode(row: dict[str, Any], fmt: str, columns: tuple[str, ...] = COLUMNS) -> str:
     if fmt == "csv":
-        cells = [_csv_cell(row.get(c)) for c in COLUMNS]
+        cells = [_csv_cell(row.get(c)) for c in columns]
         buf = io.StringIO()
         # The csv module quotes only for the delimiter, quotes and the line terminator ("\n"),
         # so a "\r" in a file name would go out bare and split the row when read back.
         quoting = csv.QUOTE_ALL if any("\r" in c for c in cells) else csv.QUOTE_MINIMAL
         csv.writer(buf, lineterminator="\n", quoting=quoting).writerow(cells)
         return buf.getvalue()
-    return json.dumps({c: _clean(row.get(c)) for c in COLUMNS}, ensure_ascii=False) + "\n"
+    return json.dumps({c: _clean(row.get(c)) for c in columns}, ensure_ascii=False) + "\n"
 
 
-def _csv_header() -> str:
-    return ",".join(COLUMNS) + "\n"
+def _csv_header(columns: tuple[str, ...] = COLUMNS) -> str:
+    return ",".join(columns) + "\n"
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -262,18 +270,21 @@ class RowSink:
 class StreamSink(RowSink):
     """Rows to an open text stream (stdout), flushed line by line; JSON is streamed as an array."""
 
-    def __init__(self, stream: TextIO | None = None, fmt: str = "csv") -> None:
+    def __init__(
+        self, stream: TextIO | None = None, fmt: str = "csv", columns: tuple[str, ...] = COLUMNS
+    ) -> None:
         self.stream = stream if stream is not None else sys.stdout
         self.fmt = fmt
+        self.columns = tuple(columns)  # COLUMNS, plus readable.py's top/percentile columns
         self.count = 0
         if fmt == "csv":
-            self.stream.write(_csv_header())
+            self.stream.write(_csv_header(self.columns))
         elif fmt == "json":
             self.stream.write("[")
         self.stream.flush()
 
     def write(self, row: dict[str, Any]) -> None:
-        line = _encode(row, "csv" if self.fmt == "csv" else "jsonl")
+        line = _encode(row, "csv" if self.fmt == "csv" else "jsonl", self.columns)
         if self.fmt == "json":
             line = ("\n" if self.count == 0 else ",\n") + line.rstrip("\n")
         self.stream.write(line)
@@ -317,10 +328,15 @@ class FileSink(RowSink):
     """
 
     def __init__(
-        self, out: str | os.PathLike, fmt: str, keep: list[dict[str, Any]] | None = None
+        self,
+        out: str | os.PathLike,
+        fmt: str,
+        keep: list[dict[str, Any]] | None = None,
+        columns: tuple[str, ...] = COLUMNS,
     ) -> None:
         self.out = Path(out)
         self.fmt = fmt
+        self.columns = tuple(columns)  # COLUMNS, plus readable.py's top/percentile columns
         self.partial = partial_path(self.out)
         self.pfmt = _partial_format(fmt)
         self.dedupe = keep is not None
@@ -328,9 +344,9 @@ class FileSink(RowSink):
         tmp = self.partial.with_name(self.partial.name + f".{os.getpid()}.tmp")
         with open(tmp, "w", encoding=ENCODING, errors=ERRORS, newline="") as f:
             if self.pfmt == "csv":
-                f.write(_csv_header())
+                f.write(_csv_header(self.columns))
             for row in keep or ():
-                f.write(_encode(row, self.pfmt))
+                f.write(_encode(row, self.pfmt, self.columns))
             _fsync(f)
         os.replace(tmp, self.partial)
         self._file: TextIO | None = open(  # noqa: SIM115
@@ -339,7 +355,7 @@ class FileSink(RowSink):
 
     def write(self, row: dict[str, Any]) -> None:
         assert self._file is not None, "write after finish/abort"
-        self._file.write(_encode(row, self.pfmt))
+        self._file.write(_encode(row, self.pfmt, self.columns))
         self._file.flush()  # in the OS's hands now: survives SIGKILL of this process
 
     def _close(self) -> None:
@@ -363,25 +379,31 @@ class FileSink(RowSink):
             rows = [row for i, row in enumerate(rows) if last[row["path"]] == i]
         tmp = self.out.with_name(self.out.name + f".{os.getpid()}.tmp")
         with open(tmp, "w", encoding=ENCODING, errors=ERRORS, newline="") as f:
-            write_rows(f, rows, self.fmt)
+            write_rows(f, rows, self.fmt, self.columns)
             _fsync(f)
         os.replace(tmp, self.out)
         self.partial.unlink(missing_ok=True)
         _fsync_dir(self.out.parent)
 
 
-def write_rows(stream: TextIO, rows: Iterable[dict[str, Any]], fmt: str) -> None:
+def write_rows(
+    stream: TextIO,
+    rows: Iterable[dict[str, Any]],
+    fmt: str,
+    columns: tuple[str, ...] = COLUMNS,
+) -> None:
     """Write whole rows to a stream in one go (CSV with header, JSON Lines, or a JSON array)."""
     if fmt == "json":  # one row per line, streamed: bounded memory however many rows
         stream.write("[")
         for i, row in enumerate(rows):
-            stream.write(("\n" if i == 0 else ",\n") + _encode(row, "jsonl").rstrip("\n"))
+            line = _encode(row, "jsonl", columns).rstrip("\n")
+            stream.write(("\n" if i == 0 else ",\n") + line)
         stream.write("\n]\n")
         return
     if fmt == "csv":
-        stream.write(_csv_header())
+        stream.write(_csv_header(columns))
     for row in rows:
-        stream.write(_encode(row, fmt))
+        stream.write(_encode(row, fmt, columns))
 
 
 def iter_ok(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -30,7 +30,7 @@ import numpy as np
 
 from gifsent_infer.batch import run_pipeline
 from gifsent_infer.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget, estimate_decode_bytes
-from gifsent_infer.contract import EMOTIONS, ModelDocument, SamplingSpec
+from gifsent_infer.contract import EMOTIONS, ModelDocument, Provenance, SamplingSpec
 from gifsent_infer.gifio import (
     DEFAULT_LIMITS,
     DecodedGif,
@@ -210,6 +210,29 @@ class Scorer:
         return self.session.model_id
 
     emotions = EMOTIONS
+
+    @property
+    def provenance(self) -> Provenance | None:
+        """What the model was trained on (dataset kind, name, counts, run); None for models
+        exported before gifsent schema 2."""
+        return self.document.provenance
+
+    @property
+    def is_demo(self) -> bool:
+        """True for a model trained on the procedural demo data: its scores on real GIFs
+        mean nothing."""
+        return self.document.is_demo
+
+    def percentiles(self, result: ScoreResult | dict[str, float]) -> dict[str, float]:
+        """Each emotion's percentile (0..100) among the training GIFs, for a result or a
+        scores dict; ReadableError when the model carries no training quantiles."""
+        from gifsent_infer.readable import Readable, percentiles
+
+        scores = result.scores if isinstance(result, ScoreResult) else result
+        if scores is None:
+            return dict.fromkeys(EMOTIONS, float("nan"))
+        quantiles = Readable.for_model(self.document, percentiles=True).quantiles
+        return percentiles(quantiles, scores)
 
     # --- scoring ---------------------------------------------------------------------------
     def score(self, source: Source) -> ScoreResult:

@@ -1,4 +1,4 @@
-"""The main job end to end on procedural demo data: data -> train -> export -> infer.
+"""The main job end to end on procedural demo data: data -> train -> export -> infer -> report.
 
 Run by `make demo` with GIFSENT_HOME pointing at the demo folder. Each stage is the real
 command a user would type (run as a subprocess), so the demo exercises exactly what the
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     home = paths.home()
     data = paths.data_dir() / "demo"
     scores_csv = home / "scores.csv"
+    report_html = home / "report.html"
     timings: dict[str, float] = {}
     total = time.perf_counter()
 
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         timings,
         stdin="\n".join(test_gifs) + "\n",
     )
+    # The picture report of those scores (it carries the demo model's warning at the top).
+    run("report", ["gifsent-infer", "report", str(scores_csv), "--out", str(report_html)], timings)
     timings["total"] = round(time.perf_counter() - total, 1)
 
     record = {
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"model      : {paths.default_model_path('rnn')}")
     print(f"scores     : {scores_csv}  ({len(test_gifs)} test GIFs)")
     print("seconds    : " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    print(f"html report: {report_html}  (open it in a browser)")
 
 
 if __name__ == "__main__":

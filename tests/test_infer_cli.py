@@ -19,6 +19,7 @@ from infer_support import build_model, gif_bytes, write_gifs
 from gifsent_infer.cli import main
 from gifsent_infer.contract import EMOTIONS
 from gifsent_infer.outputs import COLUMNS, read_rows
+from gifsent_infer.readable import Readable
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -75,7 +76,8 @@ def test_folder_with_bad_inputs_gives_a_row_each_and_exit_1(model, folder, tmp_p
     assert "\x1b[" not in proc.stderr  # no progress bar / colours when stderr is not a terminal
     with open(out, newline="") as f:
         reader = csv.DictReader(f)
-        assert tuple(reader.fieldnames) == COLUMNS
+        # the info columns, the default `top` column (3 emotions), the 17 scores
+        assert tuple(reader.fieldnames) == Readable(top=3).columns(COLUMNS)
         rows = {Path(r["path"]).name: r for r in reader}
     assert set(rows) == {
         "g00000.gif",
@@ -244,6 +246,15 @@ def test_search_command(tmp_path, capsys):
     )
     assert code == 0
     assert [r["path"] for r in csv.DictReader(io.StringIO(stdout))] == ["d.gif", "b.gif", "c.gif"]
+    header = stdout.splitlines()[0].split(",")
+    # the ranked emotion once, first, then the other 16 in GIFGIF order
+    assert header == [
+        "rank",
+        "path",
+        "sha256",
+        "happiness",
+        *(e for e in EMOTIONS if e != "happiness"),
+    ]
     code, stdout, _ = cli(
         capsys, "search", scores, "--like", "happiness=0.9,surprise=0.6", "-f", "json"
     )

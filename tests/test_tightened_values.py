@@ -147,6 +147,7 @@ def test_scores_file_columns_are_pinned_by_name_and_order(tmp_path, fmt):
         "duration",
         "segments",
         "padding",
+        "top",  # --top 3 by default
         *GIFGIF_EMOTIONS,
     ]
     assert list(EMOTIONS) == GIFGIF_EMOTIONS
