@@ -1088,6 +1088,19 @@ def _stream(make_iter: Callable[[], Iterator], wait: Callable[[], float | None])
         thread.join(timeout=60)
 
 
+def _drain(make_iter: Callable[[], Iterator], writer: _ShardWriter) -> None:
+    """Blocks of score rows (pyarrow tables) -> the writer, flushing by rows and by time."""
+    for batch in _stream(make_iter, writer.wait):
+        if batch is not None:
+            rows = batch.to_pylist()
+            rows.sort(key=lambda r: r["index"])
+            writer.add(rows)
+        wait = writer.wait()
+        if wait is not None and wait <= 0:
+            writer.flush()
+    writer.flush()
+
+
 def _run(
     ray,
     summary: RaySummary,
@@ -1156,17 +1169,6 @@ def _run(
         num_gpus=1 if cuda else 0,
     )
 
-    def batches():
-        return iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
-
-    for batch in _stream(batches, writer.wait):
-        if batch is not None:
-            rows = batch.to_pylist()
-            rows.sort(key=lambda r: r["index"])
-            writer.add(rows)
-        wait = writer.wait()
-        if wait is not None and wait <= 0:
-            writer.flush()
-    writer.flush()
+    _drain(lambda: iter(ds.iter_batches(batch_size=None, batch_format="pyarrow")), writer)
     summary.scored, summary.failed, summary.skipped = writer.scored, writer.failed, writer.skipped
     summary.shards = sorted(writer.names)

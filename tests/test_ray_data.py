@@ -154,6 +154,36 @@ def test_resume_skips_scored_inputs_and_retries_errors(setup, tmp_path):
     assert (out / MANIFEST).is_file() and len(read_scores(out)) == 9
 
 
+def test_killed_driver_keeps_its_shards_and_the_rerun_scores_only_the_rest(
+    setup, tmp_path, monkeypatch
+):
+    from gifsent_infer import distributed
+
+    model, gifs = setup
+    want = local_rows(model, gifs, tmp_path / "local.jsonl")
+    out = tmp_path / "out"
+
+    class Killed(BaseException):
+        pass
+
+    def kill(stage: str, n: int) -> None:
+        if (stage, n) == ("shard", 3):
+            raise Killed
+
+    monkeypatch.setattr(distributed, "_fault_hook", kill)
+    with pytest.raises(Killed):  # the driver dies right after writing its third shard
+        score_with_ray([gifs], model, out, **SMALL)
+    monkeypatch.setattr(distributed, "_fault_hook", None)
+    kept = read_scores(out)
+    assert len(kept) == 3 * SMALL["shard_rows"]  # all three shards, 4 rows each
+    ok = sum(r["status"] == "ok" for r in kept)
+    again = score_with_ray([gifs], model, out, **SMALL)
+    # only what is missing (and error rows, which are always retried) is scored again
+    assert again.skipped == ok and again.scored + again.failed == 12 - ok
+    assert_same_rows(read_scores(out), want)
+    assert max(shard_paths(out).values()) == 1
+
+
 def test_features_fill_the_same_cache_as_the_local_stage(tmp_path):
     pytest.importorskip("torch")
     import numpy as np
@@ -204,9 +234,10 @@ def test_cli_ray_command(setup, tmp_path, capsys):
     out = tmp_path / "out"
     args = ["ray", str(gifs), "--out", str(out), "--model", str(model), "--format", "jsonl"]
     with pytest.raises(SystemExit) as e:
-        cli.main(args)
+        cli.main([*args, "--shard-rows", "5", "--flush-seconds", "30"])
     assert e.value.code == 1  # three bad inputs
     assert "scored 9, failed 3" in capsys.readouterr().err
+    assert sorted(len(read_shard(p)) for p in list_shards(out)) == [2, 5, 5]
     with pytest.raises(SystemExit) as e:
         cli.main([*args, "--device", "cuda"])
     assert e.value.code == 2 and "no GPUs" in capsys.readouterr().err
