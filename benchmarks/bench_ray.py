@@ -1,7 +1,9 @@
-"""Ray Data scoring against the local CLI on the same GIFs: fixed cost and per-GIF overhead.
+"""Ray Data scoring against the local CLI on the same GIFs: fixed cost and per-GIF overhead;
+and what a killed driver keeps (--resume).
 
     .venv/bin/python benchmarks/bench_ray.py                      # 40 and 200 generated GIFs
     .venv/bin/python benchmarks/bench_ray.py --small 50 --large 400 --num-cpus 2
+    .venv/bin/python benchmarks/bench_ray.py --resume --gifs ../shared/gifs/real --count 238
 
 Both paths score --small and then --large GIFs into a fresh output (no resume), with the
 same model and batch size; a straight line through the two timings splits each path into
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +29,32 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_infer import build_model, make_gifs
+
+
+def widen(model: Path, out: Path, c1: int, c2: int) -> Path:
+    """bench_infer's model with c1/c2 conv channels instead of 16/32: the same graph made
+    heavier (about 0.9 * c1 * c2 / 512 GFLOP per GIF more), to stand in for a real encoder."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(model))
+    rng = np.random.default_rng(1)
+    new = {
+        "w1": (rng.normal(size=(c1, 3, 3, 3)) * 0.3).astype(np.float32),
+        "w2": (rng.normal(size=(c2, c1, 3, 3)) * (1 / c1) ** 0.5).astype(np.float32),
+        "w3": (rng.normal(size=(c2, 17)) * 0.2).astype(np.float32),
+    }
+    for init in m.graph.initializer:
+        if init.name in new:
+            init.CopyFrom(numpy_helper.from_array(new[init.name], init.name))
+        elif init.name == "seq_shape":
+            shape = numpy_helper.to_array(init).copy()
+            shape[2] = c2
+            init.CopyFrom(numpy_helper.from_array(shape, init.name))
+    onnx.checker.check_model(m)
+    onnx.save(m, str(out))
+    return out
 
 
 def time_local(model: Path, gifs: Path, out: Path, batch_size: int) -> float:
@@ -57,6 +86,115 @@ def fit(n1: int, t1: float, n2: int, t2: float) -> tuple[float, float]:
     return t1 - per * n1, per
 
 
+def _driver(gifs: Path, model: Path, out: Path, address: str, extra: list[str]) -> list[str]:
+    """`gifsent-infer ray` as a separate driver process (so that it can be SIGKILLed)."""
+    return [
+        sys.executable,
+        "-c",
+        "from gifsent_infer.cli import main; main()",
+        "ray",
+        str(gifs),
+        "--out",
+        str(out),
+        "--model",
+        str(model),
+        "--address",
+        address,
+        "--quiet",
+        *extra,
+    ]
+
+
+def _committed_rows(out: Path) -> int:
+    """Rows a plain reader sees (pyarrow's dataset discovery, as pandas.read_parquet)."""
+    import pyarrow.parquet as pq
+
+    if not out.is_dir() or not any(p.suffix == ".parquet" for p in out.iterdir()):
+        return 0
+    paths = pq.read_table(str(out), columns=["path"]).column("path").to_pylist()
+    assert len(paths) == len(set(paths)), "a path appears twice"
+    return len(paths)
+
+
+def bench_resume(args) -> None:
+    """Kill a driver at --kill-at of a full run's wall time, count what it left, rerun.
+
+    A cluster (ray.cluster_utils, one node of --num-cpus CPUs, in a private temp folder)
+    stays up for the whole benchmark; each run is a separate driver process joining it
+    with --address, as on a real cluster. Run 1 is complete (its time T sets the kill
+    point); run 2, into a fresh folder, is SIGKILLed at kill_at * T; run 3 resumes it.
+    """
+    import signal
+    import subprocess
+
+    from ray.cluster_utils import Cluster
+
+    from gifsent_infer.distributed import read_manifest
+
+    root = Path(tempfile.mkdtemp(prefix="bray-", dir="/tmp"))
+    os.environ["RAY_TMPDIR"] = str(root / "r")  # our own ray_current_cluster, sockets, logs
+    cluster = None
+    try:
+        model = Path(args.model) if args.model else build_model(root / "m.onnx")
+        gifs = root / "gifs"
+        if args.gifs:  # copies of the given GIFs under distinct names, to --count files
+            src = sorted(p for p in Path(args.gifs).iterdir() if p.suffix.lower() == ".gif")
+            gifs.mkdir()
+            for i in range(args.count):
+                shutil.copyfile(src[i % len(src)], gifs / f"{i:05d}-{src[i % len(src)].name}")
+        else:
+            make_gifs(gifs, args.count)
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": args.num_cpus, "include_dashboard": False},
+        )
+        address = cluster.address
+        extra = [x for x in (args.driver_args or "").split() if x]
+
+        fulls = []  # the first run also warms the cluster's worker pool and the page cache
+        for k in range(1 + args.repeat):
+            out = root / f"full{k}"
+            t = time.perf_counter()
+            subprocess.run(_driver(gifs, model, out, address, extra), check=True)
+            fulls.append(time.perf_counter() - t)
+        full = statistics.median(fulls[1:])
+        n = _committed_rows(out)
+
+        out = root / "killed"
+        proc = subprocess.Popen(_driver(gifs, model, out, address, extra))
+        time.sleep(args.kill_at * full)
+        killed_alive = proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kept = _committed_rows(out)
+
+        t = time.perf_counter()
+        subprocess.run(_driver(gifs, model, out, address, extra), check=True)
+        rerun = time.perf_counter() - t
+        last = (read_manifest(out) or {}).get("runs", [{}])[-1]
+        assert _committed_rows(out) == n
+
+        print(f"machine: {os.cpu_count()} CPUs; one-node cluster with {args.num_cpus} CPUs")
+        print(f"inputs: {n} GIFs ({'copies of ' + args.gifs if args.gifs else 'generated'})")
+        print(
+            f"full run: {full:.1f} s (median of {args.repeat} after a warm-up run of "
+            f"{fulls[0]:.1f} s; driver start-up included)"
+        )
+        print(
+            f"driver SIGKILLed at {args.kill_at:.0%} ({args.kill_at * full:.1f} s"
+            f"{'' if killed_alive else ', but it had already finished'}): "
+            f"{kept} rows on disk ({kept / n:.0%})"
+        )
+        print(
+            f"rerun: {rerun:.1f} s, scored {last.get('scored', 0) + last.get('failed', 0)}, "
+            f"skipped {last.get('skipped')} (missing before it: {n - kept})"
+        )
+    finally:
+        if cluster is not None:
+            cluster.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", type=int, default=40)
@@ -65,7 +203,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--num-actors", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=2, help="runs per point; the best is kept")
+    ap.add_argument("--resume", action="store_true", help="measure what a killed driver keeps")
+    ap.add_argument("--count", type=int, default=238, help="--resume: GIFs")
+    ap.add_argument("--gifs", default=None, help="--resume: copy GIFs from this folder")
+    ap.add_argument("--model", default=None, help="--resume: an exported model (default: bench)")
+    ap.add_argument("--kill-at", type=float, default=0.6, help="--resume: fraction of a run")
+    ap.add_argument("--driver-args", default="", help="--resume: more `gifsent-infer ray` args")
     args = ap.parse_args(argv)
+    if args.resume:
+        bench_resume(args)
+        return
 
     import ray
 

@@ -523,7 +523,15 @@ def ray_score(
         "--actor-cpus",
         min=0.01,
         help="CPUs each model actor reserves; it runs that many onnxruntime threads "
-        "(default: 1 with cuda; with cpu, half the cluster's CPUs over the actors, at most 4).",
+        "(default: 1 with cuda; with cpu, half the cluster's CPUs over the actors, at most 4, "
+        "or all of them with --decode-cpus 0).",
+    ),
+    decode_cpus: float | None = typer.Option(
+        None,
+        "--decode-cpus",
+        min=0.0,
+        help="CPUs each decoding task reserves (default 1; 0: decoding shares the cores with "
+        "the model actors, at most one task per CPU, as on a 1-CPU cluster).",
     ),
     shard_rows: int | None = typer.Option(
         None,
@@ -564,6 +572,7 @@ def ray_score(
             address=address,
             num_actors=num_actors,
             actor_cpus=actor_cpus,
+            decode_cpus=decode_cpus,
             batch_size=batch_size,
             device=device,
             resume=resume,

@@ -739,6 +739,8 @@ class RaySummary:
     num_actors: int = 1
     actor_cpus: float = 1.0  # CPUs Ray reserves per model actor
     threads: int | None = 1  # onnxruntime threads per model actor
+    decode_cpus: float = 1.0  # CPUs Ray reserves per decoding task
+    decode_tasks: int | None = None  # most decoding tasks at once (None: as CPUs allow)
     shard_rows: int = 0
     flush_seconds: float = DEFAULT_FLUSH_SECONDS
     recovered: int = 0  # staged shards a killed run left, committed before this run
@@ -750,35 +752,78 @@ def auto_shard_rows(todo: int) -> int:
     return int(min(1024, max(8, math.ceil(todo / 32))))
 
 
+@dataclass(frozen=True)
+class ResourcePlan:
+    """How the work is laid on the cluster (see plan_actors)."""
+
+    num_actors: int  # model actors
+    actor_cpus: float  # CPUs Ray reserves per actor
+    threads: int  # onnxruntime intra-op threads per actor (= its CPUs, unless told otherwise)
+    decode_cpus: float  # CPUs Ray reserves per decoding task
+    decode_tasks: int | None  # most decoding tasks at once (None: as the reservations allow)
+
+
 def plan_actors(
-    cpus: float,
+    node_cpus: Sequence[float],
     gpus: int,
     device: str,
     num_actors: int | None = None,
     actor_cpus: float | None = None,
-) -> tuple[int, float]:
-    """(model actors, CPUs each) for a cluster with `cpus` CPUs and `gpus` GPUs.
+    decode_cpus: float | None = None,
+    threads: int | None = None,
+) -> ResourcePlan:
+    """Model actors and decoding tasks for a cluster whose alive nodes have `node_cpus` CPUs.
 
-    cuda: one actor per GPU, 1 CPU each. cpu: about half the CPUs go to model actors of
-    up to 4 CPUs each (onnxruntime scales sublinearly beyond that), the rest to decoding
-    tasks (1 CPU each); on 2 CPUs that is 1 actor of 1 CPU next to 1 decoding task.
-    An actor runs as many onnxruntime threads as the CPUs it reserves.
+    An actor runs as many onnxruntime threads as the CPUs it reserves (threads=None), and
+    lives on one node, so by default it reserves at most the largest node's CPUs.
+    - cuda: one actor per GPU, 1 CPU each; decoding tasks 1 CPU each.
+    - cpu: about half the CPUs go to actors of up to 4 CPUs each (onnxruntime scales
+      sublinearly beyond that), the rest to decoding tasks of 1 CPU each: on 2 CPUs, one
+      actor of 1 CPU (1 thread) next to one decoding task (measured in BENCHMARKS.md).
+    - decode_cpus=0 ("shared"): decoding tasks reserve no CPU, at most one per CPU at a
+      time, so actors may reserve every CPU and model and decoding share the cores as
+      the local CLI's threads do. Chosen by default when the cluster has a single CPU.
+    Explicit values win; a plan whose actors would leave decoding tasks no CPU is refused.
     """
+    cpus = [c for c in node_cpus if c > 0] or [1.0]
+    total, largest = sum(cpus), max(cpus)
     if device == "cuda":
         n = num_actors or max(1, gpus)
-        return n, float(actor_cpus or 1.0)
-    total = max(1, int(cpus))
-    if num_actors is None:
-        per = actor_cpus or max(1, min(4, total // 2))
-        num_actors = max(1, int(total // 2 // per))
+        each = float(actor_cpus or 1.0)
+        dec = 1.0 if decode_cpus is None else float(decode_cpus)
+        return ResourcePlan(n, each, threads or max(1, int(each)), dec, None)
+    if decode_cpus is None and total < 2:
+        decode_cpus = 0.0  # one CPU: the model and the decoding share it
+    shared = decode_cpus is not None and decode_cpus == 0
+    budget = total if shared else total / 2  # CPUs for all model actors together
     if actor_cpus is None:
-        actor_cpus = float(max(1, min(4, total // 2 // num_actors)))
-    if num_actors * actor_cpus > total - 1:
+        per_actor = budget / (num_actors or 1)
+        actor_cpus = float(max(1, min(4, int(largest), int(per_actor))))
+    if num_actors is None:
+        num_actors = max(1, int(budget // actor_cpus))
+    dec = 1.0 if decode_cpus is None else float(decode_cpus)
+    if dec > 0 and num_actors * actor_cpus > total - dec:
         raise ValueError(
             f"{num_actors} model actor(s) x {actor_cpus:g} CPUs leave no CPU for decoding on a "
-            f"cluster with {total} CPUs; lower --num-actors or --actor-cpus"
+            f"cluster with {total:g} CPUs; lower --num-actors or --actor-cpus, or let decoding "
+            "share the cores with --decode-cpus 0"
         )
-    return num_actors, float(actor_cpus)
+    return ResourcePlan(
+        num_actors,
+        float(actor_cpus),
+        threads or max(1, int(actor_cpus)),
+        dec,
+        max(1, int(total)) if dec == 0 else None,
+    )
+
+
+def _node_cpus(ray) -> list[float]:
+    """CPUs of each alive node of the cluster."""
+    return [
+        float(n.get("Resources", {}).get("CPU", 0))
+        for n in ray.nodes()
+        if n.get("Alive", n.get("alive", False))
+    ]
 
 
 def _scan(out: Path) -> list[dict]:
@@ -821,6 +866,7 @@ def score_with_ray(
     shard_rows: int | None = None,
     flush_seconds: float = DEFAULT_FLUSH_SECONDS,
     decode_memory: int = 256 << 20,
+    decode_cpus: float | None = None,
     limits: ReaderLimits = DEFAULT_LIMITS,
     timeout: float = DEFAULT_TIMEOUT_S,
     recursive: bool = True,
@@ -841,8 +887,9 @@ def score_with_ray(
         done); None: $RAY_ADDRESS, else a new local instance. connect_timeout: seconds to
         reach and join it before ClusterError. auth_token_file: the cluster's token
         (token authentication; or set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN[_PATH]).
-    num_actors, actor_cpus: model actors and the CPUs each reserves (default: plan_actors);
-        threads: onnxruntime threads per actor (default: its CPUs).
+    num_actors, actor_cpus, decode_cpus: model actors, the CPUs each reserves, and the CPUs
+        each decoding task reserves (default: plan_actors); threads: onnxruntime threads
+        per actor (default: its CPUs).
     batch_size: GIFs per model call; read_batch: GIFs per decoding task; decode_memory:
         bytes Ray reserves per decoding task.
     shard_rows, flush_seconds: a shard is written every shard_rows rows (default:
@@ -926,8 +973,14 @@ def score_with_ray(
                 f"--device cuda: the Ray cluster has no GPUs (CPU={resources.get('CPU', 0):g}, "
                 "GPU=0); start the workers with GPUs (`ray start --num-gpus N`) or use --device cpu"
             )
-        n_actors, cpus_each = plan_actors(
-            resources.get("CPU", 1), gpus, device, num_actors, actor_cpus
+        plan = plan_actors(
+            _node_cpus(ray) or [resources.get("CPU", 1.0)],
+            gpus,
+            device,
+            num_actors,
+            actor_cpus,
+            decode_cpus,
+            threads,
         )
         summary = RaySummary(
             out_dir=out,
@@ -936,9 +989,11 @@ def score_with_ray(
             generation=generation,
             inputs=len(items),
             device=device,
-            num_actors=n_actors,
-            actor_cpus=cpus_each,
-            threads=threads or max(1, int(cpus_each)),
+            num_actors=plan.num_actors,
+            actor_cpus=plan.actor_cpus,
+            threads=plan.threads,
+            decode_cpus=plan.decode_cpus,
+            decode_tasks=plan.decode_tasks,
             shard_rows=rows_per_shard,
             flush_seconds=flush_seconds,
             recovered=recovered,
@@ -1095,6 +1150,8 @@ def _drain(make_iter: Callable[[], Iterator], writer: _ShardWriter) -> None:
             rows = batch.to_pylist()
             rows.sort(key=lambda r: r["index"])
             writer.add(rows)
+            for _ in rows:
+                _boundary("received")  # tests and benchmarks: "killed at N% of the inputs"
         wait = writer.wait()
         if wait is not None and wait <= 0:
             writer.flush()
@@ -1144,7 +1201,8 @@ def _run(
             "timeout": timeout,
             "done_ref": [ray.put(done)] if done else [],
         },
-        num_cpus=1,
+        num_cpus=summary.decode_cpus,
+        concurrency=summary.decode_tasks,
         # a scheduling hint for the decoder's peak memory; being different from the
         # actors' remote args, it also keeps Ray Data from fusing decoding into the model
         # actors (decoding must not hold a GPU actor, nor run one GIF at a time per actor)

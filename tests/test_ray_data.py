@@ -184,6 +184,16 @@ def test_killed_driver_keeps_its_shards_and_the_rerun_scores_only_the_rest(
     assert max(shard_paths(out).values()) == 1
 
 
+def test_an_actor_holding_every_cpu_still_gets_its_inputs_decoded(setup, tmp_path):
+    """--actor-cpus 2 --decode-cpus 0 on 2 CPUs: the model actor reserves both CPUs and runs
+    two onnxruntime threads, decoding tasks reserve none (they share the cores)."""
+    model, gifs = setup
+    want = local_rows(model, gifs, tmp_path / "local.jsonl")
+    s = score_with_ray([gifs], model, tmp_path / "out", actor_cpus=2, decode_cpus=0, **SMALL)
+    assert (s.actor_cpus, s.threads, s.decode_cpus, s.decode_tasks) == (2.0, 2, 0.0, 2)
+    assert_same_rows(read_scores(tmp_path / "out"), want)
+
+
 def test_features_fill_the_same_cache_as_the_local_stage(tmp_path):
     pytest.importorskip("torch")
     import numpy as np
