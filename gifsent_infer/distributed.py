@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import queue
@@ -55,6 +56,7 @@ import re
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -646,7 +648,8 @@ def _time_limit(seconds: float, what: str):
 def _auth_hint(message: str) -> str:
     if re.search(r"auth|token|unauthenticated", message, re.IGNORECASE):
         return (
-            "; the cluster uses token authentication: set RAY_AUTH_MODE=token and the "
+            "; if the cluster uses token authentication (Ray's default for new clusters), "
+            "set RAY_AUTH_MODE=token and the "
             "cluster's token in RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH (or --auth-token-file; "
             "`ray get-auth-token` prints it on the head node)"
         )
@@ -662,6 +665,19 @@ def use_auth_token_file(path: str | os.PathLike) -> None:
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(p.resolve())
     os.environ.pop("RAY_AUTH_TOKEN", None)  # Ray prefers RAY_AUTH_TOKEN over the file
+    refresh_ray_auth()
+
+
+def refresh_ray_auth() -> None:
+    """Make an already imported Ray see RAY_AUTH_* as they are now: Ray caches its config
+    and the token when first imported (as its own token set-up does on `ray start`)."""
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:  # not installed, or a Ray without token authentication
+        return
+    with suppress(Exception):
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
 
 
 def connect_ray(
@@ -676,7 +692,8 @@ def connect_ray(
     timeout), so an address where nobody listens fails fast instead of hanging."""
     addr = resolve_address(address)
     deadline = time.monotonic() + timeout
-    kwargs: dict[str, Any] = {"log_to_driver": False}
+    # Ray's own INFO lines ("Connecting to existing Ray cluster...") are not ours to print
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if addr == "local":
         kwargs["include_dashboard"] = False
     elif addr == "auto":  # the cluster `ray start` made on this machine: probe its address
@@ -696,23 +713,75 @@ def connect_ray(
         _probe(host, port, deadline, addr)
     kwargs.update(init_kwargs or {})
     left = deadline - time.monotonic()
+    # a local instance's processes would inherit the capture: only joining is captured
+    log = _CapturedStderr(enabled=addr != "local")
     try:
-        with _time_limit(
-            left,
-            f"the Ray cluster at {addr} accepted a connection but did not let this driver "
-            f"join within {timeout:g} s (is it a Ray port? does it expect token "
-            "authentication?); raise --connect-timeout or check the address",
+        with (
+            log,
+            _time_limit(
+                left,
+                f"the Ray cluster at {addr} accepted a connection but did not let this driver "
+                f"join within {timeout:g} s (is it a Ray port? does it expect token "
+                "authentication?); raise --connect-timeout or check the address",
+            ),
         ):
             ray.init(address=addr, **kwargs)
-    except ClusterError:
+    except ClusterError as e:
         _quiet_shutdown(ray)
-        raise
+        raise ClusterError(f"{e}{_auth_hint(log.text)}") from None
     except Exception as e:
         _quiet_shutdown(ray)
         first = (str(e).strip().splitlines() or [""])[0]
+        # Ray reports a refused token only in its C++ log (captured); its exception just
+        # says that it failed to connect
+        refused = re.search(r"InvalidAuthToken|Unauthenticated", log.text)
+        reason = "the cluster refused this driver's token (InvalidAuthToken)" if refused else ""
         raise ClusterError(
-            f"cannot join the Ray cluster at {addr}: {type(e).__name__}: {first}{_auth_hint(str(e))}"
+            f"cannot join the Ray cluster at {addr}: {reason or f'{type(e).__name__}: {first}'}"
+            f"{_auth_hint(f'{e} {log.text}')}"
         ) from None
+    log.replay()
+
+
+class _CapturedStderr:
+    """Holds what Ray's C++ core writes to file descriptor 2 while joining a cluster (one
+    warning per second per failed attempt); replayed when joining works, read for the reason
+    when it fails."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.text = ""
+        self.enabled = enabled
+        self._saved: int | None = None
+        self._file: Any = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        try:
+            sys.stderr.flush()
+            self._file = tempfile.TemporaryFile(mode="w+b")
+            self._saved = os.dup(2)
+            os.dup2(self._file.fileno(), 2)
+        except (OSError, ValueError, AttributeError):  # no real fd 2: capture nothing
+            self._saved = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._saved is None:
+            return
+        with suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._saved = None
+        self._file.seek(0)
+        self.text = self._file.read().decode("utf-8", "replace")
+        self._file.close()
+
+    def replay(self) -> None:
+        if self.text:
+            sys.stderr.write(self.text)
+            sys.stderr.flush()
 
 
 def _quiet_shutdown(ray) -> None:

@@ -108,6 +108,7 @@ def test_token_file_is_passed_to_ray_through_its_environment(tmp_path, monkeypat
     with pytest.raises(ClusterError, match="no such file"):
         use_auth_token_file(tmp_path / "missing")
     hint = _auth_hint("InvalidAuthToken: Authentication token is invalid")
+    assert "token authentication" in hint
     assert "RAY_AUTH_MODE=token" in hint and "RAY_AUTH_TOKEN_PATH" in hint
     assert _auth_hint("connection reset") == ""
 
