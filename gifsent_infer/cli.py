@@ -556,8 +556,6 @@ def ray_score(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
     """Score GIFs on a Ray cluster with Ray Data (needs `pip install 'gifsent[ray]'`)."""
-    # Ray's C++ core logs every failed connection attempt to stderr; errors are ours to say
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     from gifsent_infer.distributed import FORMATS, ClusterError, score_with_ray
     from gifsent_infer.inputs import NoInputsError
     from gifsent_infer.session import DEVICES, DeviceError, ModelError
