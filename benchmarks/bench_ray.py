@@ -31,6 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_infer import build_model, make_gifs
 
 
+def _cpu_flags() -> list[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    have = set(next((ln for ln in text.splitlines() if ln.startswith("flags")), "").split())
+    return [f for f in ("avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16") if f in have]
+
+
 def widen(model: Path, out: Path, c1: int, c2: int) -> Path:
     """bench_infer's model with c1/c2 conv channels instead of 16/32: the same graph made
     heavier (about 0.9 * c1 * c2 / 512 GFLOP per GIF more), to stand in for a real encoder."""
@@ -69,14 +78,25 @@ def time_local(model: Path, gifs: Path, out: Path, batch_size: int) -> float:
     return time.perf_counter() - t
 
 
-def time_ray(model: Path, gifs: Path, out: Path, batch_size: int, num_actors: int | None) -> float:
+def time_ray(model: Path, gifs: Path, out: Path, batch_size: int, args) -> float:
     from gifsent_infer.distributed import score_with_ray
 
     t = time.perf_counter()
     s = score_with_ray(
-        [gifs], model, out, resume=False, batch_size=batch_size, num_actors=num_actors
+        [gifs],
+        model,
+        out,
+        resume=False,
+        batch_size=batch_size,
+        num_actors=args.num_actors,
+        actor_cpus=args.actor_cpus,
+        decode_cpus=args.decode_cpus,
     )
     assert s.failed == 0 and s.scored == s.inputs
+    time_ray.layout = (  # type: ignore[attr-defined]
+        f"{s.num_actors} actor(s) x {s.actor_cpus:g} CPU ({s.threads} onnxruntime threads), "
+        f"decoding tasks reserve {s.decode_cpus:g} CPU"
+    )
     return time.perf_counter() - t
 
 
@@ -214,14 +234,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--num-actors", type=int, default=None)
-    ap.add_argument("--repeat", type=int, default=2, help="runs per point; the best is kept")
+    ap.add_argument("--actor-cpus", type=float, default=None)
+    ap.add_argument("--decode-cpus", type=float, default=None)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per point (median)")
     ap.add_argument("--resume", action="store_true", help="measure what a killed driver keeps")
     ap.add_argument("--count", type=int, default=238, help="--resume: GIFs")
     ap.add_argument("--gifs", default=None, help="--resume: copy GIFs from this folder")
     ap.add_argument("--model", default=None, help="--resume: an exported model (default: bench)")
     ap.add_argument("--kill-at", type=float, default=0.6, help="--resume: fraction of a run")
     ap.add_argument("--driver-args", default="", help="--resume: more `gifsent-infer ray` args")
+    ap.add_argument(
+        "--model-width",
+        default=None,
+        help="C1,C2: conv channels of a heavier model (e.g. 64,128: model-bound; default: "
+        "bench_infer's 16,32, decode-bound)",
+    )
     args = ap.parse_args(argv)
+    flags = _cpu_flags()
+    print(f"CPU flags: {', '.join(flags) if flags else 'none of avx512_vnni/avx512_bf16/amx'}")
     if args.resume:
         bench_resume(args)
         return
@@ -231,28 +261,37 @@ def main(argv: list[str] | None = None) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     try:
         model = build_model(root / "m.onnx")
+        if args.model_width:
+            c1, c2 = (int(x) for x in args.model_width.split(","))
+            model = widen(model, root / "wide.onnx", c1, c2)
         sets = {}
         for n in (args.small, args.large):
             sets[n] = root / f"gifs{n}"
             make_gifs(sets[n], n)
 
         t = time.perf_counter()
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False
+        )
         t_init = time.perf_counter() - t
 
-        res: dict[str, dict[int, float]] = {"local": {}, "ray": {}}
-        for n, folder in sets.items():
-            res["local"][n] = min(
-                time_local(model, folder, root / f"local{n}.jsonl", args.batch_size)
-                for _ in range(args.repeat)
-            )
-            res["ray"][n] = min(
-                time_ray(model, folder, root / f"ray{n}", args.batch_size, args.num_actors)
-                for _ in range(args.repeat)
-            )
+        # one warm-up of each (worker processes, page cache), then interleaved runs; medians
+        time_ray(model, sets[args.small], root / "warm", args.batch_size, args)
+        time_local(model, sets[args.small], root / "warm.jsonl", args.batch_size)
+        runs: dict[str, dict[int, list[float]]] = {"local": {}, "ray": {}}
+        for _ in range(args.repeat):
+            for n, folder in sets.items():
+                runs["local"].setdefault(n, []).append(
+                    time_local(model, folder, root / f"local{n}.jsonl", args.batch_size)
+                )
+                runs["ray"].setdefault(n, []).append(
+                    time_ray(model, folder, root / f"ray{n}", args.batch_size, args)
+                )
         ray.shutdown()
+        res = {k: {n: statistics.median(v) for n, v in d.items()} for k, d in runs.items()}
 
         print(f"machine: {os.cpu_count()} CPUs; Ray local instance with num_cpus={args.num_cpus}")
+        print(f"model: {args.model_width or '16,32'} conv channels; Ray layout: {time_ray.layout}")  # type: ignore[attr-defined]
         print(f"ray.init (local instance): {t_init:.2f} s, paid once per driver")
         print(f"{'path':6} {'GIFs':>5} {'seconds':>8} {'GIFs/s':>7}")
         for name, times in res.items():
