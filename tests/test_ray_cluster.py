@@ -80,7 +80,6 @@ def test_worker_node_killed_mid_run(cluster, tmp_path, monkeypatch):
     out = tmp_path / "out"
     s = score_with_ray([gifs], model, out, read_batch=2, batch_size=2, shard_rows=2)
     assert removed, "the run ended before its first shard"
-    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
     assert (s.scored, s.failed, s.skipped) == (14, 1, 0)
     assert s.actor_cpus == 1.0 and s.threads == 1  # a node has 1 CPU: so has the actor
     rows = assert_at_most_once(out)

@@ -123,7 +123,9 @@ def test_shards_flush_by_time_while_the_pipeline_is_busy(tmp_path: Path, monkeyp
     monkeypatch.setattr(
         distributed,
         "_fault_hook",
-        lambda stage, n: written.append((time.monotonic() - t0, len(list_shards(tmp_path)))),
+        lambda stage, n: (
+            stage == "shard" and written.append((time.monotonic() - t0, len(list_shards(tmp_path))))
+        ),
     )
     w = _ShardWriter(tmp_path, 1, "jsonl", rows=1000, seconds=0.1, replaces=set())
     _drain(lambda: blocks(3, 2, 0.6), w)
