@@ -1007,27 +1007,11 @@ def score_with_ray(
         sources = [sources]
     items = expand_inputs([str(s) for s in sources], recursive=recursive).items
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_temporaries(out)
-    recovered = 0
-    if not resume:
-        _clear(out)
-    else:  # finish what a killed run left (its staged replacements) before deciding
-        recovered = len(commit_staged(out))
-    _boundary("recovered")
-    committed = _scan(out)
-    generation = max((_generation(p) for p in list_shards(out)), default=0) + 1
-    names = {i.name for i in items}
-    done = {
-        r["path"]: r["sha256"] or ""
-        for r in committed
-        if r["path"] in names and r["status"] == "ok" and r["model_id"] == model_id
-    }
-    replaces = {r["path"] for r in committed} & names
-    rows_per_shard = shard_rows or auto_shard_rows(len(items) - len(done))
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the shards")
 
     started_here = False
-    if not ray.is_initialized():
+    if not ray.is_initialized():  # first, so that a cluster we cannot join changes nothing
         if auth_token_file is not None:
             use_auth_token_file(auth_token_file)
         connect_ray(ray, address, timeout=connect_timeout, init_kwargs=ray_init_kwargs)
@@ -1051,6 +1035,25 @@ def score_with_ray(
             decode_cpus,
             threads,
         )
+        # the folder only now: a usage error above must leave it as it was
+        out.mkdir(parents=True, exist_ok=True)
+        _remove_temporaries(out)
+        recovered = 0
+        if not resume:
+            _clear(out)
+        else:  # finish what a killed run left (its staged replacements) before deciding
+            recovered = len(commit_staged(out))
+        _boundary("recovered")
+        committed = _scan(out)
+        generation = max((_generation(p) for p in list_shards(out)), default=0) + 1
+        names = {i.name for i in items}
+        done = {
+            r["path"]: r["sha256"] or ""
+            for r in committed
+            if r["path"] in names and r["status"] == "ok" and r["model_id"] == model_id
+        }
+        replaces = {r["path"] for r in committed} & names
+        rows_per_shard = shard_rows or auto_shard_rows(len(items) - len(done))
         summary = RaySummary(
             out_dir=out,
             manifest=out / MANIFEST,
