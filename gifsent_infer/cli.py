@@ -479,8 +479,8 @@ def ray_score(
         ...,
         "--out",
         "-o",
-        help="Output folder: score shards (part-*.parquet|jsonl) and _manifest.json; on a "
-        "filesystem every node sees when the cluster has several machines.",
+        help="Output folder on this (the driver's) machine: score shards "
+        "(part-*.parquet|jsonl) and _manifest.json; read it with pandas.read_parquet.",
     ),
     fmt: str = typer.Option("parquet", "--format", "-f", help="Shard format: parquet or jsonl."),
     model: Path | None = typer.Option(

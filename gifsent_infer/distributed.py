@@ -625,10 +625,13 @@ def _probe(host: str, port: int, deadline: float, address: str) -> None:
 
 
 @contextmanager
-def _time_limit(seconds: float, what: str):
-    """Raise ClusterError if the body runs past `seconds` (main thread only: SIGALRM)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "setitimer"
+def _time_limit(seconds: float | None, what: str):
+    """Raise ClusterError if the body runs past `seconds` (None: no limit; main thread only:
+    SIGALRM)."""
+    if (
+        seconds is None
+        or threading.current_thread() is not threading.main_thread()
+        or not hasattr(signal, "setitimer")
     ):
         yield
         return
@@ -719,7 +722,7 @@ def connect_ray(
         with (
             log,
             _time_limit(
-                left,
+                None if addr == "local" else left,  # starting a local instance: no limit
                 f"the Ray cluster at {addr} accepted a connection but did not let this driver "
                 f"join within {timeout:g} s (is it a Ray port? does it expect token "
                 "authentication?); raise --connect-timeout or check the address",
