@@ -699,6 +699,8 @@ def connect_ray(
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if addr == "local":
         kwargs["include_dashboard"] = False
+    elif addr.startswith("ray://"):  # Ray Client would pass these on to the server's ray.init
+        kwargs = {}
     elif addr == "auto":  # the cluster `ray start` made on this machine: probe its address
         try:
             from ray._private.services import canonicalize_bootstrap_address
