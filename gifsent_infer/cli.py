@@ -556,7 +556,7 @@ def ray_score(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
     """Score GIFs on a Ray cluster with Ray Data (needs `pip install 'gifsent[ray]'`)."""
-    from gifsent_infer.distributed import FORMATS, ClusterError, score_with_ray
+    from gifsent_infer.distributed import FORMATS, ClusterError, RayRunError, score_with_ray
     from gifsent_infer.inputs import NoInputsError
     from gifsent_infer.session import DEVICES, DeviceError, ModelError
 
@@ -587,6 +587,8 @@ def ray_score(
         raise _fail(str(e)) from None
     except (NoInputsError, ModelError, DeviceError, ClusterError, ValueError) as e:
         raise _fail(str(e)) from None
+    except RayRunError as e:  # a failure mid-run: what was written stays, a rerun resumes
+        raise _fail(str(e), 1) from None
     if not quiet:
         colour = "red" if s.failed else "green"
         resumed = f", {s.skipped} already scored" if s.skipped else ""

@@ -123,6 +123,10 @@ class ClusterError(RuntimeError):
     """The Ray cluster cannot be reached, or refused this driver (the CLI exits 2)."""
 
 
+class RayRunError(RuntimeError):
+    """The Ray pipeline failed mid-run; the rows already written are kept (the CLI exits 1)."""
+
+
 def import_ray():
     """`ray` and `ray.data`, or ImportError with the install hint."""
     try:
@@ -1076,22 +1080,29 @@ def score_with_ray(
             recovered=recovered,
         )
         writer = _ShardWriter(out, generation, format, rows_per_shard, flush_seconds, replaces)
-        _run(
-            ray,
-            summary,
-            items,
-            writer,
-            model_bytes=model_bytes,
-            spec=spec,
-            done=done,
-            batch_size=batch_size,
-            read_batch=read_batch,
-            decode_memory=decode_memory,
-            limits=limits,
-            timeout=timeout,
-            progress_bars=progress_bars,
-            crash=_crash_markers or {},
-        )
+        try:
+            _run(
+                ray,
+                summary,
+                items,
+                writer,
+                model_bytes=model_bytes,
+                spec=spec,
+                done=done,
+                batch_size=batch_size,
+                read_batch=read_batch,
+                decode_memory=decode_memory,
+                limits=limits,
+                timeout=timeout,
+                progress_bars=progress_bars,
+                crash=_crash_markers or {},
+            )
+        except Exception as e:  # Ray's and Ray Data's failures: say it in one line
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise RayRunError(
+                f"the Ray run failed: {type(e).__name__}: {first[:300]}; the {len(writer.names)} "
+                f"shard(s) it wrote are kept, and rerunning the command resumes"
+            ) from e
     finally:
         if started_here:
             ray.shutdown()
@@ -1220,9 +1231,11 @@ def _stream(make_iter: Callable[[], Iterator], wait: Callable[[], float | None])
         thread.join(timeout=60)
 
 
-def _drain(make_iter: Callable[[], Iterator], writer: _ShardWriter) -> None:
-    """Blocks of score rows (pyarrow tables) -> the writer, flushing by rows and by time."""
-    for batch in _stream(make_iter, writer.wait):
+def _drain(make_iter: Callable[[], Iterator], writer: _ShardWriter, threaded: bool = True) -> None:
+    """Blocks of score rows (pyarrow tables) -> the writer, flushing by rows and by time
+    (threaded=False: iterate here, and flush by time only when a block arrives)."""
+    blocks = _stream(make_iter, writer.wait) if threaded else iter(make_iter())
+    for batch in blocks:
         if batch is not None:
             rows = batch.to_pylist()
             rows.sort(key=lambda r: r["index"])
@@ -1304,6 +1317,17 @@ def _run(
         num_gpus=1 if cuda else 0,
     )
 
-    _drain(lambda: iter(ds.iter_batches(batch_size=None, batch_format="pyarrow")), writer)
+    # under Ray Client (ray://) Ray Data is driven from the thread that connected
+    try:
+        from ray.util.client import ray as client_ray
+
+        client = bool(client_ray.is_connected())
+    except Exception:
+        client = False
+    _drain(
+        lambda: iter(ds.iter_batches(batch_size=None, batch_format="pyarrow")),
+        writer,
+        threaded=not client,
+    )
     summary.scored, summary.failed, summary.skipped = writer.scored, writer.failed, writer.skipped
     summary.shards = sorted(writer.names)
