@@ -1265,10 +1265,6 @@ def _run(
     progress_bars: bool,
     crash: dict[str, str],
 ) -> None:
-    import ray.data
-
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = progress_bars
     records = [
         {
             "index": i,
@@ -1279,6 +1275,87 @@ def _run(
         }
         for i, it in enumerate(items)
     ]
+    plan = {
+        "model_id": summary.model_id,
+        "device": summary.device,
+        "num_actors": summary.num_actors,
+        "actor_cpus": summary.actor_cpus,
+        "threads": summary.threads,
+        "decode_cpus": summary.decode_cpus,
+        "decode_tasks": summary.decode_tasks,
+        "spec": spec.to_dict(),
+        "limits": asdict(limits),
+        "timeout": timeout,
+        "batch_size": batch_size,
+        "read_batch": read_batch,
+        "decode_memory": decode_memory,
+        "progress_bars": progress_bars,
+        "crash_actor": crash.get("actor"),
+    }
+    try:
+        from ray.util.client import ray as client_ray
+
+        client = bool(client_ray.is_connected())
+    except Exception:
+        client = False
+    if client:
+        # Ray Client (ray://): Ray Data's executor needs a real Ray worker, which a client
+        # is not, and Ray Client has no streaming tasks; so the pipeline runs in a task on
+        # the cluster and hands its blocks over through a queue actor
+        from ray.util.queue import Queue
+
+        q = Queue(maxsize=4, actor_options={"num_cpus": 0})
+        task = ray.remote(num_cpus=0, max_retries=0)(_remote_blocks)
+        ref = task.remote(records, model_bytes, done, plan, q)
+        try:
+            _drain(lambda: _from_queue(ray, q, ref), writer, threaded=False)
+        finally:
+            with suppress(Exception):
+                ray.cancel(ref, force=True)
+            with suppress(Exception):
+                q.shutdown()
+    else:
+        _drain(lambda: _blocks(records, model_bytes, done, plan), writer)
+    summary.scored, summary.failed, summary.skipped = writer.scored, writer.failed, writer.skipped
+    summary.shards = sorted(writer.names)
+
+
+def _remote_blocks(records: list[dict], model_bytes: bytes, done: dict, plan: dict, q) -> int:
+    """The pipeline as a task (for Ray Client drivers): its blocks go into the queue `q`."""
+    n = 0
+    for block in _blocks(records, model_bytes, done, plan):
+        q.put(block)
+        n += 1
+    q.put(None)  # the end
+    return n
+
+
+def _from_queue(ray, q, ref) -> Iterator:
+    """Blocks from the queue the remote pipeline fills, until its end mark; its failure is
+    raised here."""
+    from ray.util.queue import Empty
+
+    while True:
+        try:
+            block = q.get(timeout=1.0)
+        except Empty:
+            ready, _ = ray.wait([ref], timeout=0)
+            if ready:
+                ray.get(ref)  # raises the task's error; if it ended well, the mark is queued
+            continue
+        if block is None:
+            return
+        yield block
+
+
+def _blocks(records: list[dict], model_bytes: bytes, done: dict, plan: dict) -> Iterator:
+    """Build the Ray Data pipeline and yield its blocks of score rows (pyarrow tables)."""
+    import ray
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = plan["progress_bars"]
+    read_batch = plan["read_batch"]
     blocks = max(1, math.ceil(len(records) / read_batch))
     ds = ray.data.from_items(records, override_num_blocks=blocks)
     ds = ds.map_batches(
@@ -1286,48 +1363,34 @@ def _run(
         batch_size=read_batch,
         batch_format="pyarrow",
         fn_kwargs={
-            "spec": spec.to_dict(),
-            "limits": asdict(limits),
-            "timeout": timeout,
+            "spec": plan["spec"],
+            "limits": plan["limits"],
+            "timeout": plan["timeout"],
             "done_ref": [ray.put(done)] if done else [],
         },
-        num_cpus=summary.decode_cpus,
-        concurrency=summary.decode_tasks,
+        num_cpus=plan["decode_cpus"],
+        concurrency=plan["decode_tasks"],
         # a scheduling hint for the decoder's peak memory; being different from the
         # actors' remote args, it also keeps Ray Data from fusing decoding into the model
         # actors (decoding must not hold a GPU actor, nor run one GIF at a time per actor)
-        memory=decode_memory,
+        memory=plan["decode_memory"],
     )
-    cuda = summary.device == "cuda"
+    cuda = plan["device"] == "cuda"
     ds = ds.map_batches(
         _ScoreActor,
-        batch_size=batch_size,
+        batch_size=plan["batch_size"],
         batch_format="pyarrow",
         fn_constructor_kwargs={
             "model_ref": [ray.put(model_bytes)],
-            "model_id": summary.model_id,
-            "device": summary.device,
-            "threads": summary.threads,
-            "crash_marker": crash.get("actor"),
+            "model_id": plan["model_id"],
+            "device": plan["device"],
+            "threads": plan["threads"],
+            "crash_marker": plan["crash_actor"],
         },
         # Ray Data restarts a dead actor and retries its batch (max_restarts=-1 and
         # max_task_retries=-1 are its defaults for actor pools); tasks are retried too
-        compute=ray.data.ActorPoolStrategy(size=summary.num_actors),
-        num_cpus=summary.actor_cpus,
+        compute=ray.data.ActorPoolStrategy(size=plan["num_actors"]),
+        num_cpus=plan["actor_cpus"],
         num_gpus=1 if cuda else 0,
     )
-
-    # under Ray Client (ray://) Ray Data is driven from the thread that connected
-    try:
-        from ray.util.client import ray as client_ray
-
-        client = bool(client_ray.is_connected())
-    except Exception:
-        client = False
-    _drain(
-        lambda: iter(ds.iter_batches(batch_size=None, batch_format="pyarrow")),
-        writer,
-        threaded=not client,
-    )
-    summary.scored, summary.failed, summary.skipped = writer.scored, writer.failed, writer.skipped
-    summary.shards = sorted(writer.names)
+    yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")

@@ -1,11 +1,13 @@
 """A local multi-node cluster (ray.cluster_utils.Cluster: a head and two workers of 1 CPU,
 token authentication on): a worker node killed mid-run loses and duplicates nothing, and the
-rows equal the local CLI's; a driver with the wrong token is refused in one line."""
+rows equal the local CLI's; a driver with the wrong token is refused in one line; a driver
+through Ray Client (ray://, with the token file) gets the local CLI's rows."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,12 +47,22 @@ def cluster():
     mp.delenv("RAY_AUTH_TOKEN", raising=False)
     mp.delenv("RAY_ADDRESS", raising=False)
     distributed.refresh_ray_auth()  # this process imported Ray before the variables were set
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    with socket.socket() as sock:  # a free port for the Ray Client server
+        sock.bind(("127.0.0.1", 0))
+        client_port = sock.getsockname()[1]
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "include_dashboard": False,
+            "ray_client_server_port": client_port,
+        },
+    )
     workers = [c.add_node(num_cpus=1) for _ in range(2)]
     c.wait_for_nodes()
     ray.init(address=c.address, log_to_driver=False, configure_logging=False)
     try:
-        yield c, workers, token
+        yield c, workers, token, client_port
     finally:
         ray.shutdown()
         c.shutdown()
@@ -60,7 +72,7 @@ def cluster():
 
 
 def test_worker_node_killed_mid_run(cluster, tmp_path, monkeypatch):
-    c, workers, _ = cluster
+    c, workers, _, _ = cluster
     model = build_model(tmp_path / "m.onnx")
     gifs = tmp_path / "gifs"
     write_gifs(gifs, 14)
@@ -88,7 +100,7 @@ def test_worker_node_killed_mid_run(cluster, tmp_path, monkeypatch):
 
 
 def test_a_driver_with_the_wrong_token_is_refused_in_one_line(cluster, tmp_path):
-    c, _, _ = cluster
+    c, _, _, _ = cluster
     model = build_model(tmp_path / "m.onnx")
     write_gifs(tmp_path / "gifs", 2)
     wrong = tmp_path / "wrong"
@@ -105,3 +117,21 @@ def test_a_driver_with_the_wrong_token_is_refused_in_one_line(cluster, tmp_path)
     assert len(lines) == 1, proc.stderr[-3000:]
     assert c.address in lines[0] and "RAY_AUTH_MODE=token" in lines[0], lines[0]
     assert took < 90
+
+
+def test_ray_client_address_with_the_token_file(cluster, tmp_path):
+    _, _, token, client_port = cluster
+    model = build_model(tmp_path / "m.onnx")
+    gifs = tmp_path / "gifs"
+    write_gifs(gifs, 5)
+    want = local_rows(model, gifs, tmp_path / "local.jsonl")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    args = [sys.executable, "-c", "from gifsent_infer.cli import main; main()", "ray"]
+    args += [str(gifs), "--out", str(tmp_path / "out"), "--model", str(model)]
+    args += ["--address", f"ray://127.0.0.1:{client_port}", "--auth-token-file", str(token)]
+    proc = subprocess.run(
+        args, capture_output=True, text=True, timeout=240, env=env, cwd=Path(__file__).parents[1]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "scored 5, failed 0" in proc.stderr
+    assert_same_rows(assert_at_most_once(tmp_path / "out"), want)
