@@ -12,6 +12,10 @@ The pipeline (one Ray Data dataset, streamed):
       -> run the model                  actor pool, one ModelSession per actor, made once
       -> rows back to the driver        which writes them as shards (one writer per folder)
 
+Under Ray Client (ray://) the driver is not a Ray worker and cannot run Ray Data's
+executor: the same pipeline then runs in a task on the cluster, which passes its blocks to
+the driver through a queue actor.
+
 Output folder (on the driver's disk; a shared filesystem only if other machines read it)::
 
     out_dir/part-g<generation>-<key>.parquet|.jsonl   committed score rows, the local CLI's columns
