@@ -726,8 +726,8 @@ def ray_score(
         ...,
         "--out",
         "-o",
-        help="Output folder: score shards (part-*.parquet|jsonl) and _manifest.json; on a "
-        "filesystem every node sees when the cluster has several machines.",
+        help="Output folder on this (the driver's) machine: score shards "
+        "(part-*.parquet|jsonl) and _manifest.json; read it with pandas.read_parquet.",
     ),
     fmt: str = typer.Option("parquet", "--format", "-f", help="Shard format: parquet or jsonl."),
     model: Path | None = typer.Option(
@@ -741,7 +741,19 @@ def ray_score(
         None,
         "--address",
         help="Ray cluster to join: auto, HOST:6379 or ray://HOST:10001 "
-        "(default: $RAY_ADDRESS, else a local Ray instance on this machine).",
+        "(default: $RAY_ADDRESS, else a new local Ray instance on this machine).",
+    ),
+    connect_timeout: float = typer.Option(
+        30.0,
+        "--connect-timeout",
+        min=0.1,
+        help="Seconds to reach and join the cluster before giving up (exit 2).",
+    ),
+    auth_token_file: Path | None = typer.Option(
+        None,
+        "--auth-token-file",
+        help="The cluster's token, for token authentication (sets RAY_AUTH_MODE=token and "
+        "RAY_AUTH_TOKEN_PATH; or set those, or RAY_AUTH_TOKEN, yourself).",
     ),
     device: str = typer.Option(
         "cpu", "--device", "-d", help="cpu, cuda (one GPU per model actor) or auto."
@@ -755,7 +767,37 @@ def ray_score(
         None,
         "--num-actors",
         min=1,
-        help="Model actors (default: one per GPU with cuda, half the cluster's CPUs with cpu).",
+        help="Model actors (default: one per GPU with cuda; with cpu, enough actors of up to "
+        "4 CPUs to use half the cluster's CPUs).",
+    ),
+    actor_cpus: float | None = typer.Option(
+        None,
+        "--actor-cpus",
+        min=0.01,
+        help="CPUs each model actor reserves; it runs that many onnxruntime threads "
+        "(default: 1 with cuda; with cpu, half the cluster's CPUs over the actors, at most 4, "
+        "or all of them with --decode-cpus 0).",
+    ),
+    decode_cpus: float | None = typer.Option(
+        None,
+        "--decode-cpus",
+        min=0.0,
+        help="CPUs each decoding task reserves (default 1; 0: decoding shares the cores with "
+        "the model actors, at most one task per CPU, as on a 1-CPU cluster).",
+    ),
+    shard_rows: int | None = typer.Option(
+        None,
+        "--shard-rows",
+        min=1,
+        help="Write a shard every N rows (default: from the number of inputs, about 32 "
+        "shards per run, 8 to 1024 rows each).",
+    ),
+    flush_seconds: float = typer.Option(
+        10.0,
+        "--flush-seconds",
+        min=0.1,
+        help="Also write a shard when its oldest row has waited this long, so a killed run "
+        "keeps its work.",
     ),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="GIFs per model call."),
     resume: bool = typer.Option(
@@ -766,7 +808,7 @@ def ray_score(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
     """Score GIFs on a Ray cluster with Ray Data (needs `pip install 'gifsent[ray]'`)."""
-    from gifsent_infer.distributed import FORMATS, score_with_ray
+    from gifsent_infer.distributed import FORMATS, ClusterError, RayRunError, score_with_ray
     from gifsent_infer.inputs import NoInputsError
     from gifsent_infer.session import DEVICES, DeviceError, ModelError
 
@@ -787,17 +829,25 @@ def ray_score(
             out,
             address=address,
             num_actors=num_actors,
+            actor_cpus=actor_cpus,
+            decode_cpus=decode_cpus,
             batch_size=batch_size,
             device=device,
             backend=backend,
             resume=resume,
             format=fmt,
+            shard_rows=shard_rows,
+            flush_seconds=flush_seconds,
+            connect_timeout=connect_timeout,
+            auth_token_file=auth_token_file,
             progress_bars=not quiet and err.is_terminal,
         )
     except ImportError as e:  # Ray (or onnxruntime) missing: the message is the install hint
         raise _fail(str(e)) from None
-    except (NoInputsError, ModelError, DeviceError) as e:
+    except (NoInputsError, ModelError, DeviceError, ClusterError, ValueError) as e:
         raise _fail(str(e)) from None
+    except RayRunError as e:  # a failure mid-run: what was written stays, a rerun resumes
+        raise _fail(str(e), 1) from None
     if not quiet:
         colour = "red" if s.failed else "green"
         resumed = f", {s.skipped} already scored" if s.skipped else ""

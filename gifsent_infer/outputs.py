@@ -36,8 +36,8 @@ INFO_COLUMNS = (
 )
 COLUMNS: tuple[str, ...] = (*INFO_COLUMNS, *EMOTIONS)
 FORMATS = ("csv", "jsonl", "json")
-_INT_COLUMNS = {"frames", "segments"}
-_FLOAT_COLUMNS = {"duration", "padding", *EMOTIONS}
+INT_COLUMNS = {"frames", "segments"}
+FLOAT_COLUMNS = {"duration", "padding", *EMOTIONS}
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 
 
@@ -96,9 +96,9 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
     for key, value in row.items():
         if value is None or value == "":
             out[key] = "" if key in ("path", "sha256", "model_id", "status", "error") else None
-        elif key in _INT_COLUMNS:
+        elif key in INT_COLUMNS:
             out[key] = int(value)
-        elif key in _FLOAT_COLUMNS or key.endswith("_pct"):  # readable.PCT_SUFFIX
+        elif key in FLOAT_COLUMNS or key.endswith("_pct"):  # readable.PCT_SUFFIX
             out[key] = float(value)
         else:
             out[key] = value

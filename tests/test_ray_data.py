@@ -35,6 +35,7 @@ def local_ray():
     if ray.is_initialized():
         ray.shutdown()
     ray.init(
+        address="local",  # never a cluster someone else started on this machine
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
@@ -111,13 +112,12 @@ def test_matches_local_cli_row_for_row(setup, tmp_path):
 def test_killed_workers_lose_and_duplicate_nothing(setup, tmp_path):
     model, gifs = setup
     want = local_rows(model, gifs, tmp_path / "local.csv")
-    markers = {"actor": str(tmp_path / "actor.died"), "writer": str(tmp_path / "writer.died")}
-    # the model actor dies on its first batch; a shard writer dies after renaming its shard
-    # but before reporting it, so its task runs again and rewrites the same shard
+    markers = {"actor": str(tmp_path / "actor.died")}
+    # the model actor dies on its first batch: Ray Data restarts it and retries the batch
     summary = score_with_ray(
         [gifs], model, tmp_path / "out", format="jsonl", _crash_markers=markers, **SMALL
     )
-    assert Path(markers["actor"]).exists() and Path(markers["writer"]).exists()
+    assert Path(markers["actor"]).exists()
     assert summary.scored + summary.failed == 12
     assert max(shard_paths(tmp_path / "out").values()) == 1
     assert_same_rows(read_scores(tmp_path / "out"), want)
@@ -152,6 +152,46 @@ def test_resume_skips_scored_inputs_and_retries_errors(setup, tmp_path):
     fresh = score_with_ray([part], model, out, resume=False, **SMALL)
     assert (fresh.scored, fresh.skipped, fresh.generation) == (9, 0, 1)
     assert (out / MANIFEST).is_file() and len(read_scores(out)) == 9
+
+
+def test_killed_driver_keeps_its_shards_and_the_rerun_scores_only_the_rest(
+    setup, tmp_path, monkeypatch
+):
+    from gifsent_infer import distributed
+
+    model, gifs = setup
+    want = local_rows(model, gifs, tmp_path / "local.jsonl")
+    out = tmp_path / "out"
+
+    class Killed(BaseException):
+        pass
+
+    def kill(stage: str, n: int) -> None:
+        if (stage, n) == ("shard", 3):
+            raise Killed
+
+    monkeypatch.setattr(distributed, "_fault_hook", kill)
+    with pytest.raises(Killed):  # the driver dies right after writing its third shard
+        score_with_ray([gifs], model, out, **SMALL)
+    monkeypatch.setattr(distributed, "_fault_hook", None)
+    kept = read_scores(out)
+    assert len(kept) == 3 * SMALL["shard_rows"]  # all three shards, 4 rows each
+    ok = sum(r["status"] == "ok" for r in kept)
+    again = score_with_ray([gifs], model, out, **SMALL)
+    # only what is missing (and error rows, which are always retried) is scored again
+    assert again.skipped == ok and again.scored + again.failed == 12 - ok
+    assert_same_rows(read_scores(out), want)
+    assert max(shard_paths(out).values()) == 1
+
+
+def test_an_actor_holding_every_cpu_still_gets_its_inputs_decoded(setup, tmp_path):
+    """--actor-cpus 2 --decode-cpus 0 on 2 CPUs: the model actor reserves both CPUs and runs
+    two onnxruntime threads, decoding tasks reserve none (they share the cores)."""
+    model, gifs = setup
+    want = local_rows(model, gifs, tmp_path / "local.jsonl")
+    s = score_with_ray([gifs], model, tmp_path / "out", actor_cpus=2, decode_cpus=0, **SMALL)
+    assert (s.actor_cpus, s.threads, s.decode_cpus, s.decode_tasks) == (2.0, 2, 0.0, 2)
+    assert_same_rows(read_scores(tmp_path / "out"), want)
 
 
 def test_features_fill_the_same_cache_as_the_local_stage(tmp_path):
@@ -204,10 +244,11 @@ def test_cli_ray_command(setup, tmp_path, capsys):
     out = tmp_path / "out"
     args = ["ray", str(gifs), "--out", str(out), "--model", str(model), "--format", "jsonl"]
     with pytest.raises(SystemExit) as e:
-        cli.main(args)
+        cli.main([*args, "--shard-rows", "5", "--flush-seconds", "30"])
     assert e.value.code == 1  # three bad inputs
     assert "scored 9, failed 3" in capsys.readouterr().err
+    assert sorted(len(read_shard(p)) for p in list_shards(out)) == [2, 5, 5]
     with pytest.raises(SystemExit) as e:
-        cli.main([*args, "--device", "cuda"])
+        cli.main([*args, "--device", "cuda", "--no-resume"])
     assert e.value.code == 2 and "no GPUs" in capsys.readouterr().err
-    assert len(read_scores(out)) == 12
+    assert len(read_scores(out)) == 12  # a usage error empties nothing, even with --no-resume

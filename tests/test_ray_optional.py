@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from gifsent_infer.contract import EMOTIONS
 from gifsent_infer.distributed import (
+    _drain,
+    _ShardWriter,
+    auto_shard_rows,
     list_shards,
+    list_staged,
     read_manifest,
     read_scores,
     read_shard,
@@ -77,3 +82,63 @@ def test_rebuild_keeps_one_row_per_input_newest_generation_first(tmp_path: Path)
     assert rows["b.gif"]["status"] == "ok"
     assert rebuild_manifest(out)["shards"] == manifest["shards"]  # idempotent
     assert read_manifest(out)["rows"] == 4
+
+
+class Block:
+    """What Ray Data hands the driver: a block of score rows (here without pyarrow)."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+
+    def to_pylist(self) -> list[dict]:
+        return self.rows
+
+
+def blocks(n_blocks: int, per_block: int, pause: float):
+    """A pipeline that delivers `per_block` rows every `pause` seconds."""
+    k = 0
+    for _ in range(n_blocks):
+        rows = []
+        for _ in range(per_block):
+            rows.append({**row(f"g{k:03d}.gif", f"s{k}"), "index": k})
+            k += 1
+        yield Block(rows)
+        time.sleep(pause)
+
+
+def test_shards_flush_by_rows(tmp_path: Path):
+    w = _ShardWriter(tmp_path, 1, "jsonl", rows=3, seconds=3600.0, replaces=set())
+    _drain(lambda: blocks(4, 2, 0.0), w)
+    sizes = sorted(len(read_shard(p)) for p in list_shards(tmp_path))
+    assert sizes == [2, 3, 3] and (w.scored, w.failed) == (8, 0)
+
+
+def test_shards_flush_by_time_while_the_pipeline_is_busy(tmp_path: Path, monkeypatch):
+    """Rows arriving every 0.6 s with a 0.1 s flush interval are on disk before the next
+    block comes, though the row limit (1000) is never reached."""
+    from gifsent_infer import distributed
+
+    written: list[tuple[float, int]] = []
+    t0 = time.monotonic()
+    monkeypatch.setattr(
+        distributed,
+        "_fault_hook",
+        lambda stage, n: (
+            stage == "shard" and written.append((time.monotonic() - t0, len(list_shards(tmp_path))))
+        ),
+    )
+    w = _ShardWriter(tmp_path, 1, "jsonl", rows=1000, seconds=0.1, replaces=set())
+    _drain(lambda: blocks(3, 2, 0.6), w)
+    assert [n for _, n in written] == [1, 2, 3]
+    # block k arrives at ~0.6*k s; its shard is written ~0.1 s later, before block k+1
+    for k, (t, _) in enumerate(written):
+        assert 0.6 * k + 0.05 < t < 0.6 * k + 0.5, written
+    assert sorted(len(read_shard(p)) for p in list_shards(tmp_path)) == [2, 2, 2]
+
+
+def test_replacement_rows_are_staged_and_shard_rows_follow_the_input_count(tmp_path: Path):
+    w = _ShardWriter(tmp_path, 2, "jsonl", rows=100, seconds=3600.0, replaces={"g001.gif"})
+    _drain(lambda: blocks(1, 3, 0.0), w)
+    assert [len(read_shard(p)) for p in list_shards(tmp_path)] == [2]
+    assert [[r["path"] for r in read_shard(p)] for p in list_staged(tmp_path)] == [["g001.gif"]]
+    assert [auto_shard_rows(n) for n in (1, 238, 1000, 10_000, 100_000)] == [8, 8, 32, 313, 1024]

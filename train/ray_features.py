@@ -176,7 +176,8 @@ def extract_features_with_ray(
     log: Callable[[str], None] | None = None,
     address: str | None = None,
     num_actors: int | None = None,
-    actor_cpus: float = 1.0,
+    actor_cpus: float | None = None,
+    decode_cpus: float | None = None,
     read_batch: int = 4,
     decode_memory: int = 256 << 20,
     progress_bars: bool = False,
@@ -185,11 +186,13 @@ def extract_features_with_ray(
 ) -> ExtractResult:
     """extract_features on Ray Data: same cache, same entries, same ExtractResult.
 
-    address: the Ray cluster (None: the instance this process joined, else a local one).
-    num_actors: encoder actors (default: half the cluster's CPUs); actor_cpus: CPUs (and
-    encoder threads, unless options.threads) per actor; read_batch: GIFs per decoding task.
+    address: the Ray cluster (None: the instance this process joined, else $RAY_ADDRESS,
+    else a new local one; see gifsent_infer.distributed.connect_ray).
+    num_actors, actor_cpus, decode_cpus: encoder actors, the CPUs (and encoder threads,
+    unless options.threads) each reserves, and the CPUs each decoding task reserves
+    (default: gifsent_infer.distributed.plan_actors); read_batch: GIFs per decoding task.
     """
-    from gifsent_infer.distributed import import_ray
+    from gifsent_infer.distributed import connect_ray, import_ray
     from gifsent_infer.paths import features_cache_dir
 
     ray = import_ray()
@@ -234,8 +237,7 @@ def extract_features_with_ray(
 
     started_here = False
     if not ray.is_initialized():
-        kwargs = {"include_dashboard": False, "log_to_driver": False, **(ray_init_kwargs or {})}
-        ray.init(address=address, **kwargs)
+        connect_ray(ray, address, init_kwargs=ray_init_kwargs)
         started_here = True
     try:
         _run(
@@ -250,6 +252,7 @@ def extract_features_with_ray(
             graph,
             num_actors=num_actors,
             actor_cpus=actor_cpus,
+            decode_cpus=decode_cpus,
             read_batch=read_batch,
             decode_memory=decode_memory,
             progress=progress,
@@ -277,6 +280,7 @@ def _run(
     *,
     num_actors,
     actor_cpus,
+    decode_cpus,
     read_batch,
     decode_memory,
     progress,
@@ -286,9 +290,20 @@ def _run(
 ) -> None:
     import ray.data
 
+    from gifsent_infer.distributed import node_cpus, plan_actors
+
     ray.data.DataContext.get_current().enable_progress_bars = progress_bars
-    if num_actors is None:
-        num_actors = max(1, int(ray.cluster_resources().get("CPU", 2)) // 2)
+    # as for scoring: an actor runs as many threads as the CPUs it reserves, and decoding
+    # tasks keep room (or share the cores on a 1-CPU cluster)
+    plan = plan_actors(
+        node_cpus(ray) or [ray.cluster_resources().get("CPU", 1.0)],
+        0,
+        "cpu",
+        num_actors,
+        actor_cpus,
+        decode_cpus,
+        opts.threads,
+    )
     records = [{"gid": it.gid, "path": str(it.path), "views": int(it.views)} for it in items]
     ds = ray.data.from_items(records, override_num_blocks=max(1, -(-len(records) // read_batch)))
     ds = ds.map_batches(
@@ -296,7 +311,8 @@ def _run(
         batch_size=read_batch,
         batch_format="pyarrow",
         fn_kwargs={"spec": spec.to_dict(), "cache": cache},
-        num_cpus=1,
+        num_cpus=plan.decode_cpus,
+        concurrency=plan.decode_tasks,
         memory=decode_memory,  # also keeps decoding from being fused into the actors
     )
     ds = ds.map_batches(
@@ -309,11 +325,11 @@ def _run(
             "encoder_spec": encoder_spec.to_dict(),
             "spec": spec.to_dict(),
             "cache": cache,
-            "threads": opts.threads or max(1, int(actor_cpus)),
+            "threads": plan.threads,
             "crash_marker": crash.get("actor"),
         },
-        compute=ray.data.ActorPoolStrategy(size=num_actors),
-        num_cpus=actor_cpus,
+        compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
+        num_cpus=plan.actor_cpus,
     )
     views = {it.gid: it.views for it in items}
     paths = {it.gid: str(it.path) for it in items}

@@ -1,0 +1,133 @@
+"""Joining a Ray cluster: what `pip install 'gifsent[ray]'` installs covers Ray Client; an address
+where nobody listens fails fast with exit 2 and one line; token authentication is passed
+through; actors and decoding tasks are planned to fit the cluster."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gifsent_infer.distributed import (
+    ClusterError,
+    _auth_hint,
+    _host_port,
+    plan_actors,
+    resolve_address,
+    use_auth_token_file,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _ray_requirement():
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    (req,) = [Requirement(r) for r in project["optional-dependencies"]["ray"]]
+    return req
+
+
+def test_the_ray_extra_installs_ray_client():
+    req = _ray_requirement()
+    assert req.name == "ray" and {"data", "client"} <= req.extras
+    pytest.importorskip("ray")
+    from importlib.metadata import metadata
+
+    from ray._private.utils import get_ray_client_dependency_error
+
+    # the installed Ray offers both extras, and what `client` needs is importable
+    assert {"data", "client"} <= set(metadata("ray").get_all("Provides-Extra"))
+    assert get_ray_client_dependency_error() is None
+    import ray.util.client.worker  # noqa: F401  (needs grpcio)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when we leave: nobody listens there
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_an_address_where_nobody_listens_fails_fast_with_one_line(scheme, tmp_path):
+    pytest.importorskip("ray")
+    from infer_support import build_model, write_gifs
+
+    model = build_model(tmp_path / "m.onnx")
+    write_gifs(tmp_path / "gifs", 2)
+    address = f"{scheme}127.0.0.1:{_closed_port()}"
+    args = [sys.executable, "-c", "from gifsent_infer.cli import main; main()", "ray"]
+    args += [str(tmp_path / "gifs"), "--out", str(tmp_path / "out"), "--model", str(model)]
+    args += ["--address", address, "--connect-timeout", "3"]
+    t = time.monotonic()
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=90, cwd=tmp_path)
+    took = time.monotonic() - t
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    # the model's provenance line comes first (every run prints it); the failure is one line
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("trained on: ")]
+    assert len(lines) == 1, lines
+    assert address in lines[0] and "connect" in lines[0] and "refused" in lines[0].lower()
+    # 3 s of retries, plus starting Python and importing Ray on a loaded machine
+    assert 3 <= took < 60, took
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("part-*"))
+
+
+def test_addresses_parse_with_ray_default_ports(monkeypatch):
+    assert _host_port("ray://head:10001") == ("head", 10001)
+    assert _host_port("ray://head") == ("head", 10001)
+    assert _host_port("10.0.0.5:6380") == ("10.0.0.5", 6380)
+    assert _host_port("head") == ("head", 6379)
+    assert _host_port("[::1]:6379") == ("::1", 6379)
+    with pytest.raises(ClusterError, match="port"):
+        _host_port("head:abc")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert resolve_address(None) == "local"  # never someone's `ray start` cluster by accident
+    monkeypatch.setenv("RAY_ADDRESS", "ray://h:10001")
+    assert resolve_address(None) == "ray://h:10001" and resolve_address("auto") == "auto"
+
+
+def test_token_file_is_passed_to_ray_through_its_environment(tmp_path, monkeypatch):
+    for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "stale")
+    token = tmp_path / "token"
+    token.write_text("abc123\n")
+    use_auth_token_file(token)
+    assert os.environ["RAY_AUTH_MODE"] == "token"
+    assert os.environ["RAY_AUTH_TOKEN_PATH"] == str(token.resolve())
+    assert "RAY_AUTH_TOKEN" not in os.environ  # Ray would prefer it over the file
+    with pytest.raises(ClusterError, match="no such file"):
+        use_auth_token_file(tmp_path / "missing")
+    hint = _auth_hint("InvalidAuthToken: Authentication token is invalid")
+    assert "token authentication" in hint
+    assert "RAY_AUTH_MODE=token" in hint and "RAY_AUTH_TOKEN_PATH" in hint
+    assert _auth_hint("connection reset") == ""
+
+
+def test_actors_use_the_cpus_they_reserve_and_leave_decoding_room():
+    two = plan_actors([2], 0, "cpu")  # one small machine
+    assert (two.num_actors, two.actor_cpus, two.threads, two.decode_cpus) == (1, 1.0, 1, 1.0)
+    one = plan_actors([1], 0, "cpu")  # a 1-CPU machine: decoding shares the CPU
+    assert (one.num_actors, one.actor_cpus, one.decode_cpus, one.decode_tasks) == (1, 1.0, 0, 1)
+    big = plan_actors([16], 0, "cpu")
+    assert (big.num_actors, big.actor_cpus, big.threads, big.decode_cpus) == (2, 4.0, 4, 1.0)
+    nodes = plan_actors([1, 1, 1], 0, "cpu")  # an actor lives on one node: 1 CPU at most
+    assert (nodes.num_actors, nodes.actor_cpus, nodes.threads) == (1, 1.0, 1)
+    shared = plan_actors([2], 0, "cpu", decode_cpus=0)  # all cores to the model, shared
+    assert (shared.actor_cpus, shared.threads, shared.decode_tasks) == (2.0, 2, 2)
+    assert plan_actors([2], 0, "cpu", actor_cpus=2, decode_cpus=0, threads=1).threads == 1
+    gpu = plan_actors([8], 2, "cuda")
+    assert (gpu.num_actors, gpu.actor_cpus, gpu.threads) == (2, 1.0, 1)
+    with pytest.raises(ValueError, match="no CPU for decoding"):
+        plan_actors([2], 0, "cpu", actor_cpus=2)
