@@ -83,9 +83,9 @@ from gifsent_infer.inputs import (
     sha256,
 )
 from gifsent_infer.outputs import (
+    COLUMNS,
     FLOAT_COLUMNS,
     INT_COLUMNS,
-    COLUMNS,
     _fsync_dir,
     read_rows,
     write_rows,
