@@ -23,7 +23,7 @@ from gifsent_infer.contract import HEADS
 
 HOME_ENV = "GIFSENT_HOME"
 MODEL_ENV = "GIFSENT_MODEL"
-DEFAULT_HEAD_ORDER = ("rnn", "maxpool")  # the study's best model first
+DEFAULT_HEAD_ORDER = ("rnn", "maxpool", "linear")  # the study's best model first
 
 
 def home() -> Path:

@@ -24,7 +24,11 @@ from gifsent_models.checkpoint import load_checkpoint, save_checkpoint  # noqa: 
 from gifsent_models.heads import config_dict, create_head, head_config  # noqa: E402
 from gifsent_models.registry import create_encoder  # noqa: E402
 
-TINY_HEADS = {"maxpool": {"num_layers": 2, "hidden": 32}, "rnn": {"num_layers": 2, "hidden": 16}}
+TINY_HEADS = {
+    "maxpool": {"num_layers": 2, "hidden": 32},
+    "rnn": {"num_layers": 2, "hidden": 16},
+    "linear": {"alpha": 10.0},
+}
 
 
 def make_checkpoint(path: Path, head_name: str, seed: int = 0) -> str:
@@ -79,7 +83,7 @@ def sampled(paths, spec, n):
     return np.stack([read_gif(p, spec).frames for p in paths[:n]])
 
 
-@pytest.mark.parametrize("head", ["maxpool", "rnn"])
+@pytest.mark.parametrize("head", ["maxpool", "rnn", "linear"])
 def test_fp32_export_matches_pytorch_through_the_contract(work, head, tmp_path):
     ckpt = work["ckpt"][head]
     out = tmp_path / f"{head}.onnx"
@@ -382,3 +386,21 @@ def test_cli_human_summary_and_errors(work, gifsent_home, tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"file       {out}" in captured.out and "opset 18" in captured.out
     assert "parity" in captured.out and "loading checkpoint" in captured.err
+
+
+def test_cli_model_best_exports_the_head_best_pt_points_at(work, gifsent_home):
+    from typer.testing import CliRunner
+
+    from gifsent_export.cli import app
+    from gifsent_train.pipeline import link_best
+
+    run = _fake_run(gifsent_home, work)
+    make_checkpoint(run.checkpoint("linear"), "linear")
+    link_best(run, "linear")  # training found the linear head best on dev
+    res = CliRunner().invoke(app, ["--model", "best", "--json", "--parity-count", "2"])
+    assert res.exit_code == 0, res.output
+    out = default_model_path("linear", "fp32")
+    assert json.loads(res.stdout)["file"] == str(out)
+    doc = document_of(out)
+    assert doc.head.name == "linear"
+    assert doc.checkpoint_sha256 == load_checkpoint(run.checkpoint("linear")).sha256

@@ -136,7 +136,38 @@ _OPTIONS = {
     "views": (int | None, typer.Option(None, "--views", help="Augmented views per training GIF.")),
     "dense_segments": (int | None, typer.Option(None, "--dense-segments", help="S in dense mode.")),
     "trials": (int | None, typer.Option(None, "--trials", help="Search trials per head.")),
-    "max_epochs": (int | None, typer.Option(None, "--max-epochs", help="Epoch limit per trial.")),
+    "max_epochs": (
+        int | None,
+        typer.Option(
+            None, "--max-epochs", help="Epoch ceiling per fit (patience normally stops first)."
+        ),
+    ),
+    "patience": (
+        int | None,
+        typer.Option(None, "--patience", help="Stop a fit after N epochs without dev gain."),
+    ),
+    "seeds": (
+        int | None,
+        typer.Option(
+            None,
+            "--seeds",
+            help="Retrain each head's best config with N seeds (same splits): mean ± std, paired tests.",
+        ),
+    ),
+    "loss_weights": (
+        str | None,
+        typer.Option(
+            None,
+            "--loss-weights",
+            help="none | inverse-variance: weight the MSE by 1/se² of each Bradley-Terry score.",
+        ),
+    ),
+    "weight_cap": (
+        float | None,
+        typer.Option(
+            None, "--weight-cap", help="Cap of inverse-variance weights, times the median."
+        ),
+    ),
     "seed": (int | None, typer.Option(None, "--seed", help="Seed of splits, search and fits.")),
     "run_dir": (Path | None, typer.Option(None, "--run-dir", help="Parent folder of runs.")),
     "run_name": (str | None, typer.Option(None, "--run-name", help="Run folder name.")),
@@ -200,6 +231,9 @@ def _execute(stages: tuple[str, ...], opts: dict) -> None:
     for h in cfg.heads:
         if lay.checkpoint(h).is_file():
             typer.echo(f"checkpoint:  {lay.checkpoint(h)}")
+    best = lay.checkpoints / "best.pt"
+    if best.exists():
+        typer.echo(f"best on dev: {best} -> {best.resolve().name}")
     if result.timings:
         console.print(
             "timings (wall, cpu): "
@@ -236,7 +270,10 @@ _STAGE_DOCS = {
     "run": (("scores", "features", "search", "report"), "Run every stage (the default command)."),
     "scores": (("scores",), "Fit Bradley-Terry scores per emotion and make the 80/10/10 splits."),
     "features": (("features",), "Encode the GIFs into the shared feature cache."),
-    "search": (("search",), "Randomized search for both heads; save the best checkpoints."),
+    "search": (
+        ("search",),
+        "Randomized search per head, seed repeats; save the best checkpoints and best.pt.",
+    ),
     "report": (("report",), "Write Table 1, the per-emotion table and the figures."),
 }
 for _name, (_stages, _doc) in _STAGE_DOCS.items():
