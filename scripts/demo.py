@@ -67,13 +67,16 @@ def main(argv: list[str] | None = None) -> None:
     run_layout = paths.latest_run()
     if run_layout is None:
         sys.exit("demo: gifsent-train finished but recorded no run in runs/LATEST")
-    run("export", ["gifsent-export", "--model", "rnn", "--run", str(run_layout.root)], timings)
+    # Ship the head that won on dev (the run's checkpoints/best.pt), whichever it is.
+    best_head = json.loads(run_layout.metrics.read_text(encoding="utf-8"))["best_head"]
+    model_path = paths.default_model_path(best_head)
+    run("export", ["gifsent-export", "--model", "best", "--run", str(run_layout.root)], timings)
 
     splits = json.loads(run_layout.splits.read_text(encoding="utf-8"))
     test_gifs = [str(data / "gifs" / f"{gif_id}.gif") for gif_id in splits["test"]]
     run(
         "infer",
-        ["gifsent-infer", "-", "--out", str(scores_csv), "--quiet"],
+        ["gifsent-infer", "-", "--out", str(scores_csv), "--model", str(model_path), "--quiet"],
         timings,
         stdin="\n".join(test_gifs) + "\n",
     )
@@ -85,13 +88,14 @@ def main(argv: list[str] | None = None) -> None:
         "n_gifs": args.n_gifs,
         "preset": args.preset,
         "run": str(run_layout.root),
+        "shipped_head": best_head,
     }
     (home / "demo-timings.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
     print((run_layout.report / "table1.md").read_text(encoding="utf-8"))
     print(f"run folder : {run_layout.root}")
     print(f"report     : {run_layout.report}")
-    print(f"model      : {paths.default_model_path('rnn')}")
+    print(f"model      : {model_path}  (best head on dev: {best_head})")
     print(f"scores     : {scores_csv}  ({len(test_gifs)} test GIFs)")
     print("seconds    : " + ", ".join(f"{k} {v}" for k, v in timings.items()))
 

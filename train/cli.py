@@ -362,12 +362,33 @@ def demo_data_command(
     n_gifs: int = typer.Option(600, "--n-gifs", help="Number of procedural GIFs."),
     comparisons: int = typer.Option(100, "--comparisons", help="Comparisons per GIF per emotion."),
     seed: int = typer.Option(0, "--seed"),
+    temporal_share: float = typer.Option(
+        0.5,
+        "--temporal-share",
+        min=0.0,
+        max=1.0,
+        help="Share of each emotion's visible signal that only motion/timing shows (0: none).",
+    ),
+    moment_share: float = typer.Option(
+        0.3,
+        "--moment-share",
+        min=0.0,
+        max=1.0,
+        help="Share of GIFs whose facial expression shows only in a short part of the timeline.",
+    ),
 ) -> None:
     """Write a procedural dataset in GIFGIF's format (votes CSV.gz, GIFs, true strengths)."""
     from gifsent_train.demo_data import make_demo_data
 
     try:
-        res = make_demo_data(out, n_gifs=n_gifs, comparisons_per_gif=comparisons, seed=seed)
+        res = make_demo_data(
+            out,
+            n_gifs=n_gifs,
+            comparisons_per_gif=comparisons,
+            seed=seed,
+            temporal_share=temporal_share,
+            moment_share=moment_share,
+        )
     except Exception as e:
         _console().print(f"[red]error:[/red] {type(e).__name__}: {e}", highlight=False)
         raise typer.Exit(1) from None
