@@ -64,7 +64,12 @@ def test_whole_small_run(demo_dir, tmp_path, capsys):
     # tiny preset: 2 seeds -> mean ± std in Table 1, a paired test per head and baseline
     assert "± " in out and "2 seeds" in out
     report = (run.report / "report.md").read_text()
-    for part in ("## Shipped model", "## Paired comparison", "## Training length"):
+    for part in (
+        "## Shipped model",
+        "## Paired comparison",
+        "## Training length",
+        "## Where the signal lives",
+    ):
         assert part in report, part
     pairs = {(p["model"], p["baseline"]) for p in metrics["paired"]}
     assert pairs == {

@@ -814,7 +814,11 @@ class Run:
         if m is None:
             raise RuntimeError("run the search stage first (no metrics.json)")
         _, scores = read_scores_matrix(lay.scores)
-        extra = _extra_markdown(m, _read_json(lay.root / "data.json", {}))
+        from gifsent_train.report import temporal_markdown
+
+        demo = _read_json(self.config.data_path() / "demo.json", {}) or {}
+        temporal = temporal_markdown(demo, m["models"])
+        extra = _extra_markdown(m, _read_json(lay.root / "data.json", {}), temporal)
         files = write_report(lay.report, m["models"], m["per_emotion"], scores, m["curves"], extra)
         dt = time.perf_counter() - t0
         self.record("report", inputs, list(files.values()), dt)
