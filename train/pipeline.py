@@ -188,7 +188,7 @@ PRESETS: dict[str, dict] = {
     "demo": {
         "encoder": "efficientnet-lite0",
         "sampling": "augmented",  # canonical + 1 augmented view per training GIF
-        "segments": 4,  # 4 frames per GIF: the demo's emotions are visible in every frame
+        "segments": 4,  # 4 frames per GIF: enough to see motion's direction and extent
         "views": 2,
         "trials": 4,  # per head; trial 0 is the head's default (rnn: the study's best)
         "max_epochs": 150,  # a ceiling; patience ends the fits
