@@ -10,7 +10,7 @@ Everything lives under one home folder, ``$GIFSENT_HOME`` (default ``~/.gifsent`
       models/gifsent-<head>.onnx   where gifsent-export writes and gifsent-infer looks
 
 ``gifsent-infer`` picks its model from ``--model``, then ``$GIFSENT_MODEL``, then the
-first of ``models/gifsent-rnn.onnx`` and ``models/gifsent-maxpool.onnx`` that exists.
+first of ``models/gifsent-rnn.onnx``, ``-maxpool.onnx`` and ``-linear.onnx`` that exists.
 """
 
 from __future__ import annotations
