@@ -27,6 +27,8 @@ err = Console(stderr=True, highlight=False)
 class Head(str, Enum):
     rnn = "rnn"
     maxpool = "maxpool"
+    linear = "linear"
+    best = "best"  # whichever head won on dev: the run's checkpoints/best.pt
 
 
 class Precision(str, Enum):
@@ -76,7 +78,10 @@ def _human_size(n: int) -> str:
 @app.command()
 def export(
     model: Head | None = typer.Option(
-        None, "--model", "-m", help="Which head's best checkpoint to export: rnn (LSTM) or maxpool."
+        None,
+        "--model",
+        "-m",
+        help="Which head's best checkpoint to export: rnn (LSTM), maxpool, linear (ridge), or best (the head best on dev).",
     ),
     run: Path | None = typer.Option(
         None, "--run", help="Training run folder (default: the latest run under GIFSENT_HOME)."
@@ -166,7 +171,7 @@ def export(
     if checkpoint is None:
         if model is None:
             _fail(
-                "say which model to export: --model rnn or --model maxpool (or --checkpoint FILE)",
+                "say which model to export: --model best, rnn, maxpool or linear (or --checkpoint FILE)",
                 code=2,
             )
         run_layout = run_layout or latest_run()
@@ -175,7 +180,12 @@ def export(
                 "no training run found (run gifsent-train first, or pass --run DIR or --checkpoint FILE)",
                 code=2,
             )
-        checkpoint = run_layout.checkpoint(model.value)
+        if model is Head.best:
+            checkpoint = run_layout.checkpoints / "best.pt"  # a link to best-<head>.pt
+            if checkpoint.is_file():
+                checkpoint = checkpoint.resolve()
+        else:
+            checkpoint = run_layout.checkpoint(model.value)
         if not checkpoint.is_file():
             _fail(
                 f"run {run_layout.root} has no best {model.value} checkpoint ({checkpoint})", code=2
@@ -212,7 +222,7 @@ def export(
             calibration_count=calibration_count,
             int8_recipe=int8_recipe.value,
             check_backends=check_on or None,
-            expect_head=model.value if model is not None else None,
+            expect_head=model.value if model not in (None, Head.best) else None,
             progress=progress,
             warn=warn,
         )

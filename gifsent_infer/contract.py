@@ -45,7 +45,8 @@ EMOTIONS: tuple[str, ...] = (
 )
 NUM_EMOTIONS = len(EMOTIONS)
 
-HEADS = ("maxpool", "rnn")  # "rnn" is the LSTM head everywhere a name is needed
+# "rnn" is the LSTM head everywhere a name is needed; "linear" is ridge on segment-mean features
+HEADS = ("maxpool", "rnn", "linear")
 PRECISIONS = ("fp32", "fp16", "int8")
 SHORT_GIF_POLICIES = ("loop",)  # segments of a short GIF wrap around the timeline
 RESIZE_FILTERS = ("bilinear", "bicubic", "area")
@@ -206,7 +207,7 @@ class EncoderInfo:
 
 @dataclass(frozen=True)
 class HeadInfo:
-    name: str  # "maxpool" or "rnn"
+    name: str  # "maxpool", "rnn" or "linear"
     config: dict[str, Any] = field(default_factory=dict)  # the head's resolved config
 
     def __post_init__(self) -> None:

@@ -633,12 +633,15 @@ def crop_box(
     sx, sy = (float(v) for v in crop_shift)
     if not (-1.0 <= sx <= 1.0 and -1.0 <= sy <= 1.0):
         raise ValueError(f"crop_shift must be in [-1, 1]^2, got {crop_shift!r}")
+    # The longer side is truncated, not rounded, as Hara et al.'s extractor (the ResNeXt-101
+    # encoder's training) does: int(size * long / short). A 500x374 frame becomes 149x112.
     if width <= height:
-        rw, rh = spec.size, max(spec.size, round(height * spec.size / width))
+        rw, rh = spec.size, max(spec.size, int(height * spec.size / width))
     else:
-        rw, rh = max(spec.size, round(width * spec.size / height)), spec.size
+        rw, rh = max(spec.size, int(width * spec.size / height)), spec.size
     c = spec.crop
-    # Integer crop offsets in the resized image, as a resize-then-crop would use.
+    # Integer crop offsets in the resized image, as a resize-then-crop would use (Python's
+    # round, half to even, as the extractor's centre crop: (149 - 112) / 2 = 18.5 -> 18).
     cx = round((rw - c) / 2 * (1 + sx))
     cy = round((rh - c) / 2 * (1 + sy))
     fx, fy = width / rw, height / rh

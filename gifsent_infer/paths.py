@@ -10,7 +10,7 @@ Everything lives under one home folder, ``$GIFSENT_HOME`` (default ``~/.gifsent`
       models/gifsent-<head>.onnx   where gifsent-export writes and gifsent-infer looks
 
 ``gifsent-infer`` picks its model from ``--model``, then ``$GIFSENT_MODEL``, then the
-first of ``models/gifsent-rnn.onnx`` and ``models/gifsent-maxpool.onnx`` that exists.
+first of ``models/gifsent-rnn.onnx``, ``-maxpool.onnx`` and ``-linear.onnx`` that exists.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from gifsent_infer.contract import HEADS
 
 HOME_ENV = "GIFSENT_HOME"
 MODEL_ENV = "GIFSENT_MODEL"
-DEFAULT_HEAD_ORDER = ("rnn", "maxpool")  # the study's best model first
+DEFAULT_HEAD_ORDER = ("rnn", "maxpool", "linear")  # the study's best model first
 
 
 def home() -> Path:

@@ -1,4 +1,9 @@
-"""The two heads of the study, [B, S, D] segment features -> [B, 17] scores: `maxpool` and `rnn` (LSTM).
+"""The heads, [B, S, D] segment features -> [B, 17] scores: the study's `maxpool` and `rnn` (LSTM), and `linear`.
+
+`linear` is the ridge baseline made a first-class head: mean over segments, then one
+affine map. Its weights are not trained by gradient descent but solved in closed form
+(gifsent_train.metrics.RidgeBaseline, penalty chosen on dev) and loaded with
+`LinearHead.set_affine`, so it exports, fuses and scores like the other heads.
 
 Each head's config is a small dataclass that owns its defaults and limits; `head_config`
 turns a plain dict (from a search space, a JSON run config or a checkpoint) into one,
@@ -60,7 +65,18 @@ class RNNConfig:
     }
 
 
-CONFIGS: dict[str, type] = {"maxpool": MaxPoolConfig, "rnn": RNNConfig}
+@dataclass(frozen=True)
+class LinearConfig:
+    """Ridge regression on segment-mean features: mean over segments -> one Linear -> 17."""
+
+    # The ridge penalty the weights were solved with (on standardised features), chosen on
+    # dev from a log grid; recorded for provenance, it does not change the forward pass.
+    alpha: float = 1.0
+
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {"alpha": (0.0, 1e12)}
+
+
+CONFIGS: dict[str, type] = {"maxpool": MaxPoolConfig, "rnn": RNNConfig, "linear": LinearConfig}
 assert tuple(CONFIGS) == HEADS
 
 
@@ -154,9 +170,39 @@ class RNNHead(nn.Module):
         return self.fc(out[:, -1])  # the final segment's output -> (B, 17)
 
 
+class LinearHead(nn.Module):
+    name = "linear"
+
+    def __init__(self, in_dim: int, cfg: LinearConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.fc = nn.Linear(in_dim, NUM_EMOTIONS)
+
+    @torch.no_grad()
+    def set_affine(self, weight, bias) -> LinearHead:
+        """Load a solved map: weight [17, D] and bias [17] on segment-mean features."""
+        w = torch.as_tensor(weight, dtype=torch.float32)
+        b = torch.as_tensor(bias, dtype=torch.float32)
+        if tuple(w.shape) != tuple(self.fc.weight.shape) or tuple(b.shape) != (NUM_EMOTIONS,):
+            raise HeadConfigError(
+                f"linear head: weight {tuple(w.shape)} / bias {tuple(b.shape)} do not fit "
+                f"{tuple(self.fc.weight.shape)} / ({NUM_EMOTIONS},)"
+            )
+        self.fc.weight.copy_(w)
+        self.fc.bias.copy_(b)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, S, D) -> (B, D): the mean feature over segments, the ridge baseline's pooling.
+        return self.fc(x.mean(dim=1))
+
+
+_MODULES: dict[str, type] = {"maxpool": MaxPoolHead, "rnn": RNNHead, "linear": LinearHead}
+
+
 def create_head(name: str, in_dim: int, config: dict[str, Any] | Any | None = None) -> nn.Module:
     """Build head `name` for features of width `in_dim`; maps [B, S, in_dim] -> [B, 17]."""
     cfg = head_config(name, config)
     if not isinstance(in_dim, int) or isinstance(in_dim, bool) or in_dim < 1:
         raise HeadConfigError(f"{name} head: in_dim must be a positive integer, got {in_dim!r}")
-    return MaxPoolHead(in_dim, cfg) if name == "maxpool" else RNNHead(in_dim, cfg)
+    return _MODULES[name](in_dim, cfg)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from gifsent_infer import paths
-from gifsent_infer.files import write_json
+from gifsent_infer.files import read_json, write_json
 from gifsent_train.run import latest_run
 
 BIN = Path(sys.executable).parent
@@ -69,12 +69,15 @@ def main(argv: list[str] | None = None) -> None:
     run_layout = latest_run()
     if run_layout is None:
         sys.exit("demo: gifsent-train finished but recorded no run in runs/LATEST")
-    run("export", ["gifsent-export", "--model", "rnn", "--run", str(run_layout.root)], timings)
+    # Ship the head that won on dev (the run's checkpoints/best.pt), whichever it is.
+    best_head = read_json(run_layout.metrics)["best_head"]
+    model_path = paths.default_model_path(best_head)
+    run("export", ["gifsent-export", "--model", "best", "--run", str(run_layout.root)], timings)
 
     test_gifs = [str(data / "gifs" / f"{gif_id}.gif") for gif_id in run_layout.split_ids("test")]
     run(
         "infer",
-        ["gifsent-infer", "-", "--out", str(scores_csv), "--quiet"],
+        ["gifsent-infer", "-", "--out", str(scores_csv), "--model", str(model_path), "--quiet"],
         timings,
         stdin="\n".join(test_gifs) + "\n",
     )
@@ -88,13 +91,14 @@ def main(argv: list[str] | None = None) -> None:
         "n_gifs": args.n_gifs,
         "preset": args.preset,
         "run": str(run_layout.root),
+        "shipped_head": best_head,
     }
     write_json(home / "demo-timings.json", record, sort_keys=False)
 
     print((run_layout.report / "table1.md").read_text(encoding="utf-8"))
     print(f"run folder : {run_layout.root}")
     print(f"report     : {run_layout.report}")
-    print(f"model      : {paths.default_model_path('rnn')}")
+    print(f"model      : {model_path}  (best head on dev: {best_head})")
     print(f"scores     : {scores_csv}  ({len(test_gifs)} test GIFs)")
     print("seconds    : " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     print(f"html report: {report_html}  (open it in a browser)")

@@ -33,7 +33,11 @@ from gifsent_infer.contract import (
 # The runtime tests' model: 2 segments of 2 frames at 16x16 (see infer_support.build_model).
 SPEC = SamplingSpec(segments=2, frames_per_segment=2, fps=10.0, size=16, crop=16)
 # Heads small enough to export and run in milliseconds.
-TINY_HEADS = {"maxpool": {"num_layers": 2, "hidden": 32}, "rnn": {"num_layers": 2, "hidden": 16}}
+TINY_HEADS = {
+    "maxpool": {"num_layers": 2, "hidden": 32},
+    "rnn": {"num_layers": 2, "hidden": 16},
+    "linear": {"alpha": 10.0},
+}
 
 
 # -- GIFs ------------------------------------------------------------------------------------

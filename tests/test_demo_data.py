@@ -103,26 +103,99 @@ def test_deterministic_by_seed(tmp_path):
     assert a.votes.read_bytes() != c.votes.read_bytes()
 
 
-def test_emotions_are_visible_in_pixels(demo):
-    """A linear model on tiny thumbnails of one frame already predicts the true emotions."""
-    ids, truth = read_truth(demo.truth)
-    files = index_gifs(demo.gifs)
-    keep = [i for i, g in enumerate(ids) if g in files]
-    x = []
-    for i in keep:
-        with Image.open(files[ids[i]]) as im:
-            x.append(np.asarray(im.convert("RGB").resize((24, 24)), dtype=np.float64).ravel() / 255)
-    x = np.array(x)
-    x -= x.mean(axis=0)
-    y = truth[keep]
-    # leave-fold-out ridge regression, 4 folds
-    folds = np.arange(len(keep)) % 4
+def _thumb(im, k: int) -> np.ndarray:
+    im.seek(k)
+    return np.asarray(im.convert("RGB").resize((24, 24)), dtype=np.float64).ravel() / 255
+
+
+def _cv_ridge_r(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r per column of y of a 4-fold cross-validated (dual) ridge on x."""
+    x = x - x.mean(axis=0)
+    folds = np.arange(len(x)) % 4
     pred = np.zeros_like(y)
     for f in range(4):
         tr, te = folds != f, folds == f
         a = x[tr]
         coef = np.linalg.solve(a @ a.T + 3.0 * np.eye(len(a)), y[tr] - y[tr].mean(axis=0))
         pred[te] = x[te] @ a.T @ coef + y[tr].mean(axis=0)
-    r = np.array([np.corrcoef(pred[:, k], y[:, k])[0, 1] for k in range(17)])
+    return np.array([np.corrcoef(pred[:, k], y[:, k])[0, 1] for k in range(y.shape[1])])
+
+
+def test_emotions_are_visible_in_pixels(tmp_path):
+    """Without the temporal part, a linear model on tiny thumbnails of one frame already
+    predicts the true emotions (the face moving around makes it harder for raw pixels)."""
+    demo = make_demo_data(
+        tmp_path, n_gifs=120, comparisons_per_gif=2, seed=11, temporal_share=0.0, moment_share=0.0
+    )
+    ids, truth = read_truth(demo.truth)
+    files = index_gifs(demo.gifs)
+    keep = [i for i, g in enumerate(ids) if g in files]
+    x = []
+    for i in keep:
+        with Image.open(files[ids[i]]) as im:
+            x.append(_thumb(im, 0))
+    r = _cv_ridge_r(np.array(x), truth[keep])
     print(f"\nthumbnail ridge, Pearson per emotion: min {r.min():.2f} mean {r.mean():.2f}")
-    assert np.median(r) > 0.5
+    assert np.median(r) > 0.45
+
+
+def test_motion_carries_signal_that_single_frames_do_not():
+    """The droop latent (mouth and lids drift down or up over the timeline) is invisible in
+    any one frame but read off the difference between a late and an early frame. The other
+    motion of the GIF is held still here so that raw pixels can show it."""
+    import dataclasses
+
+    from gifsent_train.demo_data import (
+        LATENTS,
+        TEMPORAL_LATENTS,
+        _frame,
+        _palette,
+        plan_motion,
+        true_strengths,
+    )
+
+    rng = np.random.default_rng(5)
+    z, _ = true_strengths(160, rng)
+    k = len(LATENTS) + TEMPORAL_LATENTS.index("droop")
+    single, diff = [], []
+    for i in range(160):
+        m = plan_motion(z[i, len(LATENTS) :], np.random.default_rng([5, i]), 0.0)
+        m = dataclasses.replace(m, path=(0.0, 0.0), jump=(0.0, 0.0), pulse=0.0, squeeze=0.0)
+        m = dataclasses.replace(m, start=(0.0, 0.0), base_scale=1.0, jolt_scale=1.0)
+        pal = _palette(z[i])
+        early, late = (
+            np.asarray(_frame(48, 48, z[i], 0.0, pal, m, tau).convert("RGB"), np.float64).ravel()
+            / 255
+            for tau in (0.1, 0.9)
+        )
+        single.append(rng.choice([early, late]))  # one frame, from somewhere on the timeline
+        diff.append(late - early)
+    y = z[:, k : k + 1]
+    r_single = _cv_ridge_r(np.array(single), y)[0]
+    r_diff = _cv_ridge_r(np.array(diff), y)[0]
+    print(f"\ndroop from one frame r={r_single:.2f}, from late - early r={r_diff:.2f}")
+    assert abs(r_single) < 0.3 and r_diff > 0.6
+
+
+def test_temporal_share_knob_and_recorded_shares(tmp_path):
+    from gifsent_train.demo_data import TEMPORAL_EMPHASIS, signal_shares, strength_parts
+
+    _, parts = strength_parts(20000, np.random.default_rng(0), temporal_share=0.5)
+    shares = signal_shares(parts)
+    for e in EMOTIONS:  # expected: share_e = min(1, 0.5 * emphasis), scaled by 1 / (1 + 0.3^2)
+        want = min(1.0, 0.5 * TEMPORAL_EMPHASIS[e]) / 1.09
+        assert shares[e]["temporal"] == pytest.approx(want, abs=0.02), e
+        assert sum(shares[e].values()) == pytest.approx(1.0, abs=1e-3)
+    a = make_demo_data(
+        tmp_path / "a", n_gifs=30, comparisons_per_gif=2, seed=2, size_range=(16, 16)
+    )
+    meta = json.loads((a.root / "demo.json").read_text())
+    assert meta["temporal_share"] == 0.5 and set(meta["signal_shares"]) == set(EMOTIONS)
+    b = make_demo_data(
+        tmp_path / "b", n_gifs=30, comparisons_per_gif=2, seed=2, size_range=(16, 16),
+        temporal_share=0.0,
+    )  # fmt: skip
+    shares = json.loads((b.root / "demo.json").read_text())["signal_shares"]
+    assert all(v["temporal"] == 0.0 for v in shares.values())
+    with pytest.raises(ValueError, match="temporal_share"):
+        make_demo_data(tmp_path / "c", n_gifs=4, temporal_share=1.5)

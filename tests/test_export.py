@@ -57,7 +57,7 @@ def sampled(paths, spec, n):
     return np.stack([read_gif(p, spec).frames for p in paths[:n]])
 
 
-@pytest.mark.parametrize("head", ["maxpool", "rnn"])
+@pytest.mark.parametrize("head", ["maxpool", "rnn", "linear"])
 def test_fp32_export_matches_pytorch_through_the_contract(work, head, tmp_path):
     ckpt = work["ckpt"][head]
     out = tmp_path / f"{head}.onnx"
@@ -385,3 +385,20 @@ def test_cli_human_summary_and_errors(work, gifsent_home, tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"file       {out}" in captured.out and "opset 18" in captured.out
     assert "parity" in captured.out and "loading checkpoint" in captured.err
+
+
+def test_cli_model_best_exports_the_head_best_pt_points_at(work, gifsent_home):
+    from typer.testing import CliRunner
+
+    from gifsent_export.cli import app
+
+    run = _fake_run(gifsent_home, work)
+    tiny_checkpoint(run.checkpoint("linear"), "linear")
+    run.link_best("linear")  # training found the linear head best on dev
+    res = CliRunner().invoke(app, ["--model", "best", "--json", "--parity-count", "2"])
+    assert res.exit_code == 0, res.output
+    out = default_model_path("linear", "fp32")
+    assert json.loads(res.stdout)["file"] == str(out)
+    doc = document_of(out)
+    assert doc.head.name == "linear"
+    assert doc.checkpoint_sha256 == load_checkpoint(run.checkpoint("linear")).sha256

@@ -605,16 +605,36 @@ def reference_resize_crop(frame, spec, shift=(0.0, 0.0)):
     """Resize the whole frame then crop (the definition that read_gif's box resize follows)."""
     h, w = frame.shape[:2]
     if w <= h:
-        rw, rh = spec.size, round(h * spec.size / w)
+        rw, rh = spec.size, int(h * spec.size / w)  # truncated, as Hara et al.'s extractor
     else:
-        rw, rh = round(w * spec.size / h), spec.size
+        rw, rh = int(w * spec.size / h), spec.size
     im = Image.fromarray(frame).resize((rw, rh), Image.Resampling.BILINEAR)
     cx = round((rw - spec.crop) / 2 * (1 + shift[0]))
     cy = round((rh - spec.crop) / 2 * (1 + shift[1]))
     return np.asarray(im)[cy : cy + spec.crop, cx : cx + spec.crop]
 
 
-@pytest.mark.parametrize(("w", "h"), [(40, 20), (20, 40), (30, 30), (7, 5)])
+@pytest.mark.parametrize(
+    ("width", "height", "box"),
+    [
+        # 112 * 500 / 374 = 149.73 -> 149 (truncated, not rounded to 150); crop x =
+        # round((149 - 112) / 2) = round(18.5) = 18 (half to even); source scale 500 / 149.
+        (500, 374, (18 * 500 / 149, 0.0, 130 * 500 / 149, 374.0)),
+        # Portrait: 112 * 400 / 300 = 149.33 -> 149, crop y = 18, source scale 400 / 149.
+        (300, 400, (0.0, 18 * 400 / 149, 300.0, 130 * 400 / 149)),
+        # 112 * 250 / 179 = 156.42 -> 156; crop x = 22; round would also give 156 here.
+        (250, 179, (22 * 250 / 156, 0.0, 134 * 250 / 156, 179.0)),
+        # Square: no slack, the whole frame.
+        (64, 64, (0.0, 0.0, 64.0, 64.0)),
+    ],
+)
+def test_crop_box_truncates_the_longer_side_like_the_reference_extractor(width, height, box):
+    spec = spec_of(size=112, crop=112)
+    got = gifio.crop_box(width, height, spec, (0.0, 0.0))
+    assert got == pytest.approx(box, abs=1e-9)
+
+
+@pytest.mark.parametrize(("w", "h"), [(40, 20), (20, 40), (30, 30), (7, 5), (41, 23)])
 def test_read_gif_shapes_and_resize_crop(w, h, both_paths):
     data = stripes_gif(w, h)
     spec = spec_of(S=2, T=3, fps=10, size=16, crop=12)

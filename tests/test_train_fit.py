@@ -86,8 +86,9 @@ def test_search_is_reproducible_and_records_every_trial(tmp_path):
     base = FitConfig(max_epochs=4, patience=3, threads=1)
     a = run_search("rnn", data, trials=3, seed=1, fit_defaults=base, trials_dir=tmp_path / "a")
     b = run_search("rnn", data, trials=3, seed=1, fit_defaults=base, trials_dir=tmp_path / "b")
-    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    files = sorted(p.name for p in (tmp_path / "a").glob("*.json"))
     assert files == ["rnn-0.json", "rnn-1.json", "rnn-2.json"]
+    assert (tmp_path / "a" / "rnn-best.pt").is_file()  # the best head so far, for resuming
     for name in files:
         ta = json.loads((tmp_path / "a" / name).read_text())
         tb = json.loads((tmp_path / "b" / name).read_text())
@@ -99,3 +100,78 @@ def test_search_is_reproducible_and_records_every_trial(tmp_path):
     assert a.trials[0].head_config == {"num_layers": 2, "hidden": 64, "dropout": 0.1705}
     devs = [t.metrics["dev"]["rmse"] for t in a.trials]
     assert a.best == int(np.argmin(devs)) == b.best
+
+
+def test_interrupted_search_resumes_after_its_last_finished_trial(tmp_path):
+    data = _split()
+    base = FitConfig(max_epochs=4, patience=3, threads=1)
+    full = run_search(
+        "maxpool", data, trials=5, seed=2, fit_defaults=base, trials_dir=tmp_path / "f"
+    )
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_two(trial, is_best):
+        if trial.index == 1:
+            raise Interrupt  # as if the process died after trial 1's record was written
+
+    with pytest.raises(Interrupt):
+        run_search(
+            "maxpool", data, trials=5, seed=2, fit_defaults=base, trials_dir=tmp_path / "r",
+            on_trial=stop_after_two,
+        )  # fmt: skip
+    ran = []
+    res = run_search(
+        "maxpool", data, trials=5, seed=2, fit_defaults=base, trials_dir=tmp_path / "r",
+        on_trial=lambda t, b: ran.append(t.index),
+    )  # fmt: skip
+    assert ran == [2, 3, 4]  # only the rest ran
+    assert res.best == full.best
+    assert [t.metrics for t in res.trials] == [t.metrics for t in full.trials]
+    np.testing.assert_array_equal(
+        predict(res.model, data.x["test"]), predict(full.model, data.x["test"])
+    )
+    # the best head of a finished search comes back from <head>-best.pt, nothing refitted
+    ran.clear()
+    again = run_search(
+        "maxpool", data, trials=5, seed=2, fit_defaults=base, trials_dir=tmp_path / "r",
+        on_trial=lambda t, b: ran.append(t.index),
+    )  # fmt: skip
+    assert ran == [] and again.best == full.best
+    np.testing.assert_array_equal(
+        predict(again.model, data.x["test"]), predict(full.model, data.x["test"])
+    )
+    # without it the best trial is refitted, with the same result (seeded)
+    (tmp_path / "r" / "maxpool-best.pt").unlink()
+    refit = run_search(
+        "maxpool", data, trials=5, seed=2, fit_defaults=base, trials_dir=tmp_path / "r"
+    )
+    np.testing.assert_array_equal(
+        predict(refit.model, data.x["test"]), predict(full.model, data.x["test"])
+    )
+    # another signature (other data or settings) runs every trial again
+    ran.clear()
+    run_search(
+        "maxpool", data, trials=2, seed=2, fit_defaults=base, trials_dir=tmp_path / "r",
+        on_trial=lambda t, b: ran.append(t.index), signature="other",
+    )  # fmt: skip
+    assert ran == [0, 1]
+
+
+def test_weighted_loss_follows_the_weights():
+    # Two groups with contradicting targets for the same inputs: the fit lands near the
+    # targets of the group with the larger weight.
+    rng = np.random.default_rng(0)
+    x = np.repeat(rng.normal(size=(1, 2, 4)).astype(np.float32), 64, axis=0)
+    y = np.zeros((64, 17), np.float32)
+    y[32:] = 1.0
+    w = np.ones((64, 17), np.float32)
+    w[32:] = 9.0  # group two counts 9x: the weighted mean target is 0.9
+    cfg = FitConfig(lr=1e-2, batch_size=64, max_epochs=300, patience=300, seed=0, threads=1)
+    m, _ = fit_head("maxpool", None, x, y, x[:4], np.full((4, 17), 0.9, np.float32), cfg, w_train=w)
+    assert np.abs(predict(m, x[:1]) - 0.9).max() < 0.02
+    m, _ = fit_head("maxpool", None, x, y, x[:4], np.full((4, 17), 0.5, np.float32), cfg)
+    assert np.abs(predict(m, x[:1]) - 0.5).max() < 0.02
+    with pytest.raises(ValueError, match="w_train"):
+        fit_head("maxpool", None, x, y, x, y, cfg, w_train=-w)

@@ -35,7 +35,10 @@ def test_explained_variance_is_pooled():
 
 
 def test_ranks_pearson_spearman():
-    np.testing.assert_allclose(M._rank(np.array([3.0, 1.0, 2.0, 2.0])), [3, 0, 1.5, 1.5])
+    # ties share average ranks: [3, 1, 2, 2] -> ranks [3, 0, 1.5, 1.5]; against [0, 1, 2, 3]
+    # by hand: centred x = [1.5, -1.5, 0, 0], y = [-1.5, -0.5, 0.5, 1.5]: sum xy = -2.25 + 0.75,
+    # sum x^2 = 4.5, sum y^2 = 5 -> r = -1.5 / sqrt(22.5)
+    assert M.spearman([3.0, 1.0, 2.0, 2.0], [0, 1, 2, 3]) == pytest.approx(-1.5 / math.sqrt(22.5))
     assert M.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
     assert M.pearson([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     # monotone but non-linear: Spearman 1, Pearson < 1
@@ -45,6 +48,9 @@ def test_ranks_pearson_spearman():
     # hand-computed: x=[1,2,3], y=[1,3,2] -> ranks [0,1,2],[0,2,1] -> r = 0.5
     assert M.spearman([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
     assert math.isnan(M.pearson([1, 1, 1], [1, 2, 3]))
+    assert math.isnan(M.spearman([1, 2, 3], [5, 5, 5])) and math.isnan(M.pearson([1], [2]))
+    with pytest.raises(ValueError, match="different lengths"):
+        M.pearson([1, 2, 3], [1, 2])
 
 
 def test_per_emotion_r2_and_spread():
@@ -83,3 +89,14 @@ def test_ridge_recovers_a_linear_map_and_picks_alpha_on_dev():
         np.linalg.solve(xs.T @ xs + 3.0 * np.eye(40), xs.T @ ys),
         atol=1e-8,
     )
+
+
+def test_correlations_equal_numpy_formulas_on_random_data_with_ties():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        a, b = np.round(rng.random(40), 1), rng.random(40)  # rounding makes ties
+        assert abs(M.pearson(a, b) - np.corrcoef(a, b)[0, 1]) < 1e-15
+        # average ranks by hand: mean position of each tied value
+        ra = np.array([np.mean(np.flatnonzero(np.sort(a) == v)) for v in a])
+        rb = np.argsort(np.argsort(b)).astype(float)
+        assert abs(M.spearman(a, b) - np.corrcoef(ra, rb)[0, 1]) < 1e-15

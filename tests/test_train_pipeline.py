@@ -53,7 +53,40 @@ def test_whole_small_run(demo_dir, tmp_path, capsys):
     assert "| Best LSTM |" in out and "| Best MaxPool |" in out and "Training mean" in out
     for head in ("maxpool", "rnn"):
         assert run.checkpoint(head).is_file()
-        assert len(list(run.trials.glob(f"{head}-*.json"))) == 2
+        assert len(list(run.trials.glob(f"{head}-[0-9]*.json"))) == 2
+    # the linear head (ridge) is a checkpoint like the others, and best.pt points at the
+    # head with the lowest dev RMSE
+    metrics = json.loads(run.metrics.read_text())
+    dev = {h: metrics["models"][h]["dev"]["rmse"] for h in ("maxpool", "rnn", "linear")}
+    assert metrics["best_head"] == min(dev, key=dev.get)
+    best = run.checkpoints / "best.pt"
+    assert best.resolve() == run.checkpoint(metrics["best_head"]).resolve()
+    assert dev["linear"] == pytest.approx(metrics["models"]["ridge"]["dev"]["rmse"], rel=1e-4)
+    # tiny preset: 2 seeds -> mean ± std in Table 1, a paired test per head and baseline
+    assert "± " in out and "2 seeds" in out
+    report = (run.report / "report.md").read_text()
+    for part in (
+        "## Shipped model",
+        "## Paired comparison",
+        "## Training length",
+        "## Where the signal lives",
+    ):
+        assert part in report, part
+    pairs = {(p["model"], p["baseline"]) for p in metrics["paired"]}
+    assert pairs == {
+        ("maxpool", "mean"),
+        ("maxpool", "ridge"),
+        ("rnn", "mean"),
+        ("rnn", "ridge"),
+        ("linear", "mean"),
+    }
+    assert metrics["models"]["rnn"]["seeds"]["test"]["rmse"]["std"] > 0
+    # --max-epochs 6 with patience 4: a trial still improving at epoch 6 is flagged
+    for t in (json.loads(p.read_text()) for p in run.trials.glob("*-[0-9]*.json")):
+        hit = not t["stopped_early"] and t["epochs_run"] == 6
+        assert hit == any(
+            h["head"] == t["head"] and h["trial"] == t["index"] for h in metrics["ceiling_hits"]
+        )
     for name in (
         "table1.md",
         "table1.csv",
@@ -69,7 +102,6 @@ def test_whole_small_run(demo_dir, tmp_path, capsys):
     for r in rows:
         for k in ("train_rmse", "dev_rmse", "test_rmse", "test_ev"):
             assert math.isfinite(float(r[k])), (r, k)
-    metrics = json.loads(run.metrics.read_text())
     assert "bt_ceiling" in metrics["models"]  # demo truth was found and used
     failures = json.loads((run.root / "feature_failures.json").read_text())
     assert len(failures) == 1

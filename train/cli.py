@@ -139,7 +139,38 @@ _OPTIONS = {
     "views": (int | None, typer.Option(None, "--views", help="Augmented views per training GIF.")),
     "dense_segments": (int | None, typer.Option(None, "--dense-segments", help="S in dense mode.")),
     "trials": (int | None, typer.Option(None, "--trials", help="Search trials per head.")),
-    "max_epochs": (int | None, typer.Option(None, "--max-epochs", help="Epoch limit per trial.")),
+    "max_epochs": (
+        int | None,
+        typer.Option(
+            None, "--max-epochs", help="Epoch ceiling per fit (patience normally stops first)."
+        ),
+    ),
+    "patience": (
+        int | None,
+        typer.Option(None, "--patience", help="Stop a fit after N epochs without dev gain."),
+    ),
+    "seeds": (
+        int | None,
+        typer.Option(
+            None,
+            "--seeds",
+            help="Retrain each head's best config with N seeds (same splits): mean ± std, paired tests.",
+        ),
+    ),
+    "loss_weights": (
+        str | None,
+        typer.Option(
+            None,
+            "--loss-weights",
+            help="none | inverse-variance: weight the MSE by 1/se² of each Bradley-Terry score.",
+        ),
+    ),
+    "weight_cap": (
+        float | None,
+        typer.Option(
+            None, "--weight-cap", help="Cap of inverse-variance weights, times the median."
+        ),
+    ),
     "seed": (int | None, typer.Option(None, "--seed", help="Seed of splits, search and fits.")),
     "run_dir": (Path | None, typer.Option(None, "--run-dir", help="Parent folder of runs.")),
     "run_name": (str | None, typer.Option(None, "--run-name", help="Run folder name.")),
@@ -219,6 +250,9 @@ def _execute(stages: tuple[str, ...], opts: dict) -> None:
     for h in cfg.heads:
         if lay.checkpoint(h).is_file():
             typer.echo(f"checkpoint:  {lay.checkpoint(h)}")
+    best = lay.checkpoints / "best.pt"
+    if best.exists():
+        typer.echo(f"best on dev: {best} -> {best.resolve().name}")
     if result.timings:
         console.print(
             "timings (wall, cpu): "
@@ -255,7 +289,10 @@ _STAGE_DOCS = {
     "run": (("scores", "features", "search", "report"), "Run every stage (the default command)."),
     "scores": (("scores",), "Fit Bradley-Terry scores per emotion and make the 80/10/10 splits."),
     "features": (("features",), "Encode the GIFs into the shared feature cache."),
-    "search": (("search",), "Randomized search for both heads; save the best checkpoints."),
+    "search": (
+        ("search",),
+        "Randomized search per head, seed repeats; save the best checkpoints and best.pt.",
+    ),
     "report": (("report",), "Write Table 1, the per-emotion table and the figures."),
 }
 for _name, (_stages, _doc) in _STAGE_DOCS.items():
@@ -344,12 +381,33 @@ def demo_data_command(
     n_gifs: int = typer.Option(600, "--n-gifs", help="Number of procedural GIFs."),
     comparisons: int = typer.Option(100, "--comparisons", help="Comparisons per GIF per emotion."),
     seed: int = typer.Option(0, "--seed"),
+    temporal_share: float = typer.Option(
+        0.5,
+        "--temporal-share",
+        min=0.0,
+        max=1.0,
+        help="Share of each emotion's visible signal that only motion/timing shows (0: none).",
+    ),
+    moment_share: float = typer.Option(
+        0.3,
+        "--moment-share",
+        min=0.0,
+        max=1.0,
+        help="Share of GIFs whose facial expression shows only in a short part of the timeline.",
+    ),
 ) -> None:
     """Write a procedural dataset in GIFGIF's format (votes CSV.gz, GIFs, true strengths)."""
     from gifsent_train.demo_data import make_demo_data
 
     try:
-        res = make_demo_data(out, n_gifs=n_gifs, comparisons_per_gif=comparisons, seed=seed)
+        res = make_demo_data(
+            out,
+            n_gifs=n_gifs,
+            comparisons_per_gif=comparisons,
+            seed=seed,
+            temporal_share=temporal_share,
+            moment_share=moment_share,
+        )
     except Exception as e:
         _console().print(f"[red]error:[/red] {type(e).__name__}: {e}", highlight=False)
         raise typer.Exit(1) from None

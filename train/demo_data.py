@@ -18,6 +18,34 @@ are (up to the noise) functions of what an image encoder sees:
     sadness -> tears (size)
     calm -> drooping eyelids and a paler background
 
+Motion and timing. Part of each emotion lives only in how the GIF moves, never in one
+frame. Four more latents ``zt ~ N(0, I)`` drive motion on the GIF's own timeline
+(tau = t / duration, the axis the sampler spreads segments over):
+
+    energy  -> the face travels in a straight line from a random start and pulses in size
+               (zooms in and out); path length and pulse amplitude grow with energy (one
+               frame shows a face of some size somewhere; only several show how it moves)
+    jolt    -> at a random moment the face jumps to another place and changes size (grows
+               or shrinks at random): the size of the sudden change
+    release -> the face is squeezed (tense) and relaxes at a late random moment (> 0:
+               tension released late, relief) or the other way round (< 0: tension
+               building up); the squeeze amount is the same either way, only the order tells
+    droop   -> mouth corners and eyelids drift over the timeline: down (> 0, drooping:
+               sadness, guilt) or up (< 0, lifting: pride); their mean over time is neutral
+
+Each emotion's strength is ``sqrt(1 - share) * static + sqrt(share) * temporal + noise``,
+both parts standardised, where ``share = min(1, temporal_share * emphasis)``: the knob
+(default 0.5; 0 gives the old data where every frame shows everything) times a per-emotion
+emphasis (``TEMPORAL_EMPHASIS``: 1.5 for excitement, surprise, relief, fear and sadness,
+0.5 for contempt, disgust, pride and embarrassment, 1 otherwise). ``demo.json`` records per emotion the measured
+share of the true strength's variance that is temporal, static and noise.
+
+Some GIFs (``moment_share``, default 0.3) show their static expression (mouth, brows,
+eyes, tears) only during a short window (a fifth of the timeline, at a random place) and a
+nearly neutral face elsewhere: the emotional moment is short. Every GIF also has a
+distractor, a ball moving across the background at a random speed and direction, which
+carries no emotion.
+
 Votes. For each emotion, ``n_gifs * comparisons_per_gif / 2`` comparisons between uniformly
 drawn pairs, so each GIF takes part in about ``comparisons_per_gif`` votes per emotion
 (undecided ones included). The left GIF wins with probability sigmoid(s_left - s_right);
@@ -81,7 +109,42 @@ EMOTION_WEIGHTS: dict[str, dict[str, float]] = {
     "shame": {"self_conscious": 0.8, "dominance": -0.6, "sadness": 0.3},
     "surprise": {"surprise": 1.0, "arousal": 0.5},
 }
+# Motion latents: visible only across frames (see the module docstring).
+TEMPORAL_LATENTS = ("energy", "jolt", "release", "droop")
+
+# Emotion -> {temporal latent: weight}: the temporal part of the true strength.
+TEMPORAL_WEIGHTS: dict[str, dict[str, float]] = {
+    "amusement": {"energy": 0.6, "jolt": 0.4},
+    "anger": {"energy": 0.6, "release": -0.6},
+    "contempt": {"energy": -0.6, "droop": 0.4},
+    "contentment": {"energy": -0.5, "release": 0.6},
+    "disgust": {"jolt": 0.6, "droop": 0.4},
+    "embarrassment": {"jolt": 0.5, "droop": 0.5},
+    "excitement": {"energy": 1.0, "jolt": 0.3},
+    "fear": {"jolt": 0.7, "release": -0.7},
+    "guilt": {"droop": 0.9, "energy": -0.3},
+    "happiness": {"energy": 0.5, "droop": -0.6},
+    "pleasure": {"release": 0.6, "energy": -0.3},
+    "pride": {"droop": -0.9, "energy": 0.3},
+    "relief": {"release": 1.0},
+    "sadness": {"droop": 1.0, "energy": -0.4},
+    "satisfaction": {"release": 0.5, "droop": -0.5},
+    "shame": {"droop": 0.8, "release": -0.3},
+    "surprise": {"jolt": 1.0, "energy": 0.3},
+}
+# How much of each emotion lives in motion, relative to the temporal_share knob: an
+# emotion's temporal share is min(1, temporal_share * emphasis). Emotions that are mostly
+# about movement and change (excitement, surprise, relief, fear, sadness) lean on motion;
+# those read from a face at rest (contempt, disgust, pride, embarrassment) less.
+TEMPORAL_EMPHASIS: dict[str, float] = {
+    **{e: 1.0 for e in EMOTIONS},
+    **{e: 1.5 for e in ("excitement", "surprise", "relief", "fear", "sadness")},
+    **{e: 0.5 for e in ("contempt", "disgust", "pride", "embarrassment")},
+}
 NOISE = 0.3  # independent per-emotion noise (before standardising): the part pixels cannot show
+DEFAULT_TEMPORAL_SHARE = 0.5  # of the pixel-visible signal, per emotion
+DEFAULT_MOMENT_SHARE = 0.3  # GIFs whose static expression shows only in a short window
+MOMENT_WIDTH = 0.2  # of the timeline
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 ID_LENGTH = 13
 UNDECIDED = "neither"
@@ -96,13 +159,61 @@ def weight_matrix() -> np.ndarray:
     return a
 
 
-def true_strengths(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(latent [n, 8], strengths [n, 17]); each strength column has mean 0 and std 1."""
+def temporal_weight_matrix() -> np.ndarray:
+    """float64 [4 temporal latents, 17 emotions]."""
+    a = np.zeros((len(TEMPORAL_LATENTS), len(EMOTIONS)))
+    for k, e in enumerate(EMOTIONS):
+        for name, wgt in TEMPORAL_WEIGHTS[e].items():
+            a[TEMPORAL_LATENTS.index(name), k] = wgt
+    return a
+
+
+def strength_parts(
+    n: int, rng: np.random.Generator, temporal_share: float = DEFAULT_TEMPORAL_SHARE
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(latent [n, 8 + 4], parts): the static, temporal and noise parts [n, 17] of the strengths.
+
+    Static and temporal parts are each scaled to unit variance in expectation (by their
+    weight columns' norms), then mixed as sqrt(1 - share_e) and sqrt(share_e), where
+    share_e = min(1, temporal_share * TEMPORAL_EMPHASIS[e]).
+    """
+    if not 0.0 <= temporal_share <= 1.0:
+        raise ValueError(f"temporal_share must be in [0, 1], got {temporal_share}")
     z = rng.standard_normal((n, len(LATENTS)))
-    s = z @ weight_matrix() + NOISE * rng.standard_normal((n, len(EMOTIONS)))
+    noise = NOISE * rng.standard_normal((n, len(EMOTIONS)))
+    zt = rng.standard_normal((n, len(TEMPORAL_LATENTS)))
+    ws, wt = weight_matrix(), temporal_weight_matrix()
+    static = z @ (ws / np.linalg.norm(ws, axis=0))
+    temporal = zt @ (wt / np.linalg.norm(wt, axis=0))
+    share = np.minimum(1.0, temporal_share * np.array([TEMPORAL_EMPHASIS[e] for e in EMOTIONS]))
+    parts = {
+        "static": np.sqrt(1.0 - share) * static,
+        "temporal": np.sqrt(share) * temporal,
+        "noise": noise,
+    }
+    return np.concatenate([z, zt], axis=1), parts
+
+
+def true_strengths(
+    n: int, rng: np.random.Generator, temporal_share: float = DEFAULT_TEMPORAL_SHARE
+) -> tuple[np.ndarray, np.ndarray]:
+    """(latent [n, 12]: 8 static then 4 temporal, strengths [n, 17]); each strength column
+    has mean 0 and std 1."""
+    z, parts = strength_parts(n, rng, temporal_share)
+    s = parts["static"] + parts["temporal"] + parts["noise"]
     s -= s.mean(axis=0)
     s /= s.std(axis=0)
     return z, s
+
+
+def signal_shares(parts: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per emotion, the share of the true strength's variance in each part: var(part) over
+    the sum of the parts' variances, measured on the data (the parts are independent)."""
+    var = {k: v.var(axis=0) for k, v in parts.items()}
+    total = sum(var.values())
+    return {
+        e: {k: round(float(var[k][j] / total[j]), 4) for k in parts} for j, e in enumerate(EMOTIONS)
+    }
 
 
 def simulate_votes(
@@ -150,12 +261,12 @@ def _unit(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-1.2 * x))
 
 
-# palette indices; each GIF has its own 8-colour palette, so frames are drawn in "P" mode
-BG, FACE, INK, CHEEK, TEAR, MOUTH, WHITE, OUTLINE = range(8)
+# palette indices; each GIF has its own palette, so frames are drawn in "P" mode
+BG, FACE, INK, CHEEK, TEAR, MOUTH, WHITE, OUTLINE, BALL = range(9)
 
 
 def _palette(z: np.ndarray) -> list[int]:
-    val, aro, _dom, _sur, selfc, disg, _sad, calm = (_unit(v) for v in z)
+    val, aro, _dom, _sur, selfc, disg, _sad, calm = (_unit(v) for v in z[: len(LATENTS)])
     hue = 0.62 - 0.55 * val  # blue (sad) .. orange (happy)
     sat = 0.25 + 0.6 * aro * (1.0 - 0.5 * calm)
     bg = tuple(int(255 * c) for c in colorsys.hsv_to_rgb(hue % 1.0, sat, 0.92))
@@ -170,34 +281,141 @@ def _palette(z: np.ndarray) -> list[int]:
         (150, 20, 40),
         (255, 255, 255),
         (90, 60, 20),
+        (120, 110, 130),  # the distractor ball: the same grey-violet in every GIF
     ]
     flat = [c for rgb in colours for c in rgb]
     return flat + [0] * (768 - len(flat))
 
 
-def _frame(width: int, height: int, z: np.ndarray, t: float, palette: list[int]) -> Image.Image:
-    """One frame at time t seconds."""
+@dataclass(frozen=True)
+class Motion:
+    """One GIF's motion plan on its timeline tau in [0, 1); positions in units of min(w, h)."""
+
+    start: tuple[float, float]  # face centre offset at tau = 0 (before any jolt)
+    path: tuple[float, float]  # displacement over the whole timeline (energy)
+    base_scale: float  # the GIF's face size factor (random: one frame's size says little)
+    pulse: float  # energy: relative amplitude of the face's size pulsing (zooming in and out)
+    pulse_cycles: float  # pulses over the timeline
+    pulse_phase: float
+    jolt_at: float  # tau of the sudden change
+    jump: tuple[float, float]  # face displacement at the jolt
+    jolt_scale: float  # face size factor after the jolt
+    squeeze: float  # tension: horizontal squeeze of the face while tense (0 .. 0.3)
+    tense_first: bool  # True: tense, then released at switch_at (relief); False: the reverse
+    switch_at: float
+    droop: float  # drift of mouth corners and eyelids over the timeline (> 0 downwards)
+    moment: tuple[float, float] | None  # (start, end) tau of a short emotional moment, or None
+    ball_start: tuple[float, float]  # distractor, in [0, 1)^2 of the frame
+    ball_path: tuple[float, float]  # distractor travel over the timeline (wraps around)
+
+    def centre(self, tau: float) -> tuple[float, float, float]:
+        """(dx, dy, size factor) of the face at tau."""
+        dx = self.start[0] + self.path[0] * tau
+        dy = self.start[1] + self.path[1] * tau
+        angle = 2 * math.pi * self.pulse_cycles * tau + self.pulse_phase
+        scale = self.base_scale * (1.0 + self.pulse * math.sin(angle))
+        if tau >= self.jolt_at:
+            dx, dy, scale = dx + self.jump[0], dy + self.jump[1], scale * self.jolt_scale
+        lim = 0.2  # keep the face mostly inside the frame
+        return min(max(dx, -lim), lim), min(max(dy, -lim), lim), scale
+
+    def tension(self, tau: float) -> float:
+        tense = tau < self.switch_at if self.tense_first else tau >= self.switch_at
+        return self.squeeze if tense else 0.0
+
+    def expression(self, tau: float) -> float:
+        """How much of the static expression shows at tau (1 everywhere but in moment GIFs)."""
+        if self.moment is None:
+            return 1.0
+        a, b = self.moment
+        return 1.0 if a <= tau < b else 0.15
+
+
+def plan_motion(zt: np.ndarray, rng: np.random.Generator, moment_share: float) -> Motion:
+    """The motion plan of a GIF with temporal latents zt [4] (energy, jolt, release, droop)."""
+    energy, jolt, release, droop = (float(v) for v in zt)
+
+    def direction() -> np.ndarray:
+        a = rng.uniform(0, 2 * math.pi)
+        return np.array([math.cos(a), math.sin(a)])
+
+    path = direction() * 0.3 * _unit(1.5 * energy)
+    # start so that the straight path stays inside the +-0.2 box where it can
+    # a uniform start in the box [-0.2, 0.2]^2 from which the path stays inside it
+    lo, hi = -0.2 - np.minimum(path, 0.0), 0.2 - np.maximum(path, 0.0)
+    start = rng.uniform(np.minimum(lo, hi), np.maximum(lo, hi))
+    jump = direction() * 0.25 * _unit(1.5 * jolt) ** 2
+    jolt_scale = 1.0 + (1 if rng.random() < 0.5 else -1) * 0.3 * _unit(1.5 * jolt) ** 2
+    tense_first = release > 0
+    switch_at = rng.uniform(0.55, 0.85) if tense_first else rng.uniform(0.15, 0.45)
+    moment = None
+    if rng.random() < moment_share:
+        a = rng.uniform(0.0, 1.0 - MOMENT_WIDTH)
+        moment = (a, a + MOMENT_WIDTH)
+    return Motion(
+        start=(float(start[0]), float(start[1])),
+        path=(float(path[0]), float(path[1])),
+        base_scale=float(rng.uniform(0.8, 1.2)),
+        pulse=0.3 * _unit(1.5 * energy) ** 2,
+        pulse_cycles=float(rng.uniform(1.0, 2.0)),
+        pulse_phase=float(rng.uniform(0, 2 * math.pi)),
+        jolt_at=float(rng.uniform(0.3, 0.75)),
+        jump=(float(jump[0]), float(jump[1])),
+        jolt_scale=float(jolt_scale),
+        squeeze=0.3 * math.tanh(abs(release)),
+        tense_first=bool(tense_first),
+        switch_at=float(switch_at),
+        droop=float(math.tanh(droop)),
+        moment=moment,
+        ball_start=(float(rng.random()), float(rng.random())),
+        ball_path=tuple(float(v) for v in direction() * rng.uniform(0.0, 1.5)),
+    )
+
+
+def _frame(
+    width: int,
+    height: int,
+    z: np.ndarray,
+    t: float,
+    palette: list[int],
+    motion: Motion | None = None,
+    tau: float = 0.0,
+) -> Image.Image:
+    """One frame at time t seconds, tau = t / duration on the GIF's timeline."""
     # blush and face tint live in the palette (see _palette); the rest is geometry
-    val, aro, dom, sur, _selfc, _disg, sad, calm = (float(v) for v in z)
+    val, aro, dom, sur, _selfc, _disg, sad, calm = (float(v) for v in z[: len(LATENTS)])
+    k = motion.expression(tau) if motion else 1.0  # a short emotional moment scales these
+    val, dom, sur, sad = k * val, k * dom, k * sur, k * sad
     u_aro, u_sur, u_sad, u_calm = _unit(aro), _unit(sur), _unit(sad), _unit(calm)
     img = Image.new("P", (width, height), BG)
     img.putpalette(palette)
     d = ImageDraw.Draw(img)
-    r = min(width, height) * (0.30 + 0.06 * math.tanh(dom))
+    m = min(width, height)
+    dx, dy, scale = motion.centre(tau) if motion else (0.0, 0.0, 1.0)
+    if motion:  # distractor: a ball crossing the background, wrapping around the frame
+        bx = (motion.ball_start[0] + motion.ball_path[0] * tau) % 1.0 * width
+        by = (motion.ball_start[1] + motion.ball_path[1] * tau) % 1.0 * height
+        br = 0.07 * m
+        d.ellipse([bx - br, by - br, bx + br, by + br], fill=BALL)
+    r = m * (0.22 + 0.04 * math.tanh(dom)) * scale
+    squeeze = motion.tension(tau) if motion else 0.0
+    rx, ry = r * (1.0 - squeeze), r * (1.0 + 0.3 * squeeze)
+    # drift of mouth corners and lids over the timeline: -1 .. 1 times the droop
+    drift = (motion.droop * (2.0 * tau - 1.0)) if motion else 0.0
     # motion: bounce (amplitude and rate grow with arousal) plus a fast shake when aroused
     amp = r * 0.35 * u_aro
     rate = 0.4 + 2.6 * u_aro  # Hz
-    cx = width / 2 + r * 0.12 * u_aro**2 * math.sin(2 * math.pi * 3 * rate * t)
-    cy = height / 2 + amp * math.sin(2 * math.pi * rate * t)
-    d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=FACE, outline=OUTLINE, width=2)
+    cx = width / 2 + dx * m + r * 0.12 * u_aro**2 * math.sin(2 * math.pi * 3 * rate * t)
+    cy = height / 2 + dy * m + amp * math.sin(2 * math.pi * rate * t)
+    d.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=FACE, outline=OUTLINE, width=2)
     # cheeks (blush colour is in the palette; invisible when the GIF is not self-conscious)
     for side in (-1, 1):
-        ch_x, ch_y = cx + side * r * 0.55, cy + r * 0.2
+        ch_x, ch_y = cx + side * rx * 0.55, cy + r * 0.2
         d.ellipse([ch_x - r * 0.18, ch_y - r * 0.1, ch_x + r * 0.18, ch_y + r * 0.1], fill=CHEEK)
-    # eyes: size from surprise, lids droop with calm
-    ex, ey = r * 0.38, cy - r * 0.22
+    # eyes: size from surprise, lids droop with calm (and drift with the droop latent)
+    ex, ey = rx * 0.38, cy - r * 0.22
     erx = r * (0.10 + 0.10 * u_sur)
-    ery = erx * (1.25 - 0.95 * u_calm)
+    ery = erx * (1.25 - 0.95 * u_calm) * (1.0 - 0.45 * drift)
     for side in (-1, 1):
         x = cx + side * ex
         d.ellipse([x - erx, ey - ery, x + erx, ey + ery], fill=WHITE, outline=INK)
@@ -214,9 +432,9 @@ def _frame(width: int, height: int, z: np.ndarray, t: float, palette: list[int])
             ty = ey + ery + ((t * 40.0) % (r * 0.4))
             tw = r * 0.05 + r * 0.08 * (u_sad - 0.35)
             d.ellipse([x - tw, ty, x + tw, ty + tl + tw], fill=TEAR)
-    # mouth: curve from valence (smile / frown), opening from arousal
-    mw, my = r * 0.45, cy + r * 0.45
-    bend = r * 0.28 * math.tanh(val)
+    # mouth: curve from valence (smile / frown) minus the droop drift, opening from arousal
+    mw, my = rx * 0.45, cy + r * 0.45
+    bend = r * 0.28 * math.tanh(val) - r * 0.3 * drift
     opening = r * 0.35 * u_aro * (0.75 + 0.25 * math.sin(2 * math.pi * rate * t))
     xs = np.linspace(-1.0, 1.0, 9)
     upper = [(cx + mw * x, my + bend * (1 - x * x) - bend * 0.5) for x in xs]
@@ -229,9 +447,12 @@ def _frame(width: int, height: int, z: np.ndarray, t: float, palette: list[int])
 
 
 def _gif_bytes(
-    z: np.ndarray, rng: np.random.Generator, size_range: tuple[int, int]
+    z: np.ndarray,
+    rng: np.random.Generator,
+    size_range: tuple[int, int],
+    moment_share: float = DEFAULT_MOMENT_SHARE,
 ) -> tuple[bytes, int]:
-    """One GIF for latent z: varied size, frame count and delays; returns (bytes, frames)."""
+    """One GIF for latent z [12]: varied size, frame count and delays; returns (bytes, frames)."""
     width = int(rng.integers(size_range[0], size_range[1] + 1))
     height = int(rng.integers(size_range[0], size_range[1] + 1))
     kind = rng.random()
@@ -252,9 +473,11 @@ def _gif_bytes(
     delays = [base + (int(rng.integers(0, 4)) * 10 if jitter else 0) for _ in range(n_frames)]
     shown = [d if d >= 20 else 100 for d in delays]
     palette = _palette(z)
+    motion = plan_motion(z[len(LATENTS) :], rng, moment_share) if len(z) > len(LATENTS) else None
+    duration = float(sum(shown)) / 1000.0
     frames, t = [], 0.0
     for k in range(n_frames):
-        frames.append(_frame(width, height, z, t, palette))
+        frames.append(_frame(width, height, z, t, palette, motion, t / duration))
         t += shown[k] / 1000.0
     buf = io.BytesIO()
     if n_frames == 1:
@@ -296,9 +519,15 @@ def make_demo_data(
     corrupt_rows: int = 5,
     missing_gifs: int = 0,
     size_range: tuple[int, int] = (96, 160),
+    temporal_share: float = DEFAULT_TEMPORAL_SHARE,
+    moment_share: float = DEFAULT_MOMENT_SHARE,
     progress: Callable[[str, int, int | None], None] | None = None,
 ) -> DemoDataset:
     """Write a demo dataset into ``out`` (created; an existing dataset there is replaced).
+
+    ``temporal_share`` (0..1): share of each emotion's pixel-visible signal that lives only
+    in motion and timing. ``moment_share`` (0..1): share of GIFs whose static expression
+    shows only in a short part of the timeline.
 
     ``comparisons_per_gif``: votes each GIF takes part in per emotion (one number, or 17 in
     EMOTIONS order). ``missing_gifs``: that many voted-on GIFs get no file, like GIFGIF's
@@ -313,11 +542,15 @@ def make_demo_data(
     )
     if len(per_gif) != len(EMOTIONS) or min(per_gif) < 0:
         raise ValueError("comparisons_per_gif must be a non-negative number or 17 of them")
+    if not 0.0 <= moment_share <= 1.0:
+        raise ValueError(f"moment_share must be in [0, 1], got {moment_share}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     ids = make_ids(n_gifs, rng)
-    latent, strength = true_strengths(n_gifs, rng)
+    latent, parts = strength_parts(n_gifs, rng, temporal_share)
+    strength = parts["static"] + parts["temporal"] + parts["noise"]
+    strength = (strength - strength.mean(axis=0)) / strength.std(axis=0)
     missing_idx = sorted(rng.choice(n_gifs, size=min(missing_gifs, n_gifs), replace=False).tolist())
 
     # votes: all emotions interleaved in a random order, as a live site would log them
@@ -376,7 +609,9 @@ def make_demo_data(
     skip = set(missing_idx)
     for i, gif_id in enumerate(ids):
         if i not in skip:
-            data, n_frames = _gif_bytes(latent[i], np.random.default_rng([seed, 1, i]), size_range)
+            data, n_frames = _gif_bytes(
+                latent[i], np.random.default_rng([seed, 1, i]), size_range, moment_share
+            )
             (gifs / f"{gif_id}.gif").write_bytes(data)
             frame_counts[gif_id] = n_frames
         if progress:
@@ -391,7 +626,7 @@ def make_demo_data(
 
     meta = {
         "format": "gifsent-demo-data",
-        "version": 1,
+        "version": 2,
         "seed": seed,
         "n_gifs": n_gifs,
         "comparisons_per_gif": dict(zip(EMOTIONS, per_gif, strict=True)),
@@ -401,6 +636,14 @@ def make_demo_data(
         "missing": [ids[i] for i in missing_idx],
         "latents": list(LATENTS),
         "emotion_weights": EMOTION_WEIGHTS,
+        "temporal_latents": list(TEMPORAL_LATENTS),
+        "temporal_weights": TEMPORAL_WEIGHTS,
+        "temporal_share": temporal_share,
+        "moment_share": moment_share,
+        # measured per emotion: the share of the true strength's variance that only motion
+        # and timing show ("temporal"), that single frames show ("static"), and vote-level
+        # noise that no pixel shows
+        "signal_shares": signal_shares(parts),
         "noise": NOISE,
         "frames": {
             "single": sum(1 for v in frame_counts.values() if v == 1),

@@ -1,7 +1,8 @@
 """Fits one head on cached features; knows nothing about which head it is training.
 
 Input features are ``[N, S, D]`` float32 (S segments of D-dim encoder features) and
-targets ``[N, 17]``; the model maps ``[B, S, D] -> [B, 17]``. MSE loss, Adam with
+targets ``[N, 17]``; the model maps ``[B, S, D] -> [B, 17]``. MSE loss (optionally
+weighted per GIF and emotion, e.g. by the certainty of its Bradley-Terry score), Adam with
 (L2-style, torch Adam's) weight decay, early stopping on dev loss with patience; the
 state of the best dev epoch is returned. Seeded: the same seed, data and thread
 count give bit-identical results on a CPU.
@@ -96,25 +97,43 @@ def train_model(
     config: FitConfig | None = None,
     *,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    w_train=None,
 ) -> FitResult:
-    """Train `model` in place and load its best-dev state into it; returns curves and that state."""
+    """Train `model` in place and load its best-dev state into it; returns curves and that state.
+
+    w_train: optional [N, 17] non-negative loss weights of the training entries (rescaled
+    here to mean 1, so the learning rate means the same with and without). The dev loss
+    that early stopping watches stays unweighted: the model is still chosen on plain MSE.
+    """
     cfg = config or FitConfig()
     previous = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     try:
-        return _train(model, x_train, y_train, x_dev, y_dev, cfg, on_epoch)
+        return _train(model, x_train, y_train, x_dev, y_dev, cfg, on_epoch, w_train)
     finally:
         torch.set_num_threads(previous)
 
 
-def _train(model, x_train, y_train, x_dev, y_dev, cfg: FitConfig, on_epoch) -> FitResult:
+def _train(
+    model, x_train, y_train, x_dev, y_dev, cfg: FitConfig, on_epoch, w_train=None
+) -> FitResult:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     xt, yt = _tensor(x_train), _tensor(y_train)
     xd, yd = _tensor(x_dev), _tensor(y_dev)
     if len(xt) == 0 or len(xd) == 0:
         raise ValueError("train_model needs non-empty train and dev sets")
+    wt = None
+    if w_train is not None:
+        wt = _tensor(w_train)
+        if wt.shape != yt.shape or not bool(torch.isfinite(wt).all()) or bool((wt < 0).any()):
+            raise ValueError(
+                f"w_train must be finite, non-negative and shaped like y_train {tuple(yt.shape)}"
+            )
+        if float(wt.mean()) <= 0:
+            raise ValueError("w_train is all zeros")
+        wt = wt / wt.mean()
     if cfg.init_output_at_mean:
         _init_output(model, yt)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -131,12 +150,13 @@ def _train(model, x_train, y_train, x_dev, y_dev, cfg: FitConfig, on_epoch) -> F
             idx = perm[i : i + cfg.batch_size]
             xb, yb = xt[idx], yt[idx]
             opt.zero_grad(set_to_none=True)
-            loss = ((model(xb) - yb) ** 2).mean()
+            sq = (model(xb) - yb) ** 2
+            loss = (sq * wt[idx]).mean() if wt is not None else sq.mean()
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
-        train_loss = total / count  # mean over the epoch's batches, dropout on
+        train_loss = total / count  # mean over the epoch's batches, dropout on, weighted if asked
         model.eval()
         dev_loss = _mse(model, xd, yd, cfg.eval_batch_size)
         curves["train"].append(train_loss)
@@ -176,6 +196,7 @@ def fit_head(
     config: FitConfig | None = None,
     *,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    w_train=None,
 ) -> tuple[nn.Module, FitResult]:
     """Create a registry head for these features and train it; returns (head, result)."""
     from gifsent_models.heads import create_head
@@ -184,5 +205,7 @@ def fit_head(
     torch.manual_seed(cfg.seed)  # the head's initial weights depend on the seed too
     in_dim = int(np.asarray(x_train).shape[-1])
     head = create_head(head_name, in_dim, head_config)
-    result = train_model(head, x_train, y_train, x_dev, y_dev, cfg, on_epoch=on_epoch)
+    result = train_model(
+        head, x_train, y_train, x_dev, y_dev, cfg, on_epoch=on_epoch, w_train=w_train
+    )
     return head, result

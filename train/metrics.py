@@ -11,7 +11,8 @@ Definitions, fixed here once:
   sklearn's explained_variance_score computes it on flattened arrays. Pooling lets
   differences between emotion means count as explained variance, which is why the
   study's training-mean baseline already reaches EV > 0.
-- Per emotion: R^2 = 1 - SSE/SST, Pearson r, Spearman rho (average ranks for ties),
+- Per emotion: R^2 = 1 - SSE/SST, Pearson r and Spearman rho (scipy.stats; average ranks
+  for ties),
   and the prediction spread std(p_e) / std(y_e): below 1 means "too conservative".
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
 
 from gifsent_infer.contract import EMOTIONS
 
@@ -45,36 +47,27 @@ def explained_variance(y, p) -> float:
     return float(1.0 - np.var(y - p) / var_y)
 
 
-def _rank(a: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share the mean of their positions), 0-based."""
-    order = np.argsort(a, kind="mergesort")
-    ranks = np.empty(len(a), dtype=np.float64)
-    ranks[order] = np.arange(len(a), dtype=np.float64)
-    sorted_a = a[order]
-    # average over runs of equal values
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_a)) + 1]
-    ends = np.r_[starts[1:], len(a)]
-    for s, e in zip(starts, ends, strict=True):
-        if e - s > 1:
-            ranks[order[s:e]] = (s + e - 1) / 2.0
-    return ranks
+def _finite_pair(a, b) -> tuple[np.ndarray, np.ndarray] | None:
+    """Flattened float64 copies, or None when a correlation is undefined (n < 2, a constant)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if len(a) != len(b):
+        raise ValueError(f"correlation of arrays of different lengths ({len(a)} and {len(b)})")
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None  # a constant has no correlation (not a rounding-noise 0.0, no warning)
+    return a, b
 
 
 def pearson(a, b) -> float:
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")  # a constant has no correlation (not a rounding-noise 0.0)
-    a = a - a.mean()
-    b = b - b.mean()
-    den = math.sqrt(float(np.sum(a * a)) * float(np.sum(b * b)))
-    return float(np.sum(a * b) / den) if den > 0 else float("nan")
+    """Pearson r (scipy.stats.pearsonr); NaN where undefined."""
+    pair = _finite_pair(a, b)
+    return float("nan") if pair is None else float(stats.pearsonr(*pair).statistic)
 
 
 def spearman(a, b) -> float:
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    return pearson(_rank(a), _rank(b))
+    """Spearman rho with average ranks for ties (scipy.stats.spearmanr); NaN where undefined."""
+    pair = _finite_pair(a, b)
+    return float("nan") if pair is None else float(stats.spearmanr(*pair).statistic)
 
 
 def per_emotion(y, p) -> list[dict[str, float]]:

@@ -55,16 +55,31 @@ class TrainConfig:
     encoder_batch: int = 8  # GIF-views per encoder call (memory only)
     use_onnxruntime: str = "auto"  # auto | true | false; ORT is ~8x faster for CNNs on a CPU
     threads: int = 0  # intra-op threads for torch and onnxruntime; 0 = library default
+    # torch threads while fitting heads (0: as `threads`). Small heads run fastest on one
+    # thread, far faster on a busy machine; results are bit-identical per thread count.
+    fit_threads: int = 1
     cache_dir: str = ""  # feature cache; default $GIFSENT_HOME/cache/features (shared by runs)
     # Run the feature stage on Ray Data instead of this process: "" = no Ray; "local" = start
     # a Ray instance here; "auto" or HOST:6379 or ray://HOST:10001 = join that cluster. The
     # cache and its entries are the same either way (gifsent_train.ray_features).
     ray_address: str = ""
     # -- fitting and search ------------------------------------------------------------------
-    heads: tuple[str, ...] = ("maxpool", "rnn")
+    # "linear" is ridge on segment-mean features (closed form, penalty chosen on dev); the
+    # head best on dev is what checkpoints/best.pt points at (gifsent-export --model best).
+    heads: tuple[str, ...] = ("maxpool", "rnn", "linear")
     trials: int = 20  # randomized trials per head (the study's search)
-    max_epochs: int = 60
-    patience: int = 8  # early stopping on dev
+    # Training stops on patience; the ceiling is generous so that it rarely decides. Trials
+    # that reach it with dev loss still improving are flagged in the report.
+    max_epochs: int = 300
+    patience: int = 10  # epochs without a dev improvement before stopping
+    # Repeat the best configuration of each trained head with this many fit seeds (same
+    # splits): Table 1 shows mean +- std, the report a paired test against the baselines.
+    seeds: int = 1
+    # Loss weights: "none" (plain MSE, the study's) or "inverse-variance" (each GIF and
+    # emotion weighted by 1 / se^2 of its Bradley-Terry score, capped at weight_cap times the
+    # emotion's median weight, rescaled to mean 1).
+    loss_weights: str = "none"
+    weight_cap: float = 10.0
     include_default_trial: bool = True  # trial 0 = head defaults (rnn: the study's best)
     seed: int = 0  # splits, search and every fit derive from it
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # the study's 80/10/10
@@ -83,8 +98,20 @@ class TrainConfig:
         if self.sampling not in ("sparse", "dense", "augmented"):
             raise ValueError(f"sampling must be sparse, dense or augmented, got {self.sampling!r}")
         for h in self.heads:
-            if h not in ("maxpool", "rnn"):
-                raise ValueError(f"unknown head {h!r}; expected maxpool or rnn")
+            if h not in ("maxpool", "rnn", "linear"):
+                raise ValueError(f"unknown head {h!r}; expected maxpool, rnn or linear")
+        if not self.heads:
+            raise ValueError("heads must name at least one of maxpool, rnn, linear")
+        if self.loss_weights not in ("none", "inverse-variance"):
+            raise ValueError(
+                f"loss_weights must be none or inverse-variance, got {self.loss_weights!r}"
+            )
+        if int(self.seeds) < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if int(self.max_epochs) < 1 or int(self.patience) < 1:
+            raise ValueError("max_epochs and patience must be >= 1")
+        if not float(self.weight_cap) >= 1.0:
+            raise ValueError(f"weight_cap must be >= 1, got {self.weight_cap}")
 
     # -- resolution of defaults ----------------------------------------------------------------
     def data_path(self) -> Path:
@@ -194,18 +221,20 @@ def check_config_types(cls, data: dict) -> None:
 # Presets: named starting points; options and config files override them.
 PRESETS: dict[str, dict] = {
     # The study's setting, on the real GIFGIF dump (needs the ResNeXt-101 Kinetics weights).
-    "study": {"encoder": "resnext101-kinetics", "sampling": "sparse", "trials": 20},
+    # Three seeds per best configuration, so a difference between heads can be told from noise.
+    "study": {"encoder": "resnext101-kinetics", "sampling": "sparse", "trials": 20, "seeds": 3},
     # The README demo: 600 procedural GIFs, ImageNet EfficientNet-Lite0 (offline weights),
     # about 15 minutes for all of train + export + infer on a 2-core CPU. Chosen by
     # measurement (see the training report for the timings).
     "demo": {
         "encoder": "efficientnet-lite0",
         "sampling": "augmented",  # canonical + 1 augmented view per training GIF
-        "segments": 4,  # 4 frames per GIF: the demo's emotions are visible in every frame
+        "segments": 4,  # 4 frames per GIF: enough to see motion's direction and extent
         "views": 2,
         "trials": 4,  # per head; trial 0 is the head's default (rnn: the study's best)
-        "max_epochs": 30,
-        "patience": 5,
+        "max_epochs": 150,  # a ceiling; patience ends the fits
+        "patience": 6,
+        "seeds": 3,
     },
     # CI: a tiny random encoder and two trials per head, seconds on a CPU.
     "tiny": {
@@ -215,6 +244,7 @@ PRESETS: dict[str, dict] = {
         "trials": 2,
         "max_epochs": 15,
         "patience": 4,
+        "seeds": 2,
     },
 }
 
@@ -565,26 +595,49 @@ class Run:
             train_eval = "train_view0"
         return SplitData(x=x, y=y, ids=ids, train_eval=train_eval)
 
+    def search_signature(self) -> str:
+        """What a finished search trial depends on (not the number of trials or seeds), so an
+        interrupted or extended search reuses the trials it already has."""
+        cfg = self.config
+        return _sha_obj(
+            {
+                "features": self.output_hash("features"),
+                "scores": self.output_hash("scores"),
+                "epochs": cfg.max_epochs,
+                "patience": cfg.patience,
+                "default": cfg.include_default_trial,
+                "seed": cfg.seed,
+                "loss_weights": cfg.loss_weights,
+                "weight_cap": cfg.weight_cap if cfg.loss_weights != "none" else None,
+                # bit-identical fits need the same thread count
+                "threads": cfg.fit_threads or cfg.threads,
+            }
+        )
+
+    def train_weights(self, data) -> np.ndarray | None:
+        """Loss weights [rows, 17] of the training rows, or None for plain MSE."""
+        if self.config.loss_weights == "none":
+            return None
+        from gifsent_train.study import certainty_weights
+
+        ids, se = read_scores_stderr(self.layout.scores)
+        row = {g: i for i, g in enumerate(ids)}
+        w = certainty_weights(se, self.config.weight_cap)
+        return np.stack([w[row[g]] for g in data.ids["train"]]).astype(np.float32)
+
     def stage_search(self, force: bool = False) -> None:
         from gifsent_train import metrics as M
+        from gifsent_train import study
         from gifsent_train.fit import FitConfig, predict
         from gifsent_train.search import evaluate, run_search
 
         cfg = self.config
         lay = self.layout
+        signature = self.search_signature()
         inputs = _sha_obj(
-            {
-                "features": self.output_hash("features"),
-                "scores": self.output_hash("scores"),
-                "heads": cfg.heads,
-                "trials": cfg.trials,
-                "epochs": cfg.max_epochs,
-                "patience": cfg.patience,
-                "default": cfg.include_default_trial,
-                "seed": cfg.seed,
-            }
+            {"signature": signature, "heads": cfg.heads, "trials": cfg.trials, "seeds": cfg.seeds}
         )
-        outputs = [lay.metrics] + [lay.checkpoint(h) for h in cfg.heads]
+        outputs = [lay.metrics, lay.best_checkpoint] + [lay.checkpoint(h) for h in cfg.heads]
         if not force and self.current("search", inputs):
             self.reporter.stage("search", skipped=True)
             return
@@ -600,31 +653,51 @@ class Run:
             + ", ".join(f"{k} {v.shape[0]}" for k, v in data.x.items())
             + f"; features [S={data.x['dev'].shape[1]}, D={data.x['dev'].shape[2]}]"
         )
-        for old in lay.trials.glob("*.json"):
-            old.unlink()
+        # Trials of an earlier search with other inputs are removed; those with the same
+        # signature are kept and reused (an interrupted search resumes after its last trial).
+        sig_file = lay.trials / "signature.txt"
+        old_sig = sig_file.read_text(encoding="utf-8").strip() if sig_file.is_file() else ""
+        if force or old_sig != signature:
+            for old in list(lay.trials.glob("*.json")) + list(lay.trials.glob("*.pt")):
+                old.unlink()
+            sig_file.write_text(signature + "\n", encoding="utf-8")
+        w_train = self.train_weights(data)
         models: dict[str, dict] = {}
         per_emotion_rows: list[dict] = []
         truth = self._truth_map()
+        splits3 = (("train", data.train_eval), ("dev", "dev"), ("test", "test"))
         # baselines
         mean = M.MeanBaseline().fit(data.y["train"])
-        models["mean"] = {
-            s: M.summary(data.y[k], mean.predict(len(data.y[k])))
-            for s, k in (("train", data.train_eval), ("dev", "dev"), ("test", "test"))
-        }
+        models["mean"] = {s: M.summary(data.y[k], mean.predict(len(data.y[k]))) for s, k in splits3}
         ridge = M.RidgeBaseline().fit(
             data.x["train"], data.y["train"], data.x["dev"], data.y["dev"]
         )
-        models["ridge"] = {
-            s: M.summary(data.y[k], ridge.predict(data.x[k]))
-            for s, k in (("train", data.train_eval), ("dev", "dev"), ("test", "test"))
-        }
+        models["ridge"] = {s: M.summary(data.y[k], ridge.predict(data.x[k])) for s, k in splits3}
         models["ridge"]["alpha"] = ridge.alpha_
         preds = {"mean": mean.predict(len(data.y["test"])), "ridge": ridge.predict(data.x["test"])}
-        fit_defaults = FitConfig(max_epochs=cfg.max_epochs, patience=cfg.patience, seed=cfg.seed)
+        seed_preds: dict[str, np.ndarray] = {}
+        fit_defaults = FitConfig(
+            max_epochs=cfg.max_epochs,
+            patience=cfg.patience,
+            seed=cfg.seed,
+            threads=(cfg.fit_threads or cfg.threads) or None,
+        )
         curves = {}
+        all_trials = []
         encoder = getattr(self, "encoder", None) or self.make_encoder()
         scale = _target_scale(lay)
         for head in cfg.heads:
+            if head == "linear":
+                model = study.linear_head(ridge, int(data.x["train"].shape[-1]))
+                mets = evaluate(model, data)
+                models[head] = {**mets, "head_config": {"alpha": ridge.alpha_}, "closed_form": True}
+                preds[head] = predict(model, data.x["test"])
+                seed_preds[head] = preds[head][None]  # closed form: every seed gives the same
+                models[head]["seeds"] = study.spread([mets] * cfg.seeds)
+                save_best(
+                    lay.checkpoint(head), encoder, head, {"alpha": ridge.alpha_}, model, scale, mets
+                )
+                continue
             total = cfg.trials
 
             def on_trial(trial, is_best, head=head, total=total):
@@ -645,8 +718,11 @@ class Run:
                 include_default=cfg.include_default_trial,
                 trials_dir=lay.trials,
                 on_trial=on_trial,
+                w_train=w_train,
+                signature=signature,
             )
             self.reporter.done(f"search {head}")
+            all_trials += res.trials
             best = res.best_trial
             mets = evaluate(res.model, data)
             models[head] = {
@@ -654,11 +730,48 @@ class Run:
                 "trial": best.index,
                 "head_config": best.head_config,
                 "fit": best.fit,
-                "best_epoch": best.best_epoch,
+                "best_epoch": best.best_epoch + 1,  # counted from 1, as in Figure 3
+                "epochs_run": best.epochs_run,
+                "stopped_early": best.stopped_early,
             }
-            curves[head] = {**best.curves, "best_epoch": best.best_epoch}
+            curves[head] = {**best.curves, "best_epoch": best.best_epoch + 1}
             preds[head] = predict(res.model, data.x["test"])
             save_best(lay.checkpoint(head), encoder, head, best.head_config, res.model, scale, mets)
+            if cfg.seeds > 1:
+                self.reporter.progress(f"seeds {head}", 1, cfg.seeds)
+            seed_preds[head], summaries = study.repeat_seeds(
+                head,
+                best,
+                data,
+                fit_defaults,
+                cfg.seeds,
+                cfg.seed,
+                w_train=w_train,
+                first=(preds[head], mets),
+                on_fit=lambda r, head=head: self.reporter.progress(
+                    f"seeds {head}", r + 1, cfg.seeds
+                ),
+            )
+            models[head]["seeds"] = study.spread(summaries)
+        # The shipped model: the head best on dev (ties: the order of cfg.heads).
+        best_head = min(cfg.heads, key=lambda h: models[h]["dev"]["rmse"])
+        lay.link_best(best_head)
+        self.reporter.log(f"best head on dev: {best_head} -> {lay.best_checkpoint}")
+        for key in ("mean", "ridge"):
+            models[key]["seeds"] = study.spread([models[key]] * cfg.seeds)
+        # Paired comparison on the test GIFs: each trained head (errors averaged over its
+        # seeds) against each baseline.
+        paired = []
+        for head in cfg.heads:
+            for base in ("mean", "ridge"):
+                if head == "linear" and base == "ridge":
+                    continue  # the same model
+                cmp = study.paired_comparison(
+                    data.y["test"], seed_preds[head], preds[base], seed=cfg.seed
+                )
+                paired.append(
+                    {"model": head, "baseline": base, "seeds": len(seed_preds[head]), **cmp}
+                )
         # per-emotion table (test) and agreement with the truth
         test_truth = None
         if truth:
@@ -668,7 +781,7 @@ class Run:
             )
         for key, p in preds.items():
             rows = M.per_emotion(data.y["test"], p)
-            if test_truth is not None and key in ("maxpool", "rnn", "ridge"):
+            if test_truth is not None and key in ("maxpool", "rnn", "ridge", "linear"):
                 have, tv = test_truth
                 agree = M.agreement(tv, p[have])
                 models[key]["truth_agreement"] = agree
@@ -683,8 +796,19 @@ class Run:
             models["bt_ceiling"] = {"truth_agreement": M.agreement(tv, strengths)}
         metrics_doc = {
             "models": models,
+            "best_head": best_head,
             "per_emotion": per_emotion_rows,
             "curves": curves,
+            "paired": paired,
+            "ceiling_hits": study.ceiling_hits(all_trials, cfg.max_epochs),
+            "training": {
+                "max_epochs": cfg.max_epochs,
+                "patience": cfg.patience,
+                "seeds": cfg.seeds,
+                "loss_weights": cfg.loss_weights,
+                "weight_cap": cfg.weight_cap,
+                "trials": cfg.trials,
+            },
             "rows": {k: int(v.shape[0]) for k, v in data.x.items()},
         }
         atomic_write_json(lay.metrics, _finite(metrics_doc))
@@ -725,7 +849,11 @@ class Run:
         if m is None:
             raise RuntimeError("run the search stage first (no metrics.json)")
         _, scores = read_scores_matrix(lay.scores)
-        extra = _extra_markdown(m, read_json(lay.data, {}))
+        from gifsent_train.report import temporal_markdown
+
+        demo = read_json(self.config.data_path() / "demo.json", {}) or {}
+        temporal = temporal_markdown(demo, m["models"])
+        extra = _extra_markdown(m, read_json(lay.data, {}), temporal)
         files = write_report(lay.report, m["models"], m["per_emotion"], scores, m["curves"], extra)
         dt = time.perf_counter() - t0
         self.record("report", inputs, list(files.values()), dt)
@@ -741,15 +869,22 @@ class Run:
         atomic_write_json(p, old)
 
 
-def _extra_markdown(m: dict, data: dict) -> str:
+def _extra_markdown(m: dict, data: dict, temporal: str = "") -> str:
+    from gifsent_train import report as R
+
     lines = []
+    for block in (R.shipped_markdown(m), R.paired_markdown(m.get("paired") or [])):
+        if block:
+            lines += [block]
+    if temporal:
+        lines += [temporal]
     models = m.get("models", {})
     if "bt_ceiling" in models or any("truth_agreement" in v for v in models.values()):
         lines += ["## Agreement with the true emotion strengths (demo data, test split)", ""]
         lines += ["| | mean Spearman | min Spearman |", "|---|---:|---:|"]
         names = {
             "bt_ceiling": "Bradley-Terry scores (vote-noise ceiling)",
-            "ridge": "Ridge",
+            "ridge": "Ridge = linear head",
             "maxpool": "Best MaxPool",
             "rnn": "Best LSTM",
         }
@@ -770,8 +905,11 @@ def _extra_markdown(m: dict, data: dict) -> str:
             lines.append(
                 f"- best {head}: trial {h.get('trial')}, config {json.dumps(h.get('head_config'))}, "
                 f"fit {json.dumps({k: h['fit'][k] for k in ('lr', 'batch_size', 'weight_decay')})}, "
-                f"best epoch {h.get('best_epoch')}; test mean spread {h['test']['mean_spread']:.3f}"
+                f"best epoch {h.get('best_epoch')} (from 1); test mean spread {h['test']['mean_spread']:.3f}"
             )
+    block = R.training_length_markdown(m)
+    if block:
+        lines += ["", block]
     return "\n".join(lines)
 
 
@@ -801,6 +939,14 @@ def read_truth(path: Path) -> tuple[list[str], np.ndarray]:
             ids.append(row[0])
             rows.append([float(row[c]) for c in cols])
     return ids, np.asarray(rows, dtype=np.float64)
+
+
+def read_scores_stderr(path: Path) -> tuple[list[str], np.ndarray]:
+    """scores.csv -> (ids, standard errors [N, 17] of the scores, in the target scale)."""
+    from gifsent_train.bradley_terry import read_scores_csv
+
+    bt = read_scores_csv(path)
+    return list(bt.ids), bt.score_stderr
 
 
 def _target_scale(lay: RunLayout):

@@ -19,11 +19,21 @@ from gifsent_infer.contract import EMOTIONS
 # Row order and display names of Table 1; keys are the pipeline's model keys.
 TABLE1_ROWS = (
     ("mean", "Training mean (baseline)"),
-    ("ridge", "Ridge on pooled features (baseline)"),
+    # The linear head is this ridge regression, made exportable; one row for both.
+    ("ridge", "Ridge on pooled features = linear head (baseline)"),
     ("maxpool", "Best MaxPool"),
     ("rnn", "Best LSTM"),
 )
-TABLE1_COLUMNS = ("model", "train_rmse", "dev_rmse", "test_rmse", "test_ev")
+TABLE1_COLUMNS = (
+    "model",
+    "train_rmse",
+    "dev_rmse",
+    "test_rmse",
+    "test_rmse_std",
+    "test_ev",
+    "test_ev_std",
+    "seeds",
+)
 
 
 def _fmt(v) -> str:
@@ -32,36 +42,195 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _seed_stat(m: dict, split: str, key: str) -> tuple[float | None, float | None, int]:
+    """(mean, std, n) over seed repeats, or the single run's value with n = 1."""
+    s = (m.get("seeds") or {}).get(split, {}).get(key)
+    if s and len(s.get("values", [])) > 1:
+        return s["mean"], s["std"], len(s["values"])
+    return m.get(split, {}).get(key), None, 1
+
+
 def table1_rows(models: dict[str, dict]) -> list[dict]:
-    """models: key -> {"train": {"rmse",...}, "dev": {...}, "test": {...}} -> Table 1 rows."""
+    """models: key -> {"train": {"rmse",...}, "dev": {...}, "test": {...}, "seeds": ...} -> rows.
+
+    Test RMSE and EV are means over the seed repeats when there are several (with their
+    standard deviation); train and dev are the kept (search) model's.
+    """
     rows = []
     for key, label in TABLE1_ROWS:
         m = models.get(key)
         if not m:
             continue
+        rmse, rmse_sd, n = _seed_stat(m, "test", "rmse")
+        ev, ev_sd, _ = _seed_stat(m, "test", "ev")
         rows.append(
             {
                 "model": label,
                 "train_rmse": m.get("train", {}).get("rmse"),
                 "dev_rmse": m.get("dev", {}).get("rmse"),
-                "test_rmse": m.get("test", {}).get("rmse"),
-                "test_ev": m.get("test", {}).get("ev"),
+                "test_rmse": rmse,
+                "test_rmse_std": rmse_sd,
+                "test_ev": ev,
+                "test_ev_std": ev_sd,
+                "seeds": n,
             }
         )
     return rows
 
 
+def _pm(v, sd) -> str:
+    return _fmt(v) if sd is None else f"{_fmt(v)} ± {_fmt(sd)}"
+
+
 def table1_markdown(models: dict[str, dict]) -> str:
     rows = table1_rows(models)
+    n = max((r["seeds"] for r in rows), default=1)
+    suffix = f" (mean ± std, {n} seeds)" if n > 1 else ""
     out = io.StringIO()
-    out.write("| Model | Train RMSE | Dev RMSE | Test RMSE | Test EV |\n")
+    out.write(f"| Model | Train RMSE | Dev RMSE | Test RMSE{suffix} | Test EV{suffix} |\n")
     out.write("|---|---:|---:|---:|---:|\n")
     for r in rows:
         out.write(
             f"| {r['model']} | {_fmt(r['train_rmse'])} | {_fmt(r['dev_rmse'])} | "
-            f"{_fmt(r['test_rmse'])} | {_fmt(r['test_ev'])} |\n"
+            f"{_pm(r['test_rmse'], r['test_rmse_std'])} | {_pm(r['test_ev'], r['test_ev_std'])} |\n"
+        )
+    if n > 1:
+        out.write(
+            "\nTrain and dev: the search's kept model. The baselines and the linear head are "
+            "closed-form, so every seed gives them the same numbers (std 0).\n"
         )
     return out.getvalue()
+
+
+HEAD_LABELS = {
+    "linear": "linear (ridge)",
+    "maxpool": "MaxPool",
+    "rnn": "LSTM",
+    "mean": "training mean",
+    "ridge": "ridge",
+}
+
+
+def shipped_markdown(m: dict) -> str:
+    """Which head is best on dev, i.e. what `gifsent-export --model best` exports."""
+    best = m.get("best_head")
+    if not best:
+        return ""
+    models = m.get("models", {})
+    dev = ", ".join(
+        f"{HEAD_LABELS.get(h, h)} {models[h]['dev']['rmse']:.4f}"
+        for h in ("linear", "maxpool", "rnn")
+        if h in models and models[h].get("dev")
+    )
+    return (
+        "## Shipped model\n\n"
+        f"Best head on dev: **{HEAD_LABELS.get(best, best)}** (dev RMSE: {dev}). "
+        f"`checkpoints/best.pt` points at `best-{best}.pt`; `gifsent-export --model best` "
+        "exports it.\n"
+    )
+
+
+def paired_markdown(paired: list[dict]) -> str:
+    """Each head vs each baseline on the same test GIFs (per-GIF squared errors)."""
+    if not paired:
+        return ""
+    out = io.StringIO()
+    out.write("## Paired comparison with the baselines (test split)\n\n")
+    out.write(
+        "Per test GIF, the squared error averaged over emotions (and over the head's seeds); "
+        "d = head − baseline. Negative ΔMSE: the head is better. 95% bootstrap interval over "
+        "GIFs (2000 resamples) and two-sided Wilcoxon signed-rank p-value (scipy.stats).\n\n"
+    )
+    out.write(
+        "| Head | vs | seeds | RMSE head | RMSE baseline | ΔMSE | 95% interval | p | GIFs better |\n"
+    )
+    out.write("|---|---|---:|---:|---:|---:|---|---:|---:|\n")
+    for r in paired:
+        lo, hi = r.get("ci_low"), r.get("ci_high")
+        ci = "—" if lo is None or hi is None else f"[{lo:+.2e}, {hi:+.2e}]"
+        p = r.get("p_wilcoxon")
+        share = r.get("better_share")
+        out.write(
+            f"| {HEAD_LABELS.get(r['model'], r['model'])} | {HEAD_LABELS.get(r['baseline'], r['baseline'])} "
+            f"| {r.get('seeds', 1)} | {_fmt(r['rmse_model'])} | {_fmt(r['rmse_base'])} "
+            f"| {r['mse_diff']:+.2e} | {ci} | {'—' if p is None else f'{p:.3g}'} "
+            f"| {'—' if share is None else f'{share:.0%}'} |\n"
+        )
+    return out.getvalue()
+
+
+def temporal_markdown(demo: dict, models: dict) -> str:
+    """Demo data: per emotion, how much of the true signal only motion shows, next to how well
+    each model's test predictions rank the true strengths (Spearman)."""
+    shares = demo.get("signal_shares")
+    if not shares:
+        return ""
+    agree = {
+        k: (models.get(k) or {}).get("truth_agreement", {}).get("spearman", {})
+        for k in ("ridge", "maxpool", "rnn")
+    }
+    out = io.StringIO()
+    out.write("## Where the signal lives (demo data)\n\n")
+    out.write(
+        f"Temporal share knob {demo.get('temporal_share')}; {demo.get('moment_share', 0):.0%} "
+        "of GIFs show their expression only in a short part of the timeline. Shares of each "
+        "true strength's variance, measured on the generated data: temporal (only motion and "
+        "timing show it), static (any single frame shows it), noise (no pixel shows it). "
+        "Right: Spearman of test predictions against the true strengths.\n\n"
+    )
+    out.write("| Emotion | temporal | static | noise | ridge | MaxPool | LSTM |\n")
+    out.write("|---|---:|---:|---:|---:|---:|---:|\n")
+    for e in EMOTIONS:
+        s = shares.get(e)
+        if not s:
+            continue
+        cells = [_fmt(agree[k].get(e)) for k in ("ridge", "maxpool", "rnn")]
+        out.write(
+            f"| {e} | {s['temporal']:.0%} | {s['static']:.0%} | {s['noise']:.0%} | "
+            + " | ".join(cells)
+            + " |\n"
+        )
+    return out.getvalue()
+
+
+def training_length_markdown(m: dict) -> str:
+    """Epoch counts (from 1, as Figure 3) and the trials that reached the epoch ceiling."""
+    tr = m.get("training") or {}
+    if not tr:
+        return ""
+    lines = [
+        "## Training length",
+        "",
+        f"Early stopping on dev loss, patience {tr.get('patience')} epochs, ceiling "
+        f"{tr.get('max_epochs')} epochs; epochs are counted from 1 here and in Figure 3. "
+        f"Loss: {'MSE' if tr.get('loss_weights') == 'none' else 'MSE weighted by capped inverse Bradley-Terry variance (cap ' + str(tr.get('weight_cap')) + '× median)'}.",
+        "",
+    ]
+    for head in ("maxpool", "rnn"):
+        h = (m.get("models") or {}).get(head)
+        if h and h.get("best_epoch") is not None:
+            how = "patience" if h.get("stopped_early") else "the ceiling"
+            lines.append(
+                f"- best {HEAD_LABELS[head]}: best epoch {h['best_epoch']} of "
+                f"{h.get('epochs_run')} run (ended by {how})"
+            )
+    hits = m.get("ceiling_hits") or []
+    if hits:
+        lines += [
+            "",
+            f"**Warning: {len(hits)} trial(s) reached the {tr.get('max_epochs')}-epoch ceiling "
+            "with dev loss still improving within the patience window** (a higher "
+            "`--max-epochs` may find better models):",
+            "",
+        ]
+        lines += [
+            f"- {HEAD_LABELS.get(h['head'], h['head'])} trial {h['trial']}: best epoch "
+            f"{h['best_epoch']} of {h['ceiling']}"
+            for h in hits
+        ]
+    else:
+        lines += ["", "No trial reached the epoch ceiling: patience ended every fit."]
+    return "\n".join(lines) + "\n"
 
 
 def _write_csv(path: Path, rows: list[dict], columns) -> None:
@@ -137,8 +306,8 @@ def figure3(curves: dict[str, dict[str, list[float]]], path: Path) -> Path:
         ep = np.arange(1, len(c.get("train", [])) + 1)
         ax.plot(ep, c.get("train", []), label="train")
         ax.plot(ep, c.get("dev", []), label="dev")
-        if c.get("best_epoch") is not None:
-            ax.axvline(c["best_epoch"] + 1, color="grey", ls=":", label="best dev")
+        if c.get("best_epoch") is not None:  # counted from 1, like the x axis and the report
+            ax.axvline(c["best_epoch"], color="grey", ls=":", label="best dev")
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.set_ylabel("MSE")

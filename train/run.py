@@ -25,6 +25,8 @@ The readers (``gif_folder``, ``split_ids``, ``split_files``, ``test_metrics``) r
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,25 @@ class RunLayout:
     @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
+
+    @property
+    def best_checkpoint(self) -> Path:  # link to the checkpoint of the head best on dev
+        return self.checkpoints / "best.pt"
+
+    def link_best(self, head: str) -> Path:
+        """Point checkpoints/best.pt at best-<head>.pt (a relative symlink; a copy where the
+        file system has no symlinks), replacing what was there atomically."""
+        target = self.checkpoint(head)
+        link = self.best_checkpoint
+        tmp = link.with_name(f".best-{os.getpid()}.tmp")
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        try:
+            os.symlink(target.name, tmp)
+        except OSError:
+            shutil.copyfile(target, tmp)
+        os.replace(tmp, link)
+        return link
 
     def checkpoint(self, head: str) -> Path:  # the best checkpoint of a head on dev
         return self.checkpoints / f"best-{head}.pt"

@@ -8,6 +8,13 @@ seeded with (seed, head, k), so a trial's settings do not depend on how many tri
 ran before it, and the same seed reproduces the same search. Trial 0 is optionally
 the head's default config (for ``rnn`` the study's best: 2 layers, 64 units, dropout
 0.1705). Every trial is written to ``<trials dir>/<head>-<k>.json``.
+
+Resuming: with a trials dir, a trial whose file is there and carries the same signature
+(a hash of the data and settings the caller passes) is loaded instead of fitted, so an
+interrupted search picks up after its last finished trial. The best head so far is kept
+as ``<head>-best.pt`` (its state dict and trial index), written before the trial's JSON;
+if it is missing on resume, the best finished trial is refitted (fits are seeded, so it
+comes out the same).
 """
 
 from __future__ import annotations
@@ -85,6 +92,7 @@ class Trial:
     epochs_run: int
     metrics: dict
     seconds: float
+    stopped_early: bool = False  # False: the epoch ceiling ended it, not patience
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,58 +132,148 @@ def run_search(
     trials_dir: Path | None = None,
     on_trial: Callable[[Trial, bool], None] | None = None,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    w_train=None,
+    signature: str = "",
 ) -> SearchResult:
-    """Run `trials` trials for `head`, keep the best on dev RMSE, record each trial."""
-    from gifsent_models.heads import head_config as resolve_config
+    """Run `trials` trials for `head`, keep the best on dev RMSE, record each trial.
 
+    With `trials_dir`, finished trials recorded there under the same `signature` are
+    reused (see the module docstring); `on_trial` is called only for trials run now.
+    """
     if trials < 1:
         raise ValueError("trials must be >= 1")
     base = fit_defaults or FitConfig()
     done: list[Trial] = []
     best_i, best_model, best_fit, best_score = -1, None, None, math.inf
+    best_file = None
+    if trials_dir is not None:
+        Path(trials_dir).mkdir(parents=True, exist_ok=True)
+        best_file = Path(trials_dir) / f"{head}-best.pt"
     for k in range(trials):
-        if k == 0 and include_default:
-            cfg = asdict(resolve_config(head, None))
-            fit_over = {}
-        else:
-            cfg, fit_over = sample_trial(head, k, seed, space)
-            cfg = asdict(resolve_config(head, cfg))
-        fit_cfg = replace(base, **fit_over, seed=int(seed) * 1000 + k)
-        t0 = time.perf_counter()
-        model, res = fit_head(
-            head,
-            cfg,
-            data.x["train"],
-            data.y["train"],
-            data.x["dev"],
-            data.y["dev"],
-            fit_cfg,
-            on_epoch=on_epoch,
-        )
-        mets = evaluate(model, data, ("train", "dev"))
-        trial = Trial(
-            head=head,
-            index=k,
-            head_config=cfg,
-            fit=fit_cfg.to_dict(),
-            curves=res.curves,
-            best_epoch=res.best_epoch,
-            epochs_run=res.epochs_run,
-            metrics=mets,
-            seconds=time.perf_counter() - t0,
-        )
+        cfg, fit_cfg = trial_settings(head, k, seed, base, space, include_default)
+        trial = _finished_trial(trials_dir, head, k, signature)
+        model = res = None
+        if trial is None:
+            t0 = time.perf_counter()
+            model, res = fit_head(
+                head,
+                cfg,
+                data.x["train"],
+                data.y["train"],
+                data.x["dev"],
+                data.y["dev"],
+                fit_cfg,
+                on_epoch=on_epoch,
+                w_train=w_train,
+            )
+            mets = evaluate(model, data, ("train", "dev"))
+            trial = Trial(
+                head=head,
+                index=k,
+                head_config=cfg,
+                fit=fit_cfg.to_dict(),
+                curves=res.curves,
+                best_epoch=res.best_epoch,
+                epochs_run=res.epochs_run,
+                metrics=mets,
+                seconds=time.perf_counter() - t0,
+                stopped_early=res.stopped_early,
+            )
         done.append(trial)
-        score = mets["dev"]["rmse"]
+        score = trial.metrics["dev"]["rmse"]
+        score = math.inf if score is None else score
         is_best = math.isfinite(score) and score < best_score
         if is_best:
-            best_i, best_model, best_fit, best_score = k, model, res, score
-        if trials_dir is not None:
-            atomic_write_json(Path(trials_dir) / f"{head}-{k}.json", _jsonable(trial.to_dict()))
-        if on_trial is not None:
-            on_trial(trial, is_best)
-    if best_model is None:
+            best_i, best_score = k, score
+            best_model, best_fit = model, res  # None for a reused trial: loaded below
+            if model is not None and best_file is not None:
+                _atomic_torch_save(best_file, {"index": k, "state_dict": model.state_dict()})
+        if model is not None:
+            if trials_dir is not None:
+                doc = {**trial.to_dict(), "signature": signature}
+                atomic_write_json(Path(trials_dir) / f"{head}-{k}.json", _jsonable(doc))
+            if on_trial is not None:
+                on_trial(trial, is_best)
+    if best_i < 0:
         raise RuntimeError(f"no {head} trial reached a finite dev RMSE")
+    if best_model is None:  # the best trial finished in an earlier, interrupted search
+        best_model, best_fit = _restore_best(
+            head, done[best_i], best_file, data, base, space, include_default, seed, w_train
+        )
     return SearchResult(head=head, trials=done, best=best_i, model=best_model, fit_result=best_fit)
+
+
+def trial_settings(
+    head: str,
+    k: int,
+    seed: int,
+    base: FitConfig,
+    space: SearchSpace | None = None,
+    include_default: bool = True,
+) -> tuple[dict, FitConfig]:
+    """(resolved head config dict, FitConfig) of trial k; deterministic in (head, k, seed)."""
+    from gifsent_models.heads import head_config as resolve_config
+
+    if k == 0 and include_default:
+        cfg, fit_over = asdict(resolve_config(head, None)), {}
+    else:
+        cfg, fit_over = sample_trial(head, k, seed, space)
+        cfg = asdict(resolve_config(head, cfg))
+    return cfg, replace(base, **fit_over, seed=int(seed) * 1000 + k)
+
+
+def _finished_trial(trials_dir, head: str, k: int, signature: str) -> Trial | None:
+    if trials_dir is None:
+        return None
+    p = Path(trials_dir) / f"{head}-{k}.json"
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if doc.pop("signature", None) != signature:
+        return None
+    try:
+        return Trial(**{f: doc[f] for f in Trial.__dataclass_fields__ if f in doc})
+    except TypeError:  # an older or damaged file: run the trial again
+        return None
+
+
+def _atomic_torch_save(path: Path, obj) -> None:
+    import os
+
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _restore_best(head, trial, best_file, data, base, space, include_default, seed, w_train):
+    """The best trial's trained head: from <head>-best.pt, else refitted (seeded: the same)."""
+    import torch
+
+    from gifsent_models.heads import create_head
+
+    if best_file is not None and best_file.is_file():
+        saved = torch.load(best_file, map_location="cpu", weights_only=True)
+        if saved.get("index") == trial.index:
+            model = create_head(head, int(data.x["train"].shape[-1]), trial.head_config)
+            model.load_state_dict(saved["state_dict"])
+            model.eval()
+            res = FitResult(
+                state_dict=saved["state_dict"],
+                best_epoch=trial.best_epoch,
+                best_dev_loss=min(
+                    (v for v in trial.curves.get("dev") or [] if v is not None), default=math.nan
+                ),
+                curves=trial.curves,
+                epochs_run=trial.epochs_run,
+                stopped_early=trial.stopped_early,
+            )
+            return model, res
+    cfg, fit_cfg = trial_settings(head, trial.index, seed, base, space, include_default)
+    x, y = data.x, data.y
+    return fit_head(head, cfg, x["train"], y["train"], x["dev"], y["dev"], fit_cfg, w_train=w_train)
 
 
 def _jsonable(obj):
