@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from gifsent_infer.files import file_sha256 as _sha_file
 from gifsent_infer.files import read_json
 from gifsent_infer.files import write_json as atomic_write_json
 from gifsent_train.config import TrainConfig, no_data_message
-from gifsent_train.run import RunLayout
+from gifsent_train.run import RunLayout, strict_json
 from gifsent_train.splits import load_splits
 
 __all__ = [
@@ -78,19 +77,6 @@ class NoDataError(FileNotFoundError):
 
 def _sha_obj(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _finite(obj):
-    """JSON-safe copy: NaN/inf become null, numpy scalars plain numbers, keys strings."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _finite(obj.item())
-    return obj
 
 
 # ------------------------------------------------------------------ bookkeeping
@@ -272,7 +258,7 @@ class ScoresStage(Stage):
             data_info["bt_vs_truth"] = M.agreement(
                 np.stack([tmap[ids[i]] for i in have]), strengths[have]
             )
-        atomic_write_json(lay.data, _finite(data_info))
+        atomic_write_json(lay.data, strict_json(data_info))
         return [lay.scores, lay.target_scale, lay.splits]
 
 
@@ -674,7 +660,7 @@ class SearchStage(Stage):
             },
             "rows": {k: int(v.shape[0]) for k, v in data.x.items()},
         }
-        atomic_write_json(lay.metrics, _finite(metrics_doc))
+        atomic_write_json(lay.metrics, strict_json(metrics_doc))
         return outputs
 
 
@@ -807,7 +793,7 @@ def save_best(path: Path, encoder, head: str, head_config: dict, model, scale, m
         encoder=encoder.info(),
         head=HeadInfo(name=head, config=dict(head_config)),
         target=scale,
-        metrics=_finite(mets),
+        metrics=strict_json(mets),
     )
     return save_checkpoint(
         path,
