@@ -31,11 +31,12 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from gifsent_infer.paths import RunLayout
     from gifsent_models.heads import head_config
     from gifsent_train import metrics as M
+    from gifsent_train.config import TrainConfig
     from gifsent_train.fit import FitConfig, fit_head, predict
-    from gifsent_train.pipeline import Run, TrainConfig
+    from gifsent_train.run import RunLayout
+    from gifsent_train.stages import load_data, train_weights, truth_map
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -43,13 +44,12 @@ def main(argv: list[str] | None = None) -> None:
     cfg = TrainConfig.from_dict(
         {**saved, "run_dir": str(args.run.parent), "run_name": args.run.name}
     )
-    # A read-only view of the finished run (Run() would rewrite its config.json).
-    run = Run.__new__(Run)
-    run.config = cfg.replace(loss_weights="inverse-variance", weight_cap=args.cap)
-    run.layout = RunLayout(args.run)
-    data = run.load_data()
-    weights = run.train_weights(data)
-    truth = run._truth_map()
+    # Read the finished run through the stages' readers (nothing in it is rewritten).
+    weighted = cfg.replace(loss_weights="inverse-variance", weight_cap=args.cap)
+    layout = RunLayout(args.run)
+    data = load_data(weighted, layout)
+    weights = train_weights(weighted, layout, data)
+    truth = truth_map(weighted)
     if truth is None:
         raise SystemExit("the run's data has no truth.csv: use demo data")
     have = [i for i, g in enumerate(data.ids["test"]) if g in truth]

@@ -112,7 +112,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "pipeline splits ignore the configured seed",
-        "train/pipeline.py",
+        "train/stages.py",
         r"sp\.make_splits\(ids, seed=cfg\.seed, ",
         "sp.make_splits(ids, ",
         (

@@ -204,7 +204,7 @@ _OPTIONS = {
 def _show_defaults() -> None:
     """Append TrainConfig's defaults to the options' help (the options themselves default to
     None so that presets and config files can fill them in)."""
-    from gifsent_train.pipeline import TrainConfig
+    from gifsent_train.config import TrainConfig
 
     defaults = TrainConfig()
     for name, (_ann, option) in _OPTIONS.items():

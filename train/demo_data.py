@@ -664,15 +664,27 @@ def make_demo_data(
 
 
 def read_truth(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    """truth.csv -> (ids, true strengths float64 [n, 17] in EMOTIONS order)."""
-    with open(path, newline="", encoding="utf-8") as f:
+    """truth.csv (or .csv.gz) -> (ids, true strengths float64 [n, 17] in EMOTIONS order).
+
+    The one rule for a truth file (the demo writes it; a user may pass their own with
+    `--truth`): a header holding "id" and all 17 emotion names; columns are found by name,
+    so their order does not matter and extra columns are ignored; blank rows are skipped.
+    A file without those columns raises ValueError naming the missing ones.
+    """
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
-        header = next(reader)
-        if header != ["id", *EMOTIONS]:
-            raise ValueError(f"{path}: not a gifsent truth file")
+        header = next(reader, [])
+        missing = [c for c in ("id", *EMOTIONS) if c not in header]
+        if missing:
+            raise ValueError(
+                f"{path}: not a gifsent truth file (header lacks {', '.join(missing)}); "
+                f"expected id and the 17 emotions: {', '.join(EMOTIONS)}"
+            )
+        cols = [header.index(c) for c in ("id", *EMOTIONS)]
         ids, values = [], []
         for row in reader:
             if row:
-                ids.append(row[0])
-                values.append([float(v) for v in row[1:]])
+                ids.append(row[cols[0]])
+                values.append([float(row[c]) for c in cols[1:]])
     return ids, np.array(values, dtype=np.float64).reshape(len(ids), len(EMOTIONS))

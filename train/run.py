@@ -25,16 +25,19 @@ The readers (``gif_folder``, ``split_ids``, ``split_files``, ``test_metrics``) r
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gifsent_infer.files import atomic_write_text, read_json
 from gifsent_infer.paths import runs_dir
 
-__all__ = ["RunLayout", "latest_run", "mark_latest", "run_for_checkpoint"]
+__all__ = ["RunLayout", "latest_run", "mark_latest", "run_for_checkpoint", "strict_json"]
 
 LATEST = "LATEST"  # file in the runs folder naming the newest finished run
 
@@ -191,3 +194,17 @@ def run_for_checkpoint(checkpoint: str | Path) -> RunLayout | None:
     if parent.name == "checkpoints" and (run.splits.is_file() or run.config.is_file()):
         return run
     return None
+
+
+def strict_json(obj):
+    """A copy of `obj` that is strict JSON for the run folder's files: NaN/inf become null,
+    numpy scalars plain numbers, dict keys strings, tuples lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return strict_json(obj.item())
+    return obj

@@ -31,6 +31,7 @@ import numpy as np
 from gifsent_infer.files import write_json as atomic_write_json
 from gifsent_train import metrics as M
 from gifsent_train.fit import FitConfig, FitResult, fit_head, predict
+from gifsent_train.run import strict_json
 
 HEAD_INDEX = {"maxpool": 0, "rnn": 1}
 
@@ -191,7 +192,7 @@ def run_search(
         if model is not None:
             if trials_dir is not None:
                 doc = {**trial.to_dict(), "signature": signature}
-                atomic_write_json(Path(trials_dir) / f"{head}-{k}.json", _jsonable(doc))
+                atomic_write_json(Path(trials_dir) / f"{head}-{k}.json", strict_json(doc))
             if on_trial is not None:
                 on_trial(trial, is_best)
     if best_i < 0:
@@ -274,19 +275,6 @@ def _restore_best(head, trial, best_file, data, base, space, include_default, se
     cfg, fit_cfg = trial_settings(head, trial.index, seed, base, space, include_default)
     x, y = data.x, data.y
     return fit_head(head, cfg, x["train"], y["train"], x["dev"], y["dev"], fit_cfg, w_train=w_train)
-
-
-def _jsonable(obj):
-    """NaN/inf -> None so trial files are strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    return obj
 
 
 def load_trials(trials_dir: Path) -> list[dict]:

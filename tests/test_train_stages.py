@@ -1,0 +1,71 @@
+"""The stage bookkeeping written once in `Stage.execute`: run, skip when the inputs hash and
+every recorded output are unchanged, rerun when either changes or when forced; stages.json
+and the context's timings record what ran. The four real stages run in order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gifsent_train.config import TrainConfig
+from gifsent_train.pipeline import STAGES
+from gifsent_train.run import RunLayout
+from gifsent_train.stages import Context, Reporter, Stage
+
+
+class Seen(Reporter):
+    def __init__(self):
+        self.events: list[tuple[str, bool]] = []
+
+    def stage(self, name: str, skipped: bool = False) -> None:
+        self.events.append((name, skipped))
+
+
+class Echo(Stage):
+    """Writes <run>/echo.txt holding its input; counts its runs."""
+
+    name = "echo"
+
+    def __init__(self, value: str):
+        self.value = value
+        self.runs = 0
+
+    def inputs(self, ctx: Context) -> str:
+        return self.value
+
+    def run(self, ctx: Context) -> list[Path]:
+        self.runs += 1
+        out = ctx.layout.root / "echo.txt"
+        out.write_text(self.value, encoding="utf-8")
+        return [out]
+
+
+def test_execute_runs_skips_and_reruns(tmp_path):
+    rep = Seen()
+    ctx = Context(TrainConfig(), RunLayout(tmp_path / "run").ensure(), rep)
+    st = Echo("a")
+    st.execute(ctx)
+    st.execute(ctx)
+    assert st.runs == 1 and rep.events == [("echo", False), ("echo", True)]
+    rec = json.loads(ctx.layout.stages.read_text())["echo"]
+    assert rec["inputs"] == "a" and rec["outputs"] == [str(ctx.layout.root / "echo.txt")]
+    assert set(ctx.timings) == {"echo"} and ctx.timings["echo"] >= 0
+
+    (ctx.layout.root / "echo.txt").unlink()  # an output gone: not current any more
+    st.execute(ctx)
+    assert st.runs == 2
+
+    other = Echo("b")  # other inputs
+    other.execute(ctx)
+    assert other.runs == 1 and (ctx.layout.root / "echo.txt").read_text() == "b"
+
+    ctx.force = True
+    other.execute(ctx)
+    assert other.runs == 2
+
+    ctx.write_timings()
+    assert set(json.loads(ctx.layout.timings.read_text())) == {"echo"}
+
+
+def test_the_pipeline_runs_the_four_stages_in_order():
+    assert STAGES == ("scores", "features", "search", "report")
