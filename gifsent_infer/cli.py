@@ -345,14 +345,9 @@ def score(
             prev = load_previous(target.path, fmt)
         except ScoresFileError as e:
             raise _fail(f"cannot resume: {e}") from None
-        names = {item.name for item in items}
-        keep = []
-        for row in prev.rows:
-            if row.get("path") not in names:
-                keep.append(row)  # an input of an earlier run that this run does not touch
-            elif row.get("status") == "ok" and row.get("model_id") == scorer.model_id:
-                keep.append(row)
-                done[row["path"]] = row.get("sha256") or ""
+        from gifsent_infer.rows import resume_plan
+
+        keep, done = resume_plan(prev.rows, {item.name for item in items}, scorer.model_id)
         if not quiet:
             src = prev.source or "nothing (no earlier output: starting afresh)"
             torn = f", {prev.dropped} torn line(s) dropped" if prev.dropped else ""
@@ -501,8 +496,9 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print the raw metadata document as JSON."),
 ) -> None:
     """Print a model's contract: provenance, emotions, sampling, encoder, head, metrics, precision."""
+    from gifsent_infer.files import file_sha256
     from gifsent_infer.readable import demo_warning, provenance_line, scale_note
-    from gifsent_infer.session import ModelError, file_sha256, read_document, resolve_model
+    from gifsent_infer.session import ModelError, read_document, resolve_model
 
     if model is not None and model_opt is not None and model != model_opt:
         raise _fail("give the model once: either MODEL or --model, not both")

@@ -87,7 +87,8 @@ def find_model(
     else the default model or a model in $GIFSENT_HOME/models whose sha256 is the rows'
     model_id. Returns (path, document, note); note explains a mismatch or absence."""
     from gifsent_infer import paths
-    from gifsent_infer.session import ModelError, file_sha256, read_document, resolve_model
+    from gifsent_infer.files import file_sha256
+    from gifsent_infer.session import ModelError, read_document, resolve_model
 
     ids = Counter(r.get("model_id") for r in rows if r.get("model_id"))
     want = ids.most_common(1)[0][0] if ids else ""
