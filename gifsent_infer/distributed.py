@@ -73,6 +73,7 @@ from typing import Any
 import numpy as np
 
 from gifsent_infer.contract import SamplingSpec
+from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_infer.files import atomic_open, atomic_path, fsync_dir, write_json
 from gifsent_infer.gifio import DEFAULT_LIMITS, ReaderLimits, SampleInfo
 from gifsent_infer.inputs import (
@@ -117,11 +118,13 @@ def _boundary(stage: str) -> None:
         os._exit(137)
 
 
-class ClusterError(RuntimeError):
+class ClusterError(GifsentError, RuntimeError):
     """The Ray cluster cannot be reached, or refused this driver (the CLI exits 2)."""
 
+    exit_code = USAGE
 
-class RayRunError(RuntimeError):
+
+class RayRunError(GifsentError, RuntimeError):
     """The Ray pipeline failed mid-run; the rows already written are kept (the CLI exits 1)."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_infer.files import atomic_open, fsync_dir
 
 # the row's columns and types are rows.py's; re-exported here, where they were first
@@ -29,8 +30,10 @@ FORMATS = ("csv", "jsonl", "json")
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 
 
-class ScoresFileError(ValueError):
+class ScoresFileError(GifsentError, ValueError):
     """A file that is not a gifsent scores file (or not in the format asked for)."""
+
+    exit_code = USAGE
 
 
 def detect_format(out: str | os.PathLike, explicit: str | None = None) -> str:

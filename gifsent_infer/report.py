@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from gifsent_infer.contract import EMOTIONS, ModelDocument
+from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_infer.readable import PCT_SUFFIX, demo_warning, percentile, scale_note
 
 DEFAULT_TOP_N = 8  # GIFs per emotion gallery
@@ -51,8 +52,10 @@ IMAGE_SUFFIXES = (".gif", ".webp", ".png", ".apng", ".jpg", ".jpeg")
 Warn = Callable[[str], None]
 
 
-class ReportError(ValueError):
+class ReportError(GifsentError, ValueError):
     """The input cannot be reported on (missing, not a scores file); the message says why."""
+
+    exit_code = USAGE
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "cli resume keeps rows of files whose content changed",
-        "gifsent_infer/cli.py",
+        "gifsent_infer/run.py",  # score_to_file, the library call behind `score`
         r"lambda path, sha: done\.get\(path\) == sha",
         "lambda path, sha: path in done",
         ("tests/test_bugs_resume.py::test_cli_resume_rescores_a_file_whose_content_changed",),
