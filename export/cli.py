@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from gifsent_infer import __version__
+from gifsent_infer.cli.common import FAILED, USAGE, fail, version_option
 
 app = typer.Typer(
     help="Export a trained gifsent model to one self-describing ONNX graph, proven equal to PyTorch.",
@@ -55,16 +55,9 @@ class Exporter(str, Enum):
     dynamo = "dynamo"
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"gifsent-export {__version__}")
-        raise typer.Exit()
-
-
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = FAILED) -> None:
     """Exit 1 when an export or its checks fail, 2 for usage errors (as gifsent-infer does)."""
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
+    raise fail(message, code, prefix="error")
 
 
 def _human_size(n: int) -> str:
@@ -155,9 +148,7 @@ def export(
         None, "--encoder-weights", help="The encoder's weights file, if it moved since training."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
-    ),
+    version: bool = version_option("gifsent-export"),
 ) -> None:
     """Export a checkpoint: fuse preprocessing, encoder and head; check; write one ONNX graph."""
     from gifsent_infer.contract import ContractError
@@ -166,19 +157,19 @@ def export(
     run_layout = None
     if run is not None:
         if not run.is_dir():
-            _fail(f"run folder {run} does not exist", code=2)
+            _fail(f"run folder {run} does not exist", code=USAGE)
         run_layout = RunLayout(run)
     if checkpoint is None:
         if model is None:
             _fail(
                 "say which model to export: --model best, rnn, maxpool or linear (or --checkpoint FILE)",
-                code=2,
+                code=USAGE,
             )
         run_layout = run_layout or latest_run()
         if run_layout is None:
             _fail(
                 "no training run found (run gifsent-train first, or pass --run DIR or --checkpoint FILE)",
-                code=2,
+                code=USAGE,
             )
         if model is Head.best:
             checkpoint = run_layout.checkpoints / "best.pt"  # a link to best-<head>.pt
@@ -188,10 +179,11 @@ def export(
             checkpoint = run_layout.checkpoint(model.value)
         if not checkpoint.is_file():
             _fail(
-                f"run {run_layout.root} has no best {model.value} checkpoint ({checkpoint})", code=2
+                f"run {run_layout.root} has no best {model.value} checkpoint ({checkpoint})",
+                code=USAGE,
             )
     elif not checkpoint.is_file():
-        _fail(f"checkpoint {checkpoint} does not exist", code=2)
+        _fail(f"checkpoint {checkpoint} does not exist", code=USAGE)
 
     from gifsent_export.api import export_checkpoint
     from gifsent_export.parity import ParityError

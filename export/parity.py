@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gifsent_infer.contract import EMOTIONS
+from gifsent_infer.errors import GifsentError
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -22,7 +23,7 @@ FP32_ATOL = 1e-4  # max abs difference on every score, onnxruntime fp32 vs PyTor
 MIN_MEAN_SPEARMAN = 0.98  # fp16/int8 vs fp32, mean over emotions, on GIFs not used for calibration
 
 
-class ParityError(RuntimeError):
+class ParityError(GifsentError, RuntimeError):
     """The exported graph disagrees with PyTorch (or with fp32) beyond the tolerance."""
 
 

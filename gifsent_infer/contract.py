@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from itertools import pairwise
 from typing import Any
 
+from gifsent_infer.errors import GifsentError
+
 SCHEMA_VERSION = 2
 # Versions this runtime reads. 2 added the optional `provenance` and `score_quantiles`
 # fields; a version-1 document (older exports) loads with both absent.
@@ -55,7 +57,7 @@ DATASET_KINDS = ("gifgif", "procedural-demo", "custom")
 DEMO_WARNING = "trained on procedural demo data: scores on real GIFs mean nothing"
 
 
-class ContractError(ValueError):
+class ContractError(GifsentError, ValueError):
     """A metadata document or spec that gifsent cannot use; the message says why."""
 
 

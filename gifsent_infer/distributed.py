@@ -64,7 +64,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
@@ -73,7 +72,9 @@ from typing import Any
 
 import numpy as np
 
-from gifsent_infer.contract import EMOTIONS, SamplingSpec
+from gifsent_infer.contract import SamplingSpec
+from gifsent_infer.errors import USAGE, GifsentError
+from gifsent_infer.files import atomic_open, atomic_path, fsync_dir, write_json
 from gifsent_infer.gifio import DEFAULT_LIMITS, ReaderLimits, SampleInfo
 from gifsent_infer.inputs import (
     DEFAULT_TIMEOUT_S,
@@ -82,15 +83,9 @@ from gifsent_infer.inputs import (
     read_item,
     sha256,
 )
-from gifsent_infer.outputs import (
-    COLUMNS,
-    FLOAT_COLUMNS,
-    INT_COLUMNS,
-    _fsync_dir,
-    read_rows,
-    write_rows,
-)
-from gifsent_infer.scorer import _f32, failure_reason, sample_content
+from gifsent_infer.outputs import read_rows, write_rows
+from gifsent_infer.rows import COLUMNS, arrow_schema, resume_plan, score_row
+from gifsent_infer.scorer import failure_reason, sample_content
 
 RAY_INSTALL_HINT = (
     "Ray is not installed; install the optional extra with `pip install 'gifsent[ray]'` "
@@ -123,11 +118,13 @@ def _boundary(stage: str) -> None:
         os._exit(137)
 
 
-class ClusterError(RuntimeError):
+class ClusterError(GifsentError, RuntimeError):
     """The Ray cluster cannot be reached, or refused this driver (the CLI exits 2)."""
 
+    exit_code = USAGE
 
-class RayRunError(RuntimeError):
+
+class RayRunError(GifsentError, RuntimeError):
     """The Ray pipeline failed mid-run; the rows already written are kept (the CLI exits 1)."""
 
 
@@ -139,38 +136,6 @@ def import_ray():
     except ImportError as e:
         raise ImportError(f"{RAY_INSTALL_HINT} ({e})") from None
     return ray
-
-
-# --- the score row schema ---------------------------------------------------------------------
-
-
-def _row_schema():
-    import pyarrow as pa
-
-    types = {
-        "path": pa.string(),
-        "sha256": pa.string(),
-        "model_id": pa.string(),
-        "status": pa.string(),
-        "error": pa.string(),
-        "format": pa.string(),
-        "frames": pa.int64(),
-        "duration": pa.float64(),
-        "segments": pa.int64(),
-        "padding": pa.float64(),
-    }
-    # float64, not float32: a row holds the shortest float that round-trips the model's
-    # float32 score (see scorer._f32), and float64 keeps that Python float exactly
-    for c in COLUMNS:
-        if c not in types:
-            types[c] = (
-                pa.int64()
-                if c in INT_COLUMNS
-                else pa.float64()
-                if c in FLOAT_COLUMNS
-                else pa.string()
-            )
-    return pa.schema([(c, types[c]) for c in COLUMNS])
 
 
 # --- stage 1: read, hash, decode and sample (CPU tasks) ----------------------------------------
@@ -250,7 +215,7 @@ class _LazySchema:
 
 
 _PREPARED = _LazySchema(_prepared_schema)
-_ROWS = _LazySchema(_row_schema)
+_ROWS = _LazySchema(arrow_schema)  # the score row's schema (rows.py)
 
 
 # --- stage 2: the model (actor pool) -----------------------------------------------------------
@@ -301,24 +266,16 @@ class _ScoreActor:
         rows = []
         for i, it in enumerate(items):
             info = SampleInfo(**json.loads(it["info"])) if it["info"] else None
-            row: dict[str, Any] = {
-                "index": it["index"],
-                "path": it["path"],
-                "sha256": it["sha256"],
-                "model_id": self.model_id,
-                "status": it["status"],
-                "error": it["error"],
-                # as ScoreResult.to_row
-                "format": info.format if info else None,
-                "frames": info.n_frames if info else None,
-                "duration": round(float(info.duration_s), 4) if info else None,
-                "segments": info.segments if info else None,
-                "padding": round(float(info.padding), 4) if info else None,
-            }
-            s = scores.get(i)
-            for k, e in enumerate(EMOTIONS):
-                row[e] = _f32(s[k]) if s is not None else None
-            rows.append(row)
+            row = score_row(
+                it["path"],
+                it["sha256"],
+                self.model_id,
+                it["status"],
+                it["error"],
+                info,
+                scores.get(i),  # the model's raw [17] output, f32-rounded by score_row
+            )
+            rows.append({"index": it["index"], **row})
         return pa.Table.from_pylist(rows, schema=_indexed_rows_schema())
 
 
@@ -356,29 +313,20 @@ def shard_name(rows: Sequence[dict], generation: int, fmt: str) -> str:
 
 
 def _write_atomic(path: Path, rows: list[dict], fmt: str) -> None:
-    """Rows -> `path`, through a temporary "."-name in the same folder, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        if fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+    """Rows -> `path` atomically (files.py: a temporary "."-name in the same folder, fsync,
+    rename, fsync the folder)."""
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-            table = pa.Table.from_pylist(
-                [{c: r.get(c) for c in COLUMNS} for r in rows], schema=_ROWS.get()
-            )
+        table = pa.Table.from_pylist(
+            [{c: r.get(c) for c in COLUMNS} for r in rows], schema=_ROWS.get()
+        )
+        with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-        else:
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                write_rows(f, rows, "jsonl")
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
+    else:
+        with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+            write_rows(f, rows, "jsonl")
 
 
 def write_shard(
@@ -444,7 +392,7 @@ def _drop_rows(path: Path, drop: Callable[[int, dict], bool]) -> int:
         _write_atomic(path, kept, _shard_format(path))
     else:
         path.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return len(kept)
 
 
@@ -473,7 +421,7 @@ def commit_staged(out_dir: str | os.PathLike) -> list[str]:
                 _boundary("trimmed")
         target = out / _STAGED_RE.match(s.name).group(1)  # type: ignore[union-attr]
         os.replace(s, target)
-        _fsync_dir(out)
+        fsync_dir(out)
         index[target] = replaces
         names.append(target.name)
         _boundary("published")
@@ -549,7 +497,7 @@ def rebuild_manifest(out_dir: str | os.PathLike, run: dict | None = None) -> dic
     old = read_manifest(out)
     # what the runs recorded about themselves survives the rebuild
     manifest["runs"] = [*(old.get("runs", []) if old else []), *([run] if run else [])]
-    _write_json(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, manifest, indent=1)
     return manifest
 
 
@@ -560,16 +508,6 @@ def read_manifest(out_dir: str | os.PathLike) -> dict | None:
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_scores(out_dir: str | os.PathLike) -> list[dict]:
@@ -922,7 +860,7 @@ def _clear(out: Path) -> None:
     for p in [*list_shards(out), *list_staged(out)]:
         p.unlink()
     (out / MANIFEST).unlink(missing_ok=True)
-    _fsync_dir(out)
+    fsync_dir(out)
 
 
 def _remove_temporaries(out: Path) -> None:
@@ -1065,11 +1003,7 @@ def score_with_ray(
         committed = _scan(out)
         generation = max((_generation(p) for p in list_shards(out)), default=0) + 1
         names = {i.name for i in items}
-        done = {
-            r["path"]: r["sha256"] or ""
-            for r in committed
-            if r["path"] in names and r["status"] == "ok" and r["model_id"] == model_id
-        }
+        _, done = resume_plan(committed, names, model_id)  # the rows stay in their shards
         replaces = {r["path"] for r in committed} & names
         rows_per_shard = shard_rows or auto_shard_rows(len(items) - len(done))
         summary = RaySummary(

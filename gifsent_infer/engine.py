@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from gifsent_infer.errors import USAGE, GifsentError
+
 BACKENDS = ("auto", "onnxruntime", "openvino")
 DEVICES = ("auto", "cpu", "cuda")
 # The precision the engine computes in. fp32 graphs run at f32 by default on every backend;
@@ -70,12 +72,16 @@ OPENVINO_SPEEDUP_NOTE = (
 )
 
 
-class ModelError(RuntimeError):
+class ModelError(GifsentError, RuntimeError):
     """The model cannot be used: missing, unreadable, not ONNX, or without a gifsent document."""
 
+    exit_code = USAGE
 
-class DeviceError(RuntimeError):
+
+class DeviceError(GifsentError, RuntimeError):
     """The requested device, backend or precision cannot run the model; the message says why and the fix."""
+
+    exit_code = USAGE
 
 
 def import_onnxruntime():

@@ -51,6 +51,7 @@ import numpy as np
 from PIL import Image
 
 from gifsent_infer.contract import SamplingSpec
+from gifsent_infer.errors import GifsentError
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -69,7 +70,7 @@ __all__ = [
 GifSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
 
-class GifError(ValueError):
+class GifError(GifsentError, ValueError):
     """Bad, corrupt, truncated or oversized GIF input; the message says which and why."""
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from gifsent_infer import __version__
+from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_infer.gifio import DEFAULT_LIMITS
 from gifsent_infer.media import MEDIA_SUFFIXES, SNIFF_BYTES, sniff_format
 from gifsent_infer.netpolicy import ALLOW_HINT, address_refusal
@@ -39,12 +40,14 @@ DEFAULT_TIMEOUT_S = 30.0  # whole download, not per socket read
 _CHUNK = 1 << 16
 
 
-class InputError(ValueError):
+class InputError(GifsentError, ValueError):
     """One input cannot be read or is not a GIF; the message is the row's `error`."""
 
 
-class NoInputsError(ValueError):
+class NoInputsError(GifsentError, ValueError):
     """Nothing to score at all; the message says what was looked at."""
+
+    exit_code = USAGE
 
 
 @dataclass(frozen=True)

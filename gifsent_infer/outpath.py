@@ -23,14 +23,17 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_infer.inputs import display_name, special_kind
 
 STDOUT, STREAM, FILE = "stdout", "stream", "file"
 _STDOUT_NAMES = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
 
 
-class OutputPathError(ValueError):
+class OutputPathError(GifsentError, ValueError):
     """The output path cannot be written; the message says why and what to do."""
+
+    exit_code = USAGE
 
 
 @dataclass(frozen=True)

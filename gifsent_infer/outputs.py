@@ -20,29 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from gifsent_infer.contract import EMOTIONS
+from gifsent_infer.errors import USAGE, GifsentError
+from gifsent_infer.files import atomic_open, fsync_dir
 
-INFO_COLUMNS = (
-    "path",
-    "sha256",
-    "model_id",
-    "status",
-    "error",
-    "format",  # gif, webp, apng, png, mp4, mov, webm, mkv; empty for error rows
-    "frames",
-    "duration",
-    "segments",
-    "padding",
-)
-COLUMNS: tuple[str, ...] = (*INFO_COLUMNS, *EMOTIONS)
+# the row's columns and types are rows.py's; re-exported here, where they were first
+from gifsent_infer.rows import COLUMNS, FLOAT_COLUMNS, INFO_COLUMNS, INT_COLUMNS  # noqa: F401
+
 FORMATS = ("csv", "jsonl", "json")
-INT_COLUMNS = {"frames", "segments"}
-FLOAT_COLUMNS = {"duration", "padding", *EMOTIONS}
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 
 
-class ScoresFileError(ValueError):
+class ScoresFileError(GifsentError, ValueError):
     """A file that is not a gifsent scores file (or not in the format asked for)."""
+
+    exit_code = USAGE
 
 
 def detect_format(out: str | os.PathLike, explicit: str | None = None) -> str:
@@ -305,19 +296,6 @@ def _fsync(f) -> None:
     os.fsync(f.fileno())
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class FileSink(RowSink):
     """Rows to `<out>.partial`, turned into `out` atomically by finish().
 
@@ -341,14 +319,11 @@ class FileSink(RowSink):
         self.pfmt = _partial_format(fmt)
         self.dedupe = keep is not None
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.partial.with_name(self.partial.name + f".{os.getpid()}.tmp")
-        with open(tmp, "w", encoding=ENCODING, errors=ERRORS, newline="") as f:
+        with atomic_open(self.partial, "w", encoding=ENCODING, errors=ERRORS, newline="") as f:
             if self.pfmt == "csv":
                 f.write(_csv_header(self.columns))
             for row in keep or ():
                 f.write(_encode(row, self.pfmt, self.columns))
-            _fsync(f)
-        os.replace(tmp, self.partial)
         self._file: TextIO | None = open(  # noqa: SIM115
             self.partial, "a", encoding=ENCODING, errors=ERRORS, newline=""
         )
@@ -371,19 +346,16 @@ class FileSink(RowSink):
         self._close()
         if self.fmt == self.pfmt and not self.dedupe:
             os.replace(self.partial, self.out)
-            _fsync_dir(self.out.parent)
+            fsync_dir(self.out.parent)
             return
         rows = read_rows(self.partial, self.pfmt).rows
         if self.dedupe:
             last = {row["path"]: i for i, row in enumerate(rows)}
             rows = [row for i, row in enumerate(rows) if last[row["path"]] == i]
-        tmp = self.out.with_name(self.out.name + f".{os.getpid()}.tmp")
-        with open(tmp, "w", encoding=ENCODING, errors=ERRORS, newline="") as f:
+        with atomic_open(self.out, "w", encoding=ENCODING, errors=ERRORS, newline="") as f:
             write_rows(f, rows, self.fmt, self.columns)
-            _fsync(f)
-        os.replace(tmp, self.out)
         self.partial.unlink(missing_ok=True)
-        _fsync_dir(self.out.parent)
+        fsync_dir(self.out.parent)
 
 
 def write_rows(

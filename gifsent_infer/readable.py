@@ -30,6 +30,7 @@ from gifsent_infer.contract import (
     Provenance,
     ScoreQuantiles,
 )
+from gifsent_infer.errors import USAGE, GifsentError
 
 # Percent levels stored at export: every whole percentile, so a percentile read off a row
 # is exact wherever a training GIF's rank lands on a whole percent.
@@ -46,8 +47,10 @@ SCALE_NOTE = (
 )
 
 
-class ReadableError(ValueError):
+class ReadableError(GifsentError, ValueError):
     """A readability option the model cannot support (e.g. percentiles without quantiles)."""
+
+    exit_code = USAGE
 
 
 # --- quantiles (export side) and percentiles (runtime side) ----------------------------------

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from gifsent_infer.contract import EMOTIONS, ModelDocument
+from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_infer.readable import PCT_SUFFIX, demo_warning, percentile, scale_note
 
 DEFAULT_TOP_N = 8  # GIFs per emotion gallery
@@ -51,8 +52,10 @@ IMAGE_SUFFIXES = (".gif", ".webp", ".png", ".apng", ".jpg", ".jpeg")
 Warn = Callable[[str], None]
 
 
-class ReportError(ValueError):
+class ReportError(GifsentError, ValueError):
     """The input cannot be reported on (missing, not a scores file); the message says why."""
+
+    exit_code = USAGE
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -87,7 +90,8 @@ def find_model(
     else the default model or a model in $GIFSENT_HOME/models whose sha256 is the rows'
     model_id. Returns (path, document, note); note explains a mismatch or absence."""
     from gifsent_infer import paths
-    from gifsent_infer.session import ModelError, file_sha256, read_document, resolve_model
+    from gifsent_infer.files import file_sha256
+    from gifsent_infer.session import ModelError, read_document, resolve_model
 
     ids = Counter(r.get("model_id") for r in rows if r.get("model_id"))
     want = ids.most_common(1)[0][0] if ids else ""

@@ -50,6 +50,7 @@ from gifsent_infer.inputs import (
     sha256,
 )
 from gifsent_infer.media import read_media
+from gifsent_infer.rows import f32, score_row
 from gifsent_infer.selftest import check_gif_decoder
 from gifsent_infer.session import DeviceError, ModelError, ModelSession, resolve_model
 
@@ -66,11 +67,6 @@ __all__ = [
 Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | InputItem
 
 OK, ERROR, SKIPPED = "ok", "error", "skipped"
-
-
-def _f32(x: float) -> float:
-    """A float32 score as the shortest Python float that round-trips it (0.3, not 0.30000001192)."""
-    return float(str(np.float32(x)))
 
 
 @dataclass(frozen=True)
@@ -110,22 +106,9 @@ class ScoreResult:
     def to_row(self) -> dict[str, Any]:
         """One output row: path, sha256, model_id, status, error, format, frames, duration, segments,
         padding, then the 17 scores (None where not available)."""
-        info = self.info
-        row: dict[str, Any] = {
-            "path": self.path,
-            "sha256": self.sha256,
-            "model_id": self.model_id,
-            "status": self.status,
-            "error": self.error,
-            "format": info.format if info else None,  # gif, webp, apng, png, mp4, webm...
-            "frames": info.n_frames if info else None,
-            "duration": round(float(info.duration_s), 4) if info else None,
-            "segments": info.segments if info else None,
-            "padding": round(float(info.padding), 4) if info else None,
-        }
-        for e in EMOTIONS:
-            row[e] = self.scores[e] if self.scores is not None else None
-        return row
+        return score_row(
+            self.path, self.sha256, self.model_id, self.status, self.error, self.info, self.scores
+        )
 
 
 def _one_line(text: str) -> str:
@@ -340,7 +323,7 @@ class Scorer:
     def _complete(self, ctx: _Context, row: np.ndarray | None, model_id: str) -> ScoreResult:
         scores = None
         if row is not None:
-            scores = {e: _f32(v) for e, v in zip(EMOTIONS, row, strict=True)}
+            scores = {e: f32(v) for e, v in zip(EMOTIONS, row, strict=True)}
         return ScoreResult(
             path=ctx.path,
             status=ctx.status,

@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from gifsent_infer.contract import EMOTIONS
+from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_infer.outputs import iter_ok, read_rows
 
 
-class SearchError(ValueError):
+class SearchError(GifsentError, ValueError):
     """A bad query (unknown emotion, malformed profile); the message says what to write."""
+
+    exit_code = USAGE
 
 
 @dataclass(frozen=True)

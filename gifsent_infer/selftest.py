@@ -14,6 +14,8 @@ import functools
 
 import numpy as np
 
+from gifsent_infer.errors import USAGE, GifsentError
+
 # 4x2, two frames: red / green green blue blue, then the rows swapped (written by Pillow 13).
 _GIF = (
     b"GIF89a\x04\x00\x02\x00\x81\x00\x00\x00\xff\x00\xff\x00\x00\x00\x00\xff\x00\x00\x00!\xff"
@@ -28,9 +30,11 @@ _EXPECTED = np.array(
 )  # [frames 2, height 2, width 4, RGB]
 
 
-class PillowDecoderError(ImportError):
+class PillowDecoderError(GifsentError, ImportError):
     """Pillow's GIF decoder does not behave as the reader needs (an unusable dependency,
     like a missing one: the CLI prints the message, which is the install fix, and exits 2)."""
+
+    exit_code = USAGE
 
 
 @functools.cache

@@ -9,7 +9,6 @@ ImportError whose message is the install line.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import warnings
@@ -38,6 +37,7 @@ from gifsent_infer.engine import (
     ModelError,
     open_engine,
 )
+from gifsent_infer.files import file_sha256  # public here too: apps import it from session
 
 __all__ = [
     "BACKENDS",
@@ -92,14 +92,6 @@ def resolve_model(model: str | os.PathLike | None = None) -> Path:
         f"no model given and none found: --model was not given, ${paths.MODEL_ENV} is not set, "
         f"and {default} does not exist.\n" + HOW_TO_GET_A_MODEL.format(default=default)
     )
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --- reading the metadata without onnxruntime or onnx -------------------------------------

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from gifsent_infer.contract import ContractError, ModelDocument, SamplingSpec
+from gifsent_infer.errors import GifsentError
 from gifsent_infer.files import atomic_path, file_sha256
 from gifsent_models.encoders.base import (
     Encoder,
@@ -39,7 +40,7 @@ FORMAT = "gifsent-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(GifsentError, ValueError):
     """A checkpoint that cannot be written or rebuilt; the message says why."""
 
 

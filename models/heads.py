@@ -22,10 +22,13 @@ import torch
 from torch import nn
 
 from gifsent_infer.contract import HEADS, NUM_EMOTIONS
+from gifsent_infer.errors import USAGE, GifsentError
 
 
-class HeadConfigError(ValueError):
+class HeadConfigError(GifsentError, ValueError):
     """A head name or config value gifsent cannot use; the message says which and why."""
+
+    exit_code = USAGE
 
 
 @dataclass(frozen=True)

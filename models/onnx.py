@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gifsent_infer.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelDocument
+from gifsent_infer.errors import GifsentError
 from gifsent_infer.files import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +43,7 @@ FEATURES_NAME = "features"
 BATCH_DIM = "batch"
 
 
-class ExportError(RuntimeError):
+class ExportError(GifsentError, RuntimeError):
     """Export could not produce a graph that passes its checks; the message says which one."""
 
 

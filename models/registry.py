@@ -17,14 +17,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gifsent_infer.contract import SamplingSpec
+from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_models.encoders.base import Encoder, WeightsUnavailableError
 
 Factory = Callable[..., Encoder]
 _FACTORIES: dict[str, Factory] = {}
 
 
-class UnknownEncoderError(ValueError):
+class UnknownEncoderError(GifsentError, ValueError):
     """No encoder is registered under the requested name."""
+
+    exit_code = USAGE
 
 
 def register_encoder(name: str) -> Callable[[Factory], Factory]:

@@ -54,22 +54,22 @@ class Mutation:
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "cli resume keeps rows another model scored",
-        "gifsent_infer/cli.py",
-        r'(row\.get\("status"\) == "ok") and row\.get\("model_id"\) == scorer\.model_id',
+        "gifsent_infer/rows.py",  # the one resume rule (resume_plan), used by the CLI
+        r'(row\.get\("status"\) == "ok") and row\.get\("model_id"\) == model_id',
         r"\1",
         ("tests/test_bugs_resume.py::test_cli_resume_with_another_model_rescores_everything",),
     ),
     Mutation(
         "cli resume keeps rows of files whose content changed",
-        "gifsent_infer/cli.py",
+        "gifsent_infer/run.py",  # score_to_file, the library call behind `score`
         r"lambda path, sha: done\.get\(path\) == sha",
         "lambda path, sha: path in done",
         ("tests/test_bugs_resume.py::test_cli_resume_rescores_a_file_whose_content_changed",),
     ),
     Mutation(
         "ray resume keeps rows another model scored",
-        "gifsent_infer/distributed.py",
-        r'(r\["status"\] == "ok") and r\["model_id"\] == model_id',
+        "gifsent_infer/rows.py",  # the same rule (resume_plan), caught by the Ray test here
+        r'(row\.get\("status"\) == "ok") and row\.get\("model_id"\) == model_id',
         r"\1",
         ("tests/test_bugs_resume.py::test_ray_resume_with_another_model_and_changed_content",),
     ),
@@ -188,14 +188,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "scores file columns: emotions before the info columns",
-        "gifsent_infer/outputs.py",
+        "gifsent_infer/rows.py",
         r"COLUMNS: tuple\[str, \.\.\.\] = \(\*INFO_COLUMNS, \*EMOTIONS\)",
         "COLUMNS: tuple[str, ...] = (*EMOTIONS, *INFO_COLUMNS)",
         ("tests/test_tightened_values.py::test_scores_file_columns_are_pinned_by_name_and_order",),
     ),
     Mutation(
         "cli resume skips inputs that failed before instead of retrying them",
-        "gifsent_infer/cli.py",
+        "gifsent_infer/rows.py",
         r'elif row\.get\("status"\) == "ok" and (row\.get\("model_id"\))',
         r"elif \1",
         ("tests/test_infer_resume.py",),

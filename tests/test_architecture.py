@@ -30,14 +30,6 @@ RUNTIME_FORBIDDEN = ("torch", "torchvision")  # gifsent_infer installs and runs 
 # entry is an expected failure that must disappear (strict: fixing one fails the test until
 # its entry is removed here).
 KNOWN_PRIVATE_USES = {
-    ("gifsent_infer.distributed", "gifsent_infer.outputs._fsync_dir"): (
-        "distributed.py fsyncs shard folders with outputs' private helper; "
-        "to move to gifsent_infer.files.fsync_dir when distributed.py is reworked"
-    ),
-    ("gifsent_infer.distributed", "gifsent_infer.scorer._f32"): (
-        "the score row's float rule lives in scorer.py; "
-        "to become public in the row module (gifsent_infer/rows.py, issue 15)"
-    ),
     ("gifsent_train.ray_features", "gifsent_infer.distributed._crash_once"): (
         "a private fault-injection test hook in a public code path; "
         "the Ray rework (issue 18) takes test hooks out of public signatures"

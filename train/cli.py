@@ -13,8 +13,7 @@ from pathlib import Path
 
 import typer
 
-from gifsent_infer import __version__
-from gifsent_infer.cli import SuggestingGroup
+from gifsent_infer.cli.common import SuggestingGroup, progress_bar, version_option
 
 app = typer.Typer(
     help="Train gifsent's heads: Bradley-Terry scores, encoder features, randomized search, report.",
@@ -35,26 +34,10 @@ class RichReporter:
     """Pipeline reporter drawing one rich progress bar per task on stderr."""
 
     def __init__(self, quiet: bool = False):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         self.console = _console()
         self.quiet = quiet
-        self.progress_bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            disable=quiet,
-            transient=False,
+        self.progress_bar = progress_bar(
+            quiet, console=self.console, transient=False, terminal_only=False
         )
         self.tasks: dict[str, int] = {}
 
@@ -84,12 +67,6 @@ class RichReporter:
             t = self.tasks[task]
             total = self.progress_bar.tasks[t].total
             self.progress_bar.update(t, completed=total)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"gifsent-train {__version__}")
-        raise typer.Exit()
 
 
 # One set of options shared by the run and the stage commands. Unset (None) options leave
@@ -311,9 +288,7 @@ _cb_params = [
     inspect.Parameter(
         "version",
         inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(
-            False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
-        ),
+        default=version_option("gifsent-train"),
         annotation=bool,
     ),
 ] + [

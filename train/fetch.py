@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from gifsent_infer.errors import GifsentError
 from gifsent_infer.files import file_sha256, write_json
 
 DEFAULT_BASE_URL = "https://s3-eu-west-1.amazonaws.com/lum-public/"
@@ -53,7 +54,7 @@ CHUNK = 1 << 20
 Progress = Callable[[str, int, "int | None"], None]
 
 
-class FetchError(RuntimeError):
+class FetchError(GifsentError, RuntimeError):
     """A download, verification or extraction failed; the message says what to do."""
 
 

@@ -33,13 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from gifsent_infer.contract import EMOTIONS
+from gifsent_infer.errors import GifsentError
 
 HEADER = ("metric", "left", "right", "choice")
 DECISIVE = ("left", "right")
 CORRUPT_REASONS = ("empty_id", "unknown_metric", "malformed", "same_gif")
 
 
-class VotesFormatError(ValueError):
+class VotesFormatError(GifsentError, ValueError):
     """The votes file cannot be read as GIFGIF's CSV (wrong header, truncated gzip, ...)."""
 
 

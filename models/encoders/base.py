@@ -16,13 +16,14 @@ import torch
 from torch import nn
 
 from gifsent_infer.contract import EncoderInfo, Normalization, SamplingSpec
+from gifsent_infer.errors import GifsentError
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(GifsentError, RuntimeError):
     """Pretrained weights could not be found or downloaded; the message says how to get them."""
 
 
-class WeightsFormatError(ValueError):
+class WeightsFormatError(GifsentError, ValueError):
     """A weights file exists but does not match the network (format, keys or shapes)."""
 
 

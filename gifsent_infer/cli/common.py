@@ -1,0 +1,156 @@
+"""What the three command-line tools share: the stderr console, `--version`, `fail`, the
+progress bar, the exit codes, "did you mean ...?" for mistyped commands, and the lines every
+scoring command prints (the model's provenance).
+
+`gifsent-infer` (gifsent_infer.cli), `gifsent-train` (gifsent_train.cli) and `gifsent-export`
+(gifsent_export.cli) import this module; the library modules never do (they raise
+gifsent_infer.errors.GifsentError subclasses, whose `exit_code` the CLIs exit with).
+Exit codes: 0 success, 1 a run or some inputs failed, 2 usage, model, device or
+configuration errors (gifsent_infer.errors.FAILED / USAGE).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from gifsent_infer import __version__
+from gifsent_infer.errors import FAILED, USAGE, exit_code_of
+
+__all__ = [
+    "FAILED",
+    "USAGE",
+    "SuggestingGroup",
+    "check_choice",
+    "err",
+    "exit_code_of",
+    "fail",
+    "lossless_stdout",
+    "print_provenance",
+    "progress_bar",
+    "short",
+    "silence_stdout",
+    "suggest_command",
+    "version_option",
+]
+
+# Progress, warnings, errors and summaries go here; results go to stdout.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def version_option(prog: str):
+    """A `--version` option that prints "<prog> <version>" and exits 0."""
+
+    def show(value: bool) -> None:
+        if value:
+            typer.echo(f"{prog} {__version__}")
+            raise typer.Exit()
+
+    return typer.Option(
+        False, "--version", callback=show, is_eager=True, help="Show the version and exit."
+    )
+
+
+def fail(message: str, code: int = USAGE, prefix: str = "gifsent-infer") -> typer.Exit:
+    """Print "<prefix>: message" to stderr and return the typer.Exit to raise:
+    `raise fail("...") from None`. code: 2 (USAGE) by default, 1 (FAILED) when a run failed;
+    for a GifsentError, `fail(str(e), exit_code_of(e))`."""
+    err.print(f"[bold red]{prefix}:[/] {escape(message)}")
+    return typer.Exit(code)
+
+
+def check_choice(option: str, value: str, choices) -> None:
+    """Raise the usage error "--x must be one of a, b, c, not 'v'" unless value is a choice."""
+    if value not in choices:
+        raise fail(f"{option} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def short(sha: str) -> str:
+    return sha[:12]
+
+
+def suggest_command(name: str, commands) -> str | None:
+    """The command `name` is probably a typo of ("scroe" -> "score"), or None."""
+    import difflib
+
+    close = difflib.get_close_matches(name.lower(), list(commands), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+class SuggestingGroup(TyperGroup):
+    """A command group whose unknown-command error says "did you mean ...?" and lists the
+    commands (used by all three CLIs)."""
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            guess = suggest_command(name, self.list_commands(ctx))
+            hint = f" Did you mean '{guess}'?" if guess else ""
+            ctx.fail(
+                f"No such command '{name}'.{hint} Commands: {', '.join(self.list_commands(ctx))}."
+            )
+        return super().resolve_command(ctx, args)
+
+
+def lossless_stdout() -> None:
+    # A file name that is not UTF-8 goes to stdout as its own bytes (as in score files).
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
+
+
+def print_provenance(doc, quiet: bool) -> None:
+    """What the model was trained on, at the start of every run; the demo warning even with
+    --quiet, since it changes what every score means."""
+    from gifsent_infer.readable import demo_warning, provenance_line
+
+    if not quiet:
+        err.print(escape(provenance_line(doc)))
+    warning = demo_warning(doc)
+    if warning:
+        err.print(f"[bold yellow]{escape(warning)}[/]")
+
+
+def silence_stdout() -> None:
+    # Point stdout at /dev/null so that Python's exit-time flush does not raise again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def progress_bar(
+    quiet: bool,
+    *,
+    console: Console | None = None,
+    transient: bool = True,
+    terminal_only: bool = True,
+):
+    """The one progress bar style: description, bar, n/total, elapsed, remaining.
+
+    On `console` (default: stderr); hidden with `quiet`, and when stderr is not a terminal
+    unless terminal_only=False; transient: erased when done."""
+    console = console if console is not None else err
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or (terminal_only and not console.is_terminal),
+        transient=transient,
+    )

@@ -1,0 +1,155 @@
+"""`gifsent-infer ray`: score on a Ray cluster into a folder of shards (gifsent_infer.distributed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from gifsent_infer.cli.app import app
+from gifsent_infer.cli.common import check_choice, err, fail, print_provenance
+
+
+@app.command("ray")
+def ray_score(
+    inputs: list[str] = typer.Argument(
+        ...,
+        metavar="PATH...",
+        help="GIF files, folders, glob patterns or http(s) URLs, expanded as `score` does; "
+        "paths must be readable on every Ray node.",
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Output folder on this (the driver's) machine: score shards "
+        "(part-*.parquet|jsonl) and _manifest.json; read it with pandas.read_parquet.",
+    ),
+    fmt: str = typer.Option("parquet", "--format", "-f", help="Shard format: parquet or jsonl."),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location); "
+        "shipped to the workers through Ray's object store.",
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="Ray cluster to join: auto, HOST:6379 or ray://HOST:10001 "
+        "(default: $RAY_ADDRESS, else a new local Ray instance on this machine).",
+    ),
+    connect_timeout: float = typer.Option(
+        30.0,
+        "--connect-timeout",
+        min=0.1,
+        help="Seconds to reach and join the cluster before giving up (exit 2).",
+    ),
+    auth_token_file: Path | None = typer.Option(
+        None,
+        "--auth-token-file",
+        help="The cluster's token, for token authentication (sets RAY_AUTH_MODE=token and "
+        "RAY_AUTH_TOKEN_PATH; or set those, or RAY_AUTH_TOKEN, yourself).",
+    ),
+    device: str = typer.Option(
+        "cpu", "--device", "-d", help="cpu, cuda (one GPU per model actor) or auto."
+    ),
+    backend: str = typer.Option(
+        "auto",
+        "--backend",
+        help="auto, onnxruntime or openvino, chosen in each model actor as `score` chooses.",
+    ),
+    num_actors: int | None = typer.Option(
+        None,
+        "--num-actors",
+        min=1,
+        help="Model actors (default: one per GPU with cuda; with cpu, enough actors of up to "
+        "4 CPUs to use half the cluster's CPUs).",
+    ),
+    actor_cpus: float | None = typer.Option(
+        None,
+        "--actor-cpus",
+        min=0.01,
+        help="CPUs each model actor reserves; it runs that many onnxruntime threads "
+        "(default: 1 with cuda; with cpu, half the cluster's CPUs over the actors, at most 4, "
+        "or all of them with --decode-cpus 0).",
+    ),
+    decode_cpus: float | None = typer.Option(
+        None,
+        "--decode-cpus",
+        min=0.0,
+        help="CPUs each decoding task reserves (default 1; 0: decoding shares the cores with "
+        "the model actors, at most one task per CPU, as on a 1-CPU cluster).",
+    ),
+    shard_rows: int | None = typer.Option(
+        None,
+        "--shard-rows",
+        min=1,
+        help="Write a shard every N rows (default: from the number of inputs, about 32 "
+        "shards per run, 8 to 1024 rows each).",
+    ),
+    flush_seconds: float = typer.Option(
+        10.0,
+        "--flush-seconds",
+        min=0.1,
+        help="Also write a shard when its oldest row has waited this long, so a killed run "
+        "keeps its work.",
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="GIFs per model call."),
+    resume: bool = typer.Option(
+        True,
+        "--resume/--no-resume",
+        help="Skip inputs this model already scored in --out (default); --no-resume empties it.",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
+) -> None:
+    """Score GIFs on a Ray cluster with Ray Data (needs `pip install 'gifsent[ray]'`)."""
+    from gifsent_infer.distributed import FORMATS, ClusterError, RayRunError, score_with_ray
+    from gifsent_infer.inputs import NoInputsError
+    from gifsent_infer.session import DEVICES, DeviceError, ModelError
+
+    check_choice("--format", fmt, FORMATS)
+    check_choice("--device", device, DEVICES)
+    try:
+        from gifsent_infer.session import read_document, resolve_model
+
+        print_provenance(read_document(resolve_model(model)), quiet)
+    except ModelError as e:
+        raise fail(str(e)) from None
+    try:
+        s = score_with_ray(
+            inputs,
+            model,
+            out,
+            address=address,
+            num_actors=num_actors,
+            actor_cpus=actor_cpus,
+            decode_cpus=decode_cpus,
+            batch_size=batch_size,
+            device=device,
+            backend=backend,
+            resume=resume,
+            format=fmt,
+            shard_rows=shard_rows,
+            flush_seconds=flush_seconds,
+            connect_timeout=connect_timeout,
+            auth_token_file=auth_token_file,
+            progress_bars=not quiet and err.is_terminal,
+        )
+    except ImportError as e:  # Ray (or onnxruntime) missing: the message is the install hint
+        raise fail(str(e)) from None
+    except (NoInputsError, ModelError, DeviceError, ClusterError, ValueError) as e:
+        raise fail(str(e)) from None
+    except RayRunError as e:  # a failure mid-run: what was written stays, a rerun resumes
+        raise fail(str(e), e.exit_code) from None
+    if not quiet:
+        colour = "red" if s.failed else "green"
+        resumed = f", {s.skipped} already scored" if s.skipped else ""
+        rate = (s.scored + s.failed) / s.seconds if s.seconds > 0 else 0.0
+        err.print(
+            f"[{colour}]scored {s.scored}, failed {s.failed}{resumed}[/] in {s.seconds:.1f} s "
+            f"({rate:.1f} GIFs/s) on {s.num_actors} {s.device} actor(s) -> "
+            f"{escape(str(s.out_dir))} ({len(s.shards)} new shard(s), {escape(s.manifest.name)})"
+        )
+    raise typer.Exit(1 if s.failed else 0)

@@ -1,0 +1,163 @@
+"""One scoring run into a scores file or stream: resume, the row sink, the tally.
+
+`gifsent-infer score` is argument parsing plus one call to `score_to_file`; an app that
+wants the same files (partial file flushed row by row, atomic finish, `--resume`) calls it
+too. What a row holds and what resume keeps are gifsent_infer.rows's; how rows are written,
+gifsent_infer.outputs's.
+
+    from gifsent_infer.outpath import check_output
+    from gifsent_infer.run import score_to_file
+
+    tally = score_to_file(scorer, items, check_output("scores.csv"), "csv", resume=True)
+    print(tally.ok, tally.failed, tally.skipped)
+
+Errors: ScoreRunError (exit_code 2, or 130 for ScoringInterrupted) says what went wrong,
+where the rows done so far are, and whether a rerun with resume continues; BrokenPipeError
+(the reader of stdout left) is left to the caller.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gifsent_infer.errors import USAGE, GifsentError
+from gifsent_infer.inputs import InputItem
+from gifsent_infer.outpath import STDOUT, STREAM, OutputTarget
+from gifsent_infer.outputs import (
+    FileSink,
+    Previous,
+    RowSink,
+    ScoresFileError,
+    StreamSink,
+    load_previous,
+)
+from gifsent_infer.rows import COLUMNS, resume_plan
+from gifsent_infer.scorer import Scorer, ScoreResult
+
+__all__ = ["ScoreRunError", "ScoreTally", "ScoringInterrupted", "score_to_file"]
+
+MAX_FAILURES_KEPT = 5  # failures listed in the tally (the rest are counted)
+
+
+class ScoreRunError(GifsentError, RuntimeError):
+    """A scoring run could not start or stopped; the message says where its rows are."""
+
+    exit_code = USAGE
+
+
+class ScoringInterrupted(ScoreRunError):
+    """Ctrl-C (KeyboardInterrupt) during a run; the rows written so far are kept."""
+
+    exit_code = 130  # 128 + SIGINT, as a shell reports it
+
+
+@dataclass
+class ScoreTally:
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0  # scored before by this model, content unchanged (resume)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, error), the first 5
+    seconds: float = 0.0  # from the first input to the finished output
+
+
+def _open_sink(
+    target: OutputTarget,
+    fmt: str,
+    columns: tuple[str, ...],
+    keep: list[dict[str, Any]] | None,
+    out_label: str,
+) -> tuple[RowSink, str]:
+    """The sink for `target`, and where a stopped run's rows are ("" when nowhere)."""
+    if target.kind == STDOUT:
+        return StreamSink(sys.stdout, fmt, columns), ""
+    if target.kind == STREAM:  # written in place, never replaced (/dev/null, a FIFO)
+        try:
+            stream = open(target.path, "a", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        except OSError as e:
+            raise ScoreRunError(f"cannot open --out {out_label}: {e.strerror or e}") from None
+        return StreamSink(stream, fmt, columns), ""
+    try:
+        file_sink = FileSink(target.path, fmt, keep, columns)
+    except OSError as e:
+        raise ScoreRunError(f"cannot write --out {out_label}: {e.strerror or e}") from None
+    return file_sink, f"; rows so far are in {file_sink.partial}"
+
+
+def score_to_file(
+    scorer: Scorer,
+    items: Sequence[InputItem],
+    target: OutputTarget,
+    fmt: str,
+    *,
+    columns: tuple[str, ...] = COLUMNS,
+    decorate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    resume: bool = False,
+    batch_size: int = 8,
+    workers: int | None = None,
+    on_resume: Callable[[Previous, int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_result: Callable[[ScoreResult], None] | None = None,
+) -> ScoreTally:
+    """Score `items` into `target` (outpath.check_output's answer) in format `fmt`.
+
+    columns/decorate: the row's columns and a function adding readable.py's extra columns.
+    resume: keep the rows of an earlier run of this model (rows.resume_plan) and skip inputs
+        whose content is unchanged; needs a FILE target.
+    on_resume(previous, n_done): after the earlier rows are read (n_done inputs to skip).
+    on_start(n_inputs): once the output is open, before the first input.
+    on_result(result): after each input (skipped ones too), e.g. to advance a progress bar.
+    """
+    keep = None
+    done: dict[str, str] = {}
+    if resume:
+        try:
+            prev = load_previous(target.path, fmt)
+        except ScoresFileError as e:
+            raise ScoreRunError(f"cannot resume: {e}") from None
+        keep, done = resume_plan(prev.rows, {item.name for item in items}, scorer.model_id)
+        if on_resume is not None:
+            on_resume(prev, len(done))
+    sink, kept_in = _open_sink(target, fmt, columns, keep, target.given)
+    if on_start is not None:
+        on_start(len(items))
+
+    tally = ScoreTally()
+    start = time.perf_counter()
+    try:
+        results = scorer.score_many(
+            items,
+            batch_size=batch_size,
+            workers=workers,
+            skip=(lambda path, sha: done.get(path) == sha) if done else None,
+        )
+        for r in results:
+            if r.status == "skipped":
+                tally.skipped += 1
+            else:
+                row = r.to_row()
+                sink.write(decorate(row) if decorate is not None else row)
+                if r.ok:
+                    tally.ok += 1
+                else:
+                    tally.failed += 1
+                    if len(tally.failures) < MAX_FAILURES_KEPT:
+                        tally.failures.append((r.path, r.error))
+            if on_result is not None:
+                on_result(r)
+    except BrokenPipeError:  # `gifsent-infer ... -o - | head`: the reader left; the caller's call
+        raise
+    except KeyboardInterrupt:
+        sink.abort()
+        again = ", rerun with --resume" if kept_in else ""
+        raise ScoringInterrupted(f"interrupted{kept_in}{again}") from None
+    except Exception as e:  # the model failed on a batch: keep what is done, explain
+        sink.abort()
+        again = " (fix the cause and rerun with --resume)" if kept_in else ""
+        raise ScoreRunError(f"scoring stopped: {type(e).__name__}: {e}{kept_in}{again}") from None
+    sink.finish()
+    tally.seconds = time.perf_counter() - start
+    return tally
