@@ -46,26 +46,24 @@ Resume matches the local CLI: an input is skipped when an ok row of the same mod
 
 Ray is optional (the `ray` extra) and imported inside functions only; importing this
 module costs nothing.
+
+This module is the scoring pipeline; joining the cluster, the actor/CPU plan and the fault
+hooks are in ray_cluster.py, the output folder (shards, commit, manifest, read_scores) in
+ray_shards.py. Their public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import math
 import os
 import queue
-import re
 import shutil
-import signal
-import socket
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,8 +71,7 @@ from typing import Any
 import numpy as np
 
 from gifsent_infer.contract import SamplingSpec
-from gifsent_infer.errors import USAGE, GifsentError
-from gifsent_infer.files import atomic_open, atomic_path, fsync_dir, write_json
+from gifsent_infer.errors import GifsentError
 from gifsent_infer.gifio import DEFAULT_LIMITS, ReaderLimits, SampleInfo
 from gifsent_infer.inputs import (
     DEFAULT_TIMEOUT_S,
@@ -83,59 +80,92 @@ from gifsent_infer.inputs import (
     read_item,
     sha256,
 )
-from gifsent_infer.outputs import read_rows, write_rows
-from gifsent_infer.rows import COLUMNS, arrow_schema, resume_plan, score_row
+
+# cluster plumbing and the output folder live in their own modules; their public names are
+# re-exported here, where users and the README have always imported them from
+from gifsent_infer.ray_cluster import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    RAY_INSTALL_HINT,
+    ClusterError,
+    ResourcePlan,
+    connect_ray,
+    crash_once,
+    fault_point,
+    import_ray,
+    node_cpus,
+    plan_actors,
+    refresh_ray_auth,
+    reset_faults,
+    resolve_address,
+    use_auth_token_file,
+    worker_fault_marker,
+)
+from gifsent_infer.ray_shards import (
+    FORMATS,
+    MANIFEST,
+    MANIFEST_FORMAT,
+    STAGED_PREFIX,
+    STAGED_SUFFIX,
+    ShardWriter,
+    auto_shard_rows,
+    clear_folder,
+    commit_staged,
+    list_shards,
+    list_staged,
+    read_manifest,
+    read_scores,
+    read_shard,
+    rebuild_manifest,
+    remove_temporaries,
+    row_schema,
+    scan_committed,
+    shard_generation,
+    shard_key,
+    shard_name,
+    write_shard,
+)
+from gifsent_infer.rows import resume_plan, score_row
 from gifsent_infer.scorer import failure_reason, sample_content
 
-RAY_INSTALL_HINT = (
-    "Ray is not installed; install the optional extra with `pip install 'gifsent[ray]'` "
-    "(Ray Data and Ray Client, with pyarrow)"
-)
-FORMATS = ("parquet", "jsonl")
-MANIFEST = "_manifest.json"
-MANIFEST_FORMAT = "gifsent-ray-scores"
-STAGED_PREFIX = "_staged-"
-STAGED_SUFFIX = ".staged"
-_SHARD_RE = re.compile(r"^part-g(\d{4,})-([0-9a-f]{24})\.(parquet|jsonl)$")
-_STAGED_RE = re.compile(r"^_staged-(part-g(\d{4,})-[0-9a-f]{24}\.(parquet|jsonl))\.staged$")
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT_S",
+    "DEFAULT_FLUSH_SECONDS",
+    "FORMATS",
+    "MANIFEST",
+    "MANIFEST_FORMAT",
+    "RAY_INSTALL_HINT",
+    "STAGED_PREFIX",
+    "STAGED_SUFFIX",
+    "ClusterError",
+    "RayRunError",
+    "RaySummary",
+    "ResourcePlan",
+    "auto_shard_rows",
+    "commit_staged",
+    "connect_ray",
+    "import_ray",
+    "list_shards",
+    "list_staged",
+    "node_cpus",
+    "plan_actors",
+    "read_manifest",
+    "read_scores",
+    "read_shard",
+    "rebuild_manifest",
+    "refresh_ray_auth",
+    "resolve_address",
+    "score_with_ray",
+    "shard_key",
+    "shard_name",
+    "use_auth_token_file",
+    "write_shard",
+]
+
 DEFAULT_FLUSH_SECONDS = 10.0
-DEFAULT_CONNECT_TIMEOUT_S = 30.0
-
-# Tests: a deterministic fault at a stage boundary of the driver. GIFSENT_RAY_FAULT=STAGE:N
-# makes the driver exit hard (os._exit, no clean-up, like SIGKILL) at the Nth boundary
-# named STAGE of a run; `_fault_hook(stage, n)`, if set, is called at every boundary.
-# Stages: recovered, shard, scored, trimmed, published, committed (see _boundary calls).
-FAULT_ENV = "GIFSENT_RAY_FAULT"
-_fault_hook: Callable[[str, int], None] | None = None
-_fault_counts: dict[str, int] = {}
-
-
-def _boundary(stage: str) -> None:
-    n = _fault_counts[stage] = _fault_counts.get(stage, 0) + 1
-    if _fault_hook is not None:
-        _fault_hook(stage, n)
-    if os.environ.get(FAULT_ENV) == f"{stage}:{n}":
-        os._exit(137)
-
-
-class ClusterError(GifsentError, RuntimeError):
-    """The Ray cluster cannot be reached, or refused this driver (the CLI exits 2)."""
-
-    exit_code = USAGE
 
 
 class RayRunError(GifsentError, RuntimeError):
     """The Ray pipeline failed mid-run; the rows already written are kept (the CLI exits 1)."""
-
-
-def import_ray():
-    """`ray` and `ray.data`, or ImportError with the install hint."""
-    try:
-        import ray
-        import ray.data  # Ray Data is the `data` extra of ray
-    except ImportError as e:
-        raise ImportError(f"{RAY_INSTALL_HINT} ({e})") from None
-    return ray
 
 
 # --- stage 1: read, hash, decode and sample (CPU tasks) ----------------------------------------
@@ -215,7 +245,6 @@ class _LazySchema:
 
 
 _PREPARED = _LazySchema(_prepared_schema)
-_ROWS = _LazySchema(arrow_schema)  # the score row's schema (rows.py)
 
 
 # --- stage 2: the model (actor pool) -----------------------------------------------------------
@@ -230,7 +259,7 @@ class _ScoreActor:
         model_id: str,
         device: str,
         threads: int | None,
-        crash_marker: str | None = None,
+        fault_marker: str | None = None,
         backend: str = "auto",
     ) -> None:
         import ray
@@ -246,7 +275,7 @@ class _ScoreActor:
         path.write_bytes(data)
         self.session = ModelSession(path, device=device, threads=threads, backend=backend)
         self.model_id = model_id
-        self.crash_marker = crash_marker
+        self.fault_marker = fault_marker
 
     def __del__(self) -> None:
         shutil.rmtree(getattr(self, "_dir", ""), ignore_errors=True)
@@ -254,7 +283,7 @@ class _ScoreActor:
     def __call__(self, batch):
         import pyarrow as pa
 
-        _crash_once(self.crash_marker)  # tests: a worker dying mid-run
+        crash_once(self.fault_marker)  # tests: a worker dying mid-run (ray_cluster)
         items = batch.to_pylist()
         todo = [i for i, it in enumerate(items) if it["pixels"] is not None]
         scores: dict[int, np.ndarray] = {}
@@ -282,468 +311,7 @@ class _ScoreActor:
 def _indexed_rows_schema():
     import pyarrow as pa
 
-    return pa.schema([("index", pa.int64()), *_ROWS.get()])
-
-
-def _crash_once(marker: str | None) -> None:
-    """Test hook: the first process to get here exits hard (like an OOM kill), once per marker."""
-    if not marker:
-        return
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return
-    os.close(fd)
-    os._exit(1)
-
-
-# --- shards: committed, staged, and the commit ---------------------------------------------------
-
-
-def shard_key(rows: Iterable[dict]) -> str:
-    """24 hex digits of sha256 over the sorted (sha256, path) pairs of a shard's rows."""
-    h = hashlib.sha256()
-    for digest, path in sorted((r["sha256"] or "", r["path"]) for r in rows):
-        h.update(f"{digest}\t{path}\n".encode())
-    return h.hexdigest()[:24]
-
-
-def shard_name(rows: Sequence[dict], generation: int, fmt: str) -> str:
-    return f"part-g{generation:04d}-{shard_key(rows)}.{fmt}"
-
-
-def _write_atomic(path: Path, rows: list[dict], fmt: str) -> None:
-    """Rows -> `path` atomically (files.py: a temporary "."-name in the same folder, fsync,
-    rename, fsync the folder)."""
-    if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.Table.from_pylist(
-            [{c: r.get(c) for c in COLUMNS} for r in rows], schema=_ROWS.get()
-        )
-        with atomic_path(path) as tmp:
-            pq.write_table(table, tmp)
-    else:
-        with atomic_open(path, "w", encoding="utf-8", newline="") as f:
-            write_rows(f, rows, "jsonl")
-
-
-def write_shard(
-    out_dir: Path, rows: list[dict], generation: int, fmt: str, *, staged: bool = False
-) -> str:
-    """Write rows as one shard, atomically; returns its committed name.
-
-    staged: write it as `_staged-<name>.staged` (ignored by readers) for `commit_staged`.
-    """
-    name = shard_name(rows, generation, fmt)
-    path = Path(out_dir) / (f"{STAGED_PREFIX}{name}{STAGED_SUFFIX}" if staged else name)
-    _write_atomic(path, rows, fmt)
-    return name
-
-
-def list_shards(out_dir: str | os.PathLike) -> list[Path]:
-    """The committed shards, the files readers see."""
-    out = Path(out_dir)
-    if not out.is_dir():
-        return []
-    return sorted(p for p in out.iterdir() if _SHARD_RE.match(p.name))
-
-
-def list_staged(out_dir: str | os.PathLike) -> list[Path]:
-    """Staged shards, oldest generation first (the order they are committed in)."""
-    out = Path(out_dir)
-    if not out.is_dir():
-        return []
-    found = [(m, p) for p in out.iterdir() if (m := _STAGED_RE.match(p.name))]
-    return [p for m, p in sorted(found, key=lambda mp: (int(mp[0].group(2)), mp[1].name))]
-
-
-def _generation(path: Path) -> int:
-    m = _SHARD_RE.match(path.name) or _STAGED_RE.match(path.name)
-    assert m is not None
-    return int(m.group(1) if m.re is _SHARD_RE else m.group(2))
-
-
-def _shard_format(path: Path) -> str:
-    return path.name.removesuffix(STAGED_SUFFIX).rsplit(".", 1)[1]
-
-
-def read_shard(path: Path, columns: Sequence[str] | None = None) -> list[dict]:
-    if _shard_format(path) == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path, columns=list(columns) if columns else None).to_pylist()
-    rows = read_rows(path, "jsonl").rows
-    if columns:
-        rows = [{c: r.get(c) for c in columns} for r in rows]
-    return rows
-
-
-def _drop_rows(path: Path, drop: Callable[[int, dict], bool]) -> int:
-    """Rewrite a committed shard without the rows `drop` selects, in place (atomic replace
-    under the same name, so a reader sees the old file or the new one); removed when no row
-    is left. Returns the rows kept."""
-    rows = read_shard(path)
-    kept = [r for i, r in enumerate(rows) if not drop(i, r)]
-    if len(kept) == len(rows):
-        return len(kept)
-    if kept:
-        _write_atomic(path, kept, _shard_format(path))
-    else:
-        path.unlink(missing_ok=True)
-        fsync_dir(path.parent)
-    return len(kept)
-
-
-def commit_staged(out_dir: str | os.PathLike) -> list[str]:
-    """Commit the staged shards of `out_dir` (oldest first); returns their committed names.
-
-    For each staged shard: every committed shard holding a row for one of its inputs is
-    rewritten without those rows (or removed), then the staged shard is renamed into
-    place. At no instant do two committed shards hold rows for one input. Idempotent: run
-    it again after a crash at any point and it finishes the job.
-    """
-    out = Path(out_dir)
-    staged = list_staged(out)
-    if not staged:
-        return []
-    index = {p: {r["path"] for r in read_shard(p, ["path"])} for p in list_shards(out)}
-    names = []
-    for s in staged:
-        replaces = {r["path"] for r in read_shard(s, ["path"])}
-        for p in sorted(index):
-            if index[p] & replaces:
-                _drop_rows(p, lambda _i, r, drop=replaces: r["path"] in drop)
-                index[p] -= replaces
-                if not index[p]:
-                    del index[p]
-                _boundary("trimmed")
-        target = out / _STAGED_RE.match(s.name).group(1)  # type: ignore[union-attr]
-        os.replace(s, target)
-        fsync_dir(out)
-        index[target] = replaces
-        names.append(target.name)
-        _boundary("published")
-    return names
-
-
-# --- reading shards back and rebuilding the manifest -------------------------------------------
-
-
-def _winner_key(gen: int, status: str | None, name: str) -> tuple:
-    # newest generation first, then an ok row before an error row, then the smaller name
-    return (-gen, status != "ok", name)
-
-
-def _winners(meta: dict[Path, list[dict]]) -> dict[Path, list[int]]:
-    """shard -> indices of its rows that win: one row per path over all shards."""
-    best: dict[str, tuple] = {}
-    for p, rows in meta.items():
-        for i, r in enumerate(rows):
-            key = (*_winner_key(_generation(p), r["status"], p.name), i)
-            if r["path"] not in best or key < best[r["path"]]:
-                best[r["path"]] = key
-    return {
-        p: [
-            i
-            for i, r in enumerate(rows)
-            if best[r["path"]] == (*_winner_key(_generation(p), r["status"], p.name), i)
-        ]
-        for p, rows in meta.items()
-    }
-
-
-def rebuild_manifest(out_dir: str | os.PathLike, run: dict | None = None) -> dict:
-    """Rewrite `_manifest.json` from the committed shards (and append `run` to its runs).
-
-    The commit protocol never leaves two rows for one input; a folder written otherwise
-    (by hand, or by an older gifsent that wrote replacements in place) is repaired: where
-    an input has several rows, the newest generation wins (ties: ok before error, then
-    the smaller shard name), and losing rows are removed shard by shard, in place.
-    """
-    out = Path(out_dir)
-    shards = list_shards(out)
-    meta = {p: read_shard(p, ["path", "status"]) for p in shards}
-    wins = _winners(meta)
-    entries = []
-    for p in shards:
-        rows, keep = meta[p], set(wins[p])
-        if len(keep) < len(rows):
-            if not _drop_rows(p, lambda i, _r, keep=keep: i not in keep):
-                continue
-            rows = [r for i, r in enumerate(rows) if i in keep]
-        entries.append(
-            {
-                "name": p.name,
-                "generation": _generation(p),
-                "rows": len(rows),
-                "ok": sum(r["status"] == "ok" for r in rows),
-                "error": sum(r["status"] == "error" for r in rows),
-            }
-        )
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "version": 1,
-        "columns": list(COLUMNS),
-        "shards": entries,
-        "rows": sum(e["rows"] for e in entries),
-        "ok": sum(e["ok"] for e in entries),
-        "error": sum(e["error"] for e in entries),
-        "generation": max((e["generation"] for e in entries), default=0),
-        "staged": [p.name for p in list_staged(out)],
-        "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    old = read_manifest(out)
-    # what the runs recorded about themselves survives the rebuild
-    manifest["runs"] = [*(old.get("runs", []) if old else []), *([run] if run else [])]
-    write_json(out / MANIFEST, manifest, indent=1)
-    return manifest
-
-
-def read_manifest(out_dir: str | os.PathLike) -> dict | None:
-    path = Path(out_dir) / MANIFEST
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
-
-
-def read_scores(out_dir: str | os.PathLike) -> list[dict]:
-    """The committed score rows of an output folder, one per input, sorted by path (the
-    local CLI's columns). Reads the files as any reader would (the manifest is not
-    needed) and writes nothing; inputs whose replacement a killed run left staged are
-    absent until the next run commits it."""
-    shards = list_shards(out_dir)
-    meta = {p: read_shard(p) for p in shards}
-    wins = _winners(
-        {p: [{"path": r["path"], "status": r["status"]} for r in meta[p]] for p in shards}
-    )
-    rows = [meta[p][i] for p in shards for i in wins[p]]
-    return sorted(rows, key=lambda r: r["path"])
-
-
-# --- connecting to Ray --------------------------------------------------------------------------
-
-
-def resolve_address(address: str | None) -> str:
-    """The address to use: `address`, else $RAY_ADDRESS, else "local" (a new local instance;
-    unlike plain `ray.init()`, never a cluster that `ray start` left on this machine)."""
-    return address or os.environ.get("RAY_ADDRESS") or "local"
-
-
-def _host_port(address: str) -> tuple[str, int]:
-    """ "ray://h:10001" / "h:6379" / "[::1]:6379" -> (host, port); Ray's default ports."""
-    client = address.startswith("ray://")
-    rest = address.removeprefix("ray://").split("/", 1)[0]
-    if rest.startswith("["):  # IPv6 literal
-        host, _, port = rest[1:].partition("]")
-        port = port.lstrip(":")
-    else:
-        host, _, port = rest.rpartition(":") if ":" in rest else (rest, "", "")
-    if not port:
-        return host, 10001 if client else 6379
-    try:
-        return host, int(port)
-    except ValueError:
-        raise ClusterError(f"--address {address!r}: the port is not a number") from None
-
-
-def _probe(host: str, port: int, deadline: float, address: str) -> None:
-    """Wait until something accepts TCP connections at host:port, or raise ClusterError at
-    `deadline` (time.monotonic()). Retries, so a cluster that is still starting is found."""
-    reason = "no answer"
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise ClusterError(
-                f"cannot reach the Ray cluster at {address} ({reason}) within the connect "
-                "timeout; check --address / $RAY_ADDRESS and that the cluster is running "
-                "(`ray start --head`; Ray Client listens on port 10001), or raise "
-                "--connect-timeout"
-            )
-        try:
-            with socket.create_connection((host, port), timeout=min(left, 2.0)):
-                return
-        except socket.gaierror as e:
-            raise ClusterError(f"--address {address}: unknown host {host!r} ({e})") from None
-        except OSError as e:
-            reason = e.strerror or type(e).__name__
-        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
-
-
-@contextmanager
-def _time_limit(seconds: float | None, what: str):
-    """Raise ClusterError if the body runs past `seconds` (None: no limit; main thread only:
-    SIGALRM)."""
-    if (
-        seconds is None
-        or threading.current_thread() is not threading.main_thread()
-        or not hasattr(signal, "setitimer")
-    ):
-        yield
-        return
-
-    def expire(_sig, _frame):
-        raise ClusterError(what)
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _auth_hint(message: str) -> str:
-    if re.search(r"auth|token|unauthenticated", message, re.IGNORECASE):
-        return (
-            "; if the cluster uses token authentication (Ray's default for new clusters), "
-            "set RAY_AUTH_MODE=token and the "
-            "cluster's token in RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH (or --auth-token-file; "
-            "`ray get-auth-token` prints it on the head node)"
-        )
-    return ""
-
-
-def use_auth_token_file(path: str | os.PathLike) -> None:
-    """Token authentication for this process (and the Ray processes it starts): sets
-    RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH, as Ray reads them."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ClusterError(f"--auth-token-file {path}: no such file")
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN_PATH"] = str(p.resolve())
-    os.environ.pop("RAY_AUTH_TOKEN", None)  # Ray prefers RAY_AUTH_TOKEN over the file
-    refresh_ray_auth()
-
-
-def refresh_ray_auth() -> None:
-    """Make an already imported Ray see RAY_AUTH_* as they are now: Ray caches its config
-    and the token when first imported (as its own token set-up does on `ray start`)."""
-    try:
-        from ray._raylet import AuthenticationTokenLoader, Config
-    except ImportError:  # not installed, or a Ray without token authentication
-        return
-    with suppress(Exception):
-        Config.initialize("")
-        AuthenticationTokenLoader.instance().reset_cache()
-
-
-def connect_ray(
-    ray,
-    address: str | None,
-    *,
-    timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
-    init_kwargs: dict | None = None,
-) -> None:
-    """ray.init for `address` (see resolve_address), within `timeout` seconds, or ClusterError
-    with a one-line reason. A remote address is first probed over TCP (retried until the
-    timeout), so an address where nobody listens fails fast instead of hanging."""
-    addr = resolve_address(address)
-    deadline = time.monotonic() + timeout
-    # Ray's own INFO lines ("Connecting to existing Ray cluster...") are not ours to print
-    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if addr == "local":
-        kwargs["include_dashboard"] = False
-    elif addr.startswith("ray://"):  # Ray Client would pass these on to the server's ray.init
-        kwargs = {}
-    elif addr == "auto":  # the cluster `ray start` made on this machine: probe its address
-        try:
-            from ray._private.services import canonicalize_bootstrap_address
-
-            found = canonicalize_bootstrap_address("auto")
-        except Exception as e:
-            raise ClusterError(
-                f"--address auto: no Ray cluster found on this machine ({str(e).splitlines()[0]}); "
-                "start one with `ray start --head` or give its address"
-            ) from None
-        if found:
-            addr = found
-    if addr != "local":
-        host, port = _host_port(addr)
-        _probe(host, port, deadline, addr)
-    kwargs.update(init_kwargs or {})
-    left = deadline - time.monotonic()
-    # a local instance's processes would inherit the capture: only joining is captured
-    log = _CapturedStderr(enabled=addr != "local")
-    try:
-        with (
-            log,
-            _time_limit(
-                None if addr == "local" else left,  # starting a local instance: no limit
-                f"the Ray cluster at {addr} accepted a connection but did not let this driver "
-                f"join within {timeout:g} s (is it a Ray port? does it expect token "
-                "authentication?); raise --connect-timeout or check the address",
-            ),
-        ):
-            ray.init(address=addr, **kwargs)
-    except ClusterError as e:
-        _quiet_shutdown(ray)
-        raise ClusterError(f"{e}{_auth_hint(log.text)}") from None
-    except Exception as e:
-        _quiet_shutdown(ray)
-        first = (str(e).strip().splitlines() or [""])[0]
-        # Ray reports a refused token only in its C++ log (captured); its exception just
-        # says that it failed to connect
-        refused = re.search(r"InvalidAuthToken|Unauthenticated", log.text)
-        reason = "the cluster refused this driver's token (InvalidAuthToken)" if refused else ""
-        raise ClusterError(
-            f"cannot join the Ray cluster at {addr}: {reason or f'{type(e).__name__}: {first}'}"
-            f"{_auth_hint(f'{e} {log.text}')}"
-        ) from None
-    log.replay()
-
-
-class _CapturedStderr:
-    """Holds what Ray's C++ core writes to file descriptor 2 while joining a cluster (one
-    warning per second per failed attempt); replayed when joining works, read for the reason
-    when it fails."""
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.text = ""
-        self.enabled = enabled
-        self._saved: int | None = None
-        self._file: Any = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return self
-        try:
-            sys.stderr.flush()
-            self._file = tempfile.TemporaryFile(mode="w+b")
-            self._saved = os.dup(2)
-            os.dup2(self._file.fileno(), 2)
-        except (OSError, ValueError, AttributeError):  # no real fd 2: capture nothing
-            self._saved = None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._saved is None:
-            return
-        with suppress(Exception):
-            sys.stderr.flush()
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        self._saved = None
-        self._file.seek(0)
-        self.text = self._file.read().decode("utf-8", "replace")
-        self._file.close()
-
-    def replay(self) -> None:
-        if self.text:
-            sys.stderr.write(self.text)
-            sys.stderr.flush()
-
-
-def _quiet_shutdown(ray) -> None:
-    with suppress(Exception):
-        ray.shutdown()
-
-
-# --- the driver -------------------------------------------------------------------------------
+    return pa.schema([("index", pa.int64()), *row_schema()])
 
 
 @dataclass
@@ -767,109 +335,6 @@ class RaySummary:
     shard_rows: int = 0
     flush_seconds: float = DEFAULT_FLUSH_SECONDS
     recovered: int = 0  # staged shards a killed run left, committed before this run
-
-
-def auto_shard_rows(todo: int) -> int:
-    """Rows per shard for about `todo` inputs: ~32 shards per run, 8 to 1,024 rows each, so a
-    killed small run still keeps most of its rows and a large one makes few files."""
-    return int(min(1024, max(8, math.ceil(todo / 32))))
-
-
-@dataclass(frozen=True)
-class ResourcePlan:
-    """How the work is laid on the cluster (see plan_actors)."""
-
-    num_actors: int  # model actors
-    actor_cpus: float  # CPUs Ray reserves per actor
-    threads: int  # onnxruntime intra-op threads per actor (= its CPUs, unless told otherwise)
-    decode_cpus: float  # CPUs Ray reserves per decoding task
-    decode_tasks: int | None  # most decoding tasks at once (None: as the reservations allow)
-
-
-def plan_actors(
-    node_cpus: Sequence[float],
-    gpus: int,
-    device: str,
-    num_actors: int | None = None,
-    actor_cpus: float | None = None,
-    decode_cpus: float | None = None,
-    threads: int | None = None,
-) -> ResourcePlan:
-    """Model actors and decoding tasks for a cluster whose alive nodes have `node_cpus` CPUs.
-
-    An actor runs as many onnxruntime threads as the CPUs it reserves (threads=None), and
-    lives on one node, so by default it reserves at most the largest node's CPUs.
-    - cuda: one actor per GPU, 1 CPU each; decoding tasks 1 CPU each.
-    - cpu: about half the CPUs go to actors of up to 4 CPUs each (onnxruntime scales
-      sublinearly beyond that), the rest to decoding tasks of 1 CPU each: on 2 CPUs, one
-      actor of 1 CPU (1 thread) next to one decoding task (measured in BENCHMARKS.md).
-    - decode_cpus=0 ("shared"): decoding tasks reserve no CPU, at most one per CPU at a
-      time, so actors may reserve every CPU and model and decoding share the cores as
-      the local CLI's threads do. Chosen by default when the cluster has a single CPU.
-    Explicit values win; a plan whose actors would leave decoding tasks no CPU is refused.
-    """
-    cpus = [c for c in node_cpus if c > 0] or [1.0]
-    total, largest = sum(cpus), max(cpus)
-    if device == "cuda":
-        n = num_actors or max(1, gpus)
-        each = float(actor_cpus or 1.0)
-        dec = 1.0 if decode_cpus is None else float(decode_cpus)
-        return ResourcePlan(n, each, threads or max(1, int(each)), dec, None)
-    if decode_cpus is None and total < 2:
-        decode_cpus = 0.0  # one CPU: the model and the decoding share it
-    shared = decode_cpus is not None and decode_cpus == 0
-    budget = total if shared else total / 2  # CPUs for all model actors together
-    if actor_cpus is None:
-        per_actor = budget / (num_actors or 1)
-        actor_cpus = float(max(1, min(4, int(largest), int(per_actor))))
-    if num_actors is None:
-        num_actors = max(1, int(budget // actor_cpus))
-    dec = 1.0 if decode_cpus is None else float(decode_cpus)
-    if dec > 0 and num_actors * actor_cpus > total - dec:
-        raise ValueError(
-            f"{num_actors} model actor(s) x {actor_cpus:g} CPUs leave no CPU for decoding on a "
-            f"cluster with {total:g} CPUs; lower --num-actors or --actor-cpus, or let decoding "
-            "share the cores with --decode-cpus 0"
-        )
-    return ResourcePlan(
-        num_actors,
-        float(actor_cpus),
-        threads or max(1, int(actor_cpus)),
-        dec,
-        max(1, int(total)) if dec == 0 else None,
-    )
-
-
-def node_cpus(ray) -> list[float]:
-    """CPUs of each alive node of the cluster."""
-    return [
-        float(n.get("Resources", {}).get("CPU", 0))
-        for n in ray.nodes()
-        if n.get("Alive", n.get("alive", False))
-    ]
-
-
-def _scan(out: Path) -> list[dict]:
-    rows = []
-    for p in list_shards(out):
-        rows.extend(read_shard(p, ["path", "sha256", "model_id", "status"]))
-    return rows
-
-
-def _clear(out: Path) -> None:
-    for p in [*list_shards(out), *list_staged(out)]:
-        p.unlink()
-    (out / MANIFEST).unlink(missing_ok=True)
-    fsync_dir(out)
-
-
-def _remove_temporaries(out: Path) -> None:
-    """A killed writer's half-written files (one driver per folder, so none is in use)."""
-    for p in out.iterdir():
-        if p.name.endswith(".tmp") and (
-            p.name.startswith((".part-g", f".{STAGED_PREFIX}", f".{MANIFEST}"))
-        ):
-            p.unlink(missing_ok=True)
 
 
 def score_with_ray(
@@ -898,7 +363,6 @@ def score_with_ray(
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
     auth_token_file: str | os.PathLike | None = None,
     ray_init_kwargs: dict | None = None,
-    _crash_markers: dict[str, str] | None = None,
 ) -> RaySummary:
     """Score GIFs with Ray Data into Parquet/JSONL shards plus a manifest under `out_dir`.
 
@@ -952,7 +416,7 @@ def score_with_ray(
         raise ValueError(f"actor_cpus must be > 0, got {actor_cpus}")
     ray = import_ray()
     start = time.perf_counter()
-    _fault_counts.clear()
+    reset_faults()
 
     model_path = resolve_model(model)
     spec = read_document(model_path).sampling  # ModelError for a graph without a document
@@ -993,15 +457,15 @@ def score_with_ray(
         )
         # the folder only now: a usage error above must leave it as it was
         out.mkdir(parents=True, exist_ok=True)
-        _remove_temporaries(out)
+        remove_temporaries(out)
         recovered = 0
         if not resume:
-            _clear(out)
+            clear_folder(out)
         else:  # finish what a killed run left (its staged replacements) before deciding
             recovered = len(commit_staged(out))
-        _boundary("recovered")
-        committed = _scan(out)
-        generation = max((_generation(p) for p in list_shards(out)), default=0) + 1
+        fault_point("recovered")
+        committed = scan_committed(out)
+        generation = max((shard_generation(p) for p in list_shards(out)), default=0) + 1
         names = {i.name for i in items}
         _, done = resume_plan(committed, names, model_id)  # the rows stay in their shards
         replaces = {r["path"] for r in committed} & names
@@ -1022,7 +486,7 @@ def score_with_ray(
             flush_seconds=flush_seconds,
             recovered=recovered,
         )
-        writer = _ShardWriter(out, generation, format, rows_per_shard, flush_seconds, replaces)
+        writer = ShardWriter(out, generation, format, rows_per_shard, flush_seconds, replaces)
         try:
             _run(
                 ray,
@@ -1039,7 +503,6 @@ def score_with_ray(
                 limits=limits,
                 timeout=timeout,
                 progress_bars=progress_bars,
-                crash=_crash_markers or {},
             )
         except Exception as e:  # Ray's and Ray Data's failures: say it in one line
             first = (str(e).strip().splitlines() or [""])[0]
@@ -1050,9 +513,9 @@ def score_with_ray(
     finally:
         if started_here:
             ray.shutdown()
-    _boundary("scored")
+    fault_point("scored")
     commit_staged(out)
-    _boundary("committed")
+    fault_point("committed")
     summary.seconds = time.perf_counter() - start
     rebuild_manifest(
         out,
@@ -1072,56 +535,6 @@ def score_with_ray(
         },
     )
     return summary
-
-
-class _ShardWriter:
-    """The driver's one writer: buffers rows, flushes a shard every `rows` rows or `seconds`
-    seconds. Rows for inputs in `replaces` (a committed row exists) go to staged shards."""
-
-    def __init__(
-        self, out: Path, generation: int, fmt: str, rows: int, seconds: float, replaces: set[str]
-    ) -> None:
-        self.out, self.generation, self.fmt = out, generation, fmt
-        self.rows, self.seconds, self.replaces = rows, seconds, replaces
-        self.fresh: list[dict] = []
-        self.staged: list[dict] = []
-        self.since: float | None = None  # monotonic time of the oldest buffered row
-        self.seen: set[str] = set()
-        self.names: list[str] = []
-        self.scored = self.failed = self.skipped = 0
-
-    def add(self, rows: Iterable[dict]) -> None:
-        for r in rows:
-            if r["status"] == "skipped":
-                self.skipped += 1
-                continue
-            if r["path"] in self.seen:  # an input listed twice: its first row stands
-                continue
-            self.seen.add(r["path"])
-            self.scored += r["status"] == "ok"
-            self.failed += r["status"] == "error"
-            (self.staged if r["path"] in self.replaces else self.fresh).append(r)
-            if self.since is None:
-                self.since = time.monotonic()
-            if len(self.fresh) + len(self.staged) >= self.rows:
-                self.flush()
-
-    def wait(self) -> float | None:
-        """Seconds until a time flush is due (None: nothing buffered)."""
-        if self.since is None:
-            return None
-        return max(0.0, self.since + self.seconds - time.monotonic())
-
-    def flush(self) -> None:
-        for rows, staged in ((self.fresh, False), (self.staged, True)):
-            if rows:
-                rows.sort(key=lambda r: r["path"])
-                self.names.append(
-                    write_shard(self.out, rows, self.generation, self.fmt, staged=staged)
-                )
-                rows.clear()
-                _boundary("shard")
-        self.since = None
 
 
 def _stream(make_iter: Callable[[], Iterator], wait: Callable[[], float | None]) -> Iterator:
@@ -1175,7 +588,7 @@ def _stream(make_iter: Callable[[], Iterator], wait: Callable[[], float | None])
         thread.join(timeout=60)
 
 
-def _drain(make_iter: Callable[[], Iterator], writer: _ShardWriter, threaded: bool = True) -> None:
+def _drain(make_iter: Callable[[], Iterator], writer: ShardWriter, threaded: bool = True) -> None:
     """Blocks of score rows (pyarrow tables) -> the writer, flushing by rows and by time
     (threaded=False: iterate here, and flush by time only when a block arrives)."""
     blocks = _stream(make_iter, writer.wait) if threaded else iter(make_iter())
@@ -1185,7 +598,7 @@ def _drain(make_iter: Callable[[], Iterator], writer: _ShardWriter, threaded: bo
             rows.sort(key=lambda r: r["index"])
             writer.add(rows)
             for _ in rows:
-                _boundary("received")  # tests and benchmarks: "killed at N% of the inputs"
+                fault_point("received")  # tests and benchmarks: "killed at N% of the inputs"
         wait = writer.wait()
         if wait is not None and wait <= 0:
             writer.flush()
@@ -1196,7 +609,7 @@ def _run(
     ray,
     summary: RaySummary,
     items: list[InputItem],
-    writer: _ShardWriter,
+    writer: ShardWriter,
     *,
     model_bytes: bytes,
     spec: SamplingSpec,
@@ -1208,7 +621,6 @@ def _run(
     limits: ReaderLimits,
     timeout: float,
     progress_bars: bool,
-    crash: dict[str, str],
 ) -> None:
     records = [
         {
@@ -1235,7 +647,7 @@ def _run(
         "read_batch": read_batch,
         "decode_memory": decode_memory,
         "progress_bars": progress_bars,
-        "crash_actor": crash.get("actor"),
+        "fault_marker": worker_fault_marker(),  # tests (ray_cluster)
         "backend": backend,
     }
     try:
@@ -1331,7 +743,7 @@ def _blocks(records: list[dict], model_bytes: bytes, done: dict, plan: dict) -> 
             "model_id": plan["model_id"],
             "device": plan["device"],
             "threads": plan["threads"],
-            "crash_marker": plan["crash_actor"],
+            "fault_marker": plan["fault_marker"],
             "backend": plan["backend"],
         },
         # Ray Data restarts a dead actor and retries its batch (max_restarts=-1 and

@@ -29,12 +29,7 @@ RUNTIME_FORBIDDEN = ("torch", "torchvision")  # gifsent_infer installs and runs 
 # Private names used across modules in files other engineers are rewriting right now; each
 # entry is an expected failure that must disappear (strict: fixing one fails the test until
 # its entry is removed here).
-KNOWN_PRIVATE_USES = {
-    ("gifsent_train.ray_features", "gifsent_infer.distributed._crash_once"): (
-        "a private fault-injection test hook in a public code path; "
-        "the Ray rework (issue 18) takes test hooks out of public signatures"
-    ),
-}
+KNOWN_PRIVATE_USES: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ pytest.importorskip("pyarrow")
 from infer_support import build_model, write_gifs  # noqa: E402
 from ray_support import assert_at_most_once, assert_same_rows, local_rows  # noqa: E402
 
-from gifsent_infer import distributed  # noqa: E402
+from gifsent_infer import distributed, ray_cluster  # noqa: E402
 from gifsent_infer.distributed import read_scores, score_with_ray  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a three-node cluster on one machine: about a minute
@@ -88,7 +88,7 @@ def test_worker_node_killed_mid_run(cluster, tmp_path, monkeypatch):
             c.remove_node(victim, allow_graceful=False)  # a node this test created
             removed.append(time.monotonic())
 
-    monkeypatch.setattr(distributed, "_fault_hook", kill_a_worker)
+    monkeypatch.setattr(ray_cluster, "fault_hook", kill_a_worker)
     out = tmp_path / "out"
     s = score_with_ray([gifs], model, out, read_batch=2, batch_size=2, shard_rows=2)
     assert removed, "the run ended before its first shard"

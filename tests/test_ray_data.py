@@ -14,6 +14,7 @@ pytest.importorskip("pyarrow")
 
 from infer_support import build_model, gif_bytes, write_gifs  # noqa: E402
 
+from gifsent_infer import ray_cluster  # noqa: E402
 from gifsent_infer.cli import main  # noqa: E402
 from gifsent_infer.contract import EMOTIONS  # noqa: E402
 from gifsent_infer.distributed import (  # noqa: E402
@@ -109,15 +110,14 @@ def test_matches_local_cli_row_for_row(setup, tmp_path):
     assert manifest["runs"][-1]["scored"] == 9
 
 
-def test_killed_workers_lose_and_duplicate_nothing(setup, tmp_path):
+def test_killed_workers_lose_and_duplicate_nothing(setup, tmp_path, monkeypatch):
     model, gifs = setup
     want = local_rows(model, gifs, tmp_path / "local.csv")
-    markers = {"actor": str(tmp_path / "actor.died")}
+    marker = tmp_path / "actor.died"
     # the model actor dies on its first batch: Ray Data restarts it and retries the batch
-    summary = score_with_ray(
-        [gifs], model, tmp_path / "out", format="jsonl", _crash_markers=markers, **SMALL
-    )
-    assert Path(markers["actor"]).exists()
+    monkeypatch.setenv(ray_cluster.WORKER_FAULT_ENV, str(marker))
+    summary = score_with_ray([gifs], model, tmp_path / "out", format="jsonl", **SMALL)
+    assert marker.exists()
     assert summary.scored + summary.failed == 12
     assert max(shard_paths(tmp_path / "out").values()) == 1
     assert_same_rows(read_scores(tmp_path / "out"), want)
@@ -157,8 +157,6 @@ def test_resume_skips_scored_inputs_and_retries_errors(setup, tmp_path):
 def test_killed_driver_keeps_its_shards_and_the_rerun_scores_only_the_rest(
     setup, tmp_path, monkeypatch
 ):
-    from gifsent_infer import distributed
-
     model, gifs = setup
     want = local_rows(model, gifs, tmp_path / "local.jsonl")
     out = tmp_path / "out"
@@ -170,10 +168,10 @@ def test_killed_driver_keeps_its_shards_and_the_rerun_scores_only_the_rest(
         if (stage, n) == ("shard", 3):
             raise Killed
 
-    monkeypatch.setattr(distributed, "_fault_hook", kill)
+    monkeypatch.setattr(ray_cluster, "fault_hook", kill)
     with pytest.raises(Killed):  # the driver dies right after writing its third shard
         score_with_ray([gifs], model, out, **SMALL)
-    monkeypatch.setattr(distributed, "_fault_hook", None)
+    monkeypatch.setattr(ray_cluster, "fault_hook", None)
     kept = read_scores(out)
     assert len(kept) == 3 * SMALL["shard_rows"]  # all three shards, 4 rows each
     ok = sum(r["status"] == "ok" for r in kept)
@@ -194,7 +192,7 @@ def test_an_actor_holding_every_cpu_still_gets_its_inputs_decoded(setup, tmp_pat
     assert_same_rows(read_scores(tmp_path / "out"), want)
 
 
-def test_features_fill_the_same_cache_as_the_local_stage(tmp_path):
+def test_features_fill_the_same_cache_as_the_local_stage(tmp_path, monkeypatch):
     pytest.importorskip("torch")
     import numpy as np
     import torch
@@ -213,11 +211,10 @@ def test_features_fill_the_same_cache_as_the_local_stage(tmp_path):
     opts = FeatureOptions(mode="augmented", views=2, batch_size=2, backend="torch")
 
     local = extract_features(encoder, items, opts, cache_root=tmp_path / "local")
-    markers = {"actor": str(tmp_path / "encoder.died")}
-    got = extract_features_with_ray(
-        encoder, items, opts, cache_root=tmp_path / "ray", read_batch=2, _crash_markers=markers
-    )
-    assert Path(markers["actor"]).exists()  # an encoder actor died on its first batch
+    marker = tmp_path / "encoder.died"
+    monkeypatch.setenv(ray_cluster.WORKER_FAULT_ENV, str(marker))
+    got = extract_features_with_ray(encoder, items, opts, cache_root=tmp_path / "ray", read_batch=2)
+    assert marker.exists()  # an encoder actor died on its first batch
     assert got.encoded == local.encoded == 6 and got.cached == 0
     assert set(got.failures) == set(local.failures) == {"bad"}
     assert got.sha256 == local.sha256

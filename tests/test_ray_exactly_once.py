@@ -28,7 +28,7 @@ from ray_support import (  # noqa: E402
     pyarrow_rows,
 )
 
-from gifsent_infer import distributed  # noqa: E402
+from gifsent_infer import distributed, ray_cluster  # noqa: E402
 from gifsent_infer.distributed import read_scores, score_with_ray  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,7 +101,7 @@ def test_every_stage_boundary_of_a_rerun_keeps_readers_exactly_once(
 
     out = tmp_path / "observed"
     shutil.copytree(base, out)
-    monkeypatch.setattr(distributed, "_fault_hook", observe)
+    monkeypatch.setattr(ray_cluster, "fault_hook", observe)
     s = score_with_ray([gifs], model, out, **SMALL)
     assert (s.scored, s.failed, s.skipped) == (5, 0, 5)
     stages = {st for st, _ in seen}
@@ -122,11 +122,11 @@ def test_every_stage_boundary_of_a_rerun_keeps_readers_exactly_once(
             if (st, k) == (stage, n):
                 raise Killed
 
-        monkeypatch.setattr(distributed, "_fault_hook", kill)
+        monkeypatch.setattr(ray_cluster, "fault_hook", kill)
         with pytest.raises(Killed):
             score_with_ray([gifs], model, out, **SMALL)
         assert_old_or_new(out, old, want)
-        monkeypatch.setattr(distributed, "_fault_hook", None)
+        monkeypatch.setattr(ray_cluster, "fault_hook", None)
         again = score_with_ray([gifs], model, out, **SMALL)
         assert again.scored + again.skipped == 10 and again.failed == 0, (stage, n)
         assert_same_rows(pyarrow_rows(out), want)
@@ -144,7 +144,7 @@ def test_commit_is_idempotent_and_readers_ignore_staged_files(first_run, tmp_pat
             if stage == "scored":
                 raise Killed
 
-        mp.setattr(distributed, "_fault_hook", stop)
+        mp.setattr(ray_cluster, "fault_hook", stop)
         with pytest.raises(Killed):
             score_with_ray([gifs], model, out, **SMALL)
     staged = distributed.list_staged(out)

@@ -10,7 +10,6 @@ from pathlib import Path
 from gifsent_infer.contract import EMOTIONS
 from gifsent_infer.distributed import (
     _drain,
-    _ShardWriter,
     auto_shard_rows,
     list_shards,
     list_staged,
@@ -21,6 +20,7 @@ from gifsent_infer.distributed import (
     shard_name,
     write_shard,
 )
+from gifsent_infer.ray_shards import ShardWriter
 
 
 def test_import_does_not_import_ray_and_missing_ray_gives_the_hint(tmp_path):
@@ -107,7 +107,7 @@ def blocks(n_blocks: int, per_block: int, pause: float):
 
 
 def test_shards_flush_by_rows(tmp_path: Path):
-    w = _ShardWriter(tmp_path, 1, "jsonl", rows=3, seconds=3600.0, replaces=set())
+    w = ShardWriter(tmp_path, 1, "jsonl", rows=3, seconds=3600.0, replaces=set())
     _drain(lambda: blocks(4, 2, 0.0), w)
     sizes = sorted(len(read_shard(p)) for p in list_shards(tmp_path))
     assert sizes == [2, 3, 3] and (w.scored, w.failed) == (8, 0)
@@ -116,18 +116,18 @@ def test_shards_flush_by_rows(tmp_path: Path):
 def test_shards_flush_by_time_while_the_pipeline_is_busy(tmp_path: Path, monkeypatch):
     """Rows arriving every 0.6 s with a 0.1 s flush interval are on disk before the next
     block comes, though the row limit (1000) is never reached."""
-    from gifsent_infer import distributed
+    from gifsent_infer import ray_cluster
 
     written: list[tuple[float, int]] = []
     t0 = time.monotonic()
     monkeypatch.setattr(
-        distributed,
-        "_fault_hook",
+        ray_cluster,
+        "fault_hook",
         lambda stage, n: (
             stage == "shard" and written.append((time.monotonic() - t0, len(list_shards(tmp_path))))
         ),
     )
-    w = _ShardWriter(tmp_path, 1, "jsonl", rows=1000, seconds=0.1, replaces=set())
+    w = ShardWriter(tmp_path, 1, "jsonl", rows=1000, seconds=0.1, replaces=set())
     _drain(lambda: blocks(3, 2, 0.6), w)
     assert [n for _, n in written] == [1, 2, 3]
     # block k arrives at ~0.6*k s; its shard is written ~0.1 s later, before block k+1
@@ -137,7 +137,7 @@ def test_shards_flush_by_time_while_the_pipeline_is_busy(tmp_path: Path, monkeyp
 
 
 def test_replacement_rows_are_staged_and_shard_rows_follow_the_input_count(tmp_path: Path):
-    w = _ShardWriter(tmp_path, 2, "jsonl", rows=100, seconds=3600.0, replaces={"g001.gif"})
+    w = ShardWriter(tmp_path, 2, "jsonl", rows=100, seconds=3600.0, replaces={"g001.gif"})
     _drain(lambda: blocks(1, 3, 0.0), w)
     assert [len(read_shard(p)) for p in list_shards(tmp_path)] == [2]
     assert [[r["path"] for r in read_shard(p)] for p in list_staged(tmp_path)] == [["g001.gif"]]

@@ -117,7 +117,7 @@ class _EncodeActor:
         spec: dict,
         cache: FeatureCache,
         threads: int | None,
-        crash_marker: str | None = None,
+        fault_marker: str | None = None,
     ) -> None:
         import ray
 
@@ -140,7 +140,7 @@ class _EncodeActor:
         self.encoder_spec = SamplingSpec.from_dict(encoder_spec)
         self.spec = SamplingSpec.from_dict(spec)
         self.cache = cache
-        self.crash_marker = crash_marker
+        self.fault_marker = fault_marker
 
     def __del__(self) -> None:
         if getattr(self, "_dir", ""):
@@ -149,9 +149,9 @@ class _EncodeActor:
     def __call__(self, batch):
         import pyarrow as pa
 
-        from gifsent_infer.distributed import _crash_once
+        from gifsent_infer.ray_cluster import crash_once
 
-        _crash_once(self.crash_marker)  # tests: a worker dying mid-run
+        crash_once(self.fault_marker)  # tests: a worker dying mid-run (ray_cluster)
         rows = batch.to_pylist()
         todo = [r for r in rows if r["status"] == "encode"]
         if todo:
@@ -182,18 +182,17 @@ def extract_features_with_ray(
     decode_memory: int = 256 << 20,
     progress_bars: bool = False,
     ray_init_kwargs: dict | None = None,
-    _crash_markers: dict[str, str] | None = None,
 ) -> ExtractResult:
     """extract_features on Ray Data: same cache, same entries, same ExtractResult.
 
     address: the Ray cluster (None: the instance this process joined, else $RAY_ADDRESS,
-    else a new local one; see gifsent_infer.distributed.connect_ray).
+    else a new local one; see gifsent_infer.ray_cluster.connect_ray).
     num_actors, actor_cpus, decode_cpus: encoder actors, the CPUs (and encoder threads,
     unless options.threads) each reserves, and the CPUs each decoding task reserves
-    (default: gifsent_infer.distributed.plan_actors); read_batch: GIFs per decoding task.
+    (default: gifsent_infer.ray_cluster.plan_actors); read_batch: GIFs per decoding task.
     """
-    from gifsent_infer.distributed import connect_ray, import_ray
     from gifsent_infer.paths import features_cache_dir
+    from gifsent_infer.ray_cluster import connect_ray, import_ray
 
     ray = import_ray()
     opts = options or FeatureOptions()
@@ -258,7 +257,6 @@ def extract_features_with_ray(
             progress=progress,
             log=log,
             progress_bars=progress_bars,
-            crash=_crash_markers or {},
         )
     finally:
         if started_here:
@@ -286,11 +284,10 @@ def _run(
     progress,
     log,
     progress_bars,
-    crash,
 ) -> None:
     import ray.data
 
-    from gifsent_infer.distributed import node_cpus, plan_actors
+    from gifsent_infer.ray_cluster import node_cpus, plan_actors, worker_fault_marker
 
     ray.data.DataContext.get_current().enable_progress_bars = progress_bars
     # as for scoring: an actor runs as many threads as the CPUs it reserves, and decoding
@@ -326,7 +323,7 @@ def _run(
             "spec": spec.to_dict(),
             "cache": cache,
             "threads": plan.threads,
-            "crash_marker": crash.get("actor"),
+            "fault_marker": worker_fault_marker(),  # tests (ray_cluster)
         },
         compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
         num_cpus=plan.actor_cpus,
