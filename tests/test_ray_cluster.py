@@ -131,6 +131,8 @@ def test_ray_client_address_with_the_token_file(cluster, tmp_path):
     args = [sys.executable, "-c", "from gifsent_infer.cli import main; main()", "ray"]
     args += [str(gifs), "--out", str(tmp_path / "out"), "--model", str(model)]
     args += ["--address", f"ray://127.0.0.1:{client_port}", "--auth-token-file", str(token)]
+    # generous: joining through Ray Client took over the default 30 s on a loaded machine
+    args += ["--connect-timeout", "120"]
     proc = subprocess.run(
         args, capture_output=True, text=True, timeout=240, env=env, cwd=Path(__file__).parents[1]
     )
