@@ -13,8 +13,6 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 # folder -> import name, lowest layer first: a package may import only itself and those before it
 PACKAGES = {
