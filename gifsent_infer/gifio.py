@@ -3,7 +3,7 @@
 numpy + Pillow only (never torch). Training and inference both sample through here, so a
 model sees the same pixels in both.
 
-How a GIF is read (browser semantics, checked against ffmpeg in tests/test_gifio_reference.py):
+How a GIF is read (browser semantics, checked against ffmpeg in tests/infer/test_gifio_reference.py):
 
 * The block structure is parsed in Python first (cheap: no pixels). That parse enforces the
   `ReaderLimits` before anything is allocated: file size, canvas pixels, each frame's

@@ -57,28 +57,34 @@ MUTATIONS: tuple[Mutation, ...] = (
         "gifsent_infer/rows.py",  # the one resume rule (resume_plan), used by the CLI
         r'(row\.get\("status"\) == "ok") and row\.get\("model_id"\) == model_id',
         r"\1",
-        ("tests/test_bugs_resume.py::test_cli_resume_with_another_model_rescores_everything",),
+        (
+            "tests/infer/test_bugs_resume.py::test_cli_resume_with_another_model_rescores_everything",
+        ),
     ),
     Mutation(
         "cli resume keeps rows of files whose content changed",
         "gifsent_infer/run.py",  # score_to_file, the library call behind `score`
         r"lambda path, sha: done\.get\(path\) == sha",
         "lambda path, sha: path in done",
-        ("tests/test_bugs_resume.py::test_cli_resume_rescores_a_file_whose_content_changed",),
+        ("tests/infer/test_bugs_resume.py::test_cli_resume_rescores_a_file_whose_content_changed",),
     ),
     Mutation(
         "ray resume keeps rows another model scored",
         "gifsent_infer/rows.py",  # the same rule (resume_plan), caught by the Ray test here
         r'(row\.get\("status"\) == "ok") and row\.get\("model_id"\) == model_id',
         r"\1",
-        ("tests/test_bugs_resume.py::test_ray_resume_with_another_model_and_changed_content",),
+        (
+            "tests/infer/test_bugs_resume.py::test_ray_resume_with_another_model_and_changed_content",
+        ),
     ),
     Mutation(
         "ray resume keeps rows of files whose content changed",
         "gifsent_infer/distributed.py",
         r"done\.get\(src\.name\) == digest",
         "src.name in done",
-        ("tests/test_bugs_resume.py::test_ray_resume_with_another_model_and_changed_content",),
+        (
+            "tests/infer/test_bugs_resume.py::test_ray_resume_with_another_model_and_changed_content",
+        ),
     ),
     Mutation(
         "int8/fp16 ranking gate lowered to 0.5",
@@ -86,8 +92,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         r"^(MIN_MEAN_SPEARMAN\s*=\s*)0\.98\b",
         r"\g<1>0.5",
         (
-            "tests/test_export_gates.py::test_ranking_gate_just_past_the_threshold",
-            "tests/test_export_gates.py::test_fp16_export_gate_refuses_0_97_and_accepts_0_99",
+            "tests/export/test_export_gates.py::test_ranking_gate_just_past_the_threshold",
+            "tests/export/test_export_gates.py::test_fp16_export_gate_refuses_0_97_and_accepts_0_99",
         ),
     ),
     Mutation(
@@ -96,8 +102,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         r"^(MIN_MEAN_SPEARMAN\s*=\s*)0\.98\b",
         r"\g<1>0.0",
         (
-            "tests/test_export_gates.py::test_ranking_gate_just_past_the_threshold",
-            "tests/test_export_gates.py::test_fp16_export_gate_refuses_0_97_and_accepts_0_99",
+            "tests/export/test_export_gates.py::test_ranking_gate_just_past_the_threshold",
+            "tests/export/test_export_gates.py::test_fp16_export_gate_refuses_0_97_and_accepts_0_99",
         ),
     ),
     Mutation(
@@ -106,8 +112,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         r"^(FP32_ATOL\s*=\s*)1e-4\b",
         r"\g<1>1e-1",
         (
-            "tests/test_export_gates.py::test_fp32_tolerance_just_past_the_threshold",
-            "tests/test_export_gates.py::test_fp32_export_refuses_a_graph_off_by_2e_4_and_accepts_5e_5",
+            "tests/export/test_export_gates.py::test_fp32_tolerance_just_past_the_threshold",
+            "tests/export/test_export_gates.py::test_fp32_export_refuses_a_graph_off_by_2e_4_and_accepts_5e_5",
         ),
     ),
     Mutation(
@@ -116,7 +122,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         r"sp\.make_splits\(ids, seed=cfg\.seed, ",
         "sp.make_splits(ids, ",
         (
-            "tests/test_bugs_train.py::test_seed_flows_from_the_command_line_through_splits_into_the_search",
+            "tests/train/test_bugs_train.py::test_seed_flows_from_the_command_line_through_splits_into_the_search",
         ),
     ),
     Mutation(
@@ -125,8 +131,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         r"^(DEFAULT_L2\s*=\s*)1\.0\b",
         r"\g<1>0.1",
         (
-            "tests/test_bugs_train.py::test_default_prior_is_a_standard_normal_known_answer",
-            "tests/test_bugs_train.py::test_default_prior_agrees_with_choix_at_alpha_one_half",
+            "tests/train/test_bugs_train.py::test_default_prior_is_a_standard_normal_known_answer",
+            "tests/train/test_bugs_train.py::test_default_prior_agrees_with_choix_at_alpha_one_half",
         ),
     ),
     Mutation(
@@ -134,7 +140,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "train/bradley_terry.py",
         r'(f"\{e\}_)strength(" for e in EMOTIONS\]\s*\+\s*\[f"\{e\}_)se(")',
         r"\1se\2strength\3",
-        ("tests/test_bugs_train.py::test_scores_csv_header_is_pinned_by_name",),
+        ("tests/train/test_bugs_train.py::test_scores_csv_header_is_pinned_by_name",),
     ),
     # --- already caught by the suite before issue 17 ---
     Mutation(
@@ -142,70 +148,72 @@ MUTATIONS: tuple[Mutation, ...] = (
         "train/bradley_terry.py",
         r"grad = l2 \* theta - np\.bincount\(w, q, minlength=n\) \+ np\.bincount\(lo, q, minlength=n\)",
         "grad = l2 * theta + np.bincount(w, q, minlength=n) - np.bincount(lo, q, minlength=n)",
-        ("tests/test_bradley_terry.py",),
+        ("tests/train/test_bradley_terry.py",),
     ),
     Mutation(
         "sampling: frame start times shifted by one frame",
         "gifsent_infer/gifio.py",
         r"starts = np\.cumsum\(d\) - d\b",
         "starts = np.cumsum(d)",
-        ("tests/test_gifio.py", "tests/test_gifio_reference.py"),
+        ("tests/infer/test_gifio.py", "tests/infer/test_gifio_reference.py"),
     ),
     Mutation(
         "sampling: segments spaced by D/(S+1) instead of D/S",
         "gifsent_infer/gifio.py",
         r"\* \(total / S\)",
         "* (total / (S + 1))",
-        ("tests/test_gifio.py", "tests/test_gifio_reference.py"),
+        ("tests/infer/test_gifio.py", "tests/infer/test_gifio_reference.py"),
     ),
     Mutation(
         "loop padding clamps to the last frame instead of wrapping",
         "gifsent_infer/gifio.py",
         r"t = np\.mod\(t, total\)",
         "t = np.minimum(t, total - 1e-6)",
-        ("tests/test_gifio.py", "tests/test_gifio_reference.py"),
+        ("tests/infer/test_gifio.py", "tests/infer/test_gifio_reference.py"),
     ),
     Mutation(
         "GIF disposal 2 (restore to background) ignored",
         "gifsent_infer/gifio.py",
         r"if f\.disposal == 2:",
         "if f.disposal == -2:",
-        ("tests/test_gifio.py", "tests/test_gifio_reference.py"),
+        ("tests/infer/test_gifio.py", "tests/infer/test_gifio_reference.py"),
     ),
     Mutation(
         "GIF disposal 3 (restore previous) ignored",
         "gifsent_infer/gifio.py",
         r"if visible and f\.disposal in \(3, 4\):",
         "if visible and f.disposal in (4,):",
-        ("tests/test_gifio.py", "tests/test_gifio_reference.py"),
+        ("tests/infer/test_gifio.py", "tests/infer/test_gifio_reference.py"),
     ),
     Mutation(
         "ResNeXt input mean in BGR order",
         "models/encoders/resnext3d.py",
         r"mean=\(114\.7748, 107\.7354, 99\.4750\)",
         "mean=(99.4750, 107.7354, 114.7748)",
-        ("tests/test_models_resnext.py", "tests/test_models.py"),
+        ("tests/models/test_models_resnext.py", "tests/models/test_models.py"),
     ),
     Mutation(
         "scores file columns: emotions before the info columns",
         "gifsent_infer/rows.py",
         r"COLUMNS: tuple\[str, \.\.\.\] = \(\*INFO_COLUMNS, \*EMOTIONS\)",
         "COLUMNS: tuple[str, ...] = (*EMOTIONS, *INFO_COLUMNS)",
-        ("tests/test_tightened_values.py::test_scores_file_columns_are_pinned_by_name_and_order",),
+        (
+            "tests/infer/test_tightened_values.py::test_scores_file_columns_are_pinned_by_name_and_order",
+        ),
     ),
     Mutation(
         "cli resume skips inputs that failed before instead of retrying them",
         "gifsent_infer/rows.py",
         r'elif row\.get\("status"\) == "ok" and (row\.get\("model_id"\))',
         r"elif \1",
-        ("tests/test_infer_resume.py",),
+        ("tests/infer/test_infer_resume.py",),
     ),
     Mutation(
         "splits ignore their seed (splits.py)",
         "train/splits.py",
         r"_rank_key\(seed, g\)",
         "_rank_key(0, g)",
-        ("tests/test_votes.py::test_splits_deterministic_disjoint_and_order_free",),
+        ("tests/train/test_votes.py::test_splits_deterministic_disjoint_and_order_free",),
     ),
 )
 

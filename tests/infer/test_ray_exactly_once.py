@@ -31,7 +31,7 @@ from ray_support import (  # noqa: E402
 from gifsent_infer import distributed, ray_cluster  # noqa: E402
 from gifsent_infer.distributed import read_scores, score_with_ray  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # two rows per shard: the error rows of the first run land in several shards
 SMALL = {"read_batch": 2, "batch_size": 2, "shard_rows": 2}
 BROKEN = ("b1.gif", "b2.gif", "b3.gif")

@@ -17,7 +17,7 @@ from gifsent_infer import engine as eng
 from gifsent_infer.engine import DeviceError, ModelError, open_engine
 from gifsent_infer.session import ModelSession
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHAPE = (SPEC.num_frames, SPEC.crop, SPEC.crop, 3)
 
 

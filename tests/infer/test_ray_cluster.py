@@ -134,7 +134,7 @@ def test_ray_client_address_with_the_token_file(cluster, tmp_path):
     # generous: joining through Ray Client took over the default 30 s on a loaded machine
     args += ["--connect-timeout", "120"]
     proc = subprocess.run(
-        args, capture_output=True, text=True, timeout=240, env=env, cwd=Path(__file__).parents[1]
+        args, capture_output=True, text=True, timeout=240, env=env, cwd=Path(__file__).parents[2]
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "scored 5, failed 0" in proc.stderr

@@ -122,7 +122,7 @@ def test_fp16_roundtrip_on_cpu(work, tmp_path):
     assert document_of(out).precision == "fp16"
     dev = result.deviation
     assert dev is not None and dev.n_gifs == 24 and dev.mean_spearman >= 0.98
-    assert 0 < dev.max_abs < 1e-3  # measured 2.8e-4 (tests/test_tightened_export.py)
+    assert 0 < dev.max_abs < 1e-3  # measured 2.8e-4 (tests/export/test_tightened_export.py)
     model = onnx.load(str(out))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT

@@ -22,7 +22,7 @@ from gifsent_infer.ray_cluster import (
     use_auth_token_file,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _ray_requirement():

@@ -374,7 +374,7 @@ def test_gif_bytes_on_stdin_are_one_input_and_other_binary_is_refused(tmp_path, 
     code, err = _cli(g / "0.gif", "-o", tmp_path / "f.csv", "-m", model, "-q")
     assert read_rows(tmp_path / "f.csv").rows[0]["sha256"] == rows[0]["sha256"]
 
-    # PNG, MP4, WebP... bytes are media too (tests/test_media.py); an ELF binary is not
+    # PNG, MP4, WebP... bytes are media too (tests/infer/test_media.py); an ELF binary is not
     code, _, err = _cli_in(b"\x7fELF\x02\x01\x01\0\0\0\0\0", "-", "-m", model)
     assert code == 2 and "binary data that is not a GIF" in err and "Traceback" not in err
     # a list of names, one of them not UTF-8
