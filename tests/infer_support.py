@@ -81,6 +81,19 @@ def build_model(
     return path
 
 
+def write_bad_inputs_folder(folder: Path, n_good: int) -> Path:
+    """`n_good` GIFs, one more in a subfolder, and three bad inputs named .gif (truncated,
+    empty, text): what the batch and Ray tests score to see one row per input."""
+    write_gifs(folder, n_good)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "deep.gif").write_bytes(gif_bytes(99))
+    good = gif_bytes(5)
+    (folder / "truncated.gif").write_bytes(good[: len(good) // 2])
+    (folder / "zero.gif").write_bytes(b"")
+    (folder / "text.gif").write_text("this is not a GIF\n")
+    return folder
+
+
 __all__ = [
     "EMOTIONS",
     "SPEC",
@@ -88,5 +101,6 @@ __all__ = [
     "gif_bytes",
     "make_document",
     "reference_scores",
+    "write_bad_inputs_folder",
     "write_gifs",
 ]

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from infer_support import build_model, gif_bytes, write_gifs
+from infer_support import build_model, gif_bytes, write_bad_inputs_folder, write_gifs
 
 from gifsent_infer.cli import main
 from gifsent_infer.contract import EMOTIONS
@@ -46,14 +46,7 @@ def model(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def folder(tmp_path) -> Path:
-    gifs = tmp_path / "gifs"
-    write_gifs(gifs, 4)
-    (gifs / "sub").mkdir()
-    (gifs / "sub" / "deep.gif").write_bytes(gif_bytes(99))
-    good = gif_bytes(5)
-    (gifs / "truncated.gif").write_bytes(good[: len(good) // 2])
-    (gifs / "zero.gif").write_bytes(b"")
-    (gifs / "text.gif").write_text("this is not a GIF\n")
+    gifs = write_bad_inputs_folder(tmp_path / "gifs", 4)
     (gifs / "README.txt").write_text("ignored: not a GIF and not named .gif")
     return gifs
 

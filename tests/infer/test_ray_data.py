@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -12,11 +11,10 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 pytest.importorskip("pyarrow")
 
-from infer_support import build_model, gif_bytes, write_gifs  # noqa: E402
+from infer_support import build_model, gif_bytes, write_bad_inputs_folder, write_gifs  # noqa: E402
+from ray_support import assert_same_rows, local_rows  # noqa: E402
 
 from gifsent_infer import ray_cluster  # noqa: E402
-from gifsent_infer.cli import main  # noqa: E402
-from gifsent_infer.contract import EMOTIONS  # noqa: E402
 from gifsent_infer.distributed import (  # noqa: E402
     MANIFEST,
     list_shards,
@@ -25,7 +23,6 @@ from gifsent_infer.distributed import (  # noqa: E402
     read_shard,
     score_with_ray,
 )
-from gifsent_infer.outputs import COLUMNS, read_rows  # noqa: E402
 
 # small shards and batches, so that a dozen inputs spread over several tasks and shards
 SMALL = {"read_batch": 3, "batch_size": 2, "shard_rows": 4}
@@ -51,37 +48,8 @@ def local_ray():
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray")
     model = build_model(root / "m.onnx")
-    gifs = root / "gifs"
-    write_gifs(gifs, 8)
-    (gifs / "sub").mkdir()
-    (gifs / "sub" / "deep.gif").write_bytes(gif_bytes(99))
-    good = gif_bytes(5)
-    (gifs / "truncated.gif").write_bytes(good[: len(good) // 2])
-    (gifs / "zero.gif").write_bytes(b"")
-    (gifs / "text.gif").write_text("this is not a GIF\n")
+    gifs = write_bad_inputs_folder(root / "gifs", 8)
     return model, gifs
-
-
-def local_rows(model: Path, gifs: Path, out: Path) -> dict[str, dict]:
-    """The local CLI's rows for the same inputs, keyed by path."""
-    try:
-        main([str(gifs), "--out", str(out), "--model", str(model), "--device", "cpu", "--quiet"])
-    except SystemExit as e:
-        assert e.code in (0, 1)  # 1: some inputs failed
-    return {r["path"]: r for r in read_rows(out).rows}
-
-
-def assert_same_rows(got: list[dict], want: dict[str, dict]) -> None:
-    paths = [r["path"] for r in got]
-    assert Counter(paths) == Counter(list(want)), "not one row per input"
-    for row in got:
-        ref = want[row["path"]]
-        assert tuple(row) == COLUMNS
-        for c in COLUMNS:
-            if c in EMOTIONS and row[c] is not None:
-                assert math.isclose(row[c], ref[c], rel_tol=0, abs_tol=1e-6), (row["path"], c)
-            else:
-                assert row[c] == ref[c], (row["path"], c, row[c], ref[c])
 
 
 def shard_paths(out: Path) -> Counter:
