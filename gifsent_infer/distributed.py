@@ -178,6 +178,7 @@ def _read_batch(
     limits: dict,
     timeout: float,
     done_ref: list,
+    allow_private: bool = False,
 ):
     """pyarrow batch of inputs -> one row each with the sampled frames as bytes (or an error)."""
     import pyarrow as pa
@@ -196,7 +197,9 @@ def _read_batch(
         )
         digest, status, error, info, pixels = "", "ok", "", None, None
         try:
-            data = read_item(src, max_bytes=limits_.max_file_bytes, timeout=timeout)
+            data = read_item(
+                src, max_bytes=limits_.max_file_bytes, timeout=timeout, allow_private=allow_private
+            )
             digest = sha256(data)
             if done.get(src.name) == digest:
                 status = "skipped"
@@ -358,6 +361,7 @@ def score_with_ray(
     decode_cpus: float | None = None,
     limits: ReaderLimits = DEFAULT_LIMITS,
     timeout: float = DEFAULT_TIMEOUT_S,
+    allow_private_urls: bool = False,
     recursive: bool = True,
     progress_bars: bool = False,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
@@ -385,6 +389,8 @@ def score_with_ray(
     device: "cpu", "cuda" (each actor asks Ray for a GPU) or "auto" (cuda when the
         cluster has GPUs).
     backend: "auto", "onnxruntime" or "openvino", resolved in each actor (engine.py).
+    allow_private_urls: also fetch URLs on loopback, private and link-local addresses (off by
+        default, as in Scorer; see gifsent_infer.netpolicy).
     resume: keep the rows already in `out_dir` and skip inputs scored before by this
         model with the same content; False empties `out_dir` first.
     Raises ImportError (with the install hint) without Ray, ClusterError, NoInputsError,
@@ -502,6 +508,7 @@ def score_with_ray(
                 decode_memory=decode_memory,
                 limits=limits,
                 timeout=timeout,
+                allow_private_urls=allow_private_urls,
                 progress_bars=progress_bars,
             )
         except Exception as e:  # Ray's and Ray Data's failures: say it in one line
@@ -620,6 +627,7 @@ def _run(
     decode_memory: int,
     limits: ReaderLimits,
     timeout: float,
+    allow_private_urls: bool,
     progress_bars: bool,
 ) -> None:
     records = [
@@ -643,6 +651,7 @@ def _run(
         "spec": spec.to_dict(),
         "limits": asdict(limits),
         "timeout": timeout,
+        "allow_private": allow_private_urls,
         "batch_size": batch_size,
         "read_batch": read_batch,
         "decode_memory": decode_memory,
@@ -724,6 +733,7 @@ def _blocks(records: list[dict], model_bytes: bytes, done: dict, plan: dict) -> 
             "spec": plan["spec"],
             "limits": plan["limits"],
             "timeout": plan["timeout"],
+            "allow_private": plan["allow_private"],
             "done_ref": [ray.put(done)] if done else [],
         },
         num_cpus=plan["decode_cpus"],

@@ -55,6 +55,12 @@ def ray_score(
     device: str = typer.Option(
         "cpu", "--device", "-d", help="cpu, cuda (one GPU per model actor) or auto."
     ),
+    allow_private_urls: bool = typer.Option(
+        False,
+        "--allow-private-urls",
+        help="Also fetch URLs on loopback, private and link-local addresses (refused by "
+        "default, as in `score`).",
+    ),
     backend: str = typer.Option(
         "auto",
         "--backend",
@@ -135,6 +141,7 @@ def ray_score(
             flush_seconds=flush_seconds,
             connect_timeout=connect_timeout,
             auth_token_file=auth_token_file,
+            allow_private_urls=allow_private_urls,
             progress_bars=not quiet and err.is_terminal,
         )
     except ImportError as e:  # Ray (or onnxruntime) missing: the message is the install hint

@@ -217,3 +217,23 @@ def test_cli_ray_command(setup, tmp_path, capsys):
         cli.main([*args, "--device", "cuda", "--no-resume"])
     assert e.value.code == 2 and "no GPUs" in capsys.readouterr().err
     assert len(read_scores(out)) == 12  # a usage error empties nothing, even with --no-resume
+
+
+def test_private_urls_are_refused_unless_allowed(setup, tmp_path):
+    """The SSRF policy of the local CLI holds on Ray too: a URL on 127.0.0.1 is an error row by
+    default and is fetched with allow_private_urls=True (the policy is checked in the
+    decoding tasks, where the download happens)."""
+    from hostile_http import HostileServer
+
+    model, _ = setup
+    with HostileServer(gif_bytes(7)) as server:
+        url = f"{server.base}/ok.gif"
+        refused = score_with_ray([url], model, tmp_path / "refused", **SMALL)
+        (row,) = read_scores(tmp_path / "refused")
+        assert (refused.scored, refused.failed) == (0, 1)
+        assert row["status"] == "error" and "--allow-private-urls" in row["error"]
+        allowed = score_with_ray(
+            [url], model, tmp_path / "allowed", allow_private_urls=True, **SMALL
+        )
+        (row,) = read_scores(tmp_path / "allowed")
+        assert (allowed.scored, allowed.failed) == (1, 0) and row["status"] == "ok"
