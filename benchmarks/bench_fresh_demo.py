@@ -5,7 +5,7 @@
 
 Clones the committed HEAD of this checkout (uncommitted changes are not included) into a
 temporary folder, runs `make demo` there (which creates .venv, pip-installs
-gifsent[cpu,train,dev,ray] and runs the demo), and prints the total wall time, the demo's own
+gifsent[cpu,train,dev,ray,openvino] and runs the demo), and prints the total wall time, the demo's own
 per-stage times (demo-home/demo-timings.json) and the remainder (venv + pip install + make).
 pip uses this user's download cache, so a machine that has installed the packages before
 installs faster than a first-ever install; the script prints the cache's size so the result
