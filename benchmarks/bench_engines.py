@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import re
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_line, interleaved
 
 from gifsent_export.frames import generate_gifs, gif_files, load_frames
 from gifsent_export.parity import compare
@@ -54,33 +54,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_GIFS = REPO.parent / "shared" / "gifs" / "real"
 if not DEFAULT_GIFS.is_dir():
     DEFAULT_GIFS = Path("/work/shared/gifs/real")
-
-
-def cpu_line() -> str:
-    text = Path("/proc/cpuinfo").read_text()
-    model = re.search(r"model name\s*:\s*(.*)", text)
-    flags = set(re.search(r"flags\s*:\s*(.*)", text).group(1).split())
-    wanted = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"]
-    have = [f for f in wanted if f in flags]
-    cores = len(os.sched_getaffinity(0))
-    return (
-        f"{model.group(1).strip() if model else 'unknown CPU'}, {cores} cores; "
-        f"flags: {' '.join(have)}; missing: {' '.join(f for f in wanted if f not in flags)}"
-    )
-
-
-def interleaved(variants: dict, runs: int) -> dict[str, list[float]]:
-    """Seconds per call of each variant: one warm-up each, then `runs` rounds in which every
-    variant runs once, so background load hits all variants alike."""
-    for fn in variants.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(runs):
-        for k, fn in variants.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return times
 
 
 def split_gifs(folder: Path, tmp: Path, n_cal: int, n_eval: int, spec) -> tuple:

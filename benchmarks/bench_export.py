@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import interleaved
 
 from gifsent_export.frames import generate_gifs, load_frames
 from gifsent_export.parity import ort_session
@@ -64,20 +65,6 @@ def flops_per_clip(module: torch.nn.Module, x: torch.Tensor, clips: int) -> floa
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         module(x)
     return counter.get_total_flops() / clips
-
-
-def interleaved(variants: dict, runs: int) -> dict[str, list[float]]:
-    """Seconds per call of each variant: one warm-up each, then `runs` rounds in which every
-    variant runs once, so background load hits all variants alike; callers take the best."""
-    for fn in variants.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(runs):
-        for k, fn in variants.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return times
 
 
 def bench_encoder(name: str, runs: int, threads: int, peak: float, tmp: Path) -> list[tuple]:

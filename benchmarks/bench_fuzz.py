@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import resource
 import shutil
@@ -46,6 +45,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from hostile_http import SECRET, HostileServer  # noqa: E402
 from infer_support import build_model  # noqa: E402
+from machine import cpu_line  # noqa: E402
 
 from gifsent_infer.contract import SamplingSpec  # noqa: E402
 from gifsent_infer.outputs import read_rows  # noqa: E402
@@ -428,17 +428,6 @@ def memory(work: Path, n: int = 16, side: int = 1024, frames: int = 40) -> dict:
     return res
 
 
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    flags = set(next((ln for ln in text.splitlines() if ln.startswith("flags")), "").split())
-    return ", ".join(
-        f"{f}={'yes' if f in flags else 'no'}" for f in ("avx512_vnni", "avx512_bf16", "amx_tile")
-    )
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=6, help="real and edge GIFs each used as seeds")
@@ -449,9 +438,7 @@ def main() -> None:
     shared = shared_gifs()
     if shared is None:
         sys.exit("../shared/gifs is absent: the fuzz corpus is made from it")
-    results: dict = {
-        "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {cpu_flags()}"
-    }
+    results: dict = {"cpu": cpu_line()}
     with tempfile.TemporaryDirectory(prefix="gifsent-fuzz-") as tmp:
         work = Path(tmp)
         model = build_model(work / "m.onnx")

@@ -27,6 +27,8 @@ from pathlib import Path
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
+from machine import cpu_line  # noqa: E402
+
 from gifsent_infer.contract import SamplingSpec  # noqa: E402
 from gifsent_infer.media import read_media  # noqa: E402
 
@@ -61,20 +63,6 @@ CONVERSIONS = {
     "webp lossy": (".webp", ["-c:v", "libwebp_anim", "-quality", "80", "-loop", "0"]),
     "apng": (".png", ["-plays", "0", "-f", "apng"]),
 }
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
-    return ", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in wanted)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 wall[name].append(time.perf_counter() - w0)
     n = len(gifs)
     print(f"{n} files per format from {args.folder}; spec S=4 T=16 12.5 fps 112 px; one thread")
-    print(f"CPU: {os.cpu_count()} cores; {cpu_flags()}")
+    print(f"CPU: {cpu_line()}")
     print(
         f"{'format':<15} {'MiB':>6} {'files/s cpu':>12} {'files/s wall':>13} "
         f"{'segments/s cpu':>15} {'x model':>8}"

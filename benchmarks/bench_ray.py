@@ -27,17 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_line
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_infer import build_model, make_gifs
-
-
-def _cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    have = set(next((ln for ln in text.splitlines() if ln.startswith("flags")), "").split())
-    return [f for f in ("avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16") if f in have]
 
 
 def widen(model: Path, out: Path, c1: int, c2: int) -> Path:
@@ -250,8 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         "bench_infer's 16,32, decode-bound)",
     )
     args = ap.parse_args(argv)
-    flags = _cpu_flags()
-    print(f"CPU flags: {', '.join(flags) if flags else 'none of avx512_vnni/avx512_bf16/amx'}")
+    print(f"CPU: {cpu_line()}")
     if args.resume:
         bench_resume(args)
         return

@@ -29,6 +29,8 @@ from pathlib import Path
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
+from machine import cpu_line  # noqa: E402
+
 from gifsent_infer.contract import SamplingSpec  # noqa: E402
 from gifsent_infer.gifio import decode_gif, read_gif  # noqa: E402
 
@@ -38,22 +40,6 @@ DEFAULT_FOLDER = (
     if os.environ.get("GIFSENT_SHARED_GIFS")
     else REPO.parent / "shared" / "gifs" / "real"
 )
-
-
-def cpu_flags() -> str:
-    """The CPU features that change int8/bf16 speed, as /proc/cpuinfo lists them."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown (no /proc/cpuinfo)"
-    flags = set(next((ln for ln in text.splitlines() if ln.startswith("flags")), "").split())
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if "model name" in ln), "?"
-    )
-    return f"{model}; {os.cpu_count()} CPUs; " + " ".join(
-        f"{f}={'yes' if f in flags else 'no'}" for f in wanted
-    )
 
 
 # (name, spec, the encoder that consumes what this spec samples)
@@ -137,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no GIFs in {args.folder}", file=sys.stderr)
         return 1
     blobs = [f.read_bytes() for f in files]
-    print(f"CPU: {cpu_flags()}")
+    print(f"CPU: {cpu_line()}")
     n_src = sum(len(decode_gif(b).durations_ms) for b in blobs)  # also a warm-up
     print(f"{len(blobs)} GIFs, {n_src} source frames, {sum(map(len, blobs)) / 2**20:.1f} MiB")
 

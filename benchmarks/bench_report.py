@@ -29,22 +29,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from machine import cpu_line  # noqa: E402
+
 from gifsent_infer.contract import EMOTIONS  # noqa: E402
 from gifsent_infer.report import render  # noqa: E402
 from tests.browser import FLAGS, find_browser  # noqa: E402
 
 REAL = REPO.parent / "shared" / "gifs" / "real"
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    flags = set(re.search(r"^flags\s*:(.*)$", text, re.M).group(1).split())
-    model = re.search(r"^model name\s*:(.*)$", text, re.M).group(1).strip()
-    have = [f for f in ("avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{model}; {', '.join(have) or 'no avx512_vnni/avx512_bf16/amx'}"
 
 
 def gif_paths(tmp: Path) -> list[str]:
@@ -87,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     browser = find_browser()
-    print(f"CPU: {cpu_flags()}")
+    print(f"CPU: {cpu_line()}")
     print(f"browser: {browser or 'none (open times skipped)'}")
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
         tmp = Path(tmp)

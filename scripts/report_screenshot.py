@@ -19,18 +19,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--virtual-time-budget=4000",
-]
+sys.path.insert(0, str(REPO))
+from tests.browser import FLAGS  # noqa: E402  (the browser tests' flags: one list)
+
+# let lazy images load before the picture is taken; no scrollbar in it
+SHOT_FLAGS = [*FLAGS, "--hide-scrollbars", "--virtual-time-budget=4000"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
             subprocess.run(
                 [
                     args.chromium,
-                    *FLAGS,
+                    *SHOT_FLAGS,
                     f"--user-data-dir={profile}",
                     f"--window-size={args.size}",
                     f"--screenshot={png}",
