@@ -10,7 +10,7 @@ in ONE process, interleaved rounds, batch of one GIF per call:
   OpenVINO fp32 (INFERENCE_PRECISION_HINT=f32), bf16 (where the CPU has native bf16) and int8
   (the same QDQ graph),
 
-all through gifsent_infer.engine (the code users run). Reports best and median clips/s (a
+all through gifsent_infer.running.engine (the code users run). Reports best and median clips/s (a
 "clip" is one segment: 16 frames for ResNeXt, 1 frame for Lite0), the ratio to onnxruntime
 fp32, and for every variant the max abs difference and the mean per-emotion Spearman of its
 scores vs fp32 (onnxruntime) on the same held-out GIFs. What the Spearman compares: the
@@ -44,7 +44,7 @@ from gifsent_export.frames import generate_gifs, gif_files, load_frames
 from gifsent_export.parity import compare
 from gifsent_export.precision import merge_encoder_head, quantize_encoder
 from gifsent_infer.contract import HeadInfo, ModelDocument, TargetScale
-from gifsent_infer.engine import cpu_bf16_reason, installed_backends, open_engine
+from gifsent_infer.running.engine import cpu_bf16_reason, installed_backends, open_engine
 from gifsent_models.heads import create_head
 from gifsent_models.onnx import FEATURES_NAME, export_proto, save_proto, set_metadata
 from gifsent_models.registry import create_encoder
@@ -175,9 +175,9 @@ def bench_e2e(name: str, args, threads: int, tmp: Path) -> None:
     """Scorer.score_many per backend vs model alone on pre-decoded frames vs decoding alone."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from gifsent_infer.batch import default_workers
-    from gifsent_infer.gifio import read_gif
-    from gifsent_infer.scorer import Scorer
+    from gifsent_infer.reading.gifio import read_gif
+    from gifsent_infer.running.batch import default_workers
+    from gifsent_infer.running.scorer import Scorer
 
     try:
         encoder = create_encoder(name)

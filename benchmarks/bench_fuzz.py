@@ -48,7 +48,7 @@ from infer_support import build_model  # noqa: E402
 from machine import cpu_line  # noqa: E402
 
 from gifsent_infer.contract import SamplingSpec  # noqa: E402
-from gifsent_infer.outputs import read_rows  # noqa: E402
+from gifsent_infer.writing.outputs import read_rows  # noqa: E402
 
 
 def shared_gifs() -> Path | None:
@@ -299,7 +299,7 @@ def fuzz_files(work: Path, model: Path, shared: Path, n_seeds: int, max_trunc: i
         special_rows={os.path.basename(p)[:24]: e for p, e in special_rows.items()},
     )
     # per-file seconds, sequential, in this process
-    from gifsent_infer.scorer import Scorer
+    from gifsent_infer.running.scorer import Scorer
 
     scorer = Scorer(model, device="cpu", threads=1)
     times, slowest = [], ("", 0.0)
@@ -322,7 +322,7 @@ def fuzz_files(work: Path, model: Path, shared: Path, n_seeds: int, max_trunc: i
 
 
 def fuzz_urls(work: Path, model: Path, gif: bytes) -> dict:
-    from gifsent_infer.inputs import InputError, fetch_url
+    from gifsent_infer.reading.inputs import InputError, fetch_url
 
     paths = [
         "/ok.gif",

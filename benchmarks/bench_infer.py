@@ -129,8 +129,8 @@ def make_gifs(folder: Path, count: int, size=(160, 120), frames: int = 12) -> li
 
 
 def bench_decode_and_model(model: Path, paths: list[Path], batch_size: int, threads: int | None):
-    from gifsent_infer.gifio import read_gif
-    from gifsent_infer.session import ModelSession
+    from gifsent_infer.reading.gifio import read_gif
+    from gifsent_infer.running.session import ModelSession
 
     session = ModelSession(model, device="cpu", threads=threads)
     spec = session.spec
@@ -149,7 +149,7 @@ def bench_decode_and_model(model: Path, paths: list[Path], batch_size: int, thre
 def bench_library(
     model: Path, paths: list[Path], batch_size: int, threads: int | None, workers: int | None
 ):
-    from gifsent_infer.scorer import Scorer
+    from gifsent_infer.running.scorer import Scorer
 
     scorer = Scorer(model, device="cpu", threads=threads)
     list(scorer.score_many(paths[:batch_size], batch_size=batch_size))  # warm-up

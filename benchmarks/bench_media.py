@@ -1,4 +1,4 @@
-"""Decode throughput per format (gifsent_infer.media.read_media) on the real corpus converted by ffmpeg.
+"""Decode throughput per format (gifsent_infer.reading.media.read_media) on the real corpus converted by ffmpeg.
 
 Every GIF of ../shared/gifs/real is converted (imageio-ffmpeg's ffmpeg, into a temporary
 folder) to MP4 (H.264), WebM (VP9), lossless and lossy WebP and APNG. Then, in one process,
@@ -30,7 +30,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 from machine import cpu_line  # noqa: E402
 
 from gifsent_infer.contract import SamplingSpec  # noqa: E402
-from gifsent_infer.media import read_media  # noqa: E402
+from gifsent_infer.reading.media import read_media  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FOLDER = REPO.parent / "shared" / "gifs" / "real"

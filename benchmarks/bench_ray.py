@@ -72,7 +72,7 @@ def time_local(model: Path, gifs: Path, out: Path, batch_size: int) -> float:
 
 
 def time_ray(model: Path, gifs: Path, out: Path, batch_size: int, args) -> float:
-    from gifsent_infer.distributed import score_with_ray
+    from gifsent_infer.scaleout.distributed import score_with_ray
 
     t = time.perf_counter()
     s = score_with_ray(
@@ -142,7 +142,7 @@ def bench_resume(args) -> None:
 
     from ray.cluster_utils import Cluster
 
-    from gifsent_infer.distributed import read_manifest
+    from gifsent_infer.scaleout.distributed import read_manifest
 
     root = Path(tempfile.mkdtemp(prefix="bray-", dir="/tmp"))
     os.environ["RAY_TMPDIR"] = str(root / "r")  # our own ray_current_cluster, sockets, logs

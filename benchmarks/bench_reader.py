@@ -1,4 +1,4 @@
-"""Benchmark of the GIF reader (gifsent_infer.gifio.read_gif) on ../shared/gifs/real, one thread.
+"""Benchmark of the GIF reader (gifsent_infer.reading.gifio.read_gif) on ../shared/gifs/real, one thread.
 
 Prints, per sampling spec, frames/s and segments/s delivered (decode + composite + sample +
 resize + crop, from the bytes in memory so disk is not measured), next to the rate at which
@@ -32,7 +32,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 from machine import cpu_line  # noqa: E402
 
 from gifsent_infer.contract import SamplingSpec  # noqa: E402
-from gifsent_infer.gifio import decode_gif, read_gif  # noqa: E402
+from gifsent_infer.reading.gifio import decode_gif, read_gif  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FOLDER = (

@@ -4,7 +4,7 @@
 
 Rows are synthetic (random scores; paths cycle through ../shared/gifs/real so the images in
 view really load, or generated GIFs when that folder is absent). For each size:
-  write_s     gifsent_infer.report.render + writing the file (Python, one thread)
+  write_s     gifsent_infer.views.report.render + writing the file (Python, one thread)
   size        the HTML file
   ready_ms    in the page: performance.now() when the first table page is on screen
               (HTML parsed, JSON parsed, rows filtered and sorted, 50 rows built)
@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from machine import cpu_line  # noqa: E402
 
 from gifsent_infer.contract import EMOTIONS  # noqa: E402
-from gifsent_infer.report import render  # noqa: E402
+from gifsent_infer.views.report import render  # noqa: E402
 from tests.browser import FLAGS, find_browser  # noqa: E402
 
 REAL = REPO.parent / "shared" / "gifs" / "real"

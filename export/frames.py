@@ -3,7 +3,7 @@
 A run's own test and training GIFs come from the run folder's reader
 (``gifsent_train.run.RunLayout.split_files``).
 
-Frames are decoded and sampled by the runtime's own reader (gifsent_infer.gifio.read_gif)
+Frames are decoded and sampled by the runtime's own reader (gifsent_infer.reading.gifio.read_gif)
 with the model's sampling spec, so parity is checked on exactly what gifsent-infer feeds
 the graph.
 """
@@ -89,7 +89,7 @@ def load_frames(
 
     GIFs the reader rejects are skipped with a warning; at most `limit` GIFs are used.
     """
-    from gifsent_infer.gifio import GifError, read_gif
+    from gifsent_infer.reading.gifio import GifError, read_gif
 
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     frames, used = [], []

@@ -29,7 +29,7 @@ class ParityError(GifsentError, RuntimeError):
 
 def installed_backends() -> list[str]:
     """The inference backends installed here (export checks its graphs on every one)."""
-    from gifsent_infer.engine import installed_backends as installed
+    from gifsent_infer.running.engine import installed_backends as installed
 
     return installed()
 
@@ -37,8 +37,8 @@ def installed_backends() -> list[str]:
 def open_graph(
     model, *, backend: str = "onnxruntime", precision: str = "fp32", threads: int | None = None
 ):
-    """An engine (gifsent_infer.engine) on the CPU for a path, serialized bytes or an onnx.ModelProto."""
-    from gifsent_infer.engine import open_engine
+    """An engine (gifsent_infer.running.engine) on the CPU for a path, serialized bytes or an onnx.ModelProto."""
+    from gifsent_infer.running.engine import open_engine
 
     return open_engine(
         model, backend=backend, device="cpu", precision=precision, threads=threads, quiet=True

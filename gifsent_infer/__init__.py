@@ -9,9 +9,8 @@ onnxruntime is imported when a model is first loaded.
     print(result.scores["happiness"] if result.ok else result.error)
 """
 
-__version__ = "0.1.0"
-
 from gifsent_infer.contract import EMOTIONS, ContractError, ModelDocument, SamplingSpec
+from gifsent_infer.version import __version__
 
 __all__ = [
     "EMOTIONS",
@@ -27,7 +26,7 @@ __all__ = [
 def __getattr__(name: str):
     # Lazy, so that `import gifsent_infer` stays cheap (the scorer pulls in the reader).
     if name in ("Scorer", "ScoreResult"):
-        from gifsent_infer import scorer
+        from gifsent_infer.running import scorer
 
         return getattr(scorer, name)
     raise AttributeError(f"module 'gifsent_infer' has no attribute {name!r}")

@@ -330,7 +330,7 @@ class ScoreQuantiles:
 
     values[e][i] is the `levels[i]`-th percentile of emotion e's training targets, in the
     `scores` output's scale. Runtime percentiles are exact at these points and linear in
-    between (gifsent_infer.readable.percentile).
+    between (gifsent_infer.running.readable.percentile).
     """
 
     levels: tuple[float, ...]  # percent, strictly increasing, within [0, 100]
@@ -399,7 +399,7 @@ class ModelDocument:
     def __post_init__(self) -> None:
         object.__setattr__(self, "emotions", tuple(self.emotions))
         if not self.library_version:
-            from gifsent_infer import __version__
+            from gifsent_infer.version import __version__
 
             object.__setattr__(self, "library_version", __version__)
         self.validate()

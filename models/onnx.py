@@ -290,7 +290,7 @@ def export_encoder_graph(
     )
     check_proto(model)
     if check:
-        from gifsent_infer.engine import open_engine
+        from gifsent_infer.running.engine import open_engine
 
         with torch.no_grad():
             want = encoder(example).float().numpy()

@@ -164,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     from gifsent_export.api import export_checkpoint
     from gifsent_export.frames import generate_gifs, load_frames
     from gifsent_export.parity import compare
-    from gifsent_infer.engine import import_onnxruntime
-    from gifsent_infer.session import ModelSession
+    from gifsent_infer.running.engine import import_onnxruntime
+    from gifsent_infer.running.session import ModelSession
 
     ort = import_onnxruntime()
     print(f"onnxruntime {ort.__version__}, providers: {ort.get_available_providers()}")

@@ -54,7 +54,7 @@ class Mutation:
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "cli resume keeps rows another model scored",
-        "gifsent_infer/rows.py",  # the one resume rule (resume_plan), used by the CLI
+        "gifsent_infer/running/rows.py",  # the one resume rule (resume_plan), used by the CLI
         r'(row\.get\("status"\) == "ok") and row\.get\("model_id"\) == model_id',
         r"\1",
         (
@@ -63,14 +63,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "cli resume keeps rows of files whose content changed",
-        "gifsent_infer/run.py",  # score_to_file, the library call behind `score`
+        "gifsent_infer/writing/run.py",  # score_to_file, the library call behind `score`
         r"lambda path, sha: done\.get\(path\) == sha",
         "lambda path, sha: path in done",
         ("tests/infer/test_bugs_resume.py::test_cli_resume_rescores_a_file_whose_content_changed",),
     ),
     Mutation(
         "ray resume keeps rows another model scored",
-        "gifsent_infer/rows.py",  # the same rule (resume_plan), caught by the Ray test here
+        "gifsent_infer/running/rows.py",  # the same rule (resume_plan), caught by the Ray test here
         r'(row\.get\("status"\) == "ok") and row\.get\("model_id"\) == model_id',
         r"\1",
         (
@@ -79,7 +79,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "ray resume keeps rows of files whose content changed",
-        "gifsent_infer/distributed.py",
+        "gifsent_infer/scaleout/distributed.py",
         r"done\.get\(src\.name\) == digest",
         "src.name in done",
         (
@@ -152,35 +152,35 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "sampling: frame start times shifted by one frame",
-        "gifsent_infer/gifio.py",
+        "gifsent_infer/reading/gifio.py",
         r"starts = np\.cumsum\(d\) - d\b",
         "starts = np.cumsum(d)",
         ("tests/infer/test_gifio.py", "tests/infer/test_gifio_reference.py"),
     ),
     Mutation(
         "sampling: segments spaced by D/(S+1) instead of D/S",
-        "gifsent_infer/gifio.py",
+        "gifsent_infer/reading/gifio.py",
         r"\* \(total / S\)",
         "* (total / (S + 1))",
         ("tests/infer/test_gifio.py", "tests/infer/test_gifio_reference.py"),
     ),
     Mutation(
         "loop padding clamps to the last frame instead of wrapping",
-        "gifsent_infer/gifio.py",
+        "gifsent_infer/reading/gifio.py",
         r"t = np\.mod\(t, total\)",
         "t = np.minimum(t, total - 1e-6)",
         ("tests/infer/test_gifio.py", "tests/infer/test_gifio_reference.py"),
     ),
     Mutation(
         "GIF disposal 2 (restore to background) ignored",
-        "gifsent_infer/gifio.py",
+        "gifsent_infer/reading/gifio.py",
         r"if f\.disposal == 2:",
         "if f.disposal == -2:",
         ("tests/infer/test_gifio.py", "tests/infer/test_gifio_reference.py"),
     ),
     Mutation(
         "GIF disposal 3 (restore previous) ignored",
-        "gifsent_infer/gifio.py",
+        "gifsent_infer/reading/gifio.py",
         r"if visible and f\.disposal in \(3, 4\):",
         "if visible and f.disposal in (4,):",
         ("tests/infer/test_gifio.py", "tests/infer/test_gifio_reference.py"),
@@ -194,7 +194,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "scores file columns: emotions before the info columns",
-        "gifsent_infer/rows.py",
+        "gifsent_infer/running/rows.py",
         r"COLUMNS: tuple\[str, \.\.\.\] = \(\*INFO_COLUMNS, \*EMOTIONS\)",
         "COLUMNS: tuple[str, ...] = (*EMOTIONS, *INFO_COLUMNS)",
         (
@@ -203,7 +203,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "cli resume skips inputs that failed before instead of retrying them",
-        "gifsent_infer/rows.py",
+        "gifsent_infer/running/rows.py",
         r'elif row\.get\("status"\) == "ok" and (row\.get\("model_id"\))',
         r"elif \1",
         ("tests/infer/test_infer_resume.py",),

@@ -136,7 +136,7 @@ def real_corpus(n: int = 3) -> list[Path]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{root} is absent; CI must provide the shared GIF corpus")
         pytest.skip(f"{root} is absent (optional corpus)")
-    from gifsent_infer import media
+    from gifsent_infer.reading import media
 
     picked = []
     for p in sorted(root.glob("*.gif"), key=lambda p: p.stat().st_size):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gifsent_infer.cli import main
 from gifsent_infer.contract import EMOTIONS
-from gifsent_infer.outputs import COLUMNS, read_rows
+from gifsent_infer.writing.outputs import COLUMNS, read_rows
 
 
 def init_local_ray(ray, num_cpus: int = 2) -> None:

@@ -168,7 +168,7 @@ class TorchRunner:
 class GraphRunner:
     """Runs the exporter's encoder graph (uint8 frames -> features [B, S, D]) on an engine backend.
 
-    backend: "onnxruntime" or "openvino" (gifsent_infer.engine opens it, on the CPU, at f32).
+    backend: "onnxruntime" or "openvino" (gifsent_infer.running.engine opens it, on the CPU, at f32).
     """
 
     def __init__(
@@ -179,7 +179,7 @@ class GraphRunner:
         backend: str = "onnxruntime",
     ):
         """Exports `encoder` to `graph_path` unless that graph exists (then encoder may be None)."""
-        from gifsent_infer.engine import open_engine
+        from gifsent_infer.running.engine import open_engine
 
         if backend not in GRAPH_BACKENDS:
             raise ValueError(f"graph backend must be one of {GRAPH_BACKENDS}, got {backend!r}")
@@ -263,7 +263,7 @@ def make_runner(encoder, options: FeatureOptions, graph_path: Path | None = None
     """
     if options.backend == "torch":
         return TorchRunner(encoder)
-    from gifsent_infer.engine import installed_backends
+    from gifsent_infer.running.engine import installed_backends
 
     wanted = [options.backend] if options.backend in GRAPH_BACKENDS else list(GRAPH_BACKENDS)
     runners = []
@@ -376,8 +376,8 @@ def extract_features(
     runner=None,
 ) -> ExtractResult:
     """Features for every (GIF, view) requested, from the cache or by encoding them now."""
-    from gifsent_infer import gifio, media
     from gifsent_infer.paths import features_cache_dir
+    from gifsent_infer.reading import gifio, media
 
     opts = options or FeatureOptions()
     items = list(items)

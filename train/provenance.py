@@ -22,7 +22,7 @@ import numpy as np
 
 from gifsent_infer.contract import EMOTIONS, EncoderInfo, Provenance, ScoreQuantiles
 from gifsent_infer.files import read_json
-from gifsent_infer.readable import compute_quantiles
+from gifsent_infer.running.readable import compute_quantiles
 from gifsent_train.run import RunLayout
 
 GIFGIF_VOTES_PREFIX = "gifgif-dataset-"  # gifgif-dataset-20150121-v1.csv.gz

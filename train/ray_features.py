@@ -64,7 +64,7 @@ def _read_batch(batch, *, spec: dict, cache: FeatureCache):
     """GIFs -> one row per view: already cached, sampled frames to encode, or a failure."""
     import pyarrow as pa
 
-    from gifsent_infer import gifio, media
+    from gifsent_infer.reading import gifio, media
 
     spec_ = SamplingSpec.from_dict(spec)
     out: dict[str, list] = {k: [] for k in _prepared_schema().names}
@@ -149,7 +149,7 @@ class _EncodeActor:
     def __call__(self, batch):
         import pyarrow as pa
 
-        from gifsent_infer.ray_cluster import crash_once
+        from gifsent_infer.scaleout.ray_cluster import crash_once
 
         crash_once(self.fault_marker)  # tests: a worker dying mid-run (ray_cluster)
         rows = batch.to_pylist()
@@ -186,13 +186,13 @@ def extract_features_with_ray(
     """extract_features on Ray Data: same cache, same entries, same ExtractResult.
 
     address: the Ray cluster (None: the instance this process joined, else $RAY_ADDRESS,
-    else a new local one; see gifsent_infer.ray_cluster.connect_ray).
+    else a new local one; see gifsent_infer.scaleout.ray_cluster.connect_ray).
     num_actors, actor_cpus, decode_cpus: encoder actors, the CPUs (and encoder threads,
     unless options.threads) each reserves, and the CPUs each decoding task reserves
-    (default: gifsent_infer.ray_cluster.plan_actors); read_batch: GIFs per decoding task.
+    (default: gifsent_infer.scaleout.ray_cluster.plan_actors); read_batch: GIFs per decoding task.
     """
     from gifsent_infer.paths import features_cache_dir
-    from gifsent_infer.ray_cluster import connect_ray, import_ray
+    from gifsent_infer.scaleout.ray_cluster import connect_ray, import_ray
 
     ray = import_ray()
     opts = options or FeatureOptions()
@@ -212,7 +212,7 @@ def extract_features_with_ray(
     payload: Any = encoder
     graph: bool | str = False  # else the graph backend's name (actors open it with engine.py)
     if opts.backend in ("auto", "onnxruntime", "openvino"):
-        from gifsent_infer.engine import installed_backends
+        from gifsent_infer.running.engine import installed_backends
         from gifsent_train.features import GraphRunner
 
         # auto: OpenVINO when installed (faster on CPUs, BENCHMARKS.md), else onnxruntime
@@ -287,7 +287,7 @@ def _run(
 ) -> None:
     import ray.data
 
-    from gifsent_infer.ray_cluster import node_cpus, plan_actors, worker_fault_marker
+    from gifsent_infer.scaleout.ray_cluster import node_cpus, plan_actors, worker_fault_marker
 
     ray.data.DataContext.get_current().enable_progress_bars = progress_bars
     # as for scoring: an actor runs as many threads as the CPUs it reserves, and decoding

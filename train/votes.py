@@ -219,14 +219,14 @@ def read_votes(path: str | os.PathLike) -> Votes:
 
 def index_gifs(folder: str | os.PathLike) -> dict[str, Path]:
     """Map GIF id -> file for every ``<id>.gif`` under ``folder``, at any depth, or a video
-    or image rendition (``<id>.mp4``, ``.webm``, ``.webp``, ... : gifsent_infer.media) for
+    or image rendition (``<id>.mp4``, ``.webm``, ``.webp``, ... : gifsent_infer.reading.media) for
     ids that have no ``.gif``.
 
     The suffix match is case-insensitive. When one id occurs twice, the path that sorts
     first wins (a ``.gif`` before any rendition), so the result does not depend on
     directory listing order.
     """
-    from gifsent_infer.media import MEDIA_SUFFIXES
+    from gifsent_infer.reading.media import MEDIA_SUFFIXES
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -6,7 +6,7 @@
     gifsent-infer search scores.csv --emotion happiness --top 20
     gifsent-infer search scores.csv --like happiness=0.9,surprise=0.6
 
-A thin layer over the library (gifsent_infer.scorer, .outputs, .search): it prints and
+A thin layer over the library (gifsent_infer.running.scorer, .outputs, .search): it prints and
 exits, the library raises. Results go to stdout or the output file; progress, warnings and
 the summary go to stderr. Exit codes: 0 all inputs scored, 1 some inputs failed, 2 usage,
 model or device errors. Only this package (gifsent_infer/cli/) imports typer and rich:

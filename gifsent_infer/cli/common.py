@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from gifsent_infer import __version__
 from gifsent_infer.errors import FAILED, USAGE, exit_code_of
+from gifsent_infer.version import __version__
 
 __all__ = [
     "FAILED",
@@ -107,7 +107,7 @@ def lossless_stdout() -> None:
 def print_provenance(doc, quiet: bool) -> None:
     """What the model was trained on, at the start of every run; the demo warning even with
     --quiet, since it changes what every score means."""
-    from gifsent_infer.readable import demo_warning, provenance_line
+    from gifsent_infer.running.readable import demo_warning, provenance_line
 
     if not quiet:
         err.print(escape(provenance_line(doc)))

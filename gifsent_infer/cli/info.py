@@ -27,8 +27,8 @@ def info(
 ) -> None:
     """Print a model's contract: provenance, emotions, sampling, encoder, head, metrics, precision."""
     from gifsent_infer.files import file_sha256
-    from gifsent_infer.readable import demo_warning, provenance_line, scale_note
-    from gifsent_infer.session import ModelError, read_document, resolve_model
+    from gifsent_infer.running.readable import demo_warning, provenance_line, scale_note
+    from gifsent_infer.running.session import ModelError, read_document, resolve_model
 
     if model is not None and model_opt is not None and model != model_opt:
         raise fail("give the model once: either MODEL or --model, not both")
@@ -98,7 +98,7 @@ def info(
 
 def _backends_line() -> str:
     """Installed inference backends and what --backend auto would run this model on."""
-    from gifsent_infer.engine import auto_choice, cpu_bf16_reason, installed_backends
+    from gifsent_infer.running.engine import auto_choice, cpu_bf16_reason, installed_backends
 
     have = installed_backends()
     line = f"installed: {', '.join(have) or 'none'}; auto runs it with {auto_choice()}"

@@ -1,4 +1,4 @@
-"""`gifsent-infer ray`: score on a Ray cluster into a folder of shards (gifsent_infer.distributed)."""
+"""`gifsent-infer ray`: score on a Ray cluster into a folder of shards (gifsent_infer.scaleout.distributed)."""
 
 from __future__ import annotations
 
@@ -111,14 +111,19 @@ def ray_score(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
     """Score GIFs on a Ray cluster with Ray Data (needs `pip install 'gifsent[ray]'`)."""
-    from gifsent_infer.distributed import FORMATS, ClusterError, RayRunError, score_with_ray
-    from gifsent_infer.inputs import NoInputsError
-    from gifsent_infer.session import DEVICES, DeviceError, ModelError
+    from gifsent_infer.reading.inputs import NoInputsError
+    from gifsent_infer.running.session import DEVICES, DeviceError, ModelError
+    from gifsent_infer.scaleout.distributed import (
+        FORMATS,
+        ClusterError,
+        RayRunError,
+        score_with_ray,
+    )
 
     check_choice("--format", fmt, FORMATS)
     check_choice("--device", device, DEVICES)
     try:
-        from gifsent_infer.session import read_document, resolve_model
+        from gifsent_infer.running.session import read_document, resolve_model
 
         print_provenance(read_document(resolve_model(model)), quiet)
     except ModelError as e:

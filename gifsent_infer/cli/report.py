@@ -41,7 +41,7 @@ def report(
     """Write a self-contained HTML report: per-emotion galleries of the top GIFs, a bar chart
     of each GIF's 17 emotions, a sortable/filterable table, error rows, and the model's
     provenance. Works offline; open it in any browser."""
-    from gifsent_infer.report import ReportError, write_report
+    from gifsent_infer.views.report import ReportError, write_report
 
     try:
         s = write_report(

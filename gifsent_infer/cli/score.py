@@ -128,22 +128,28 @@ def score(
     """Score GIFs: one row per input with path, sha256, model id, status, error, frames,
     duration, segments, padding, the top emotions and the 17 emotion scores (0 = the least
     of that emotion among the training GIFs, 1 = the most; new GIFs can fall outside)."""
-    from gifsent_infer.gifio import DEFAULT_LIMITS
-    from gifsent_infer.inputs import NoInputsError, display_name, expand_inputs
-    from gifsent_infer.outputs import detect_format
-    from gifsent_infer.session import BACKENDS, DEVICES, RUN_PRECISIONS, DeviceError, ModelError
+    from gifsent_infer.reading.gifio import DEFAULT_LIMITS
+    from gifsent_infer.reading.inputs import NoInputsError, display_name, expand_inputs
+    from gifsent_infer.running.session import (
+        BACKENDS,
+        DEVICES,
+        RUN_PRECISIONS,
+        DeviceError,
+        ModelError,
+    )
+    from gifsent_infer.writing.outputs import detect_format
 
     check_choice("--device", device, DEVICES)
     check_choice("--backend", backend, BACKENDS)
     check_choice("--precision", precision, RUN_PRECISIONS)
-    from gifsent_infer.budget import parse_size, return_freed_memory
+    from gifsent_infer.reading.budget import parse_size, return_freed_memory
 
     try:
         budget_bytes = parse_size(memory_budget)
     except ValueError as e:
         raise fail(f"--memory-budget: {e}") from None
     return_freed_memory()  # so that RSS follows the budget, not the number of threads
-    from gifsent_infer.outpath import FILE, STDOUT, STREAM, OutputPathError, check_output
+    from gifsent_infer.writing.outpath import FILE, STDOUT, STREAM, OutputPathError, check_output
 
     try:  # before anything is scored: a run must not fail at its very end
         target = check_output(out)
@@ -173,7 +179,7 @@ def score(
     items = expansion.items
 
     try:
-        from gifsent_infer.scorer import Scorer
+        from gifsent_infer.running.scorer import Scorer
 
         limits = (
             DEFAULT_LIMITS
@@ -201,8 +207,8 @@ def score(
         raise fail(str(e), exit_code_of(e)) from None
 
     doc = scorer.document
-    from gifsent_infer.readable import Readable, ReadableError
-    from gifsent_infer.rows import COLUMNS
+    from gifsent_infer.running.readable import Readable, ReadableError
+    from gifsent_infer.running.rows import COLUMNS
 
     try:
         readable = Readable.for_model(doc, top=top, percentiles=with_percentiles, clip=clip)
@@ -223,7 +229,7 @@ def score(
     for warning in scorer.session.warnings:  # e.g. an int8 model on onnxruntime's CPU provider
         err.print(f"[yellow]warning:[/] {escape(warning)}")
 
-    from gifsent_infer.run import ScoreRunError, score_to_file
+    from gifsent_infer.writing.run import ScoreRunError, score_to_file
 
     def on_resume(prev, n_done: int) -> None:
         if not quiet:

@@ -32,10 +32,10 @@ def search(
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
 ) -> None:
     """Rank the GIFs of a scores file by one emotion or by closeness to an emotion profile."""
-    from gifsent_infer.inputs import display_name
-    from gifsent_infer.outputs import ScoresFileError
-    from gifsent_infer.search import SearchError, parse_profile
-    from gifsent_infer.search import search as run_search
+    from gifsent_infer.reading.inputs import display_name
+    from gifsent_infer.views.search import SearchError, parse_profile
+    from gifsent_infer.views.search import search as run_search
+    from gifsent_infer.writing.outputs import ScoresFileError
 
     if fmt not in ("table", "csv", "json"):
         raise fail(f"--format must be table, csv or json, not {fmt!r}")

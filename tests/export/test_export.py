@@ -19,9 +19,9 @@ from gifsent_export.api import PART_METADATA_KEY, export_checkpoint  # noqa: E40
 from gifsent_export.frames import generate_gifs, load_frames  # noqa: E402
 from gifsent_export.parity import ParityError  # noqa: E402
 from gifsent_infer.contract import METADATA_KEY, ModelDocument  # noqa: E402
-from gifsent_infer.engine import open_engine  # noqa: E402
-from gifsent_infer.gifio import read_gif  # noqa: E402
 from gifsent_infer.paths import default_model_path  # noqa: E402
+from gifsent_infer.reading.gifio import read_gif  # noqa: E402
+from gifsent_infer.running.engine import open_engine  # noqa: E402
 from gifsent_models.checkpoint import load_checkpoint  # noqa: E402
 from gifsent_models.onnx import export_encoder_graph  # noqa: E402
 from gifsent_models.registry import create_encoder  # noqa: E402
@@ -165,7 +165,7 @@ def test_int8_roundtrip_quantizes_only_the_encoder(work, tmp_path):
     )
     assert result.summary()["deviation_vs_fp32"]["spearman"].keys() >= {"amusement", "surprise"}
     # the gate ran on every installed backend, and the contract records what it measured
-    from gifsent_infer.engine import installed_backends
+    from gifsent_infer.running.engine import installed_backends
 
     check = document_of(out).metrics["precision_check"]
     assert set(check["backends"]) == set(installed_backends())

@@ -17,7 +17,7 @@ from infer_support import build_model, gif_bytes, write_gifs
 
 from gifsent_infer.cli import main
 from gifsent_infer.contract import EMOTIONS
-from gifsent_infer.outputs import read_rows
+from gifsent_infer.writing.outputs import read_rows
 
 
 def sha(data: bytes) -> str:
@@ -129,7 +129,7 @@ def test_ray_resume_with_another_model_and_changed_content(models, tmp_path):
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.data")
     pytest.importorskip("pyarrow")
-    from gifsent_infer.distributed import read_scores, score_with_ray
+    from gifsent_infer.scaleout.distributed import read_scores, score_with_ray
 
     model_a, model_b = models
     gifs = tmp_path / "gifs"

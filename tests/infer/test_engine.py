@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from infer_support import SPEC, build_model, make_document, reference_scores, write_gifs
 
-from gifsent_infer import engine as eng
-from gifsent_infer.engine import DeviceError, ModelError, open_engine
-from gifsent_infer.session import ModelSession
+from gifsent_infer.running import engine as eng
+from gifsent_infer.running.engine import DeviceError, ModelError, open_engine
+from gifsent_infer.running.session import ModelSession
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPE = (SPEC.num_frames, SPEC.crop, SPEC.crop, 3)
@@ -241,7 +241,7 @@ def test_int8_model_on_onnxruntime_cpu_warns(tmp_path, backend):
 def test_scorer_rows_have_the_same_shape_and_model_id_on_every_backend(model, tmp_path):
     _need("onnxruntime")
     _need("openvino")
-    from gifsent_infer.scorer import Scorer
+    from gifsent_infer.running.scorer import Scorer
 
     gifs = write_gifs(tmp_path / "g", 4)
     rows = {}
@@ -293,7 +293,7 @@ def test_resume_works_across_backends(model, tmp_path, capsys):
 
 
 def test_no_other_file_creates_a_session():
-    """Only gifsent_infer/engine.py may create an onnxruntime session or compile an OpenVINO model."""
+    """Only gifsent_infer/running/engine.py may create an onnxruntime session or compile an OpenVINO model."""
     files = subprocess.run(
         ["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.split()
@@ -307,7 +307,7 @@ def test_no_other_file_creates_a_session():
     offenders = []
     for rel in sorted(set(files)):
         path = REPO / rel
-        if path.resolve() in (me, (REPO / "gifsent_infer" / "engine.py").resolve()):
+        if path.resolve() in (me, (REPO / "gifsent_infer" / "running" / "engine.py").resolve()):
             continue
         if not path.is_file():
             continue
@@ -315,7 +315,7 @@ def test_no_other_file_creates_a_session():
             if pattern.search(line):
                 offenders.append(f"{rel}:{n}: {line.strip()}")
     assert offenders == [], (
-        "sessions must be created by gifsent_infer/engine.py only:\n" + "\n".join(offenders)
+        "sessions must be created by gifsent_infer/running/engine.py only:\n" + "\n".join(offenders)
     )
 
 

@@ -12,22 +12,22 @@ from gifsent_infer.errors import GifsentError, exit_code_of
 
 # (module, class, the built-in base it always had, exit code)
 CLASSES = [
-    ("gifsent_infer.engine", "ModelError", RuntimeError, 2),
-    ("gifsent_infer.engine", "DeviceError", RuntimeError, 2),
-    ("gifsent_infer.session", "ModelError", RuntimeError, 2),  # re-exported there
-    ("gifsent_infer.inputs", "InputError", ValueError, 1),
-    ("gifsent_infer.inputs", "NoInputsError", ValueError, 2),
-    ("gifsent_infer.outpath", "OutputPathError", ValueError, 2),
-    ("gifsent_infer.outputs", "ScoresFileError", ValueError, 2),
-    ("gifsent_infer.search", "SearchError", ValueError, 2),
-    ("gifsent_infer.readable", "ReadableError", ValueError, 2),
-    ("gifsent_infer.report", "ReportError", ValueError, 2),
+    ("gifsent_infer.running.engine", "ModelError", RuntimeError, 2),
+    ("gifsent_infer.running.engine", "DeviceError", RuntimeError, 2),
+    ("gifsent_infer.running.session", "ModelError", RuntimeError, 2),  # re-exported there
+    ("gifsent_infer.reading.inputs", "InputError", ValueError, 1),
+    ("gifsent_infer.reading.inputs", "NoInputsError", ValueError, 2),
+    ("gifsent_infer.writing.outpath", "OutputPathError", ValueError, 2),
+    ("gifsent_infer.writing.outputs", "ScoresFileError", ValueError, 2),
+    ("gifsent_infer.views.search", "SearchError", ValueError, 2),
+    ("gifsent_infer.running.readable", "ReadableError", ValueError, 2),
+    ("gifsent_infer.views.report", "ReportError", ValueError, 2),
     ("gifsent_infer.contract", "ContractError", ValueError, 1),  # export exits 1 for it
-    ("gifsent_infer.gifio", "GifError", ValueError, 1),
-    ("gifsent_infer.media", "MediaError", ValueError, 1),
-    ("gifsent_infer.selftest", "PillowDecoderError", ImportError, 2),
-    ("gifsent_infer.distributed", "ClusterError", RuntimeError, 2),
-    ("gifsent_infer.distributed", "RayRunError", RuntimeError, 1),
+    ("gifsent_infer.reading.gifio", "GifError", ValueError, 1),
+    ("gifsent_infer.reading.media", "MediaError", ValueError, 1),
+    ("gifsent_infer.reading.selftest", "PillowDecoderError", ImportError, 2),
+    ("gifsent_infer.scaleout.distributed", "ClusterError", RuntimeError, 2),
+    ("gifsent_infer.scaleout.distributed", "RayRunError", RuntimeError, 1),
     ("gifsent_train.votes", "VotesFormatError", ValueError, 1),
     ("gifsent_train.fetch", "FetchError", RuntimeError, 1),
     ("gifsent_export.parity", "ParityError", RuntimeError, 1),
@@ -46,7 +46,7 @@ def test_every_error_is_a_gifsent_error_and_keeps_its_base(module, name, base, c
 
 
 def test_exit_code_override_survives_pickling_and_plain_errors_get_the_default():
-    from gifsent_infer.engine import ModelError
+    from gifsent_infer.running.engine import ModelError
 
     e = ModelError("no model", exit_code=3)
     again = pickle.loads(pickle.dumps(e))  # Ray ships exceptions between processes

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gifsent_infer import gifio
 from gifsent_infer.contract import SamplingSpec
-from gifsent_infer.gifio import (
+from gifsent_infer.reading import gifio
+from gifsent_infer.reading.gifio import (
     DEFAULT_LIMITS,
     DecodedGif,
     GifError,
@@ -736,7 +736,7 @@ def test_decoded_gif_is_a_plain_dataclass():
 
 def test_import_does_not_pull_torch():
     code = (
-        "import sys, gifsent_infer, gifsent_infer.gifio\n"
+        "import sys, gifsent_infer, gifsent_infer.reading.gifio\n"
         "bad = sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'typer', 'rich') if m in sys.modules)\n"
         "assert not bad, bad\n"
     )

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from shared_corpus import SHARED_GIFS, missing_shared, require_shared
 
-from gifsent_infer import gifio
-from gifsent_infer.gifio import GifError, decode_gif
+from gifsent_infer.reading import gifio
+from gifsent_infer.reading.gifio import GifError, decode_gif
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 

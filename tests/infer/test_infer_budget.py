@@ -9,9 +9,9 @@ import tracemalloc
 import pytest
 from infer_support import SPEC, build_model, gif_bytes
 
-from gifsent_infer.budget import MemoryBudget, estimate_decode_bytes, parse_size
-from gifsent_infer.gifio import DEFAULT_LIMITS, read_gif
-from gifsent_infer.scorer import Scorer
+from gifsent_infer.reading.budget import MemoryBudget, estimate_decode_bytes, parse_size
+from gifsent_infer.reading.gifio import DEFAULT_LIMITS, read_gif
+from gifsent_infer.running.scorer import Scorer
 
 
 def test_budget_never_exceeds_its_limit_and_lets_big_items_run_alone():

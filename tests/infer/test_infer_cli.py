@@ -18,8 +18,8 @@ from infer_support import build_model, gif_bytes, write_bad_inputs_folder, write
 
 from gifsent_infer.cli import main
 from gifsent_infer.contract import EMOTIONS
-from gifsent_infer.outputs import COLUMNS, read_rows
-from gifsent_infer.readable import Readable
+from gifsent_infer.running.readable import Readable
+from gifsent_infer.writing.outputs import COLUMNS, read_rows
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from infer_support import gif_bytes
 
-from gifsent_infer.inputs import (
+from gifsent_infer.reading.inputs import (
     InputError,
     NoInputsError,
     expand_inputs,

@@ -29,8 +29,8 @@ PROGRAM = textwrap.dedent(
     model, gifs, out = sys.argv[1:4]
 
     # the library, without typer or rich
-    from gifsent_infer.scorer import Scorer
-    from gifsent_infer.search import search
+    from gifsent_infer.running.scorer import Scorer
+    from gifsent_infer.views.search import search
 
     scorer = Scorer(model, device="cpu")
     results = list(scorer.score_many([gifs + "/g00000.gif", gifs + "/g00001.gif"]))
@@ -75,8 +75,8 @@ def test_library_and_cli_run_where_importing_torch_raises(tmp_path):
 
 def test_importing_the_library_pulls_in_no_cli_or_model_packages():
     code = (
-        "import sys, gifsent_infer, gifsent_infer.scorer, gifsent_infer.session, gifsent_infer.search, "
-        "gifsent_infer.outputs, gifsent_infer.inputs, gifsent_infer.batch;"
+        "import sys, gifsent_infer, gifsent_infer.running.scorer, gifsent_infer.running.session, gifsent_infer.views.search, "
+        "gifsent_infer.writing.outputs, gifsent_infer.reading.inputs, gifsent_infer.running.batch;"
         "bad = [m for m in ('torch', 'typer', 'rich', 'onnx', 'onnxruntime') if m in sys.modules];"
         "print(bad)"
     )

@@ -8,7 +8,14 @@ import json
 import pytest
 
 from gifsent_infer.contract import EMOTIONS
-from gifsent_infer.outputs import (
+from gifsent_infer.views.search import (
+    SearchError,
+    parse_profile,
+    rank_by_emotion,
+    rank_by_profile,
+    search,
+)
+from gifsent_infer.writing.outputs import (
     COLUMNS,
     FileSink,
     ScoresFileError,
@@ -17,13 +24,6 @@ from gifsent_infer.outputs import (
     load_previous,
     partial_path,
     read_rows,
-)
-from gifsent_infer.search import (
-    SearchError,
-    parse_profile,
-    rank_by_emotion,
-    rank_by_profile,
-    search,
 )
 
 

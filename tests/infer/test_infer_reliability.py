@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from infer_support import build_model, gif_bytes
 
-from gifsent_infer.inputs import InputError, NoInputsError, expand_inputs, read_file
-from gifsent_infer.scorer import Scorer
+from gifsent_infer.reading.inputs import InputError, NoInputsError, expand_inputs, read_file
+from gifsent_infer.running.scorer import Scorer
 
 
 def within(seconds: float, fn, *args, **kw):
@@ -171,7 +171,7 @@ def _names(n: int, seed: int = 0) -> list[str]:
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
 def test_every_name_round_trips_through_every_format(tmp_path, fmt):
     """Property: write rows named with generated hostile names, read them back, same names."""
-    from gifsent_infer.outputs import FileSink, load_previous, read_rows
+    from gifsent_infer.writing.outputs import FileSink, load_previous, read_rows
 
     names = _names(300, seed=len(fmt))
     out = tmp_path / f"scores.{fmt}"
@@ -189,7 +189,7 @@ def test_every_name_round_trips_through_every_format(tmp_path, fmt):
 
 def test_cli_scores_and_resumes_names_that_are_not_utf8_or_hold_control_chars(tmp_path, capsys):
     from gifsent_infer.cli import main
-    from gifsent_infer.outputs import read_rows
+    from gifsent_infer.writing.outputs import read_rows
 
     model = build_model(tmp_path / "m.onnx")
     d = tmp_path / "g"
@@ -272,7 +272,7 @@ def small(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_bad_output_paths_are_usage_errors_before_any_scoring(tmp_path, small):
-    from gifsent_infer.outpath import OutputPathError, check_output
+    from gifsent_infer.writing.outpath import OutputPathError, check_output
 
     model, g = small
     (tmp_path / "afile").write_text("x")
@@ -306,7 +306,7 @@ def test_read_only_output_folder(tmp_path, small):
 
 
 def test_streams_symlinks_and_modes(tmp_path, small):
-    from gifsent_infer.outputs import read_rows
+    from gifsent_infer.writing.outputs import read_rows
 
     model, g = small
     code, err = _cli(g, "-o", "/dev/null", "-m", model, "-q")
@@ -362,7 +362,7 @@ def _cli_in(stdin: bytes, *args) -> tuple[int, bytes, str]:
 
 
 def test_gif_bytes_on_stdin_are_one_input_and_other_binary_is_refused(tmp_path, small):
-    from gifsent_infer.outputs import read_rows
+    from gifsent_infer.writing.outputs import read_rows
 
     model, g = small
     gif = (g / "0.gif").read_bytes()

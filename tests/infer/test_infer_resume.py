@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from infer_support import build_model, write_gifs
 
-from gifsent_infer.outputs import partial_path, read_rows
+from gifsent_infer.writing.outputs import partial_path, read_rows
 
 N_GIFS = 250
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from infer_support import SPEC, build_model, gif_bytes, reference_scores, write_gifs
 
-from gifsent_infer.batch import run_pipeline
 from gifsent_infer.contract import EMOTIONS
-from gifsent_infer.gifio import ReaderLimits, read_gif
-from gifsent_infer.scorer import Scorer, ScoreResult
+from gifsent_infer.reading.gifio import ReaderLimits, read_gif
+from gifsent_infer.running.batch import run_pipeline
+from gifsent_infer.running.scorer import Scorer, ScoreResult
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_concurrent_scoring_from_threads_equals_sequential(scorer, tmp_path):
 
 def test_score_result_row_has_every_column(scorer):
     row = scorer.score(gif_bytes(5)).to_row()
-    from gifsent_infer.outputs import COLUMNS
+    from gifsent_infer.writing.outputs import COLUMNS
 
     assert list(row) == list(COLUMNS)
     assert row["status"] == "ok" and row["frames"] == 4 and row["segments"] == 2

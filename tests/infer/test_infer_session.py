@@ -11,7 +11,7 @@ from infer_support import SPEC, build_model, make_document, reference_scores
 
 from gifsent_infer import paths
 from gifsent_infer.contract import METADATA_KEY
-from gifsent_infer.session import (
+from gifsent_infer.running.session import (
     DeviceError,
     ModelError,
     ModelSession,
@@ -35,7 +35,7 @@ SPEC_SHAPE = (SPEC.num_frames, SPEC.crop, SPEC.crop, 3)
 
 
 def test_metadata_scanner_agrees_with_onnxruntime(model):
-    from gifsent_infer.engine import open_engine
+    from gifsent_infer.running.engine import open_engine
 
     meta = open_engine(model, backend="onnxruntime", device="cpu").metadata()
     assert read_metadata(model) == meta

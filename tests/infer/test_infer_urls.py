@@ -11,10 +11,10 @@ import pytest
 from hostile_http import SECRET, HostileServer, free_port
 from infer_support import build_model, gif_bytes
 
-from gifsent_infer import inputs
-from gifsent_infer.inputs import MAX_REDIRECTS, InputError, fetch_url
-from gifsent_infer.netpolicy import address_refusal
-from gifsent_infer.scorer import Scorer
+from gifsent_infer.reading import inputs
+from gifsent_infer.reading.inputs import MAX_REDIRECTS, InputError, fetch_url
+from gifsent_infer.reading.netpolicy import address_refusal
+from gifsent_infer.running.scorer import Scorer
 
 GIF = gif_bytes(5)
 
@@ -131,7 +131,7 @@ def test_every_redirect_hop_is_checked(server, connections, monkeypatch):
 
 def test_scorer_and_cli_apply_the_policy(server, tmp_path, capsys):
     from gifsent_infer.cli import main
-    from gifsent_infer.outputs import read_rows
+    from gifsent_infer.writing.outputs import read_rows
 
     model = build_model(tmp_path / "m.onnx")
     url = server.base + "/ok.gif"

@@ -1,4 +1,4 @@
-"""The media reader (gifsent_infer/media.py) against ffmpeg, on files ffmpeg makes from GIFs.
+"""The media reader (gifsent_infer/reading/media.py) against ffmpeg, on files ffmpeg makes from GIFs.
 
 Tolerances, and why:
 * timestamps: equal to ffmpeg's presentation times (to a nanosecond: ours are float ms).
@@ -27,10 +27,10 @@ from infer_support import build_model
 from media_support import convert, ffmpeg, ffmpeg_frames, mutations, real_corpus
 from PIL import Image
 
-from gifsent_infer import gifio, media
 from gifsent_infer.contract import SamplingSpec
-from gifsent_infer.gifio import GifError, ReaderLimits
-from gifsent_infer.media import MediaError, probe_media, read_media, sniff_format
+from gifsent_infer.reading import gifio, media
+from gifsent_infer.reading.gifio import GifError, ReaderLimits
+from gifsent_infer.reading.media import MediaError, probe_media, read_media, sniff_format
 
 pytest.importorskip("av")
 
@@ -126,7 +126,7 @@ def test_real_gifs_converted_match_ffmpeg_and_the_gif(work):
 
 @pytest.fixture(scope="module")
 def scorer(tmp_path_factory):
-    from gifsent_infer.scorer import Scorer
+    from gifsent_infer.running.scorer import Scorer
 
     model = build_model(tmp_path_factory.mktemp("model") / "m.onnx", spec=SPEC)
     return Scorer(model, device="cpu", threads=1)
@@ -349,9 +349,9 @@ def test_huge_dimensions_are_refused_before_allocation(work, tmp_path):
     # allocations.
     code = (
         "import re, sys\n"
-        "from gifsent_infer.media import read_media\n"
+        "from gifsent_infer.reading.media import read_media\n"
         "from gifsent_infer.contract import SamplingSpec\n"
-        "from gifsent_infer.gifio import ReaderLimits\n"
+        "from gifsent_infer.reading.gifio import ReaderLimits\n"
         "spec = SamplingSpec(segments=2, frames_per_segment=2, fps=10.0, size=16, crop=16)\n"
         "limits = ReaderLimits(max_canvas_pixels=int(sys.argv[1]))\n"
         "for p in sys.argv[2:]:\n"

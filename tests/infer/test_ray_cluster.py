@@ -23,8 +23,8 @@ pytest.importorskip("pyarrow")
 from infer_support import build_model, write_gifs  # noqa: E402
 from ray_support import assert_at_most_once, assert_same_rows, local_rows  # noqa: E402
 
-from gifsent_infer import distributed, ray_cluster  # noqa: E402
-from gifsent_infer.distributed import read_scores, score_with_ray  # noqa: E402
+from gifsent_infer.scaleout import distributed, ray_cluster  # noqa: E402
+from gifsent_infer.scaleout.distributed import read_scores, score_with_ray  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a three-node cluster on one machine: about a minute
 

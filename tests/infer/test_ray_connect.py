@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gifsent_infer.ray_cluster import (
+from gifsent_infer.scaleout.ray_cluster import (
     ClusterError,
     _auth_hint,
     _host_port,

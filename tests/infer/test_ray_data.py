@@ -14,8 +14,8 @@ pytest.importorskip("pyarrow")
 from infer_support import build_model, gif_bytes, write_bad_inputs_folder, write_gifs  # noqa: E402
 from ray_support import assert_same_rows, local_rows  # noqa: E402
 
-from gifsent_infer import ray_cluster  # noqa: E402
-from gifsent_infer.distributed import (  # noqa: E402
+from gifsent_infer.scaleout import ray_cluster  # noqa: E402
+from gifsent_infer.scaleout.distributed import (  # noqa: E402
     MANIFEST,
     list_shards,
     read_manifest,

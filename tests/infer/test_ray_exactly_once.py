@@ -28,8 +28,8 @@ from ray_support import (  # noqa: E402
     pyarrow_rows,
 )
 
-from gifsent_infer import distributed, ray_cluster  # noqa: E402
-from gifsent_infer.distributed import read_scores, score_with_ray  # noqa: E402
+from gifsent_infer.scaleout import distributed, ray_cluster  # noqa: E402
+from gifsent_infer.scaleout.distributed import read_scores, score_with_ray  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 # two rows per shard: the error rows of the first run land in several shards

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from gifsent_infer.contract import EMOTIONS
-from gifsent_infer.distributed import (
+from gifsent_infer.scaleout.distributed import (
     _drain,
     auto_shard_rows,
     list_shards,
@@ -20,14 +20,14 @@ from gifsent_infer.distributed import (
     shard_name,
     write_shard,
 )
-from gifsent_infer.ray_shards import ShardWriter
+from gifsent_infer.scaleout.ray_shards import ShardWriter
 
 
 def test_import_does_not_import_ray_and_missing_ray_gives_the_hint(tmp_path):
     code = (
         "import sys\n"
         "sys.modules['ray'] = None  # as if Ray were not installed\n"
-        "import gifsent_infer.distributed as d\n"
+        "import gifsent_infer.scaleout.distributed as d\n"
         "assert 'pyarrow' not in sys.modules\n"
         "try:\n"
         "    d.score_with_ray(['x.gif'], 'm.onnx', 'out')\n"
@@ -116,7 +116,7 @@ def test_shards_flush_by_rows(tmp_path: Path):
 def test_shards_flush_by_time_while_the_pipeline_is_busy(tmp_path: Path, monkeypatch):
     """Rows arriving every 0.6 s with a 0.1 s flush interval are on disk before the next
     block comes, though the row limit (1000) is never reached."""
-    from gifsent_infer import ray_cluster
+    from gifsent_infer.scaleout import ray_cluster
 
     written: list[tuple[float, int]] = []
     t0 = time.monotonic()

@@ -19,8 +19,7 @@ from gifsent_infer.contract import (
     Provenance,
     ScoreQuantiles,
 )
-from gifsent_infer.outputs import INFO_COLUMNS
-from gifsent_infer.readable import (
+from gifsent_infer.running.readable import (
     PCT_COLUMNS,
     Readable,
     ReadableError,
@@ -29,6 +28,7 @@ from gifsent_infer.readable import (
     percentile,
     top_emotions,
 )
+from gifsent_infer.writing.outputs import INFO_COLUMNS
 from tests.infer_support import build_model, gif_bytes, make_document, reference_scores
 
 DEMO = Provenance(
@@ -187,7 +187,7 @@ def _cli(capsys, *argv):
 
 
 def test_score_with_percentiles_top_and_clip_matches_hand_computation(demo_model, tmp_path, capsys):
-    from gifsent_infer.gifio import read_gif
+    from gifsent_infer.reading.gifio import read_gif
     from tests.infer_support import SPEC
 
     gifs = tmp_path / "gifs"

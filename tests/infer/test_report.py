@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from gifsent_infer.contract import DEMO_WARNING, EMOTIONS, Provenance, ScoreQuantiles
-from gifsent_infer.outputs import read_rows
-from gifsent_infer.report import ReportError, load_rows, ordinal, render, write_report
+from gifsent_infer.views.report import ReportError, load_rows, ordinal, render, write_report
+from gifsent_infer.writing.outputs import read_rows
 from tests.browser import dump_dom, parse, require_browser, screenshot
 from tests.infer_support import build_model, gif_bytes, make_document
 
@@ -72,7 +72,7 @@ def _ok_rows(path: Path) -> list[dict]:
 
 
 def test_load_rows_reads_csv_jsonl_json_and_ray_folders(scored, tmp_path):
-    from gifsent_infer.distributed import write_shard
+    from gifsent_infer.scaleout.distributed import write_shard
 
     csv_rows = load_rows(scored["csv"])
     assert len(csv_rows) == 9

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gifsent_infer import outputs, rows
 from gifsent_infer.contract import EMOTIONS
-from gifsent_infer.gifio import SampleInfo
-from gifsent_infer.scorer import ScoreResult
+from gifsent_infer.reading.gifio import SampleInfo
+from gifsent_infer.running import rows
+from gifsent_infer.running.scorer import ScoreResult
+from gifsent_infer.writing import outputs
 
 
 def test_resume_plan_keeps_untouched_and_ok_rows_of_this_model_only():

@@ -1,4 +1,4 @@
-"""gifsent_infer.run.score_to_file: the library call behind `gifsent-infer score`, usable by
+"""gifsent_infer.writing.run.score_to_file: the library call behind `gifsent-infer score`, usable by
 apps embedding Scorer (resume included) without any CLI code."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from infer_support import build_model, write_gifs
 
-from gifsent_infer.inputs import expand_inputs
-from gifsent_infer.outpath import check_output
-from gifsent_infer.outputs import partial_path, read_rows
-from gifsent_infer.run import ScoreRunError, score_to_file
-from gifsent_infer.scorer import Scorer
+from gifsent_infer.reading.inputs import expand_inputs
+from gifsent_infer.running.scorer import Scorer
+from gifsent_infer.writing.outpath import check_output
+from gifsent_infer.writing.outputs import partial_path, read_rows
+from gifsent_infer.writing.run import ScoreRunError, score_to_file
 
 
 def test_score_to_file_then_resume_skips_ok_rows_and_retries_errors(tmp_path):

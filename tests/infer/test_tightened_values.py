@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gifsent_infer.contract import EMOTIONS, SamplingSpec
-from gifsent_infer.gifio import DecodedGif, decode_gif, read_gif, sample_decoded
+from gifsent_infer.reading.gifio import DecodedGif, decode_gif, read_gif, sample_decoded
 
 
 def test_real_gifs_read_the_same_through_both_reader_paths(real_gifs):
@@ -50,8 +50,8 @@ def test_sampling_a_hand_made_decoded_gif():
 
 
 def test_an_error_result_row_has_every_column_and_no_scores():
-    from gifsent_infer.outputs import COLUMNS
-    from gifsent_infer.scorer import ScoreResult
+    from gifsent_infer.running.scorer import ScoreResult
+    from gifsent_infer.writing.outputs import COLUMNS
 
     r = ScoreResult(path="x.gif", status="error", error="bad", sha256="ab", model_id="cd")
     row = r.to_row()

@@ -36,7 +36,7 @@ def test_a_failed_training_command_leaves_no_empty_run_folder(tmp_path, gifsent_
 
 
 def test_model_folder_is_not_called_missing(tmp_path):
-    from gifsent_infer.session import ModelError, resolve_model
+    from gifsent_infer.running.session import ModelError, resolve_model
 
     (tmp_path / "gifsent-rnn.onnx").write_bytes(b"x")
     with pytest.raises(ModelError, match=r"is a folder, not an \.onnx file; it holds gifsent-rnn"):
@@ -46,7 +46,7 @@ def test_model_folder_is_not_called_missing(tmp_path):
 def test_a_broken_pillow_decoder_fails_loudly_with_the_fix(monkeypatch, tmp_path):
     import numpy as np
 
-    from gifsent_infer import gifio, selftest
+    from gifsent_infer.reading import gifio, selftest
 
     selftest.check_gif_decoder.cache_clear()
     selftest.check_gif_decoder()  # the installed Pillow passes

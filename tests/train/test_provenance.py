@@ -17,8 +17,8 @@ from support import tiny_checkpoint as make_checkpoint
 from gifsent_export.api import export_checkpoint
 from gifsent_export.frames import generate_gifs
 from gifsent_infer.contract import DEMO_WARNING, EMOTIONS, EncoderInfo
-from gifsent_infer.readable import percentile
-from gifsent_infer.session import read_document
+from gifsent_infer.running.readable import percentile
+from gifsent_infer.running.session import read_document
 from gifsent_train.bradley_terry import BTScores, minmax_target, write_scores_csv
 from gifsent_train.provenance import dataset_kind, run_provenance
 from gifsent_train.run import RunLayout

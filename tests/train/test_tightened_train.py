@@ -106,7 +106,7 @@ def _gif(path: Path, n_frames: int = 7) -> Path:
 
 
 def test_each_augmented_view_is_the_encoder_on_that_views_sampling(tmp_path, encoder):
-    from gifsent_infer import gifio
+    from gifsent_infer.reading import gifio
     from gifsent_train.features import (
         FeatureItem,
         FeatureOptions,

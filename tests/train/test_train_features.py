@@ -162,7 +162,7 @@ def test_auto_backend_times_both_keeps_the_faster_and_leaves_weights_unchanged(t
     assert runner.name in ("onnxruntime", "openvino", "torch channels-last")
     assert any(m.startswith("encoder backend: ") for m in logs), logs
     timed = next(m for m in logs if m.startswith("encoder backend: "))
-    from gifsent_infer.engine import installed_backends
+    from gifsent_infer.running.engine import installed_backends
 
     for backend in installed_backends():  # every installed graph backend was timed
         assert f"{backend} " in timed.split("(first batch:")[1], timed

@@ -26,7 +26,7 @@ import numpy as np
 from gifsent_infer.contract import EMOTIONS
 
 if TYPE_CHECKING:
-    from gifsent_infer.gifio import SampleInfo
+    from gifsent_infer.reading.gifio import SampleInfo
 
 __all__ = [
     "COLUMNS",

@@ -2,7 +2,7 @@
 
 Example::
 
-    from gifsent_infer.scorer import Scorer
+    from gifsent_infer.running.scorer import Scorer
 
     scorer = Scorer("gifsent-rnn.onnx", device="cpu")   # or Scorer() for the default model
     result = scorer.score("cat.gif")
@@ -28,10 +28,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from gifsent_infer.batch import run_pipeline
-from gifsent_infer.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget, estimate_decode_bytes
 from gifsent_infer.contract import EMOTIONS, ModelDocument, Provenance, SamplingSpec
-from gifsent_infer.gifio import (
+from gifsent_infer.options import ScoreOptions
+from gifsent_infer.reading.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget, estimate_decode_bytes
+from gifsent_infer.reading.gifio import (
     DEFAULT_LIMITS,
     DecodedGif,
     GifError,
@@ -40,7 +40,7 @@ from gifsent_infer.gifio import (
     SampleInfo,
     sample_decoded,
 )
-from gifsent_infer.inputs import (
+from gifsent_infer.reading.inputs import (
     DEFAULT_TIMEOUT_S,
     InputError,
     InputItem,
@@ -49,10 +49,11 @@ from gifsent_infer.inputs import (
     read_item,
     sha256,
 )
-from gifsent_infer.media import read_media
-from gifsent_infer.rows import f32, score_row
-from gifsent_infer.selftest import check_gif_decoder
-from gifsent_infer.session import DeviceError, ModelError, ModelSession, resolve_model
+from gifsent_infer.reading.media import read_media
+from gifsent_infer.reading.selftest import check_gif_decoder
+from gifsent_infer.running.batch import run_pipeline
+from gifsent_infer.running.rows import f32, score_row
+from gifsent_infer.running.session import DeviceError, ModelError, ModelSession, resolve_model
 
 __all__ = [
     "DeviceError",
@@ -63,7 +64,7 @@ __all__ = [
 ]
 
 # What can be scored: a path, an http(s) URL (str), raw bytes, a binary file object, or an
-# InputItem from gifsent_infer.inputs.
+# InputItem from gifsent_infer.reading.inputs.
 Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | InputItem
 
 OK, ERROR, SKIPPED = "ok", "error", "skipped"
@@ -140,9 +141,9 @@ class Scorer:
     timeout: seconds allowed for downloading one URL (connect, headers and body together).
     allow_private_urls: also fetch URLs on loopback, private and link-local addresses (off by
         default, so a service scoring its users' URLs cannot be turned on its own network;
-        see gifsent_infer.netpolicy).
+        see gifsent_infer.reading.netpolicy).
     memory_budget: bytes that decoding inputs may hold at once, across all workers and
-        threads sharing this Scorer (see gifsent_infer.budget).
+        threads sharing this Scorer (see gifsent_infer.reading.budget).
     """
 
     def __init__(
@@ -167,6 +168,39 @@ class Scorer:
         self.timeout = timeout
         self.allow_private_urls = allow_private_urls
         self.budget = MemoryBudget(memory_budget)  # shared by all workers and threads
+        self.options = ScoreOptions(
+            model=str(self.model_path),
+            device=device,
+            threads=threads,
+            backend=backend,
+            precision=precision,
+            max_bytes=limits.max_file_bytes,
+            timeout=timeout,
+            allow_private_urls=allow_private_urls,
+            memory_budget=memory_budget,
+        )
+
+    @classmethod
+    def from_options(
+        cls, options: ScoreOptions, *, limits: ReaderLimits = DEFAULT_LIMITS
+    ) -> Scorer:
+        """A Scorer for `options` (gifsent_infer.options.ScoreOptions), the one definition of
+        the scoring options that the CLI, Ray and the service share. `limits` gives the
+        reader's other limits; its max_file_bytes is options.max_bytes."""
+        scorer = cls(
+            options.model,
+            device=options.device,
+            threads=options.threads,
+            limits=replace_limits(limits, max_file_bytes=options.max_bytes),
+            timeout=options.timeout,
+            allow_private_urls=options.allow_private_urls,
+            memory_budget=options.memory_budget,
+            backend=options.backend,
+            precision=options.precision,
+        )
+        # the caller's batch, workers and row extras, with the model resolved to its file
+        scorer.options = options.replace(model=str(scorer.model_path))
+        return scorer
 
     # --- what the model is -----------------------------------------------------------------
     @property
@@ -209,7 +243,7 @@ class Scorer:
     def percentiles(self, result: ScoreResult | dict[str, float]) -> dict[str, float]:
         """Each emotion's percentile (0..100) among the training GIFs, for a result or a
         scores dict; ReadableError when the model carries no training quantiles."""
-        from gifsent_infer.readable import Readable, percentiles
+        from gifsent_infer.running.readable import Readable, percentiles
 
         scores = result.scores if isinstance(result, ScoreResult) else result
         if scores is None:
@@ -251,7 +285,7 @@ class Scorer:
         """Run the model on frames already sampled for it.
 
         uint8 [S*T, crop, crop, 3] -> float32 [17], or [B, S*T, crop, crop, 3] -> [B, 17];
-        sample with gifsent_infer.gifio.read_gif(source, scorer.spec) to get them.
+        sample with gifsent_infer.reading.gifio.read_gif(source, scorer.spec) to get them.
         """
         frames = np.asarray(frames)
         if frames.ndim == 4:
@@ -336,7 +370,7 @@ class Scorer:
 
 
 def sample_content(data: bytes, spec: SamplingSpec, limits: ReaderLimits) -> SampledGif:
-    """An input's bytes (GIF, WebP, APNG/PNG, MP4/MOV, WebM/MKV: gifsent_infer.media) -> its
+    """An input's bytes (GIF, WebP, APNG/PNG, MP4/MOV, WebM/MKV: gifsent_infer.reading.media) -> its
     sampled frames; a GifError (media.MediaError) for unsupported or bad content. Local
     scoring and Ray scoring both prepare inputs here."""
     return read_media(data, spec, limits=limits)

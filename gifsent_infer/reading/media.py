@@ -42,9 +42,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from gifsent_infer import gifio
 from gifsent_infer.contract import SamplingSpec
-from gifsent_infer.gifio import (
+from gifsent_infer.reading import gifio
+from gifsent_infer.reading.gifio import (
     DEFAULT_LIMITS,
     DecodedGif,
     GifError,
@@ -119,7 +119,7 @@ def _png_is_animated(data: bytes) -> bool:
 
 
 def _unsupported(data: bytes) -> MediaError:
-    from gifsent_infer.inputs import describe_non_gif  # inputs imports this module
+    from gifsent_infer.reading.inputs import describe_non_gif  # inputs imports this module
 
     return MediaError(describe_non_gif(data[:16]))
 

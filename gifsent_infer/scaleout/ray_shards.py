@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from gifsent_infer.files import atomic_open, atomic_path, fsync_dir, write_json
-from gifsent_infer.outputs import read_rows, write_rows
-from gifsent_infer.ray_cluster import fault_point
-from gifsent_infer.rows import COLUMNS, arrow_schema
+from gifsent_infer.running.rows import COLUMNS, arrow_schema
+from gifsent_infer.scaleout.ray_cluster import fault_point
+from gifsent_infer.writing.outputs import read_rows, write_rows
 
 FORMATS = ("parquet", "jsonl")
 MANIFEST = "_manifest.json"

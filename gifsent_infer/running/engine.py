@@ -412,7 +412,9 @@ def _ov_create(model, threads: int | None, precision: str, name: str):
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"openvino cannot compile {name} for the CPU: {msg}") from None
-    from gifsent_infer.session import read_metadata  # the protobuf scanner (no onnx package)
+    from gifsent_infer.running.session import (
+        read_metadata,
+    )  # the protobuf scanner (no onnx package)
 
     if path is not None:
         meta = read_metadata(path)
@@ -424,7 +426,7 @@ def _ov_create(model, threads: int | None, precision: str, name: str):
 def _metadata_from_bytes(data: bytes) -> dict[str, str]:
     import tempfile
 
-    from gifsent_infer.session import read_metadata
+    from gifsent_infer.running.session import read_metadata
 
     with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
         f.write(data)

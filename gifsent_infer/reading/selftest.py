@@ -42,7 +42,7 @@ def check_gif_decoder() -> None:
     """Raise PillowDecoderError unless the reader decodes the reference GIF exactly."""
     import PIL
 
-    from gifsent_infer.gifio import decode_gif
+    from gifsent_infer.reading.gifio import decode_gif
 
     fix = (
         f"Pillow {PIL.__version__} changed the private decoder API that gifsent's GIF reader "

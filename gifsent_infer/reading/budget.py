@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from gifsent_infer.contract import SamplingSpec
-from gifsent_infer.gifio import ReaderLimits, is_gif
+from gifsent_infer.reading.gifio import ReaderLimits, is_gif
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # 1 GiB of decoding at once; with the model, runtime and
 # the raw bytes of the inputs in flight, a run stays within ~2 GB at any --workers.

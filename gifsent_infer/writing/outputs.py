@@ -24,7 +24,7 @@ from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_infer.files import atomic_open, fsync_dir
 
 # the row's columns and types are rows.py's; re-exported here, where they were first
-from gifsent_infer.rows import COLUMNS, FLOAT_COLUMNS, INFO_COLUMNS, INT_COLUMNS  # noqa: F401
+from gifsent_infer.running.rows import COLUMNS, FLOAT_COLUMNS, INFO_COLUMNS, INT_COLUMNS  # noqa: F401
 
 FORMATS = ("csv", "jsonl", "json")
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
@@ -73,7 +73,7 @@ def _csv_cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list):  # the `top` column: "happiness:0.91 amusement:0.85"
-        from gifsent_infer.readable import format_top
+        from gifsent_infer.running.readable import format_top
 
         return format_top(value)
     if isinstance(value, float):
@@ -94,7 +94,7 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     if isinstance(out.get("top"), str):  # "happiness:0.91 ..." back to the JSON form
-        from gifsent_infer.readable import top_from_cell
+        from gifsent_infer.running.readable import top_from_cell
 
         out["top"] = top_from_cell(out["top"], out)
     return out

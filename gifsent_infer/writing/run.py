@@ -2,11 +2,11 @@
 
 `gifsent-infer score` is argument parsing plus one call to `score_to_file`; an app that
 wants the same files (partial file flushed row by row, atomic finish, `--resume`) calls it
-too. What a row holds and what resume keeps are gifsent_infer.rows's; how rows are written,
-gifsent_infer.outputs's.
+too. What a row holds and what resume keeps are gifsent_infer.running.rows's; how rows are written,
+gifsent_infer.writing.outputs's.
 
-    from gifsent_infer.outpath import check_output
-    from gifsent_infer.run import score_to_file
+    from gifsent_infer.writing.outpath import check_output
+    from gifsent_infer.writing.run import score_to_file
 
     tally = score_to_file(scorer, items, check_output("scores.csv"), "csv", resume=True)
     print(tally.ok, tally.failed, tally.skipped)
@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gifsent_infer.errors import USAGE, GifsentError
-from gifsent_infer.inputs import InputItem
-from gifsent_infer.outpath import STDOUT, STREAM, OutputTarget
-from gifsent_infer.outputs import (
+from gifsent_infer.reading.inputs import InputItem
+from gifsent_infer.running.rows import COLUMNS, resume_plan
+from gifsent_infer.running.scorer import Scorer, ScoreResult
+from gifsent_infer.writing.outpath import STDOUT, STREAM, OutputTarget
+from gifsent_infer.writing.outputs import (
     FileSink,
     Previous,
     RowSink,
@@ -35,8 +37,6 @@ from gifsent_infer.outputs import (
     StreamSink,
     load_previous,
 )
-from gifsent_infer.rows import COLUMNS, resume_plan
-from gifsent_infer.scorer import Scorer, ScoreResult
 
 __all__ = ["ScoreRunError", "ScoreTally", "ScoringInterrupted", "score_to_file"]
 

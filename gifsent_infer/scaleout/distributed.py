@@ -1,6 +1,6 @@
 """Score GIFs on a Ray cluster with Ray Data: decode on CPU tasks, onnxruntime in an actor pool, shards on disk.
 
-    from gifsent_infer.distributed import score_with_ray, read_scores
+    from gifsent_infer.scaleout.distributed import score_with_ray, read_scores
     summary = score_with_ray(["gifs/", "https://x/y.gif"], "gifsent-rnn.onnx", "scores/",
                              address="auto", device="cuda", num_actors=4)
     rows = read_scores("scores/")            # one dict per input, the local CLI's columns
@@ -72,18 +72,20 @@ import numpy as np
 
 from gifsent_infer.contract import SamplingSpec
 from gifsent_infer.errors import GifsentError
-from gifsent_infer.gifio import DEFAULT_LIMITS, ReaderLimits, SampleInfo
-from gifsent_infer.inputs import (
+from gifsent_infer.reading.gifio import DEFAULT_LIMITS, ReaderLimits, SampleInfo
+from gifsent_infer.reading.inputs import (
     DEFAULT_TIMEOUT_S,
     InputItem,
     expand_inputs,
     read_item,
     sha256,
 )
+from gifsent_infer.running.rows import resume_plan, score_row
+from gifsent_infer.running.scorer import failure_reason, sample_content
 
 # cluster plumbing and the output folder live in their own modules; their public names are
 # re-exported here, where users and the README have always imported them from
-from gifsent_infer.ray_cluster import (
+from gifsent_infer.scaleout.ray_cluster import (
     DEFAULT_CONNECT_TIMEOUT_S,
     RAY_INSTALL_HINT,
     ClusterError,
@@ -100,7 +102,7 @@ from gifsent_infer.ray_cluster import (
     use_auth_token_file,
     worker_fault_marker,
 )
-from gifsent_infer.ray_shards import (
+from gifsent_infer.scaleout.ray_shards import (
     FORMATS,
     MANIFEST,
     MANIFEST_FORMAT,
@@ -124,8 +126,6 @@ from gifsent_infer.ray_shards import (
     shard_name,
     write_shard,
 )
-from gifsent_infer.rows import resume_plan, score_row
-from gifsent_infer.scorer import failure_reason, sample_content
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_S",
@@ -267,7 +267,7 @@ class _ScoreActor:
     ) -> None:
         import ray
 
-        from gifsent_infer.session import ModelSession
+        from gifsent_infer.running.session import ModelSession
 
         data = ray.get(model_ref[0])
         if sha256(data) != model_id:
@@ -390,13 +390,13 @@ def score_with_ray(
         cluster has GPUs).
     backend: "auto", "onnxruntime" or "openvino", resolved in each actor (engine.py).
     allow_private_urls: also fetch URLs on loopback, private and link-local addresses (off by
-        default, as in Scorer; see gifsent_infer.netpolicy).
+        default, as in Scorer; see gifsent_infer.reading.netpolicy).
     resume: keep the rows already in `out_dir` and skip inputs scored before by this
         model with the same content; False empties `out_dir` first.
     Raises ImportError (with the install hint) without Ray, ClusterError, NoInputsError,
     ModelError, DeviceError, ValueError; bad GIFs become error rows.
     """
-    from gifsent_infer.session import (
+    from gifsent_infer.running.session import (
         DEVICES,
         DeviceError,
         read_document,

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from gifsent_infer import __version__
 from gifsent_infer.errors import USAGE, GifsentError
-from gifsent_infer.gifio import DEFAULT_LIMITS
-from gifsent_infer.media import MEDIA_SUFFIXES, SNIFF_BYTES, sniff_format
-from gifsent_infer.netpolicy import ALLOW_HINT, address_refusal
+from gifsent_infer.reading.gifio import DEFAULT_LIMITS
+from gifsent_infer.reading.media import MEDIA_SUFFIXES, SNIFF_BYTES, sniff_format
+from gifsent_infer.reading.netpolicy import ALLOW_HINT, address_refusal
+from gifsent_infer.version import __version__
 
 DEFAULT_MAX_BYTES = DEFAULT_LIMITS.max_file_bytes  # per input, files and downloads alike
 DEFAULT_TIMEOUT_S = 30.0  # whole download, not per socket read

@@ -16,7 +16,7 @@ from typing import Any
 
 from gifsent_infer.contract import EMOTIONS
 from gifsent_infer.errors import USAGE, GifsentError
-from gifsent_infer.outputs import iter_ok, read_rows
+from gifsent_infer.writing.outputs import iter_ok, read_rows
 
 
 class SearchError(GifsentError, ValueError):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gifsent_infer.errors import USAGE, GifsentError
-from gifsent_infer.inputs import display_name, special_kind
+from gifsent_infer.reading.inputs import display_name, special_kind
 
 STDOUT, STREAM, FILE = "stdout", "stream", "file"
 _STDOUT_NAMES = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")

@@ -2,7 +2,7 @@
 
 The graph is self-describing (see contract.py): its ``gifsent`` metadata document says how
 to sample GIFs for it, and this module refuses a graph without a document it understands.
-Sessions are created by gifsent_infer.engine only (onnxruntime or OpenVINO, imported inside
+Sessions are created by gifsent_infer.running.engine only (onnxruntime or OpenVINO, imported inside
 functions), so importing this module costs nothing and a missing backend surfaces as an
 ImportError whose message is the install line.
 """
@@ -25,7 +25,8 @@ from gifsent_infer.contract import (
     ContractError,
     ModelDocument,
 )
-from gifsent_infer.engine import (
+from gifsent_infer.files import file_sha256  # public here too: apps import it from session
+from gifsent_infer.running.engine import (
     BACKENDS,
     CPU,
     CUDA,
@@ -37,7 +38,6 @@ from gifsent_infer.engine import (
     ModelError,
     open_engine,
 )
-from gifsent_infer.files import file_sha256  # public here too: apps import it from session
 
 __all__ = [
     "BACKENDS",

@@ -2,8 +2,8 @@
 
     gifsent-infer report scores.csv -o report.html [--model M] [--embed] [--top-n 8]
 
-Input: a CSV / JSON Lines / JSON scores file (gifsent_infer.outputs.read_rows) or a Ray
-output folder (gifsent_infer.distributed.read_scores). Output: one HTML file with
+Input: a CSV / JSON Lines / JSON scores file (gifsent_infer.writing.outputs.read_rows) or a Ray
+output folder (gifsent_infer.scaleout.distributed.read_scores). Output: one HTML file with
   - the model's provenance and contract summary, and the demo warning when it applies;
   - per emotion, a gallery of the top-N GIFs (the animated GIFs themselves, by relative
     path, or as small embedded thumbnails with `embed=True`), each with score, percentile
@@ -39,7 +39,7 @@ from typing import Any
 
 from gifsent_infer.contract import EMOTIONS, ModelDocument
 from gifsent_infer.errors import USAGE, GifsentError
-from gifsent_infer.readable import PCT_SUFFIX, demo_warning, percentile, scale_note
+from gifsent_infer.running.readable import PCT_SUFFIX, demo_warning, percentile, scale_note
 
 DEFAULT_TOP_N = 8  # GIFs per emotion gallery
 DEFAULT_PAGE_SIZE = 50  # table rows per page
@@ -63,11 +63,11 @@ class ReportError(GifsentError, ValueError):
 
 def load_rows(source: str | os.PathLike) -> list[dict[str, Any]]:
     """Score rows of a scores file or of a Ray output folder (part-*.parquet|jsonl shards)."""
-    from gifsent_infer.outputs import ScoresFileError, read_rows
+    from gifsent_infer.writing.outputs import ScoresFileError, read_rows
 
     source = Path(source)
     if source.is_dir():
-        from gifsent_infer.distributed import list_shards, read_scores
+        from gifsent_infer.scaleout.distributed import list_shards, read_scores
 
         if not list_shards(source):
             raise ReportError(f"{source} is a folder without score shards (part-*.parquet|jsonl)")
@@ -91,7 +91,7 @@ def find_model(
     model_id. Returns (path, document, note); note explains a mismatch or absence."""
     from gifsent_infer import paths
     from gifsent_infer.files import file_sha256
-    from gifsent_infer.session import ModelError, read_document, resolve_model
+    from gifsent_infer.running.session import ModelError, read_document, resolve_model
 
     ids = Counter(r.get("model_id") for r in rows if r.get("model_id"))
     want = ids.most_common(1)[0][0] if ids else ""
@@ -175,7 +175,7 @@ def thumbnail_uri(path: str | os.PathLike, side: int = THUMB_SIDE) -> str | None
     import numpy as np
     from PIL import Image
 
-    from gifsent_infer.gifio import DEFAULT_LIMITS, decode_gif
+    from gifsent_infer.reading.gifio import DEFAULT_LIMITS, decode_gif
 
     limits = dataclasses.replace(DEFAULT_LIMITS, max_decoded_pixels=200_000_000)
     try:
@@ -303,7 +303,7 @@ def _metrics_line(metrics: dict[str, Any]) -> str:
 
 
 def _contract_rows(doc: ModelDocument, model_path: Path | None) -> list[tuple[str, str]]:
-    from gifsent_infer.readable import provenance_line
+    from gifsent_infer.running.readable import provenance_line
 
     s = doc.sampling
     rows = [

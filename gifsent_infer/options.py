@@ -1,0 +1,139 @@
+"""What is scored and how, declared once: the options every way into gifsent takes.
+
+The local CLI (`gifsent-infer score`), the library (`Scorer.from_options`), a scoring run
+into a file (`score_to_file`), Ray (`score_with_ray`) and the HTTP service (`create_app`)
+all take one frozen `ScoreOptions`. A new scoring option is one field here (its default and
+the reason in a comment), the place that uses it, and its CLI flag; the tests check that
+every command offers every field with the same default.
+
+    from gifsent_infer.options import ScoreOptions
+    opts = ScoreOptions(model="gifsent-rnn.onnx", top=5, clip=True)
+    fast = opts.replace(precision="bf16")
+
+This module is the runtime's base: it imports nothing from the rest of the package, so
+reading, running, writing, scale-out and the service can all depend on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from gifsent_infer.errors import USAGE, GifsentError
+
+__all__ = ["OptionsError", "ScoreOptions"]
+
+MiB = 1 << 20
+
+
+class OptionsError(GifsentError, ValueError):
+    """A scoring option has a value it cannot take; the message names the option."""
+
+    exit_code = USAGE
+
+
+def _flag(name: str, help: str) -> dict[str, str]:
+    # field metadata: the option's CLI flag and help, shared by every command that offers it
+    return {"flag": name, "help": help}
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    # --- what runs the model -----------------------------------------------------------------
+    # None: $GIFSENT_MODEL, then the models folder (gifsent_infer.running.session.resolve_model).
+    model: str | None = field(
+        default=None,
+        metadata=_flag("--model", "Exported .onnx model (default: the default model)."),
+    )
+    # "auto" picks per device from the backend table (gifsent_infer.running.engine).
+    backend: str = field(
+        default="auto", metadata=_flag("--backend", "auto, onnxruntime or openvino.")
+    )
+    # "cuda" never falls back to the CPU silently.
+    device: str = field(default="auto", metadata=_flag("--device", "auto, cpu or cuda."))
+    precision: str = field(
+        default="fp32", metadata=_flag("--precision", "What the engine computes in.")
+    )
+    # None: one intra-op thread per core.
+    threads: int | None = field(
+        default=None, metadata=_flag("--threads", "Inference intra-op threads.")
+    )
+
+    # --- how much at once --------------------------------------------------------------------
+    # 8 GIFs a model call: past that, a 2-core CPU gains nothing and latency grows.
+    batch_size: int = field(default=8, metadata=_flag("--batch-size", "GIFs per model call."))
+    # Decoding threads; None: one per core (at most 8), 0: decode in the calling thread.
+    workers: int | None = field(
+        default=None, metadata=_flag("--workers", "Threads reading and decoding inputs.")
+    )
+    # Bytes that decoding may hold at once across all workers: 1 GiB leaves room for the model
+    # and runtime on an 8 GB machine; a larger input waits, then decodes alone.
+    memory_budget: int = field(
+        default=1 << 30, metadata=_flag("--memory-budget", "Memory decoding may use at once.")
+    )
+
+    # --- limits on inputs --------------------------------------------------------------------
+    # Largest file or download: GIFGIF averages 0.9 MiB a GIF, so 64 MiB is generous.
+    max_bytes: int = field(
+        default=64 * MiB, metadata=_flag("--max-bytes", "Largest input file or download.")
+    )
+    # Seconds for one whole download (connect, headers, redirects, body), not per read.
+    timeout: float = field(
+        default=30.0, metadata=_flag("--timeout", "Seconds allowed to download one URL.")
+    )
+    # Off: a service scoring its users' URLs must not be turned on its own network.
+    allow_private_urls: bool = field(
+        default=False,
+        metadata=_flag("--allow-private-urls", "Also fetch loopback/private/link-local URLs."),
+    )
+
+    # --- what each row carries beyond the 17 scores ------------------------------------------
+    # The K highest emotions as a `top` column; 0 leaves it out.
+    top: int = field(default=3, metadata=_flag("--top", "The K highest emotions."))
+    # <emotion>_pct: each score's percentile among the model's training GIFs.
+    percentiles: bool = field(
+        default=False, metadata=_flag("--percentiles", "Add <emotion>_pct columns.")
+    )
+    # New GIFs can score outside the training GIFs' [0, 1]; clipping is the user's choice.
+    clip: bool = field(default=False, metadata=_flag("--clip", "Clip scores to [0, 1]."))
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, os.PathLike):  # a Path is welcome; store it as text
+            object.__setattr__(self, "model", os.fspath(self.model))
+        self._check()
+
+    def _check(self) -> None:
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                flag = self.flag(name)
+                raise OptionsError(f"{flag}: {what} (got {getattr(self, name)!r})")
+
+        need(self.batch_size >= 1, "batch_size", "must be at least 1")
+        need(self.workers is None or self.workers >= 0, "workers", "must be 0 or more")
+        need(self.threads is None or self.threads >= 1, "threads", "must be at least 1")
+        need(self.memory_budget >= 1, "memory_budget", "must be at least 1 byte")
+        need(self.max_bytes >= 1, "max_bytes", "must be at least 1 byte")
+        need(self.timeout > 0, "timeout", "must be more than 0 seconds")
+        need(0 <= self.top <= 17, "top", "must be between 0 and 17")
+
+    def replace(self, **changes: Any) -> ScoreOptions:
+        """A copy with some options changed (checked like a new one)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def flag(cls, name: str) -> str:
+        """The CLI flag of the option called `name` (e.g. "batch_size" -> "--batch-size")."""
+        return _FIELDS[name].metadata["flag"]
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(_FIELDS)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as plain JSON-able values (for provenance and logs)."""
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(ScoreOptions)}
