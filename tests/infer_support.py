@@ -43,8 +43,10 @@ def build_model(
     batch: int | str = "batch",
     input_name: str = "frames",
     n_out: int = 17,
+    mean_output: str | None = None,
 ) -> Path:
-    """Write a tiny gifsent-contract ONNX model; metadata=None leaves the document out."""
+    """Write a tiny gifsent-contract ONNX model; metadata=None leaves the document out.
+    mean_output names a second output: each GIF's mean RGB in [0, 1], float32 [B, 3]."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -69,7 +71,11 @@ def build_model(
         numpy_helper.from_array(w, "W"),
         numpy_helper.from_array(b, "b"),
     ]
-    graph = helper.make_graph(nodes, "gifsent_test", [frames], [scores], inits)
+    outputs = [scores]
+    if mean_output:
+        nodes.append(helper.make_node("Identity", ["m01"], [mean_output]))
+        outputs.append(helper.make_tensor_value_info(mean_output, TensorProto.FLOAT, [batch, 3]))
+    graph = helper.make_graph(nodes, "gifsent_test", [frames], outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
     if metadata == "auto":
         metadata = make_document(spec).to_json()

@@ -148,12 +148,19 @@ def cpu_bf16_reason() -> str | None:
 class Port:
     """A graph input or output: name, element type ("uint8", "float32", ...), shape.
 
-    Static dimensions are ints; dynamic ones are None or a symbolic name (str).
+    Static dimensions are ints; dynamic ones are None or a symbolic name (str). `aliases`:
+    every name the engine knows the port by (OpenVINO merges an Identity output with its
+    input, so a graph output can carry two tensor names); `name` is one of them.
     """
 
     name: str
     dtype: str
     shape: tuple
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.aliases or (self.name,)
 
 
 def _ort_dtype(t: str) -> str:
@@ -349,11 +356,11 @@ class OpenVinoEngine(Engine):
             names = p.get_names()
             name = p.get_any_name() if names else f"#{i}"
             shape = tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape())
-            return Port(name, p.get_element_type().to_dtype().name, shape)
+            return Port(name, p.get_element_type().to_dtype().name, shape, tuple(sorted(names)))
 
         self.inputs = [port(p, i) for i, p in enumerate(compiled.inputs)]
         self.outputs = [port(p, i) for i, p in enumerate(compiled.outputs)]
-        self._out_index = {o.name: i for i, o in enumerate(self.outputs)}
+        self._out_index = {n: i for i, o in enumerate(self.outputs) for n in o.names}
 
     def _request(self):
         req = getattr(self._local, "request", None)

@@ -21,14 +21,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from gifsent_infer.contract import EMOTIONS, ModelDocument, Provenance, SamplingSpec
+from gifsent_infer.contract import (
+    EMOTIONS,
+    OUTPUT_NAME,
+    ModelDocument,
+    Provenance,
+    SamplingSpec,
+)
 from gifsent_infer.options import ScoreOptions
 from gifsent_infer.reading.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget, estimate_decode_bytes
 from gifsent_infer.reading.gifio import (
@@ -86,6 +92,9 @@ class ScoreResult:
     model_id: str = ""  # sha256 of the model file
     info: SampleInfo | None = None  # frames, duration, segments, padding of the GIF
     scores: dict[str, float] | None = None
+    # The model's further outputs asked for by name (score_many(outputs=...)), this input's
+    # slice of each: e.g. "segment_scores" float32 [S, 17], "features" float32 [D].
+    extras: dict[str, np.ndarray] | None = None
 
     @property
     def ok(self) -> bool:
@@ -263,19 +272,31 @@ class Scorer:
         batch_size: int = 8,
         workers: int | None = None,
         skip: Callable[[str, str], bool] | None = None,
+        outputs: Sequence[str] = (),
     ) -> Iterator[ScoreResult]:
         """Score many inputs, yielding one result per input in input order.
 
         Inputs are read and decoded by `workers` threads (None: one per core, 0: in this
         thread) while the model runs on batches of `batch_size`; memory stays bounded
         however many inputs there are. `skip(path, sha256)` returning True yields a
-        "skipped" result without decoding (used by --resume).
+        "skipped" result without decoding (used by --resume). `outputs` names further graph
+        outputs to return on each result's `extras` (from the same model call);
+        MissingOutputError (exit 2) at once when the model lacks one.
         """
         model_id = self.model_id
+        extra = tuple(n for n in outputs if n != OUTPUT_NAME)
+        self.session.require_outputs(extra)
+        infer: Callable[[np.ndarray], Any] = self.session.run
+        if extra:
+
+            def infer(frames: np.ndarray) -> list[dict[str, np.ndarray]]:
+                out = self.session.run_outputs(frames, (OUTPUT_NAME, *extra))
+                return [{k: v[i] for k, v in out.items()} for i in range(len(frames))]
+
         return run_pipeline(
             sources,
             lambda s: self._prepare(s, skip),
-            self.session.run,
+            infer,
             lambda ctx, row: self._complete(ctx, row, model_id),
             batch_size=batch_size,
             workers=workers,
@@ -354,8 +375,13 @@ class Scorer:
             return None, _Context(path, digest, None, ERROR, failure_reason(e))
         return sampled.frames, _Context(path, digest, sampled.info, OK)
 
-    def _complete(self, ctx: _Context, row: np.ndarray | None, model_id: str) -> ScoreResult:
-        scores = None
+    def _complete(
+        self, ctx: _Context, row: np.ndarray | dict[str, np.ndarray] | None, model_id: str
+    ) -> ScoreResult:
+        scores, extras = None, None
+        if isinstance(row, dict):  # scores plus the extra outputs asked for
+            extras = {k: v for k, v in row.items() if k != OUTPUT_NAME}
+            row = row[OUTPUT_NAME]
         if row is not None:
             scores = {e: f32(v) for e, v in zip(EMOTIONS, row, strict=True)}
         return ScoreResult(
@@ -366,6 +392,7 @@ class Scorer:
             model_id=model_id,
             info=ctx.info,
             scores=scores,
+            extras=extras,
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,10 @@ def read_document(path: str | os.PathLike) -> ModelDocument:
 # --- the model on an engine ------------------------------------------------------------------
 
 
+class MissingOutputError(ModelError):
+    """The model has no output that was asked for (e.g. a timeline from an older model)."""
+
+
 class ModelSession:
     """An exported gifsent model on an inference engine (see engine.py), with its contract checked.
 
@@ -266,7 +271,7 @@ class ModelSession:
 
     def _check_io(self) -> None:
         inputs = {i.name: i for i in self.engine.inputs}
-        outputs = {o.name for o in self.engine.outputs}
+        outputs = set(self.output_names)
         frames = inputs.get(INPUT_NAME)
         if frames is None or OUTPUT_NAME not in outputs:
             raise ModelError(
@@ -303,8 +308,30 @@ class ModelSession:
                 self._model_id = file_sha256(self.path)
             return self._model_id
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The graph's outputs: always "scores"; newer models add more by name (the contract's
+        `outputs`), e.g. "segment_scores" [B, S, 17] or "features" [B, D]."""
+        return tuple(n for o in self.engine.outputs for n in o.names)
+
+    def require_outputs(self, names: Sequence[str], why: str = "") -> None:
+        """MissingOutputError (exit 2) naming what is missing, unless the graph has `names`."""
+        missing = [n for n in names if n not in self.output_names]
+        if missing:
+            raise MissingOutputError(
+                f"{self.path.name} has no {', '.join(repr(n) for n in missing)} output"
+                + (f" (needed for {why})" if why else "")
+                + f"; it has {list(self.output_names)}. It was exported before gifsent could "
+                "write it: export the model again with this version of gifsent-export"
+            )
+
     def run(self, frames: np.ndarray) -> np.ndarray:
         """uint8 [B, S*T, crop, crop, 3] -> float32 scores [B, 17] in EMOTIONS order."""
+        return self.run_outputs(frames, (OUTPUT_NAME,))[OUTPUT_NAME]
+
+    def run_outputs(self, frames: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """uint8 [B, S*T, crop, crop, 3] -> {name: float32 [B, ...]} for each output asked
+        (from one model call: the encoder runs once whatever is asked)."""
         frames = np.asarray(frames)
         if frames.dtype != np.uint8:
             raise ValueError(f"frames must be uint8, got {frames.dtype}")
@@ -313,28 +340,38 @@ class ModelSession:
                 f"frames must have shape [batch, {', '.join(map(str, self.input_shape))}], "
                 f"got {list(frames.shape)}"
             )
+        self.require_outputs(names)
         n = frames.shape[0]
         if n == 0:
-            return np.zeros((0, NUM_EMOTIONS), np.float32)
+            return {name: self._empty(name) for name in names}
         frames = np.ascontiguousarray(frames)
         if self.fixed_batch is None:
-            return self._run(frames)
+            return self._run(frames, names)
         b = self.fixed_batch
-        out = []
+        parts: list[dict[str, np.ndarray]] = []
         for start in range(0, n, b):
             chunk = frames[start : start + b]
             k = len(chunk)
             if k < b:  # pad the last chunk to the graph's batch size
                 pad = np.zeros((b - k, *chunk.shape[1:]), np.uint8)
                 chunk = np.concatenate([chunk, pad])
-            out.append(self._run(chunk)[:k])
-        return np.concatenate(out)
+            parts.append({name: out[:k] for name, out in self._run(chunk, names).items()})
+        return {name: np.concatenate([p[name] for p in parts]) for name in names}
 
-    def _run(self, frames: np.ndarray) -> np.ndarray:
-        scores = self.engine.run(frames, OUTPUT_NAME)
-        if scores.shape != (frames.shape[0], NUM_EMOTIONS):
+    def _empty(self, name: str) -> np.ndarray:
+        port = next(o for o in self.engine.outputs if name in o.names)
+        tail = [d if isinstance(d, int) and d > 0 else 0 for d in port.shape[1:]]
+        if name == OUTPUT_NAME:
+            tail = [NUM_EMOTIONS]
+        return np.zeros((0, *tail), np.float32)
+
+    def _run(self, frames: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        values = self.engine.run_all({INPUT_NAME: frames}, list(names))
+        out = dict(zip(names, values, strict=True))
+        scores = out.get(OUTPUT_NAME)
+        if scores is not None and scores.shape != (frames.shape[0], NUM_EMOTIONS):
             raise ModelError(
                 f"{self.path}: output '{OUTPUT_NAME}' has shape {list(scores.shape)}, "
                 f"expected [{frames.shape[0]}, {NUM_EMOTIONS}]"
             )
-        return scores
+        return out

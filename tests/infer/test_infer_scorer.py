@@ -188,3 +188,27 @@ def test_pipeline_without_workers_and_with_errors_in_infer():
 def test_result_is_a_plain_dataclass():
     r = ScoreResult(path="x", status="error", error="bad")
     assert not r.ok and r.top() == [] and r.to_row()["error"] == "bad"
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_extra_outputs_come_from_the_same_call_and_missing_ones_are_refused(
+    scorer, tmp_path, backend
+):
+    from gifsent_infer.running.session import MissingOutputError
+
+    model = build_model(tmp_path / "two.onnx", mean_output="rgb")
+    two = Scorer(model, device="cpu", threads=1, backend=backend)
+    gifs = [gif_bytes(3), gif_bytes(5), b"not a gif"]
+    results = list(two.score_many(gifs, batch_size=2, workers=0, outputs=("rgb",)))
+    plain = list(two.score_many(gifs, batch_size=2, workers=0))
+    for r, p, data in zip(results, plain, gifs, strict=True):
+        assert r.status == p.status and r.scores == p.scores
+        if not r.ok:
+            assert r.extras is None
+            continue
+        frames = read_gif(data, SPEC).frames
+        np.testing.assert_allclose(r.extras["rgb"], frames.mean(axis=(0, 1, 2)) / 255, atol=1e-5)
+        assert p.extras is None
+    with pytest.raises(MissingOutputError, match="'rgb'") as e:
+        list(scorer.score_many(gifs, outputs=("rgb",)))
+    assert e.value.exit_code == 2
