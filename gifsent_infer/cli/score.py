@@ -146,6 +146,7 @@ def score(
     of that emotion among the training GIFs, 1 = the most; new GIFs can fall outside)."""
     from gifsent_infer.reading.gifio import DEFAULT_LIMITS
     from gifsent_infer.reading.inputs import NoInputsError, display_name, expand_inputs
+    from gifsent_infer.running.extras import ExtrasError
     from gifsent_infer.running.session import (
         BACKENDS,
         DEVICES,
@@ -153,7 +154,6 @@ def score(
         DeviceError,
         ModelError,
     )
-    from gifsent_infer.running.extras import ExtrasError
     from gifsent_infer.writing.outputs import detect_format
 
     check_choice("--device", device, DEVICES)

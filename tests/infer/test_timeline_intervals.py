@@ -76,7 +76,7 @@ def test_library_result_carries_timeline_and_intervals(models):
         [s * d / SPEC.segments for s in range(SPEC.segments)], abs=1e-4
     )
     doc = scorer.document
-    for k, e in enumerate(EMOTIONS):
+    for e in EMOTIONS:
         lo, hi = r.interval(e)
         q = doc.intervals.q[e][1]
         scale = max(0.1 * r.scores[e], 1e-3) if doc.intervals.normalized[e] else 1.0
@@ -152,8 +152,9 @@ def test_cli_shapes(models, tmp_path, capsys, fmt):
     if fmt == "csv":
         with open(out, newline="") as f:
             header = next(csv.reader(f))
+        with open(out, newline="") as f:
+            cell = next(r for r in csv.DictReader(f) if r["status"] == "ok")
         assert header[-1] == "timeline" and "surprise_hi" in header and "surprise_std" in header
-        cell = next(r for r in csv.DictReader(open(out, newline="")) if r["status"] == "ok")
         assert json.loads(cell["timeline"]) == tl and " " not in cell["timeline"]
 
 
