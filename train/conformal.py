@@ -102,7 +102,7 @@ def evaluate(
     """Coverage (mean over emotions and the worst emotion), mean width per level, and the
     Spearman correlation of the seeds' spread with |error| (pooled over GIFs and emotions)."""
     y, pred = np.asarray(y, np.float64), np.asarray(pred, np.float64)
-    out: dict = {"gifs": int(len(y)), "heads": intervals.heads, "levels": {}}
+    out: dict = {"gifs": len(y), "heads": intervals.heads, "levels": {}}
     for c in intervals.levels:
         half = intervals.half_width(c, std if intervals.needs_std else None)
         half = np.broadcast_to(half, y.shape)

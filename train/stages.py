@@ -447,6 +447,29 @@ def truth_map(cfg: TrainConfig) -> dict[str, np.ndarray] | None:
     return dict(zip(ids, vals, strict=True))
 
 
+def where_and_how_sure(cfg: TrainConfig, data, spec, fitted: dict, truth) -> dict:
+    """metrics.json's "intervals" (per head: conformal calibration on dev and coverage on test,
+    K = 1 and K = seeds) and "timeline" (per head: peak-in-moment rate vs chance on the test
+    GIFs with a known moment; absent without a truth file holding moments)."""
+    from gifsent_train import study
+    from gifsent_train.demo_data import read_moments
+
+    out: dict = {"intervals": {}}
+    for head, models in fitted.items():
+        try:
+            out["intervals"][head] = study.interval_study(models, data)
+        except ValueError as e:  # too few dev GIFs for any level: say so in the metrics
+            out["intervals"][head] = {"error": str(e)}
+    p = cfg.truth_path()
+    moments = read_moments(p) if p and p.is_file() else {}
+    if moments:
+        out["timeline"] = {
+            head: study.timeline_study(models[0], data, moments, spec, truth)
+            for head, models in fitted.items()
+        }
+    return out
+
+
 class SearchStage(Stage):
     """Baselines, the randomized search per head, seeds, checkpoints and metrics.json."""
 
@@ -533,6 +556,7 @@ class SearchStage(Stage):
         )
         curves = {}
         all_trials = []
+        fitted: dict[str, list] = {}  # head -> its seed models (best first), for issue 22
         encoder = ctx.encoder if ctx.encoder is not None else make_encoder(cfg)
         scale = _target_scale(lay)
         for head in cfg.heads:
@@ -542,6 +566,7 @@ class SearchStage(Stage):
                 models[head] = {**mets, "head_config": {"alpha": ridge.alpha_}, "closed_form": True}
                 preds[head] = predict(model, data.x["test"])
                 seed_preds[head] = preds[head][None]  # closed form: every seed gives the same
+                fitted[head] = [model]
                 models[head]["seeds"] = study.spread([mets] * cfg.seeds)
                 save_best(
                     lay.checkpoint(head), encoder, head, {"alpha": ridge.alpha_}, model, scale, mets
@@ -588,6 +613,7 @@ class SearchStage(Stage):
             save_best(lay.checkpoint(head), encoder, head, best.head_config, res.model, scale, mets)
             if cfg.seeds > 1:
                 ctx.reporter.progress(f"seeds {head}", 1, cfg.seeds)
+            seed_models: list = []
             seed_preds[head], summaries = study.repeat_seeds(
                 head,
                 best,
@@ -597,11 +623,17 @@ class SearchStage(Stage):
                 cfg.seed,
                 w_train=w_train,
                 first=(preds[head], mets),
+                models_out=seed_models,
                 on_fit=lambda r, head=head: ctx.reporter.progress(
                     f"seeds {head}", r + 1, cfg.seeds
                 ),
             )
             models[head]["seeds"] = study.spread(summaries)
+            fitted[head] = [res.model, *seed_models]
+            for r, m in enumerate(seed_models, start=1):  # what a K-head export fuses
+                save_best(
+                    lay.seed_checkpoint(head, r), encoder, head, best.head_config, m, scale, mets
+                )
         # The shipped model: the head best on dev (ties: the order of cfg.heads).
         best_head = min(cfg.heads, key=lambda h: models[h]["dev"]["rmse"])
         lay.link_best(best_head)
@@ -659,6 +691,7 @@ class SearchStage(Stage):
                 "trials": cfg.trials,
             },
             "rows": {k: int(v.shape[0]) for k, v in data.x.items()},
+            **where_and_how_sure(cfg, data, encoder.spec, fitted, truth),
         }
         atomic_write_json(lay.metrics, strict_json(metrics_doc))
         return outputs

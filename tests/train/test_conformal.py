@@ -75,3 +75,23 @@ def test_intervals_survive_the_model_document():
     bad = {**model_document().to_dict(), "schema_version": 3, "intervals": iv.to_dict()}
     with pytest.raises(ValueError, match="scores_std"):
         ModelDocument.from_dict(bad)  # scaled intervals need the spread output
+
+
+def test_demo_truth_records_each_moment_in_seconds(tmp_path):
+    from gifsent_train.demo_data import make_demo_data, read_moments, read_truth
+
+    demo = make_demo_data(
+        tmp_path / "demo",
+        n_gifs=30,
+        seed=3,
+        moment_share=0.5,
+        comparisons_per_gif=5,
+        size_range=(32, 40),
+        temporal_share=1.0,
+    )
+    ids, _ = read_truth(demo.truth)  # the moment columns do not disturb the strengths
+    moments = read_moments(demo.truth)
+    assert 5 <= len(moments) <= 25 and set(moments) <= set(ids)
+    for start, end, duration in moments.values():
+        assert 0 <= start < end <= duration + 1e-6
+        assert end - start == pytest.approx(0.2 * duration, rel=1e-3)  # MOMENT_WIDTH
