@@ -755,6 +755,7 @@ def _extra_markdown(m: dict, data: dict, temporal: str = "") -> str:
             lines += [block]
     if temporal:
         lines += [temporal]
+    lines += [b for b in (R.timeline_markdown(m), R.intervals_markdown(m)) if b]
     models = m.get("models", {})
     if "bt_ceiling" in models or any("truth_agreement" in v for v in models.values()):
         lines += ["## Agreement with the true emotion strengths (demo data, test split)", ""]
