@@ -173,6 +173,15 @@ EncoderWeightsOpt = Annotated[
         "--encoder-weights", help="The encoder's weights file, if it moved since training."
     ),
 ]
+EnsembleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ensemble",
+        help="Fuse the head with the run's seed refits of it into one graph (the encoder runs "
+        "once): scores are their mean, and a scores_std output gives their spread, which "
+        "scales the calibrated intervals (gifsent-infer --intervals).",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 
 
@@ -195,6 +204,7 @@ def export(
     int8_recipe: Int8RecipeOpt = Int8Recipe.auto,
     check_on: CheckOnOpt = None,
     encoder_weights: EncoderWeightsOpt = None,
+    ensemble: EnsembleOpt = False,
     as_json: JsonOpt = False,
     version: bool = version_option("gifsent-export"),
 ) -> None:
@@ -218,6 +228,7 @@ def export(
         int8_recipe=int8_recipe.value,
         check_backends=check_on or None,
         expect_head=model.value if model not in (None, Head.best) else None,
+        ensemble=ensemble,
         progress=lambda msg: err.print(f"[dim]·[/] {msg}"),
         warn=lambda msg: err.print(f"[yellow]warning:[/] {msg}"),
     )
