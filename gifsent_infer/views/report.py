@@ -263,16 +263,85 @@ def ordinal(pct: float) -> str:
     return f"{n}{suffix}"
 
 
-def _bars(scores: list[float], pcts: list[float] | None, highlight: str = "") -> str:
-    """A CSS bar chart of 17 emotions: bar height = score clipped to [0, 1]."""
+def _bars(
+    scores: list[float],
+    pcts: list[float] | None,
+    highlight: str = "",
+    intervals: list[tuple[float, float]] | None = None,
+) -> str:
+    """A CSS bar chart of 17 emotions: bar height = score clipped to [0, 1]; with intervals,
+    each bar carries its whisker (_whisker)."""
     out = ['<div class="bars" role="img" aria-label="emotion scores">']
     for k, (e, s) in enumerate(zip(EMOTIONS, scores, strict=True)):
         h = max(0.0, min(1.0, s)) * 100
         tip = f"{e} {s:.3f}" + (f" ({ordinal(pcts[k])} percentile)" if pcts else "")
         cls = "bar hl" if e == highlight else "bar"
+        whisker = ""
+        if intervals is not None:
+            tip += f", interval {intervals[k][0]:.3f} to {intervals[k][1]:.3f}"
+            whisker = _whisker(*intervals[k])
         out.append(
-            f'<span class="{cls} e{k}" title="{_e(tip)}"><i style="height:{h:.1f}%"></i></span>'
+            f'<span class="{cls} e{k}" title="{_e(tip)}"><i style="height:{h:.1f}%"></i>'
+            f"{whisker}</span>"
         )
+    out.append("</div>")
+    return "".join(out)
+
+
+# --- timeline strip and interval whiskers (--timeline / --intervals rows) --------------------
+
+STRIP_EMOTIONS = 3  # rows of a card's strip: the GIF's top emotions
+
+
+def _intervals_of(row: dict[str, Any]) -> list[tuple[float, float]] | None:
+    """[(lo, hi)] x 17 from a row's <emotion>_lo / _hi columns, or None."""
+    got = [(_finite(row.get(e + "_lo")), _finite(row.get(e + "_hi"))) for e in EMOTIONS]
+    if any(lo is None or hi is None for lo, hi in got):
+        return None
+    return got  # type: ignore[return-value]
+
+
+def _timeline_of(row: dict[str, Any]) -> dict[str, list[float]] | None:
+    tl = row.get("timeline")
+    if isinstance(tl, str) and tl:
+        try:
+            tl = json.loads(tl)
+        except ValueError:
+            return None
+    if not isinstance(tl, dict) or not isinstance(tl.get("start_s"), list):
+        return None
+    n = len(tl["start_s"])
+    ok = all(isinstance(tl.get(e), list) and len(tl[e]) == n for e in EMOTIONS)
+    return tl if ok and n > 0 else None
+
+
+def _whisker(lo: float, hi: float) -> str:
+    """A vertical line from lo to hi (clipped to the bar's [0, 1]) over a bar."""
+    a, b = max(0.0, min(1.0, lo)) * 100, max(0.0, min(1.0, hi)) * 100
+    return f'<b class="wh" style="bottom:{a:.1f}%;height:{max(b - a, 0.5):.1f}%"></b>'
+
+
+def _strip(timeline: dict[str, list[float]] | None, scores: list[float]) -> str:
+    """The GIF's timeline as a strip: its top emotions x S segments, each cell as dark as the
+    segment's score relative to that emotion's range over the GIF (title: time and score)."""
+    if timeline is None:
+        return ""
+    starts = timeline["start_s"]
+    top = sorted(range(len(EMOTIONS)), key=lambda k: (-scores[k], k))[:STRIP_EMOTIONS]
+    out = [
+        f'<div class="strip" role="img" aria-label="timeline: {len(starts)} segments" '
+        f'style="grid-template-columns:repeat({len(starts)},1fr)">'
+    ]
+    for k in top:
+        e = EMOTIONS[k]
+        vals = [float(v) for v in timeline[e]]
+        lo, hi = min(vals), max(vals)
+        for t, v in zip(starts, vals, strict=True):
+            a = 0.15 + 0.85 * ((v - lo) / (hi - lo) if hi > lo else 1.0)
+            tip = f"{e} at {float(t):.2f} s: {v:.3f}"
+            out.append(
+                f'<i class="e{k}" data-emotion="{e}" style="opacity:{a:.2f}" title="{_e(tip)}"></i>'
+            )
     out.append("</div>")
     return "".join(out)
 
@@ -342,6 +411,7 @@ def render(
     bases = list(bases) or [Path.cwd()]
     items = []  # one per row: (path, name, kind, src, status, error, scores, pcts)
     thumbs: dict[str, str | None] = {}
+    more: dict[str, tuple] = {}  # path -> (timeline, intervals) of --timeline/--intervals rows
     for row in rows:
         path = str(row.get("path") or "")
         status = str(row.get("status") or "")
@@ -358,6 +428,8 @@ def render(
         name = Path(path).name if kind else path
         pcts = _pcts(row, scores, document) if scores is not None else None
         items.append((path, name, kind, src, status, str(row.get("error") or ""), scores, pcts))
+        if scores is not None:
+            more[path] = (_timeline_of(row), _intervals_of(row))
     ok = [it for it in items if it[6] is not None]
     errors = [it for it in items if it[4] not in ("ok", "skipped")]
     embedded = sum(1 for v in thumbs.values() if v)
@@ -413,12 +485,13 @@ def render(
         w('<div class="cards">')
         for path, name, kind, src, _, _, scores, pcts in ranked:
             pct = f" · {ordinal(pcts[k])} %ile" if pcts else ""
+            tl, iv = more.get(path, (None, None))
             w(
                 f'<figure class="card" data-path="{_e(path)}" data-score="{scores[k]!r}">'
                 f"{_media(kind, src, name, 'thumb')}"
                 f'<figcaption><span class="name" title="{_e(path)}">{_e(name)}</span>'
                 f'<span class="score">{scores[k]:.3f}{pct}</span></figcaption>'
-                f"{_bars(scores, pcts, e)}</figure>"
+                f"{_bars(scores, pcts, e, iv)}{_strip(tl, scores)}</figure>"
             )
         if not ranked:
             w('<p class="note">no scored GIFs</p>')
@@ -550,6 +623,8 @@ figcaption .name{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .bars{display:flex;align-items:flex-end;height:32px;gap:1px;margin-top:4px}
 .bar{flex:1;height:100%;display:flex;align-items:flex-end;background:#f0f0f0}
 .bar i{display:block;width:100%}.bar.hl{outline:1px solid #000}
+.bar{position:relative}.bar b.wh{position:absolute;left:45%;width:10%;min-width:1px;background:#000}
+.strip{display:grid;gap:1px;margin-top:3px;height:18px}.strip i{display:block;min-height:4px}
 .nomedia{color:#888;font-size:12px;width:64px}
 .controls{margin:.5em 0}.scroll{overflow-x:auto}#filter{width:20em}
 #rows{border-collapse:collapse;font-size:12px}
