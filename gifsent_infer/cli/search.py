@@ -29,6 +29,12 @@ def search(
         None, "--like", help="Rank by closeness to a profile, e.g. happiness=0.9,surprise=0.6."
     ),
     top: int = typer.Option(20, "--top", "-n", min=1, help="How many GIFs to show."),
+    by: str = typer.Option(
+        "score",
+        "--by",
+        help="With --emotion: rank by the score, or by `lower`, the lower end of its "
+        "calibrated interval (files scored with --intervals), so confident GIFs come first.",
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
 ) -> None:
     """Rank the GIFs of a scores file by one emotion or by closeness to an emotion profile."""
@@ -41,10 +47,11 @@ def search(
         raise fail(f"--format must be table, csv or json, not {fmt!r}")
     try:
         profile = parse_profile(like) if like is not None else None
-        hits = run_search(scores, emotion=emotion, like=profile, top=top)
+        hits = run_search(scores, emotion=emotion, like=profile, top=top, by=by)
     except (SearchError, ScoresFileError) as e:
         raise fail(str(e)) from None
     value_name = emotion.strip().lower() if emotion else "distance"
+    ranked_name = value_name + "_lo" if emotion and by == "lower" else value_name
     lossless_stdout()  # paths that are not UTF-8 come out as their own bytes
     if fmt == "json":
         typer.echo(
@@ -54,7 +61,7 @@ def search(
                         "rank": h.rank,
                         "path": h.path,
                         "sha256": h.sha256,
-                        value_name: h.value,
+                        ranked_name: h.value,
                         "scores": h.scores,
                     }
                     for h in hits
@@ -65,8 +72,8 @@ def search(
     elif fmt == "csv":
         w = csv.writer(sys.stdout, lineterminator="\n")
         # The ranked emotion comes first and once; the other emotions follow in GIFGIF order.
-        rest = [e for e in EMOTIONS if e != value_name]
-        w.writerow(["rank", "path", "sha256", value_name, *rest])
+        rest = [e for e in EMOTIONS if e != ranked_name]
+        w.writerow(["rank", "path", "sha256", ranked_name, *rest])
         for h in hits:
             w.writerow(
                 [h.rank, h.path, h.sha256, repr(h.value), *(repr(h.scores[e]) for e in rest)]
@@ -76,15 +83,15 @@ def search(
         table = Table(title=f"{len(hits)} GIF(s) from {escape(str(scores))}")
         table.add_column("#", justify="right")
         table.add_column("path", overflow="fold")
-        if not emotion:
-            table.add_column("distance", justify="right")
+        if not emotion or ranked_name != value_name:
+            table.add_column(ranked_name, justify="right")
         for e in shown:
             table.add_column(e, justify="right")
         table.add_column("top emotions")
         for h in hits:
             top3 = ", ".join(e for e, _ in sorted(h.scores.items(), key=lambda kv: -kv[1])[:3])
             cells = [str(h.rank), escape(display_name(h.path))]
-            if not emotion:
+            if not emotion or ranked_name != value_name:
                 cells.append(f"{h.value:.4f}")
             cells += [f"{h.scores[e]:.4f}" for e in shown]
             table.add_row(*cells, top3)

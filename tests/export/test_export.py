@@ -85,7 +85,7 @@ def test_fp32_export_matches_pytorch_through_the_contract(work, head, tmp_path):
         doc.sampling.crop,
         3,
     ]
-    assert [o.name for o in model.graph.output] == ["scores"]
+    assert [o.name for o in model.graph.output] == ["scores", "segment_scores"]
 
     # Three GIFs the parity check did not see, at a batch size it did not use.
     frames = sampled(work["eval"][-3:], doc.sampling, 3)

@@ -169,3 +169,28 @@ def test_old_schema_document_loads_unchanged():
     assert back == new and back.describes("scores_std")
     with pytest.raises(ValueError, match="unknown field"):
         ModelDocument.from_dict({**old, "outputs": {"scores": "x"}})
+
+
+def test_search_by_lower_puts_confident_gifs_first(tmp_path, capsys):
+    from gifsent_infer.views.search import SearchError, rank_by_emotion
+
+    def row(path, score, lo):
+        r = {"path": path, "status": "ok", **dict.fromkeys(EMOTIONS, 0.1)}
+        r.update({"happiness": score, "happiness_lo": lo})
+        return r
+
+    rows = [row("unsure.gif", 0.62, 0.30), row("sure.gif", 0.58, 0.52)]
+    assert [h.path for h in rank_by_emotion(rows, "happiness")] == ["unsure.gif", "sure.gif"]
+    by_lower = rank_by_emotion(rows, "happiness", by="lower")
+    assert [h.path for h in by_lower] == ["sure.gif", "unsure.gif"] and by_lower[0].value == 0.52
+    with pytest.raises(SearchError, match="--intervals"):
+        rank_by_emotion(
+            [{k: v for k, v in rows[0].items() if k != "happiness_lo"}], "happiness", by="lower"
+        )
+    f = tmp_path / "s.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = cli(capsys, "search", f, "-e", "happiness", "--by", "lower", "-f", "json")
+    assert code == 0 and [h["path"] for h in json.loads(out)] == ["sure.gif", "unsure.gif"]
+    assert json.loads(out)[0]["happiness_lo"] == 0.52
+    code, _, err = cli(capsys, "search", f, "-e", "happiness", "--by", "upper")
+    assert code == 2 and "--by" in err
