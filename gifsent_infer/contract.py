@@ -400,7 +400,9 @@ def output_meanings(head: str, heads: int = 1) -> dict[str, str]:
         OUTPUT_NAME: (f"{k}scores" if k else "scores")
         + " [batch, 17] in the target scale, EMOTIONS order",
         SEGMENT_SCORES: "per-segment scores [batch, S, 17], segments in time order starting at "
-        "t_s = s * duration / S: " + (k if k else "") + SEGMENT_MEANINGS[head],
+        "t_s = s * duration / S: "
+        + (f"the mean over {heads} {head} heads of " if heads > 1 else "")
+        + SEGMENT_MEANINGS[head],
     }
     if heads > 1:
         out[STD_NAME] = (
