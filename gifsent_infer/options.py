@@ -104,6 +104,12 @@ class ScoreOptions:
     timeline: bool = field(
         default=False, metadata=_flag("--timeline", "Add a per-segment `timeline` column.")
     )
+    # A finer timeline than the model's S segments (a multiple of S; MaxPool and linear heads);
+    # the scores keep the model's sampling. None: the model's S. Costs a second sampling pass.
+    segments: int | None = field(
+        default=None,
+        metadata=_flag("--segments", "Timeline segments (a multiple of the model's S)."),
+    )
     # How sure: <emotion>_lo/_hi holding the true score with this probability (split-conformal
     # on the model's dev split). None: no intervals; the model must be calibrated for the level.
     intervals: float | None = field(
@@ -129,6 +135,7 @@ class ScoreOptions:
         need(self.max_bytes >= 1, "max_bytes", "must be at least 1 byte")
         need(self.timeout > 0, "timeout", "must be more than 0 seconds")
         need(0 <= self.top <= 17, "top", "must be between 0 and 17")
+        need(self.segments is None or self.segments >= 1, "segments", "must be at least 1")
         need(
             self.intervals is None or 0 < self.intervals < 1,
             "intervals",

@@ -131,6 +131,13 @@ def score(
         "(compact JSON in CSV), to see when in the GIF an emotion happens. Needs a model "
         "exported with segment scores.",
     ),
+    segments: int | None = typer.Option(
+        None,
+        "--segments",
+        min=1,
+        help="With --timeline: sample the timeline at N segments, a multiple of the model's S, "
+        "for a finer one (MaxPool and linear heads); the scores keep the model's sampling.",
+    ),
     intervals: float | None = typer.Option(
         None,
         "--intervals",
@@ -219,6 +226,7 @@ def score(
                 precision=precision,
                 timeline=timeline,
                 intervals=intervals,
+                segments=segments,
             )
     except ImportError as e:  # the backend is missing: the message is the install line
         raise fail(str(e)) from None

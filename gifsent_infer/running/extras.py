@@ -11,6 +11,12 @@ Intervals (`--intervals 0.9`, the contract's split-conformal `intervals`): `<emo
 several heads. A new GIF's true score lies in [lo, hi] with the stated probability, per
 emotion, for GIFs like the model's dev split.
 
+Finer timeline (`--segments N`): the timeline sampled at N segments instead of the model's S
+(N a multiple of S), while the scores keep the model's own sampling. The graph's segments
+axis is fixed, so the N segments run as N / S groups of S; that is exact for heads whose
+segment scores are each segment's own (MaxPool, linear), and refused for the LSTM, whose
+running estimate needs all segments in one pass.
+
 `RowExtras.for_model` checks once, before anything is scored, that the model can give what
 was asked (MissingOutputError or ExtrasError, exit 2, otherwise).
 """
@@ -20,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +37,7 @@ from gifsent_infer.contract import (
     STD_NAME,
     ContractError,
     ModelDocument,
+    SamplingSpec,
 )
 from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_infer.running.rows import f32
@@ -64,6 +71,7 @@ class RowExtras:
     level: float | None = None  # coverage of the intervals; None: no intervals
     document: ModelDocument | None = None
     has_std: bool = False  # the graph outputs scores_std (a K-head graph)
+    segments: int | None = None  # the timeline's segments when finer than the model's S
 
     @classmethod
     def for_model(
@@ -73,8 +81,10 @@ class RowExtras:
         *,
         timeline: bool = False,
         intervals: float | None = None,
+        segments: int | None = None,
     ) -> RowExtras:
         """Check that the model gives what is asked; ExtrasError (exit 2) saying why not."""
+        segments = _check_segments(document, timeline, segments)
         if timeline and SEGMENT_SCORES not in output_names:
             raise ExtrasError(
                 "--timeline needs a model with a 'segment_scores' output; this one was exported "
@@ -99,7 +109,14 @@ class RowExtras:
                     f"the model's intervals are scaled by its heads' spread, but the graph has "
                     f"no {STD_NAME!r} output: export it again"
                 )
-        return cls(timeline, intervals, document, has_std)
+        return cls(timeline, intervals, document, has_std, segments)
+
+    @property
+    def fine_spec(self) -> SamplingSpec | None:
+        """The sampling of a finer timeline (--segments), or None."""
+        if self.segments is None or self.document is None:
+            return None
+        return replace(self.document.sampling, segments=self.segments)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -146,6 +163,25 @@ class RowExtras:
                 if std is not None:
                     out[e + STD_SUFFIX] = f32(std[k])
         return out
+
+
+def _check_segments(document: ModelDocument, timeline: bool, segments: int | None) -> int | None:
+    s = document.sampling.segments
+    if segments is None or segments == s:
+        return None
+    if not timeline:
+        raise ExtrasError("--segments sets the timeline's segments: use it with --timeline")
+    if segments < s or segments % s:
+        raise ExtrasError(
+            f"--segments {segments}: this model samples S={s} segments; a finer timeline needs "
+            f"a multiple of {s} (e.g. {2 * s} or {4 * s})"
+        )
+    if document.head.name == "rnn":
+        raise ExtrasError(
+            "--segments: the LSTM head's timeline is a running estimate that needs all segments "
+            f"in one pass, and this graph takes a fixed S={s}; leave --segments out"
+        )
+    return segments
 
 
 def timeline_value(segment_scores: np.ndarray, duration_s: float | None) -> dict[str, list[float]]:

@@ -31,6 +31,7 @@ import numpy as np
 from gifsent_infer.contract import (
     EMOTIONS,
     OUTPUT_NAME,
+    SEGMENT_SCORES,
     ModelDocument,
     Provenance,
     SamplingSpec,
@@ -174,6 +175,8 @@ class Scorer:
         segment's start time); ExtrasError (exit 2) for a model without that output.
     intervals: a coverage level the model was calibrated for (e.g. 0.9): every result carries
         `intervals` (<emotion>_lo/_hi, and _std for a K-head model); ExtrasError otherwise.
+    segments: with timeline, sample the timeline at this many segments (a multiple of the
+        model's S; MaxPool and linear heads) while scores keep the model's sampling.
     """
 
     def __init__(
@@ -190,6 +193,7 @@ class Scorer:
         precision: str = "fp32",
         timeline: bool = False,
         intervals: float | None = None,
+        segments: int | None = None,
     ) -> None:
         check_gif_decoder()  # once per process: a Pillow upgrade must fail loudly, not decode wrongly
         self.model_path: Path = resolve_model(model)
@@ -205,6 +209,7 @@ class Scorer:
             self.session.output_names,
             timeline=timeline,
             intervals=intervals,
+            segments=segments,
         )
         self.options = ScoreOptions(
             model=str(self.model_path),
@@ -218,6 +223,7 @@ class Scorer:
             memory_budget=memory_budget,
             timeline=timeline,
             intervals=intervals,
+            segments=segments,
         )
 
     @classmethod
@@ -239,6 +245,7 @@ class Scorer:
             precision=options.precision,
             timeline=options.timeline,
             intervals=options.intervals,
+            segments=options.segments,
         )
         # the caller's batch, workers and row extras, with the model resolved to its file
         scorer.options = options.replace(model=str(scorer.model_path))
@@ -324,7 +331,7 @@ class Scorer:
         if extra:
 
             def infer(frames: np.ndarray) -> list[dict[str, np.ndarray]]:
-                out = self.session.run_outputs(frames, (OUTPUT_NAME, *extra))
+                out = self._run_extra(frames, extra)
                 return [{k: v[i] for k, v in out.items()} for i in range(len(frames))]
 
         return run_pipeline(
@@ -335,6 +342,21 @@ class Scorer:
             batch_size=batch_size,
             workers=workers,
         )
+
+    def _run_extra(self, frames: np.ndarray, extra: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """One batch with extra outputs. With a finer timeline (--segments N) each input's
+        frames hold the model's sampling, then the N-segment one: the first gives the scores,
+        the second runs as N / S groups of S segments whose segment_scores are put end to end."""
+        if self.row_extras.segments is None:
+            return self.session.run_outputs(frames, (OUTPUT_NAME, *extra))
+        n = self.spec.num_frames
+        rest = tuple(x for x in extra if x != SEGMENT_SCORES)
+        out = self.session.run_outputs(np.ascontiguousarray(frames[:, :n]), (OUTPUT_NAME, *rest))
+        groups = np.ascontiguousarray(frames[:, n:]).reshape(-1, *frames.shape[2:])
+        groups = groups.reshape(-1, n, *frames.shape[2:])  # [B * N / S, S * T, H, W, 3]
+        seg = self.session.run_outputs(groups, (SEGMENT_SCORES,))[SEGMENT_SCORES]
+        out[SEGMENT_SCORES] = seg.reshape(len(frames), self.row_extras.segments, seg.shape[-1])
+        return out
 
     def score_frames(self, frames: np.ndarray) -> np.ndarray:
         """Run the model on frames already sampled for it.
@@ -405,6 +427,12 @@ class Scorer:
                 return None, _Context(path, digest, None, SKIPPED)
             with self.budget.hold(estimate_decode_bytes(data, self.spec, self.limits)):
                 sampled = sample_content(data, self.spec, self.limits)
+                fine = self.row_extras.fine_spec
+                if fine is not None:  # --segments: the timeline's own sampling, after it
+                    more = sample_content(data, fine, self.limits).frames
+                    sampled = dataclasses.replace(
+                        sampled, frames=np.concatenate([sampled.frames, more])
+                    )
         except Exception as e:  # one odd file must not stop a run of thousands: it gets a row
             return None, _Context(path, digest, None, ERROR, failure_reason(e))
         return sampled.frames, _Context(path, digest, sampled.info, OK)

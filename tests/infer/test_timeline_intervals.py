@@ -194,3 +194,39 @@ def test_search_by_lower_puts_confident_gifs_first(tmp_path, capsys):
     assert json.loads(out)[0]["happiness_lo"] == 0.52
     code, _, err = cli(capsys, "search", f, "-e", "happiness", "--by", "upper")
     assert code == 2 and "--by" in err
+
+
+def test_segments_gives_a_finer_timeline_and_keeps_the_scores(models, tmp_path, capsys):
+    from infer_support import reference_scores
+
+    from gifsent_infer.contract import HeadInfo
+
+    doc = dataclasses.replace(new_document(), head=HeadInfo("maxpool", {}))
+    model = build_model(tmp_path / "mp.onnx", timeline=True, std=True, metadata=doc.to_json())
+    data = gif_bytes(7, frames=8)
+    plain = Scorer(model, device="cpu", threads=1, timeline=True).score(data)
+    fine = Scorer(model, device="cpu", threads=1, timeline=True, segments=6).score(data)
+    assert fine.ok and fine.scores == plain.scores  # the model's own sampling
+    fine_spec = dataclasses.replace(SPEC, segments=6)
+    frames = read_gif(data, fine_spec).frames
+    want = reference_timeline(frames[None], fine_spec)[0]  # [6, 17] by construction
+    got = np.array([fine.timeline[e] for e in EMOTIONS]).T
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    d = fine.info.duration_s
+    assert fine.timeline["start_s"] == pytest.approx([s * d / 6 for s in range(6)], abs=1e-4)
+    np.testing.assert_allclose(
+        plain.array, reference_scores(read_gif(data, SPEC).frames[None])[0], rtol=1e-5
+    )
+    # an LSTM's running estimate cannot be cut into groups; N must be a multiple of S
+    gif = tmp_path / "a.gif"
+    gif.write_bytes(data)
+    for model_path, n, words in (
+        (models["new"], "6", "LSTM"),
+        (model, "5", "multiple of 2"),
+        (model, "4", "with --timeline"),
+    ):
+        extra = [] if words == "with --timeline" else ["--timeline"]
+        code, _, err = cli(
+            capsys, "score", gif, "--model", model_path, "-q", "--segments", n, *extra
+        )
+        assert code == 2 and words in err, err
