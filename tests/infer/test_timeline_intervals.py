@@ -230,3 +230,27 @@ def test_segments_gives_a_finer_timeline_and_keeps_the_scores(models, tmp_path, 
             capsys, "score", gif, "--model", model_path, "-q", "--segments", n, *extra
         )
         assert code == 2 and words in err, err
+
+
+def test_info_says_what_the_outputs_mean_and_clip_clips_the_bounds(models, tmp_path, capsys):
+    code, out, _ = cli(capsys, "info", "--model", models["new"])
+    assert code == 0 and "output segment_scores" in out and "split-conformal" in out
+    code, out, _ = cli(capsys, "info", "--model", models["old"])
+    assert code == 0 and "--intervals needs a model" in out
+    gif = tmp_path / "a.gif"
+    gif.write_bytes(gif_bytes(2))
+    code, out, _ = cli(
+        capsys,
+        "score",
+        gif,
+        "--model",
+        models["new"],
+        "-q",
+        "-f",
+        "json",
+        "--intervals",
+        "0.95",
+        "--clip",
+    )
+    row = json.loads(out)[0]
+    assert code == 0 and all(0.0 <= row[e + s] <= 1.0 for e in EMOTIONS for s in ("_lo", "_hi"))
