@@ -390,5 +390,14 @@ def demo_data_command(
     typer.echo(f"next:      gifsent-train --preset demo --data {out}")
 
 
+def _add_collect() -> None:
+    from gifsent_train.collect.cli import app as collect_app
+
+    app.add_typer(collect_app, name="collect")
+
+
+_add_collect()
+
+
 def main(argv: list[str] | None = None) -> None:
     app(args=argv if argv is not None else sys.argv[1:], prog_name="gifsent-train")
