@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -200,9 +200,11 @@ def _key(a: str, b: str) -> str:
     return f"{a}/{b}" if a <= b else f"{b}/{a}"
 
 
-def create_app(collector: Collector):
+router = APIRouter()
+
+
+def create_app(collector: Collector) -> FastAPI:
     """The FastAPI app around a :class:`Collector`."""
-    settings = collector.settings
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -211,127 +213,144 @@ def create_app(collector: Collector):
         collector.stopping.set()
 
     app = FastAPI(title="gifsent votes", lifespan=lifespan, docs_url=None, redoc_url=None)
-
-    def html(text: str, status: int = 200) -> HTMLResponse:
-        return HTMLResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        supplied = (
-            request.query_params.get("token")
-            or request.cookies.get(TOKEN_COOKIE)
-            or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            or None
-        )
-        if request.url.path != "/healthz" and not collector.token_ok(supplied):
-            return html(
-                pages.message_page(
-                    "Access link needed",
-                    "This voting page is private: open the link with ?token=... you were given.",
-                ),
-                401,
-            )
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        if settings.token and request.query_params.get("token"):
-            _set_cookie(response, TOKEN_COOKIE, settings.token, settings)
-        return response
-
-    def client(request: Request) -> str:
-        return request.client.host if request.client else "?"
-
-    @app.get("/", response_class=HTMLResponse)
-    async def vote_form(request: Request):
-        voter = collector.voter_of(request.cookies.get(VOTER_COOKIE))
-        cookie = None
-        if voter is None:
-            if not collector.new_voter_limit.allow(client(request)):
-                return html(pages.message_page("Slow down", "Too many new visitors."), 429)
-            cookie = collector.new_voter_cookie()
-            voter = collector.voter_of(cookie)
-        elif not collector.voter_limit.allow(voter):
-            return html(pages.message_page("Slow down", "Too many requests; wait a bit."), 429)
-        mine = await run_in_threadpool(collector.store.voter_votes, voter)
-        cap = settings.max_votes_per_voter
-        if cap and mine >= cap:
-            response = html(pages.message_page("Thank you!", f"You gave {mine} votes.", mine))
-        else:
-            picked = await run_in_threadpool(collector.next_pair, voter)
-            if picked is None:
-                text = "You have seen every pair we can show. Thank you!"
-                response = html(pages.message_page("All done", text, mine))
-            else:
-                shown, emotion, left, right = picked
-                page = pages.vote_page(
-                    shown_id=shown,
-                    emotion=emotion,
-                    left=left,
-                    right=right,
-                    csrf=collector.csrf_for(voter),
-                    votes=mine,
-                )
-                response = html(page)
-        if cookie:
-            _set_cookie(response, VOTER_COOKIE, cookie, settings)
-        return response
-
-    @app.post("/vote")
-    async def vote(request: Request):
-        voter = collector.voter_of(request.cookies.get(VOTER_COOKIE))
-        origin = request.headers.get("origin")
-        if origin and urlsplit(origin).netloc != request.headers.get("host"):
-            return html(pages.message_page("Refused", "Cross-site form post."), 403)
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        csrf = form.get("csrf", [""])[0]
-        if voter is None or not hmac.compare_digest(csrf, collector.csrf_for(voter)):
-            text = "This form expired or came from elsewhere; reload the page and vote again."
-            return html(pages.message_page("Refused", text), 403)
-        if not collector.voter_limit.allow(voter):
-            return html(pages.message_page("Slow down", "Too many votes; wait a bit."), 429)
-        choice = form.get("choice", [""])[0]
-        try:
-            shown = int(form.get("shown", [""])[0])
-        except ValueError:
-            shown = -1
-        if choice not in CHOICES or shown < 0:
-            return html(pages.message_page("Bad vote", "No such choice."), 400)
-        cap = settings.max_votes_per_voter
-        if cap and await run_in_threadpool(collector.store.voter_votes, voter) >= cap:
-            return html(pages.message_page("Thank you!", "You reached the vote limit."), 403)
-        status = await run_in_threadpool(collector.vote, voter, shown, choice)
-        if status == "unknown":
-            return html(pages.message_page("Bad vote", "That pair was not shown to you."), 400)
-        return Response(status_code=303, headers={"Location": "/", "Cache-Control": "no-store"})
-
-    @app.get("/gif/{gif_id}")
-    async def gif(gif_id: str):
-        path = settings.gifs.get(gif_id)
-        if path is None:
-            return Response("no such GIF", status_code=404, media_type="text/plain")
-        media = MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
-        return FileResponse(path, media_type=media, headers={"Cache-Control": "max-age=86400"})
-
-    @app.get("/vote.js")
-    async def vote_js():
-        return Response(pages.VOTE_JS, media_type="text/javascript")
-
-    @app.get("/progress", response_class=HTMLResponse)
-    async def progress_html():
-        data = await run_in_threadpool(collector.progress)
-        return html(pages.progress_page(data["emotions"], data["votes"]))
-
-    @app.get("/progress.json")
-    async def progress_json():
-        data = await run_in_threadpool(collector.progress)
-        return JSONResponse(json.loads(json.dumps(data)))
-
-    @app.get("/healthz")
-    async def healthz():
-        return {"ok": True}
-
+    app.state.collector = collector
+    app.middleware("http")(_guard)
+    app.include_router(router)
     return app
+
+
+def _html(text: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _message(title: str, text: str, status: int, votes: int | None = None) -> HTMLResponse:
+    return _html(pages.message_page(title, text, votes), status)
+
+
+def _collector(request: Request) -> Collector:
+    return request.app.state.collector
+
+
+async def _guard(request: Request, call_next):
+    """The access token (when set) on every request but /healthz; security headers."""
+    collector = _collector(request)
+    token = collector.settings.token
+    supplied = (
+        request.query_params.get("token")
+        or request.cookies.get(TOKEN_COOKIE)
+        or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        or None
+    )
+    if request.url.path != "/healthz" and not collector.token_ok(supplied):
+        text = "This voting page is private: open the link with ?token=... you were given."
+        return _message("Access link needed", text, 401)
+    response = await call_next(request)
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if token and request.query_params.get("token"):
+        _set_cookie(response, TOKEN_COOKIE, token, collector.settings)
+    return response
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+@router.get("/", response_class=HTMLResponse)
+async def vote_form(request: Request):
+    collector = _collector(request)
+    settings = collector.settings
+    voter = collector.voter_of(request.cookies.get(VOTER_COOKIE))
+    cookie = None
+    if voter is None:
+        if not collector.new_voter_limit.allow(_client(request)):
+            return _message("Slow down", "Too many new visitors.", 429)
+        cookie = collector.new_voter_cookie()
+        voter = collector.voter_of(cookie)
+    elif not collector.voter_limit.allow(voter):
+        return _message("Slow down", "Too many requests; wait a bit.", 429)
+    mine = await run_in_threadpool(collector.store.voter_votes, voter)
+    cap = settings.max_votes_per_voter
+    picked = None
+    if not cap or mine < cap:
+        picked = await run_in_threadpool(collector.next_pair, voter)
+    if cap and mine >= cap:
+        response = _message("Thank you!", f"You gave {mine} votes.", 200, mine)
+    elif picked is None:
+        response = _message("All done", "You have seen every pair we can show.", 200, mine)
+    else:
+        shown, emotion, left, right = picked
+        page = pages.vote_page(
+            shown_id=shown,
+            emotion=emotion,
+            left=left,
+            right=right,
+            csrf=collector.csrf_for(voter),
+            votes=mine,
+        )
+        response = _html(page)
+    if cookie:
+        _set_cookie(response, VOTER_COOKIE, cookie, settings)
+    return response
+
+
+@router.post("/vote")
+async def vote(request: Request):
+    collector = _collector(request)
+    voter = collector.voter_of(request.cookies.get(VOTER_COOKIE))
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+        return _message("Refused", "Cross-site form post.", 403)
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    csrf = form.get("csrf", [""])[0]
+    if voter is None or not hmac.compare_digest(csrf, collector.csrf_for(voter)):
+        text = "This form expired or came from elsewhere; reload the page and vote again."
+        return _message("Refused", text, 403)
+    if not collector.voter_limit.allow(voter):
+        return _message("Slow down", "Too many votes; wait a bit.", 429)
+    choice = form.get("choice", [""])[0]
+    shown = form.get("shown", [""])[0]
+    if choice not in CHOICES or not shown.isdigit():
+        return _message("Bad vote", "No such choice.", 400)
+    cap = collector.settings.max_votes_per_voter
+    if cap and await run_in_threadpool(collector.store.voter_votes, voter) >= cap:
+        return _message("Thank you!", "You reached the vote limit.", 403)
+    status = await run_in_threadpool(collector.vote, voter, int(shown), choice)
+    if status == "unknown":
+        return _message("Bad vote", "That pair was not shown to you.", 400)
+    return Response(status_code=303, headers={"Location": "/", "Cache-Control": "no-store"})
+
+
+@router.get("/gif/{gif_id}")
+async def gif(request: Request, gif_id: str):
+    path = _collector(request).settings.gifs.get(gif_id)
+    if path is None:
+        return Response("no such GIF", status_code=404, media_type="text/plain")
+    media = MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
+    return FileResponse(path, media_type=media, headers={"Cache-Control": "max-age=86400"})
+
+
+@router.get("/vote.js")
+async def vote_js():
+    return Response(pages.VOTE_JS, media_type="text/javascript")
+
+
+@router.get("/progress", response_class=HTMLResponse)
+async def progress_html(request: Request):
+    data = await run_in_threadpool(_collector(request).progress)
+    return _html(pages.progress_page(data["emotions"], data["votes"]))
+
+
+@router.get("/progress.json")
+async def progress_json(request: Request):
+    data = await run_in_threadpool(_collector(request).progress)
+    return JSONResponse(json.loads(json.dumps(data)))
+
+
+@router.get("/healthz")
+async def healthz():
+    return {"ok": True}
 
 
 def _set_cookie(response, name: str, value: str, settings: CollectSettings) -> None:
