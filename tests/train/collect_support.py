@@ -88,13 +88,34 @@ def _start_postgres() -> dict[str, str]:
         shutil.chown(base, "postgres")
     port = free_port()
     subprocess.run(
-        [*as_pg, str(bindir / "initdb"), "-D", str(data), "-U", "gifsent", "--auth=trust", "-E", "UTF8"],
+        [
+            *as_pg,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "gifsent",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ],
         check=True,
         capture_output=True,
     )
     opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=on"
     subprocess.run(
-        [*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(base / "log"), "-w", "start"],
+        [
+            *as_pg,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            opts,
+            "-l",
+            str(base / "log"),
+            "-w",
+            "start",
+        ],
         check=True,
         capture_output=True,
     )

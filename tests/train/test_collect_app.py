@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from fastapi.testclient import TestClient
 
 from gifsent_train.collect.app import Collector, CollectSettings, create_app
@@ -126,7 +125,10 @@ def test_per_voter_cap(tmp_path):
     assert _vote(client).status_code == 303
     page = client.get("/")
     form = _form(page.text)
-    assert client.post("/vote", data={**form, "choice": "left"}, follow_redirects=False).status_code == 303
+    assert (
+        client.post("/vote", data={**form, "choice": "left"}, follow_redirects=False).status_code
+        == 303
+    )
     assert "Thank you!" in client.get("/").text
     # a pair shown before the cap is still refused
     assert collector.store.voter_votes(collector.voter_of(client.cookies["gifsent_voter"])) == 2
@@ -150,7 +152,9 @@ def test_ids_are_escaped(tmp_path):
     (folder / "<b>x'.gif").write_bytes((folder / "g00.gif").read_bytes())
     gifs = index_images(folder)
     store = Store.open(tmp_path / "v.sqlite")
-    collector = Collector(store, PairChooser(list(gifs), ["pride"]), CollectSettings(gifs, ("pride",)))
+    collector = Collector(
+        store, PairChooser(list(gifs), ["pride"]), CollectSettings(gifs, ("pride",))
+    )
     html = TestClient(create_app(collector)).get("/").text
     assert "<b>x" not in html and "%3Cb%3Ex%27" in html
 

@@ -11,8 +11,9 @@ from gifsent_train.collect.pairs import PairChooser, expected_information_gain
 
 def test_information_gain_prefers_uncertain_close_pairs():
     z = np.zeros(1)
-    close, far = expected_information_gain(z, z, z + 1, z + 1), expected_information_gain(
-        z + 3, z, z + 1, z + 1
+    close, far = (
+        expected_information_gain(z, z, z + 1, z + 1),
+        expected_information_gain(z + 3, z, z + 1, z + 1),
     )
     assert close[0] > far[0] > 0
     sure = expected_information_gain(z, z, z + 0.01, z + 0.01)
@@ -59,7 +60,9 @@ def test_spanning_tree_pairs_connect_every_gif():
     # and later picks (information gain mixed with new trees) keep every GIF in play
     for _ in range(200):
         a, b = chooser.choose("fear")
-        chooser.add_vote("fear", a, b, "left" if truth[chooser.index[a]] > truth[chooser.index[b]] else "right")
+        chooser.add_vote(
+            "fear", a, b, "left" if truth[chooser.index[a]] > truth[chooser.index[b]] else "right"
+        )
         if chooser.refit_due("fear"):
             chooser.refit("fear")
     counts = np.bincount(st.winners + st.losers, minlength=n)

@@ -50,8 +50,8 @@ class CollectSettings:
     gifs: Mapping[str, Path]  # id -> file
     emotions: tuple[str, ...]
     token: str | None = None  # required on every request when set
-    rate_per_minute: float = 120.0  # requests per voter (a vote is two: the page and the answer)
-    burst: int = 30
+    rate_per_minute: float = 240.0  # requests per voter (a vote is two: the page and the answer)
+    burst: int = 60
     new_voters_per_minute: float = 30.0  # new voter ids per client address
     new_voter_burst: int = 60
     max_votes_per_voter: int = 0  # 0: no cap

@@ -50,7 +50,10 @@ VOTE_JS = """
     button.click();
   });
   var form = document.getElementById('vote');
-  if (form) form.addEventListener('submit', function () { sent = true; });
+  if (form) {
+    form.addEventListener('submit', function () { sent = true; });
+    form.dataset.keys = 'on';  // the shortcuts work from now on
+  }
 })();
 """
 
