@@ -7,6 +7,7 @@ on fd 4, each a JSON message ended by a NUL byte. Real key presses go through
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -131,20 +132,16 @@ class Chromium:
             )
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self._send("Browser.close", timeout=5)
-        except Exception:
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
         for fd in (self.to_chrome, self.from_chrome):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         self.profile.cleanup()
 
     def __enter__(self):

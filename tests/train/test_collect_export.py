@@ -29,7 +29,7 @@ def _collect(tmp_path, n=12, votes=400):
         voter = f"v{k // 10}"  # 10 votes each (6 GIFs make 15 pairs)
         seen = store.seen_pairs(voter)
         emotion = chooser.next_emotion()
-        left, right = chooser.choose(emotion, lambda a, b: f"{min(a, b)}/{max(a, b)}" in seen)
+        left, right = chooser.choose(emotion, lambda a, b, s=seen: f"{min(a, b)}/{max(a, b)}" in s)
         shown = store.show(voter, emotion, left, right)
         d = truth[emotion][ids.index(left)] - truth[emotion][ids.index(right)]
         u = rng.random()
@@ -53,7 +53,7 @@ def _train(*argv):
 
 
 def test_export_round_trip_into_scores(tmp_path):
-    db, gifs, ids, truth = _collect(tmp_path)
+    db, _gifs, ids, truth = _collect(tmp_path)
     out = tmp_path / "data" / "votes.csv"
     assert "400 votes" in _train("collect", "export", "--db", db, "--out", out)
     with open(out, newline="") as f:
@@ -85,7 +85,7 @@ def test_export_round_trip_into_scores(tmp_path):
 
 def test_data_database_sees_new_votes(tmp_path):
     """The scores stage reruns when votes arrive (the database file alone may not change: WAL)."""
-    db, gifs, ids, _ = _collect(tmp_path, n=6, votes=30)
+    db, _gifs, ids, _ = _collect(tmp_path, n=6, votes=30)
     runs = tmp_path / "runs"
     _train("scores", "--data", db, "--run-dir", runs, "--run-name", "r")
     assert "skipped" in _train("scores", "--data", db, "--run-dir", runs, "--run-name", "r")
