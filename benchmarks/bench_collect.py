@@ -23,9 +23,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
+import socket
+import sqlite3
 import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 import numpy as np
@@ -144,12 +155,124 @@ def bench_selection(n_gifs: int, n_votes: int, calls: int) -> None:
         pair = chooser.choose("amusement", lambda x, y: (min(x, y), max(x, y)) in seen)
         times.append(time.perf_counter() - t)
         seen.add((min(pair), max(pair)))
-    tree = [x for x in times]
+    tree = times
     print(f"\n## selection: {n_gifs} GIFs, {n_votes} votes in the posterior, {calls} calls")
     print(
         f"choose: p50 {np.percentile(tree, 50) * 1e3:.2f} ms, p99 {np.percentile(tree, 99) * 1e3:.2f} ms, "
         f"max {max(tree) * 1e3:.1f} ms (spanning tree rebuilds included); full refit {refit * 1e3:.0f} ms"
     )
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def _voter_loop(base: str, deadline: float, out: dict, lock: threading.Lock, k: int) -> None:
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(CookieJar()), _NoRedirect()
+    )
+    rng = np.random.default_rng(k)
+    while time.monotonic() < deadline:
+        try:
+            t0 = time.perf_counter()
+            html = opener.open(base + "/", timeout=30).read().decode()
+            t1 = time.perf_counter()
+            shown = re.search(r"name='shown' value='(\d+)'", html)
+            csrf = re.search(r"name='csrf' value='([0-9a-f]+)'", html)
+            if not (shown and csrf):
+                with lock:
+                    out["errors"].append("no pair on the page")
+                continue
+            choice = ("left", "right", "neither")[int(rng.integers(0, 3))]
+            body = urllib.parse.urlencode(
+                {"shown": shown.group(1), "csrf": csrf.group(1), "choice": choice}
+            ).encode()
+            t2 = time.perf_counter()
+            try:
+                status = opener.open(base + "/vote", data=body, timeout=30).status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            t3 = time.perf_counter()
+        except OSError as e:
+            with lock:
+                out["errors"].append(repr(e))
+            continue
+        with lock:
+            out["page"].append(t1 - t0)
+            if status == 303:
+                out["vote"].append(t3 - t2)
+                out["acked"].append((int(shown.group(1)), choice))
+            else:
+                out["errors"].append(f"HTTP {status}")
+
+
+def bench_server(voters: int, seconds: float, n_gifs: int) -> None:
+    """`gifsent-train collect` in a subprocess on loopback; `voters` threads vote flat out."""
+    from PIL import Image
+
+    work = Path(tempfile.mkdtemp(prefix="bench-collect-"))
+    try:
+        gifs = work / "gifs"
+        gifs.mkdir()
+        for i in range(n_gifs):
+            frames = [Image.new("P", (32, 24), color=(i * 7 + f) % 256) for f in range(2)]
+            frames[0].save(gifs / f"g{i:04d}.gif", save_all=True, append_images=frames[1:])
+        db = work / "votes.sqlite"
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        code = "from gifsent_train.cli import main; main()"
+        cmd = [sys.executable, "-c", code, "collect", "--gifs", str(gifs), "--db", str(db)]
+        cmd += ["--port", str(port), "--rate", "1000000"]
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        out: dict = {"page": [], "vote": [], "acked": [], "errors": []}
+        lock = threading.Lock()
+        deadline = time.monotonic() + seconds
+        threads = [
+            threading.Thread(target=_voter_loop, args=(base, deadline, out, lock, k))
+            for k in range(voters)
+        ]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        proc.terminate()
+        proc.wait(timeout=60)
+        conn = sqlite3.connect(db)
+        stored = dict(conn.execute("SELECT shown_id, choice FROM votes").fetchall())
+        conn.close()
+        lost = sum(1 for s, c in out["acked"] if stored.get(s) != c)
+        vote, page = np.array(out["vote"]), np.array(out["page"])
+        print(
+            f"\n## server: {voters} concurrent voters, {seconds:.0f} s, {n_gifs} GIFs x 17 emotions"
+        )
+        print(
+            f"acknowledged votes {len(out['acked'])} ({len(out['acked']) / wall:.0f}/s), "
+            f"rows in the database {len(stored)}, lost {lost}, errors {len(out['errors'])}"
+            + (f" (first: {out['errors'][0]})" if out["errors"] else "")
+        )
+        if len(vote):
+            print(
+                f"vote POST -> acknowledgement: p50 {np.percentile(vote, 50) * 1e3:.1f} ms, "
+                f"p99 {np.percentile(vote, 99) * 1e3:.1f} ms; page (pair choice included): "
+                f"p50 {np.percentile(page, 50) * 1e3:.1f} ms, p99 {np.percentile(page, 99) * 1e3:.1f} ms"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -171,9 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     if "selection" not in skip:
         bench_selection(6000, 30000, 300 if args.quick else 2000)
     if "server" not in skip:
-        from bench_collect_server import bench_server
-
-        bench_server(args.voters, seconds)
+        bench_server(args.voters, seconds, args.gifs)
     print(f"\nload average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
