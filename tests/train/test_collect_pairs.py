@@ -135,3 +135,23 @@ def test_bad_settings():
         PairChooser(["a", "b"], ["fear"], mode="greedy")
     with pytest.raises(ValueError, match="at least 2"):
         PairChooser(["a"], ["fear"])
+
+
+def test_prior_model_scores_seed_the_prior(tmp_path):
+    """--prior-model: a gifsent model scores every GIF; its strengths (centred) are the prior."""
+    from gifsent_train.collect.cli import index_images, prior_strengths
+    from tests.infer_support import build_model
+    from tests.train.collect_support import make_gifs
+
+    gifs = index_images(make_gifs(tmp_path / "gifs", 5))
+    (tmp_path / "gifs" / "broken.gif").write_bytes(b"GIF89a\x10\x00")  # unreadable: the mean
+    gifs = index_images(tmp_path / "gifs")
+    model = build_model(tmp_path / "m.onnx")
+    prior = prior_strengths(model, gifs, ["amusement", "fear"])
+    assert set(prior) == {"amusement", "fear"}
+    for values in prior.values():
+        assert values.shape == (6,) and np.isfinite(values).all()
+        assert values[list(gifs).index("broken")] == 0.0
+        assert values.std() > 0
+    chooser = PairChooser(list(gifs), ["amusement", "fear"], prior=prior)
+    np.testing.assert_allclose(chooser.states["fear"].mu, prior["fear"])
