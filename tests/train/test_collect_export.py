@@ -12,7 +12,7 @@ from gifsent_train.bradley_terry import read_scores_csv
 from gifsent_train.collect.pairs import PairChooser
 from gifsent_train.collect.storage import Store
 from gifsent_train.votes import read_votes
-from tests.train.collect_support import make_gifs
+from tests.train.collect_support import db_target, make_gifs  # noqa: F401 (fixture)
 
 
 def _collect(tmp_path, n=12, votes=400):
@@ -94,3 +94,19 @@ def test_data_database_sees_new_votes(tmp_path):
     store.record_vote(shown, "late", "left")
     store.close()
     assert "skipped" not in _train("scores", "--data", db, "--run-dir", runs, "--run-name", "r")
+
+
+def test_export_from_either_backend(tmp_path, db_target):  # noqa: F811
+    store = Store.open(db_target)
+    for k, choice in enumerate(("left", "right", "neither")):
+        shown = store.show("v", "surprise", f"a{k}", f"b{k}")
+        store.record_vote(shown, "v", choice)
+    store.close()
+    out = tmp_path / "v.csv"
+    assert "3 votes" in _train("collect", "export", "--db", db_target, "--out", out)
+    assert out.read_text().splitlines() == [
+        "metric,left,right,choice",
+        "surprise,a0,b0,left",
+        "surprise,a1,b1,right",
+        "surprise,a2,b2,neither",
+    ]
