@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import secrets
 import threading
 import time
@@ -345,7 +344,7 @@ async def progress_html(request: Request):
 @router.get("/progress.json")
 async def progress_json(request: Request):
     data = await run_in_threadpool(_collector(request).progress)
-    return JSONResponse(json.loads(json.dumps(data)))
+    return JSONResponse(data)
 
 
 @router.get("/healthz")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import os
 import secrets
 from pathlib import Path
@@ -197,8 +198,6 @@ def export_votes(db: str, out: Path) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(out, "wb") as raw:
         stream = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if out.suffix == ".gz" else raw
-        import io
-
         text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
         writer = csv.writer(text)
         writer.writerow(["metric", "left", "right", "choice"])
