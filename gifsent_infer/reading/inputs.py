@@ -188,6 +188,94 @@ def _walk(folder: Path, recursive: bool) -> Iterable[tuple[Path, os.stat_result 
         stack.extend(reversed(subdirs))
 
 
+class _Expander:
+    """The state of one expand_inputs call: items in order, notes, what was skipped."""
+
+    def __init__(self, recursive: bool) -> None:
+        self.recursive = recursive
+        self.items: list[InputItem] = []
+        self.notes: list[str] = []
+        self.seen: set[str] = set()
+        self.skipped = 0
+        self.missing: list[str] = []
+
+    def add(self, item: InputItem, key: str) -> None:
+        if key not in self.seen:
+            self.seen.add(key)
+            self.items.append(item)
+
+    def add_file(self, path: Path, st: os.stat_result | str) -> None:
+        key = os.path.normpath(os.path.abspath(path))
+        if isinstance(st, str):
+            self.add(InputItem(name=str(path), path=path, error=st), key)
+        elif not stat.S_ISREG(st.st_mode):
+            self.add(
+                InputItem(name=str(path), path=path, error=not_regular_reason(st.st_mode)), key
+            )
+        else:
+            self.add(InputItem(name=str(path), path=path), key)
+
+    def add_folder(self, folder: Path) -> int:
+        n = 0
+        for p, st in _walk(folder, self.recursive):
+            if isinstance(st, str) or _looks_like_gif(p, st):
+                self.add_file(p, st)
+                n += 1
+            else:
+                self.skipped += 1
+        return n
+
+    def add_glob(self, arg: str) -> None:
+        found = 0
+        for m in sorted(glob.glob(os.path.expanduser(arg), recursive=True)):
+            mp = Path(m)
+            mst = _stat(mp)
+            if not isinstance(mst, str) and stat.S_ISDIR(mst.st_mode):
+                found += self.add_folder(mp)
+            elif isinstance(mst, str) or _looks_like_gif(mp, mst):
+                self.add_file(mp, mst)
+                found += 1
+            else:
+                self.skipped += 1
+        if not found:
+            self.notes.append(f"{display_name(arg)}: the pattern matched no GIFs")
+
+    def one(self, arg: str) -> None:
+        if is_url(arg):
+            self.add(InputItem(name=arg, url=arg), arg)
+            return
+        path = Path(arg).expanduser() if arg.startswith("~") else Path(arg)
+        st = _stat(path)
+        if not isinstance(st, str) and stat.S_ISDIR(st.st_mode):
+            if self.add_folder(path) == 0:
+                self.notes.append(f"{display_name(arg)}: no GIFs in this folder")
+            return
+        if not isinstance(st, str) or st != "no such file or folder":
+            self.add_file(path, st)  # named explicitly: always a row, GIF or not
+            return
+        if _has_glob(arg):
+            self.add_glob(arg)
+            return
+        self.missing.append(arg)
+        self.add(InputItem(name=arg, error="no such file or folder"), "missing:" + arg)
+
+    def finish(self) -> Expansion:
+        if self.skipped:
+            self.notes.append(f"skipped {self.skipped} file(s) that are not GIFs")
+        if all(i.error for i in self.items):  # nothing real: a typo or an empty folder
+            what = "; ".join(
+                self.notes
+                + [f"{display_name(m)}: no such file or folder" for m in self.missing]
+                + [
+                    f"{display_name(i.name)}: {i.error}"
+                    for i in self.items
+                    if i.name not in self.missing
+                ]
+            )
+            raise NoInputsError(f"nothing to score ({what or 'no inputs given'})")
+        return Expansion(items=self.items, notes=self.notes)
+
+
 def expand_inputs(
     args: Iterable[str],
     *,
@@ -205,95 +293,22 @@ def expand_inputs(
     folders are dedup'd by the name they were met under, so two symlinks to one file keep
     one row each. Raises NoInputsError when nothing at all is found to score.
     """
-    items: list[InputItem] = []
-    notes: list[str] = []
-    seen: set[str] = set()
-    skipped = 0
-    missing: list[str] = []
-
-    def add(item: InputItem, key: str) -> None:
-        if key not in seen:
-            seen.add(key)
-            items.append(item)
-
-    def add_file(path: Path, st: os.stat_result | str) -> None:
-        key = os.path.normpath(os.path.abspath(path))
-        if isinstance(st, str):
-            add(InputItem(name=str(path), path=path, error=st), key)
-        elif not stat.S_ISREG(st.st_mode):
-            add(InputItem(name=str(path), path=path, error=not_regular_reason(st.st_mode)), key)
-        else:
-            add(InputItem(name=str(path), path=path), key)
-
-    def add_folder(folder: Path) -> int:
-        nonlocal skipped
-        n = 0
-        for p, st in _walk(folder, recursive):
-            if isinstance(st, str) or _looks_like_gif(p, st):
-                add_file(p, st)
-                n += 1
-            else:
-                skipped += 1
-        return n
-
-    def one(arg: str) -> None:
-        nonlocal skipped
-        if is_url(arg):
-            add(InputItem(name=arg, url=arg), arg)
-            return
-        path = Path(arg).expanduser() if arg.startswith("~") else Path(arg)
-        st = _stat(path)
-        if not isinstance(st, str) and stat.S_ISDIR(st.st_mode):
-            if add_folder(path) == 0:
-                notes.append(f"{display_name(arg)}: no GIFs in this folder")
-            return
-        if not isinstance(st, str) or st != "no such file or folder":
-            add_file(path, st)  # named explicitly: always a row, GIF or not
-            return
-        if _has_glob(arg):
-            matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True))
-            found = 0
-            for m in matches:
-                mp = Path(m)
-                mst = _stat(mp)
-                if not isinstance(mst, str) and stat.S_ISDIR(mst.st_mode):
-                    found += add_folder(mp)
-                elif isinstance(mst, str) or _looks_like_gif(mp, mst):
-                    add_file(mp, mst)
-                    found += 1
-                else:
-                    skipped += 1
-            if not found:
-                notes.append(f"{display_name(arg)}: the pattern matched no GIFs")
-            return
-        missing.append(arg)
-        add(InputItem(name=arg, error="no such file or folder"), "missing:" + arg)
-
+    ex = _Expander(recursive)
     for arg in args:
-        if arg == "-":
-            if stdin is None:
-                raise NoInputsError("'-' given but there is no standard input to read")
-            data = _read_stdin(stdin, max_stdin_bytes or DEFAULT_MAX_BYTES)
-            if isinstance(data, InputItem):
-                add(data, "stdin:")
-                continue
-            for line in data:
-                line = line.strip()
-                if line and not line.startswith("#") and line != "-":
-                    one(line)
-        else:
-            one(arg)
-
-    if skipped:
-        notes.append(f"skipped {skipped} file(s) that are not GIFs")
-    if all(i.error for i in items):  # nothing real: a typo or an empty folder is a usage error
-        what = "; ".join(
-            notes
-            + [f"{display_name(m)}: no such file or folder" for m in missing]
-            + [f"{display_name(i.name)}: {i.error}" for i in items if i.name not in missing]
-        )
-        raise NoInputsError(f"nothing to score ({what or 'no inputs given'})")
-    return Expansion(items=items, notes=notes)
+        if arg != "-":
+            ex.one(arg)
+            continue
+        if stdin is None:
+            raise NoInputsError("'-' given but there is no standard input to read")
+        data = _read_stdin(stdin, max_stdin_bytes or DEFAULT_MAX_BYTES)
+        if isinstance(data, InputItem):
+            ex.add(data, "stdin:")
+            continue
+        for line in data:
+            line = line.strip()
+            if line and not line.startswith("#") and line != "-":
+                ex.one(line)
+    return ex.finish()
 
 
 STDIN_NAME = "<stdin>"
