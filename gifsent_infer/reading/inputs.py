@@ -30,8 +30,13 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from gifsent_infer.errors import USAGE, GifsentError
+from gifsent_infer.reading.formats import (
+    MEDIA_SUFFIXES,
+    SNIFF_BYTES,
+    describe_non_gif,  # noqa: F401 (re-exported: it was defined here)
+    sniff_format,
+)
 from gifsent_infer.reading.gifio import DEFAULT_LIMITS
-from gifsent_infer.reading.media import MEDIA_SUFFIXES, SNIFF_BYTES, sniff_format
 from gifsent_infer.reading.netpolicy import ALLOW_HINT, address_refusal
 from gifsent_infer.version import __version__
 
@@ -352,31 +357,6 @@ def _size_text(n: int) -> str:
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
-
-
-def describe_non_gif(head: bytes) -> str:
-    """A row's reason for content that is not a GIF, naming what it looks like."""
-    if not head:
-        return "empty file (0 bytes)"
-    kinds = [
-        (b"\x89PNG", "a PNG image"),
-        (b"\xff\xd8\xff", "a JPEG image"),
-        (b"RIFF", "a RIFF file (WebP?)"),
-        (b"\x1aE\xdf\xa3", "a WebM/Matroska video"),
-        (b"<", "HTML/XML text"),
-        (b"{", "JSON text"),
-    ]
-    if head[4:8] == b"ftyp":
-        what = "an MP4/MOV video"
-    else:
-        what = next((k for magic, k in kinds if head.startswith(magic)), "")
-    if not what:
-        try:
-            head.decode("utf-8")
-            what = "text"
-        except UnicodeDecodeError:
-            what = "unknown binary data"
-    return f"not a GIF or other supported image/video (content looks like {what}, starts with {head[:8]!r})"
 
 
 def read_file(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
