@@ -279,10 +279,20 @@ def _pillow_frames(
 # --- video ------------------------------------------------------------------------------------
 
 
-def _open_container(data: bytes, fmt: str, demuxer: str, longest: bool):
-    """(container, video stream) of a file FFmpeg demuxes as `demuxer`. `longest` takes the
-    video stream with the most frames (an animated AVIF holds its still "primary item" as
-    stream 0 and the animation as a track after it); otherwise the first, as players do."""
+def first_stream(videos: list):
+    """The first video stream, as players take it."""
+    return videos[0]
+
+
+def longest_stream(videos: list):
+    """The video stream with the most frames: an animated AVIF holds its still "primary
+    item" as stream 0 and the animation as a track after it."""
+    return max(videos, key=lambda s: s.frames or 0)
+
+
+def _open_container(data: bytes, fmt: str, demuxer: str, choose: Callable = first_stream):
+    """(container, video stream) of a file FFmpeg demuxes as `demuxer`; `choose` picks the
+    stream from the container's video streams."""
     import av  # PyAV: FFmpeg's demuxers and decoders, bundled in its wheels
 
     try:
@@ -293,18 +303,18 @@ def _open_container(data: bytes, fmt: str, demuxer: str, longest: bool):
     if not videos:
         container.close()
         raise MediaError(f"no video stream in this {fmt} file")
-    stream = max(videos, key=lambda s: s.frames or 0) if longest else videos[0]
+    stream = choose(videos)
     if stream.codec_context is None:
         container.close()
         raise MediaError(f"unsupported video codec in this {fmt} file")
     return container, stream
 
 
-def video_header(data: bytes, fmt: str, demuxer: str, *, longest: bool = False):
+def video_header(data: bytes, fmt: str, demuxer: str, *, choose: Callable = first_stream):
     """(width, height, frames) from the container's header alone: nothing is demuxed past
     what FFmpeg reads to open the file, nothing decoded. `frames` is the header's count, else
     its duration times the frame rate (0 when it states neither)."""
-    container, stream = _open_container(data, fmt, demuxer, longest)
+    container, stream = _open_container(data, fmt, demuxer, choose)
     try:
         cc = stream.codec_context
         frames = int(stream.frames or 0)
@@ -382,13 +392,15 @@ def video_reader(
     demuxer: str,
     limits: ReaderLimits,
     *,
-    longest: bool = False,
+    choose: Callable = first_stream,
     still_is_untimed: bool = False,
+    pix: str = "rgb24",
 ) -> Reader:
     """A file FFmpeg demuxes (`demuxer`: "mov", "matroska") as a Reader named `fmt`.
     `still_is_untimed`: a one-frame file is a still image, shown for 0 ms before the delay
-    clamp like a one-frame GIF or WebP (an AVIF still's item has no real duration)."""
-    container, stream = _open_container(data, fmt, demuxer, longest)
+    clamp like a one-frame GIF or WebP (an AVIF still's item has no real duration). `pix`:
+    the frames' pixel format ("rgb24": [H, W, 3]; "gray": [H, W], for an alpha plane)."""
+    container, stream = _open_container(data, fmt, demuxer, choose)
     try:
         _check_video_header(container, stream, limits)
         cc = stream.codec_context
@@ -408,7 +420,9 @@ def video_reader(
 
     def frames(keep: Sequence[int], matte: tuple[int, int, int]) -> dict[int, np.ndarray]:
         try:
-            out, info.rotation = _decode_video(stream, packets, order, keep, limits, width, height)
+            out, info.rotation = _decode_video(
+                stream, packets, order, keep, limits, (width, height, pix)
+            )
         finally:
             container.close()
         if info.rotation in (90, 270):
@@ -440,9 +454,10 @@ def _plan(packets: list, order: np.ndarray, keep: Sequence[int]) -> list[tuple[i
     return ranges
 
 
-def _decode_video(stream, packets, order, keep, limits, width, height):
+def _decode_video(stream, packets, order, keep, limits, size):
     import av
 
+    width, height, pix = size
     cc = stream.codec_context
     cc.thread_count = 1  # the batch pool decodes several files at once, one per core
     # FFmpeg's own guard: frames larger than the limit fail in the decoder before their
@@ -471,9 +486,7 @@ def _decode_video(stream, packets, order, keep, limits, width, height):
         t = frame.pts
         if t in pts_of and pts_of[t] not in got:
             # bicubic chroma upsampling: what the ffmpeg CLI uses (pixel-identical in tests)
-            rgb = frame.to_ndarray(
-                format="rgb24", width=width, height=height, interpolation="BICUBIC"
-            )
+            rgb = frame.to_ndarray(format=pix, width=width, height=height, interpolation="BICUBIC")
             rotation = round(-(getattr(frame, "rotation", 0) or 0) / 90) * 90 % 360
             if rotation:
                 rgb = np.ascontiguousarray(np.rot90(rgb, k=-rotation // 90))
@@ -529,3 +542,76 @@ def gif_reader(data: bytes, limits: ReaderLimits) -> Reader:
         return {int(k): decoded.frames[int(k)] for k in keep}
 
     return Reader(info, frames)
+
+
+# --- AVIF ---------------------------------------------------------------------------------------
+
+
+class _NoAlpha(MediaError):
+    """The file has no alpha plane (not an error: it is opaque)."""
+
+
+def _alpha_stream(videos: list):
+    """The alpha plane of the colour stream (longest_stream): FFmpeg shows an AVIF's alpha
+    auxiliary image (item or track) as a grey video stream after its colour stream, with as
+    many frames."""
+    colour = longest_stream(videos)
+    for s in videos:
+        cc = s.codec_context
+        if (
+            s.index > colour.index
+            and cc is not None
+            and (cc.pix_fmt or "").startswith("gray")
+            and (s.frames or 0) == (colour.frames or 0)
+        ):
+            return s
+    raise _NoAlpha("no alpha plane")
+
+
+def has_av1_decoder() -> bool:
+    """Whether this PyAV's FFmpeg has an AV1 decoder (libdav1d, libaom-av1 or its own)."""
+    import av
+
+    return any(c in av.codecs_available for c in ("libdav1d", "libaom-av1", "av1"))
+
+
+def avif_reader(data: bytes, limits: ReaderLimits) -> Reader:
+    """AVIF through FFmpeg (PyAV): an animated AVIF is its track (its "avis" sequence), not
+    the still primary item FFmpeg shows first; a still AVIF is the item, one frame shown
+    like a one-frame GIF. Transparency: the alpha auxiliary image (a grey stream) is decoded
+    for the same frames and the colour composited over the matte. Colour frames are
+    ffmpeg's decode of that stream, pixel for pixel."""
+    if not has_av1_decoder():
+        raise MediaError("unsupported format avif: this PyAV's FFmpeg has no AV1 decoder")
+    colour = video_reader(data, "avif", "mov", limits, choose=longest_stream, still_is_untimed=True)
+    try:
+        alpha = video_reader(
+            data, "avif", "mov", limits, choose=_alpha_stream, still_is_untimed=True, pix="gray"
+        )
+    except _NoAlpha:
+        return colour  # opaque
+    except BaseException:
+        colour.close()
+        raise
+    if alpha.info.n_frames != colour.info.n_frames:
+        alpha.close()
+        colour.close()
+        raise MediaError(
+            f"corrupt AVIF: {colour.info.n_frames} colour frames but "
+            f"{alpha.info.n_frames} alpha frames"
+        )
+
+    def frames(keep: Sequence[int], matte: tuple[int, int, int]) -> dict[int, np.ndarray]:
+        try:
+            rgb = colour.frames(keep, matte)
+        except BaseException:
+            alpha.close()
+            raise
+        a = alpha.frames(keep, matte)
+        return {k: _over_matte(np.dstack([rgb[k], a[k]]), matte) for k in rgb}
+
+    def close() -> None:
+        colour.close()
+        alpha.close()
+
+    return Reader(colour.info, frames, close)

@@ -175,14 +175,14 @@ def _image_peak(open_: Callable[[bytes, ReaderLimits], Reader]) -> PeakBytes:
     return peak
 
 
-def _video_peak(name: str, demuxer: str, *, longest: bool = False) -> PeakBytes:
+def _video_peak(name: str, demuxer: str, choose: Callable = decoders.first_stream) -> PeakBytes:
     """FFmpeg's decoder: its reference and threading frames (YUV, ~1.5 bytes a pixel, up to
     ~20 of them in H.264/HEVC/AV1), the RGB conversion and our RGB copy of each kept frame;
     the demuxed packets (the file, and an object per packet). From the container's header:
     a long, small, low-bitrate video is sized by its pixels, not by its file."""
 
     def peak(data: bytes, spec: SamplingSpec, limits: ReaderLimits) -> int:
-        width, height, frames = decoders.video_header(data, name, demuxer, longest=longest)
+        width, height, frames = decoders.video_header(data, name, demuxer, choose=choose)
         pixels, kept = _peak(width, height, frames, spec, limits)
         return 2 * len(data) + 256 * frames + pixels * (3 * kept + 40)
 
@@ -194,23 +194,6 @@ def _video_peak(name: str, demuxer: str, *, longest: bool = False) -> PeakBytes:
 
 def _video(name: str, demuxer: str) -> Callable[[bytes, ReaderLimits], Reader]:
     return lambda data, limits: decoders.video_reader(data, name, demuxer, limits)
-
-
-def _av1_decoder() -> str | None:
-    """The AV1 decoder this PyAV's FFmpeg has (libdav1d, libaom-av1 or FFmpeg's own), or None."""
-    import av
-
-    have = av.codecs_available
-    return next((c for c in ("libdav1d", "libaom-av1", "av1") if c in have), None)
-
-
-def _avif_reader(data: bytes, limits: ReaderLimits) -> Reader:
-    """AVIF through FFmpeg (PyAV): an animated AVIF's frames are its track (its "avis"
-    sequence, stream 1), not the still primary item FFmpeg shows first; a still AVIF is the
-    item, one frame shown like a one-frame GIF. Frames match ffmpeg's decode of that track."""
-    if _av1_decoder() is None:
-        raise MediaError("unsupported format avif: this PyAV's FFmpeg has no AV1 decoder")
-    return decoders.video_reader(data, "avif", "mov", limits, longest=True, still_is_untimed=True)
 
 
 REGISTRY: tuple[Format, ...] = (
@@ -258,8 +241,8 @@ REGISTRY: tuple[Format, ...] = (
         "image",
         lambda h: _bmff_brand(h) == "avif",
         clamp=True,  # an animated image, like WebP and APNG
-        peak_bytes=_video_peak("avif", "mov", longest=True),
-        open=_avif_reader,
+        peak_bytes=_video_peak("avif", "mov", decoders.longest_stream),
+        open=decoders.avif_reader,
     ),
     Format(
         "heif",
