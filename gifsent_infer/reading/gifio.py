@@ -127,7 +127,7 @@ class SampleInfo:
     segments: int  # S
     padded_frames: int  # sampled frames whose time wrapped past the end (loop padding)
     padding: float  # padded_frames / (S * T)
-    format: str = "gif"  # the container/format read (gifsent_infer.reading.media.FORMATS)
+    format: str = "gif"  # the container/format read (gifsent_infer.reading.formats.FORMATS)
 
 
 @dataclass

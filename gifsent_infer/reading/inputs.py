@@ -3,8 +3,8 @@
 Expansion decides *which* inputs there are; reading happens later, in the worker pool, so a
 slow disk or server never holds up the model. Every input the user named explicitly gets a
 row even when it is not a GIF; files met while walking a folder or a glob are taken when
-their content is a GIF (or their name ends in .gif, so that a broken .gif gets an error row
-instead of vanishing).
+their content is in a format of the registry (`formats.py`), or their name ends like one
+(.gif, .mp4, ...: so that a broken file gets an error row instead of vanishing).
 """
 
 from __future__ import annotations
