@@ -615,3 +615,144 @@ def avif_reader(data: bytes, limits: ReaderLimits) -> Reader:
         alpha.close()
 
     return Reader(colour.info, frames, close)
+
+
+# --- ISO-BMFF headers (MP4, MOV, AVIF), read in Python -------------------------------------
+
+
+def _boxes(data: bytes, start: int, end: int):
+    """(type, payload start, box end) of each box in data[start:end]; stops at a box that
+    does not fit (a truncated file)."""
+    pos = start
+    while pos + 8 <= end:
+        size, kind, head = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8], 8
+        if size == 1 and pos + 16 <= end:
+            size, head = int.from_bytes(data[pos + 8 : pos + 16], "big"), 16
+        elif size == 0:
+            size = end - pos
+        if size < head or pos + size > end:
+            return
+        yield kind, pos + head, pos + size
+        pos += size
+
+
+def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    return next(((s, e) for k, s, e in _boxes(data, start, end) if k == kind), None)
+
+
+def _track_size(data: bytes, s: int, e: int) -> tuple[int, int, int] | None:
+    """(width, height, samples) of a video or image track (trak box payload), else None."""
+    tkhd, mdia = _child(data, s, e, b"tkhd"), _child(data, s, e, b"mdia")
+    if tkhd is None or mdia is None:
+        return None
+    hdlr = _child(data, *mdia, b"hdlr")
+    if hdlr is None or data[hdlr[0] + 8 : hdlr[0] + 12] not in (b"vide", b"pict", b"auxv"):
+        return None
+    at = tkhd[0] + (88 if data[tkhd[0]] == 1 else 76)  # after the times, layer..., matrix
+    if at + 8 > tkhd[1]:
+        return None
+    width, height = data[at : at + 2], data[at + 4 : at + 6]  # 16.16 fixed point: integer part
+    samples = 0
+    minf = _child(data, *mdia, b"minf")
+    stbl = _child(data, *minf, b"stbl") if minf else None
+    stsz = (_child(data, *stbl, b"stsz") or _child(data, *stbl, b"stz2")) if stbl else None
+    if stsz is not None and stsz[0] + 12 <= stsz[1]:
+        samples = int.from_bytes(data[stsz[0] + 8 : stsz[0] + 12], "big")
+    return int.from_bytes(width, "big"), int.from_bytes(height, "big"), samples
+
+
+def bmff_header(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, frames) of an ISO-BMFF file from its boxes alone (no FFmpeg, nothing
+    decoded): the largest video/image track's tkhd size and stsz sample count, or for a
+    still image (HEIF/AVIF items, no track) its largest `ispe` property and one frame.
+    None when the boxes do not say (FFmpeg's open then tells)."""
+    best = None
+    for kind, s, e in _boxes(data, 0, len(data)):
+        if kind == b"moov":
+            for k, ts, te in _boxes(data, s, e):
+                size = _track_size(data, ts, te) if k == b"trak" else None
+                if size and size[0] * size[1] > 0 and (best is None or size[2] > best[2]):
+                    best = size
+        elif kind == b"meta" and best is None:  # a FullBox: its children after 4 bytes
+            iprp = _child(data, s + 4, e, b"iprp")
+            ipco = _child(data, *iprp, b"ipco") if iprp else None
+            for k, ps, pe in _boxes(data, *ipco) if ipco else ():
+                if k == b"ispe" and ps + 12 <= pe:
+                    w = int.from_bytes(data[ps + 4 : ps + 8], "big")
+                    h = int.from_bytes(data[ps + 8 : ps + 12], "big")
+                    if best is None or w * h > best[0] * best[1]:
+                        best = (w, h, 1)
+    return best
+
+
+# --- Matroska/WebM headers, read in Python -------------------------------------------------
+
+_EBML_MASTERS = {
+    0x18538067,  # Segment
+    0x1549A966,  # Info
+    0x1654AE6B,  # Tracks
+    0xE0,  # Video (inside a TrackEntry)
+}
+
+
+def _vint(data: bytes, pos: int, keep_marker: bool) -> tuple[int, int]:
+    """(value, length) of the EBML variable-size integer at `pos`; value -1 for "unknown"."""
+    first = data[pos]
+    length = 9 - first.bit_length() if first else 9
+    if length > 8 or pos + length > len(data):
+        raise MediaError("corrupt Matroska header")
+    value = int.from_bytes(data[pos : pos + length], "big")
+    if keep_marker:
+        return value, length
+    value &= (1 << (7 * length)) - 1
+    return (-1 if value == (1 << (7 * length)) - 1 else value), length
+
+
+def _ebml(data: bytes, start: int, end: int, out: dict, depth: int = 0) -> None:
+    """Collect the header elements a size needs into `out` (the segment's duration and
+    timecode scale; the first video track's pixel size and default duration under
+    out["track"]); stops at the first Cluster (the frames)."""
+    if depth > 4:  # Segment > Tracks > TrackEntry > Video: deeper is not a header
+        return
+    pos = start
+    while pos < end:
+        eid, n = _vint(data, pos, keep_marker=True)
+        size, m = _vint(data, pos + n, keep_marker=False)
+        body = pos + n + m
+        stop = end if size < 0 else min(end, body + size)
+        if eid == 0x1F43B675:  # Cluster: the header is over
+            out["done"] = True
+            return
+        if eid == 0xAE:  # TrackEntry: the first video track (TrackType 1) decides
+            track: dict = {}
+            _ebml(data, body, stop, track, depth + 1)
+            if track.get(0x83) == 1 and "track" not in out:
+                out["track"] = track
+        elif eid in _EBML_MASTERS:
+            _ebml(data, body, stop, out, depth + 1)
+        elif eid in (0xB0, 0xBA, 0x83, 0x23E383, 0x2AD7B1) and size > 0:
+            out.setdefault(eid, int.from_bytes(data[body:stop], "big"))
+        elif eid == 0x4489 and size in (4, 8):  # Duration: a float, in timecode units
+            out.setdefault(eid, struct.unpack(">f" if size == 4 else ">d", data[body:stop])[0])
+        if out.get("done"):
+            return
+        pos = stop
+
+
+def matroska_header(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, frames) of a Matroska/WebM file from its EBML header alone (no FFmpeg,
+    nothing decoded); frames 0 when the header does not state a frame duration. None when
+    the header does not give the size (FFmpeg's open then tells)."""
+    out: dict = {}
+    try:
+        _ebml(data, 0, len(data), out)
+    except (MediaError, struct.error):
+        return None
+    track = out.get("track", {})
+    if 0xB0 not in track or 0xBA not in track:
+        return None
+    frames = 0
+    duration, frame_ns = out.get(0x4489), track.get(0x23E383)
+    if duration and frame_ns:
+        frames = int(duration * out.get(0x2AD7B1, 1_000_000) / frame_ns) + 1
+    return track[0xB0], track[0xBA], frames

@@ -178,11 +178,17 @@ def _image_peak(open_: Callable[[bytes, ReaderLimits], Reader]) -> PeakBytes:
 def _video_peak(name: str, demuxer: str, choose: Callable = decoders.first_stream) -> PeakBytes:
     """FFmpeg's decoder: its reference and threading frames (YUV, ~1.5 bytes a pixel, up to
     ~20 of them in H.264/HEVC/AV1), the RGB conversion and our RGB copy of each kept frame;
-    the demuxed packets (the file, and an object per packet). From the container's header:
-    a long, small, low-bitrate video is sized by its pixels, not by its file."""
+    the demuxed packets (the file, and an object per packet). From the container's header
+    (ISO-BMFF: its tkhd and stsz boxes; Matroska: its Tracks and Info; both read in Python,
+    FFmpeg's open only where they do not say): a
+    long, small, low-bitrate video is sized by its pixels, not by its file."""
 
     def peak(data: bytes, spec: SamplingSpec, limits: ReaderLimits) -> int:
-        width, height, frames = decoders.video_header(data, name, demuxer, choose=choose)
+        parse = decoders.bmff_header if demuxer == "mov" else decoders.matroska_header
+        header = parse(data)
+        if header is None:
+            header = decoders.video_header(data, name, demuxer, choose=choose)
+        width, height, frames = header
         pixels, kept = _peak(width, height, frames, spec, limits)
         return 2 * len(data) + 256 * frames + pixels * (3 * kept + 40)
 

@@ -295,3 +295,32 @@ def test_gif_estimate_is_unchanged(tmp_path):
 def test_media_reads_the_registry_not_its_own_lists():
     assert media.FORMATS is formats.FORMATS and media.MEDIA_SUFFIXES is formats.MEDIA_SUFFIXES
     assert ".mkv" in formats.MEDIA_SUFFIXES and ".avif" in formats.MEDIA_SUFFIXES
+
+
+@pytest.fixture(scope="module")
+def containers(work, animated_avif, still_avif) -> dict[str, Path]:
+    src = work / "src6.gif"
+    src.write_bytes(gif_bytes(6, frames=7, size=(96, 64)))
+    out = {fmt: convert(src, work, fmt) for fmt in ("mp4", "mov", "webm")}
+    mkv = work / "src6.mkv"
+    ffmpeg("-i", str(src), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "matroska", str(mkv))
+    out.update(mkv=mkv, avif=animated_avif, still_avif=still_avif)
+    return out
+
+
+def test_python_header_parsers_agree_with_ffmpeg(containers):
+    for name, p in containers.items():
+        data = p.read_bytes()
+        demuxer = "matroska" if name in ("webm", "mkv") else "mov"
+        parse = decoders.matroska_header if demuxer == "matroska" else decoders.bmff_header
+        want = decoders.video_header(data, name, demuxer, choose=decoders.longest_stream)
+        assert parse(data) == want, name
+
+
+def test_header_probes_never_raise_on_damaged_files(containers):
+    from media_support import mutations
+
+    for name, p in containers.items():
+        for what, bad in mutations(p.read_bytes(), seed=3, flips=6).items():
+            est = estimate_decode_bytes(bad, SPEC, DEFAULT_LIMITS)
+            assert isinstance(est, int) and est > 0, (name, what)
