@@ -180,8 +180,8 @@ def _video_peak(name: str, demuxer: str, choose: Callable = decoders.first_strea
     ~20 of them in H.264/HEVC/AV1), the RGB conversion and our RGB copy of each kept frame;
     the demuxed packets (the file, and an object per packet). From the container's header
     (ISO-BMFF: its tkhd and stsz boxes; Matroska: its Tracks and Info; both read in Python,
-    FFmpeg's open only where they do not say): a
-    long, small, low-bitrate video is sized by its pixels, not by its file."""
+    FFmpeg's open only where they do not say): a long, small, low-bitrate video is sized by
+    its pixels, not by its file."""
 
     def peak(data: bytes, spec: SamplingSpec, limits: ReaderLimits) -> int:
         parse = decoders.bmff_header if demuxer == "mov" else decoders.matroska_header
@@ -189,6 +189,7 @@ def _video_peak(name: str, demuxer: str, choose: Callable = decoders.first_strea
         if header is None:
             header = decoders.video_header(data, name, demuxer, choose=choose)
         width, height, frames = header
+        frames = min(frames, limits.max_frames + 1)  # more is refused before decoding
         pixels, kept = _peak(width, height, frames, spec, limits)
         return 2 * len(data) + 256 * frames + pixels * (3 * kept + 40)
 
