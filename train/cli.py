@@ -85,7 +85,7 @@ _OPTIONS = {
         typer.Option(
             None,
             "--data",
-            help="Data folder (votes CSV + GIFs). Default: $GIFSENT_HOME/data/gifgif.",
+            help="Data folder (votes CSV + GIFs), or a `collect` votes database (.sqlite). Default: $GIFSENT_HOME/data/gifgif.",
         ),
     ),
     "votes": (
