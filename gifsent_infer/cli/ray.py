@@ -1,7 +1,9 @@
-"""`gifsent-infer ray`: score on a Ray cluster into a folder of shards (gifsent_infer.scaleout.distributed)."""
+"""`gifsent-infer ray`: score on a Ray cluster into a Delta Lake table (gifsent_infer.scaleout.distributed)."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import typer
@@ -13,20 +15,32 @@ from gifsent_infer.cli.common import check_choice, err, fail, print_provenance
 
 @app.command("ray")
 def ray_score(
-    inputs: list[str] = typer.Argument(
-        ...,
-        metavar="PATH...",
-        help="GIF files, folders, glob patterns or http(s) URLs, expanded as `score` does; "
-        "paths must be readable on every Ray node.",
+    inputs: list[str] | None = typer.Argument(
+        None,
+        metavar="[PATH|URI]...",
+        help="GIF files, folders, glob patterns, http(s) URLs, or object-store objects and "
+        "prefixes (s3://bucket/gifs/, gs://..., abfs://...), expanded as `score` does; local "
+        "paths must be readable on every Ray node, objects are read by the workers.",
     ),
-    out: Path = typer.Option(
+    out: str = typer.Option(
         ...,
         "--out",
         "-o",
-        help="Output folder on this (the driver's) machine: score shards "
-        "(part-*.parquet|jsonl) and _manifest.json; read it with pandas.read_parquet.",
+        help="The Delta Lake table of scores: a local folder or an object-store URI "
+        "(s3://bucket/scores); created when missing. Read it with DuckDB, Polars, pandas, "
+        "Spark or `deltalake` (see the README).",
     ),
-    fmt: str = typer.Option("parquet", "--format", "-f", help="Shard format: parquet or jsonl."),
+    manifest: str | None = typer.Option(
+        None,
+        "--manifest",
+        help="A Parquet, CSV or JSONL file (local or in a store) listing one input per row: "
+        "a path, URL or store URI, for collections too large to list.",
+    ),
+    manifest_column: str | None = typer.Option(
+        None,
+        "--manifest-column",
+        help="The manifest's column of inputs (default: path, url or uri, else its only column).",
+    ),
     model: Path | None = typer.Option(
         None,
         "--model",
@@ -90,38 +104,64 @@ def ray_score(
     ),
     shard_rows: int | None = typer.Option(
         None,
+        "--commit-rows",
         "--shard-rows",
         min=1,
-        help="Write a shard every N rows (default: from the number of inputs, about 32 "
-        "shards per run, 8 to 1024 rows each).",
+        help="Commit to the table every N rows (default: from the number of inputs, about 32 "
+        "commits per run, 8 to 1024 rows each).",
     ),
     flush_seconds: float = typer.Option(
         10.0,
+        "--commit-seconds",
         "--flush-seconds",
         min=0.1,
-        help="Also write a shard when its oldest row has waited this long, so a killed run "
-        "keeps its work.",
+        help="Also commit when the oldest uncommitted row has waited this long, so a killed "
+        "run keeps its work.",
+    ),
+    retention_hours: float = typer.Option(
+        168.0,
+        "--retention-hours",
+        min=0.0,
+        help="How long files that a commit replaced stay for readers of older snapshots "
+        "(Delta's default, 7 days); vacuum deletes only older ones. Below 168 it is your "
+        "promise that no reader holds a snapshot that old.",
+    ),
+    vacuum: bool = typer.Option(
+        True,
+        "--vacuum/--no-vacuum",
+        help="After the run, delete the files no snapshot within --retention-hours needs.",
+    ),
+    compact: bool = typer.Option(
+        True,
+        "--compact/--no-compact",
+        help="After the run, rewrite the run's small files into larger ones (one commit that "
+        "changes no row).",
     ),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="GIFs per model call."),
     resume: bool = typer.Option(
         True,
         "--resume/--no-resume",
-        help="Skip inputs this model already scored in --out (default); --no-resume empties it.",
+        help="Skip inputs this model already scored in the table (default); --no-resume "
+        "rescores every input, replacing its row (a MERGE), and then removes the rows of "
+        "inputs this run did not name.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
-    """Score GIFs on a Ray cluster with Ray Data (needs `pip install 'gifsent[ray]'`)."""
+    """Score GIFs on a Ray cluster with Ray Data into a Delta Lake table (needs
+    `pip install 'gifsent[ray]'`)."""
     from gifsent_infer.reading.inputs import NoInputsError
+    from gifsent_infer.reading.manifest import ManifestError
     from gifsent_infer.running.session import DEVICES, DeviceError, ModelError
     from gifsent_infer.scaleout.distributed import (
-        FORMATS,
         ClusterError,
         RayRunError,
+        ScoresTableError,
         score_with_ray,
     )
 
-    check_choice("--format", fmt, FORMATS)
     check_choice("--device", device, DEVICES)
+    if not inputs and manifest is None:
+        raise fail("give the inputs to score (PATH or URI arguments, or --manifest FILE)")
     try:
         from gifsent_infer.running.session import read_document, resolve_model
 
@@ -130,9 +170,14 @@ def ray_score(
         raise fail(str(e)) from None
     try:
         s = score_with_ray(
-            inputs,
+            inputs or [],
             model,
             out,
+            manifest=manifest,
+            manifest_column=manifest_column,
+            retention_hours=retention_hours,
+            vacuum=vacuum,
+            compact=compact,
             address=address,
             num_actors=num_actors,
             actor_cpus=actor_cpus,
@@ -141,7 +186,6 @@ def ray_score(
             device=device,
             backend=backend,
             resume=resume,
-            format=fmt,
             shard_rows=shard_rows,
             flush_seconds=flush_seconds,
             connect_timeout=connect_timeout,
@@ -151,7 +195,20 @@ def ray_score(
         )
     except ImportError as e:  # Ray (or onnxruntime) missing: the message is the install hint
         raise fail(str(e)) from None
-    except (NoInputsError, ModelError, DeviceError, ClusterError, ValueError) as e:
+    except ClusterError as e:
+        if e.stuck:  # a thread is blocked inside Ray's native code: nothing else may run
+            fail(str(e))
+            sys.stderr.flush()
+            os._exit(e.exit_code)
+        raise fail(str(e)) from None
+    except (
+        NoInputsError,
+        ManifestError,
+        ScoresTableError,
+        ModelError,
+        DeviceError,
+        ValueError,
+    ) as e:
         raise fail(str(e)) from None
     except RayRunError as e:  # a failure mid-run: what was written stays, a rerun resumes
         raise fail(str(e), e.exit_code) from None
@@ -162,6 +219,6 @@ def ray_score(
         err.print(
             f"[{colour}]scored {s.scored}, failed {s.failed}{resumed}[/] in {s.seconds:.1f} s "
             f"({rate:.1f} GIFs/s) on {s.num_actors} {s.device} actor(s) -> "
-            f"{escape(str(s.out_dir))} ({len(s.shards)} new shard(s), {escape(s.manifest.name)})"
+            f"{escape(s.table)} (Delta table version {s.version}, {s.commits} commit(s))"
         )
     raise typer.Exit(1 if s.failed else 0)

@@ -13,10 +13,10 @@ from gifsent_infer.cli.common import err, fail
 
 @app.command()
 def report(
-    scores: Path = typer.Argument(
+    scores: str = typer.Argument(
         ...,
-        help="A scores file written by `gifsent-infer` (CSV, JSONL or JSON) or a "
-        "`gifsent-infer ray` output folder.",
+        help="A scores file written by `gifsent-infer` (CSV, JSONL or JSON), or the Delta "
+        "table `gifsent-infer ray` writes (a folder or an s3://... URI).",
     ),
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write."),
     model: Path | None = typer.Option(

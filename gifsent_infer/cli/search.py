@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -19,8 +18,10 @@ from gifsent_infer.contract import EMOTIONS
 
 @app.command()
 def search(
-    scores: Path = typer.Argument(
-        ..., help="A scores file written by `gifsent-infer` (CSV, JSONL or JSON)."
+    scores: str = typer.Argument(
+        ...,
+        help="A scores file written by `gifsent-infer` (CSV, JSONL or JSON), or the Delta "
+        "table `gifsent-infer ray` writes (a folder or an s3://... URI).",
     ),
     emotion: str | None = typer.Option(
         None, "--emotion", "-e", help="Rank by this emotion, highest first."

@@ -33,6 +33,7 @@ from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_infer.reading.gifio import DEFAULT_LIMITS
 from gifsent_infer.reading.media import MEDIA_SUFFIXES, SNIFF_BYTES, sniff_format
 from gifsent_infer.reading.netpolicy import ALLOW_HINT, address_refusal
+from gifsent_infer.reading.stores import StoreError, is_store_uri, list_objects
 from gifsent_infer.version import __version__
 
 DEFAULT_MAX_BYTES = DEFAULT_LIMITS.max_file_bytes  # per input, files and downloads alike
@@ -236,10 +237,33 @@ def expand_inputs(
                 skipped += 1
         return n
 
+    def add_store(uri: str) -> None:
+        nonlocal skipped
+        try:
+            kind, objects = list_objects(uri, recursive)
+        except StoreError as e:
+            add(InputItem(name=uri, url=uri, error=str(e)), uri)
+            return
+        if kind == "missing":
+            missing.append(uri)
+            add(InputItem(name=uri, url=uri, error="no such object or prefix"), uri)
+        elif kind == "object":  # named explicitly: always a row
+            add(InputItem(name=uri, url=uri), uri)
+        else:
+            taken = [o for o in objects if o.uri.lower().endswith(MEDIA_SUFFIXES)]
+            skipped += len(objects) - len(taken)
+            for o in taken:
+                add(InputItem(name=o.uri, url=o.uri), o.uri)
+            if not taken:
+                notes.append(f"{display_name(uri)}: no GIFs under this prefix")
+
     def one(arg: str) -> None:
         nonlocal skipped
         if is_url(arg):
             add(InputItem(name=arg, url=arg), arg)
+            return
+        if is_store_uri(arg):
+            add_store(arg)
             return
         path = Path(arg).expanduser() if arg.startswith("~") else Path(arg)
         st = _stat(path)
@@ -294,6 +318,22 @@ def expand_inputs(
         )
         raise NoInputsError(f"nothing to score ({what or 'no inputs given'})")
     return Expansion(items=items, notes=notes)
+
+
+def explicit_item(name: str) -> InputItem:
+    """The item of one input named exactly (a manifest's row): a URL, a store object or a
+    file; never expanded (a folder or a missing file is an error row, read as such)."""
+    if is_url(name) or is_store_uri(name):
+        return InputItem(name=name, url=name)
+    path = Path(name).expanduser() if name.startswith("~") else Path(name)
+    st = _stat(path)
+    if isinstance(st, str):
+        return InputItem(name=name, path=path, error=st)
+    if stat.S_ISDIR(st.st_mode):
+        return InputItem(name=name, path=path, error="is a folder")
+    if not stat.S_ISREG(st.st_mode):
+        return InputItem(name=name, path=path, error=not_regular_reason(st.st_mode))
+    return InputItem(name=name, path=path)
 
 
 STDIN_NAME = "<stdin>"
@@ -670,12 +710,31 @@ def read_item(
         if len(item.data) > max_bytes:
             raise InputError(_over_limit(len(item.data), max_bytes, "input"))
         return item.data
+    if item.url is not None and is_store_uri(item.url):
+        return read_store_object(item.url, max_bytes=max_bytes)
     if item.url is not None:
         return fetch_url(
             item.url, max_bytes=max_bytes, timeout=timeout, allow_private=allow_private
         )
     assert item.path is not None
     return read_file(item.path, max_bytes=max_bytes)
+
+
+def read_store_object(uri: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of an object-store object (reading/stores.py), refusing objects over
+    `max_bytes` before reading them; raises InputError."""
+    from gifsent_infer.reading.stores import object_size, read_object
+
+    try:
+        size = object_size(uri)
+        if size > max_bytes:
+            raise InputError(_over_limit(size, max_bytes, "object"))
+        data = read_object(uri, max_bytes)
+    except StoreError as e:
+        raise InputError(str(e)) from None
+    if len(data) > max_bytes:
+        raise InputError(f"object grew over the {_size_text(max_bytes)} limit while being read")
+    return data
 
 
 def sha256(data: bytes) -> str:

@@ -62,19 +62,24 @@ class ReportError(GifsentError, ValueError):
 
 
 def load_rows(source: str | os.PathLike) -> list[dict[str, Any]]:
-    """Score rows of a scores file or of a Ray output folder (part-*.parquet|jsonl shards)."""
+    """Score rows of a scores file or of a `gifsent-infer ray` Delta table (a local folder or
+    an object-store URI; its latest snapshot)."""
+    from gifsent_infer.scaleout.delta_table import is_score_table, is_uri, read_scores
     from gifsent_infer.writing.outputs import ScoresFileError, read_rows
 
+    try:
+        if is_score_table(source):
+            return read_scores(source)
+    except (ImportError, GifsentError) as e:  # no deltalake, or not a table of scores
+        raise ReportError(str(e)) from None
+    if is_uri(source):
+        raise ReportError(f"{source} is not a Delta table of scores (no _delta_log there)")
     source = Path(source)
     if source.is_dir():
-        from gifsent_infer.scaleout.distributed import list_shards, read_scores
-
-        if not list_shards(source):
-            raise ReportError(f"{source} is a folder without score shards (part-*.parquet|jsonl)")
-        try:
-            return read_scores(source)
-        except ImportError as e:  # parquet shards need pyarrow
-            raise ReportError(str(e)) from None
+        raise ReportError(
+            f"{source} is a folder but not a Delta table of scores (written by "
+            "`gifsent-infer ray`); give a scores file or a table"
+        )
     if not source.is_file():
         raise ReportError(f"{source} does not exist")
     try:
@@ -489,16 +494,19 @@ def write_report(
     embed: bool = False,
     title: str | None = None,
 ) -> ReportSummary:
-    """Read `source` (scores file or Ray output folder), write the HTML report to `out`."""
+    """Read `source` (scores file or Ray's Delta table), write the HTML report to `out`."""
+    from gifsent_infer.scaleout.delta_table import is_uri
+
     if top_n < 1 or page_size < 1:
         raise ReportError("top_n and page_size must be at least 1")
-    source = Path(source)
     rows = load_rows(source)
+    remote = is_uri(source)
+    source = Path(source) if not remote else Path(str(source).rstrip("/").rsplit("/", 1)[-1])
     model_path, document, note = find_model(rows, model)
     notes = [note] if note else []
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    bases = [Path.cwd(), source if source.is_dir() else source.parent]
+    bases = [Path.cwd()] if remote else [Path.cwd(), source if source.is_dir() else source.parent]
     text, embedded = render(
         rows,
         out_dir=out.parent,
