@@ -62,8 +62,12 @@ def reader_rows(table: str | Path, reader: str) -> list[dict]:
     uri = str(table)
     if reader == "deltalake":
         return DeltaTable(uri).to_pyarrow_table().to_pylist()
-    if reader == "pandas":
-        return DeltaTable(uri).to_pandas().to_dict("records")
+    if reader == "pandas":  # missing values come back as NaN (pandas' null)
+        frame = DeltaTable(uri).to_pandas()
+        return [
+            {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+            for r in frame.to_dict("records")
+        ]
     if reader == "polars":
         import polars as pl
 
@@ -71,9 +75,9 @@ def reader_rows(table: str | Path, reader: str) -> list[dict]:
     if reader == "duckdb":  # DuckDB scans the snapshot's Arrow dataset (no extension needed)
         import duckdb
 
-        snapshot = DeltaTable(uri).to_pyarrow_dataset()
         con = duckdb.connect()
         try:
+            con.register("snapshot", DeltaTable(uri).to_pyarrow_dataset())
             return con.sql("select * from snapshot").arrow().read_all().to_pylist()
         finally:
             con.close()

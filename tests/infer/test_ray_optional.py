@@ -14,6 +14,7 @@ import pytest
 from gifsent_infer.contract import EMOTIONS
 from gifsent_infer.scaleout.distributed import _drain, auto_commit_rows
 
+
 def test_import_does_not_import_ray_and_missing_ray_gives_the_hint(tmp_path):
     code = (
         "import sys\n"
