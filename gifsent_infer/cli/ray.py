@@ -10,7 +10,8 @@ import typer
 from rich.markup import escape
 
 from gifsent_infer.cli.app import app
-from gifsent_infer.cli.common import check_choice, err, fail, print_provenance
+from gifsent_infer.cli.common import err, exit_code_of, fail, print_provenance
+from gifsent_infer.cli.scoreflags import check_engine_choices, flag, options_from
 
 
 @app.command("ray")
@@ -41,9 +42,8 @@ def ray_score(
         "--manifest-column",
         help="The manifest's column of inputs (default: path, url or uri, else its only column).",
     ),
-    model: Path | None = typer.Option(
-        None,
-        "--model",
+    model: Path | None = flag(
+        "model",
         "-m",
         help="Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location); "
         "shipped to the workers through Ray's object store.",
@@ -66,19 +66,19 @@ def ray_score(
         help="The cluster's token, for token authentication (sets RAY_AUTH_MODE=token and "
         "RAY_AUTH_TOKEN_PATH; or set those, or RAY_AUTH_TOKEN, yourself).",
     ),
-    device: str = typer.Option(
-        "cpu", "--device", "-d", help="cpu, cuda (one GPU per model actor) or auto."
+    device: str = flag(
+        "device",
+        "-d",
+        help="auto (cuda when the cluster has GPUs), cpu or cuda (one GPU per model actor).",
     ),
-    allow_private_urls: bool = typer.Option(
-        False,
-        "--allow-private-urls",
-        help="Also fetch URLs on loopback, private and link-local addresses (refused by "
-        "default, as in `score`).",
-    ),
-    backend: str = typer.Option(
-        "auto",
-        "--backend",
+    allow_private_urls: bool = flag("allow_private_urls"),
+    backend: str = flag(
+        "backend",
         help="auto, onnxruntime or openvino, chosen in each model actor as `score` chooses.",
+    ),
+    precision: str = flag("precision"),
+    threads: int | None = flag(
+        "threads", min=1, help="Intra-op threads per model actor (default: its CPUs)."
     ),
     num_actors: int | None = typer.Option(
         None,
@@ -137,7 +137,22 @@ def ray_score(
         help="After the run, rewrite the run's small files into larger ones (one commit that "
         "changes no row).",
     ),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="GIFs per model call."),
+    batch_size: int = flag("batch_size", "-b", min=1),
+    workers: int | None = flag(
+        "workers",
+        min=0,
+        help="Most decoding tasks at once (default: as the CPUs allow; 0: one).",
+    ),
+    memory_budget: str = flag(
+        "memory_budget",
+        help="Memory that decoding may use at once across the run (e.g. 512M, 2G): each "
+        "decoding task reserves 256 MiB of it from Ray's scheduler.",
+    ),
+    max_bytes: int = flag("max_bytes", min=1),
+    timeout: float = flag("timeout", min=0.1),
+    top: int = flag("top", "-k", min=0, max=17),
+    percentiles: bool = flag("percentiles"),
+    clip: bool = flag("clip"),
     resume: bool = typer.Option(
         True,
         "--resume/--no-resume",
@@ -149,30 +164,21 @@ def ray_score(
 ) -> None:
     """Score GIFs on a Ray cluster with Ray Data into a Delta Lake table (needs
     `pip install 'gifsent[ray]'`)."""
-    from gifsent_infer.reading.inputs import NoInputsError
-    from gifsent_infer.reading.manifest import ManifestError
-    from gifsent_infer.running.session import DEVICES, DeviceError, ModelError
-    from gifsent_infer.scaleout.distributed import (
-        ClusterError,
-        RayRunError,
-        ScoresTableError,
-        score_with_ray,
-    )
+    from gifsent_infer.errors import GifsentError
+    from gifsent_infer.running.session import read_document, resolve_model
+    from gifsent_infer.scaleout.distributed import ClusterError, score_with_ray
 
-    check_choice("--device", device, DEVICES)
+    opts = options_from(locals())
+    check_engine_choices(opts)
     if not inputs and manifest is None:
         raise fail("give the inputs to score (PATH or URI arguments, or --manifest FILE)")
     try:
-        from gifsent_infer.running.session import read_document, resolve_model
-
-        print_provenance(read_document(resolve_model(model)), quiet)
-    except ModelError as e:
-        raise fail(str(e)) from None
-    try:
+        print_provenance(read_document(resolve_model(opts.model)), quiet)
         s = score_with_ray(
             inputs or [],
-            model,
+            None,
             out,
+            options=opts,
             manifest=manifest,
             manifest_column=manifest_column,
             retention_hours=retention_hours,
@@ -182,15 +188,11 @@ def ray_score(
             num_actors=num_actors,
             actor_cpus=actor_cpus,
             decode_cpus=decode_cpus,
-            batch_size=batch_size,
-            device=device,
-            backend=backend,
             resume=resume,
             shard_rows=shard_rows,
             flush_seconds=flush_seconds,
             connect_timeout=connect_timeout,
             auth_token_file=auth_token_file,
-            allow_private_urls=allow_private_urls,
             progress_bars=not quiet and err.is_terminal,
         )
     except ImportError as e:  # Ray (or onnxruntime) missing: the message is the install hint
@@ -201,17 +203,10 @@ def ray_score(
             sys.stderr.flush()
             os._exit(e.exit_code)
         raise fail(str(e)) from None
-    except (
-        NoInputsError,
-        ManifestError,
-        ScoresTableError,
-        ModelError,
-        DeviceError,
-        ValueError,
-    ) as e:
+    except ValueError as e:  # a table or plan the run cannot use
         raise fail(str(e)) from None
-    except RayRunError as e:  # a failure mid-run: what was written stays, a rerun resumes
-        raise fail(str(e), e.exit_code) from None
+    except GifsentError as e:  # model, device, cluster, readable extras; RayRunError exits 1
+        raise fail(str(e), exit_code_of(e)) from None
     if not quiet:
         colour = "red" if s.failed else "green"
         resumed = f", {s.skipped} already scored" if s.skipped else ""

@@ -132,8 +132,14 @@ def _check_local_folder(loc: str) -> None:
         )
 
 
-def ensure_table(out: str | os.PathLike, retention_hours: float = DEFAULT_RETENTION_HOURS):
-    """The score table at `out`, created (empty, with the row schema) when missing."""
+def ensure_table(
+    out: str | os.PathLike,
+    retention_hours: float = DEFAULT_RETENTION_HOURS,
+    columns: Sequence[str] = COLUMNS,
+):
+    """The score table at `out`, created (empty, with the row schema for `columns`: COLUMNS
+    plus the run's readable extras) when missing; ScoresTableError when it holds other
+    columns."""
     deltalake = import_deltalake()
     loc = table_location(out)
     _check_local_folder(loc)
@@ -143,13 +149,13 @@ def ensure_table(out: str | os.PathLike, retention_hours: float = DEFAULT_RETENT
             os.makedirs(loc, exist_ok=True)
         dt = deltalake.DeltaTable.create(
             loc,
-            arrow_schema(),
+            arrow_schema(tuple(columns)),
             mode="ignore",  # another driver created it meanwhile: use theirs
             name=TABLE_NAME,
             description="gifsent scores: one row per input, keyed by path",
             configuration=_retention_config(retention_hours),
         )
-    _check_schema(dt, loc)
+    _check_schema(dt, loc, tuple(columns))
     return dt
 
 
@@ -157,12 +163,19 @@ def _retention_config(hours: float) -> dict[str, str]:
     return {"delta.deletedFileRetentionDuration": f"interval {int(hours)} hours"}
 
 
-def _check_schema(dt, loc: str) -> None:
-    names = [f.name for f in dt.schema().fields]
-    if names != list(COLUMNS):
+def _check_schema(dt, loc: str, columns: tuple[str, ...]) -> None:
+    names = tuple(f.name for f in dt.schema().fields)
+    if not set(COLUMNS) <= set(names):
         raise ScoresTableError(
             f"{loc} is a Delta table but not a gifsent score table (its columns are "
             f"{', '.join(names[:6])}...); give a new location"
+        )
+    if names != columns:
+        extra = lambda cols: ", ".join(sorted(set(cols) - set(COLUMNS))) or "none"  # noqa: E731
+        raise ScoresTableError(
+            f"{loc} holds rows with other extra columns ({extra(names)}) than this run's "
+            f"({extra(columns)}): one table holds one kind of row; score with the options "
+            "that wrote it (--top, --percentiles) or into another table"
         )
 
 
@@ -172,17 +185,22 @@ def scan_keys(dt) -> list[dict[str, Any]]:
     return dt.to_pyarrow_table(columns=cols).to_pylist()
 
 
-def _arrow_rows(rows: Sequence[dict]):
+def _arrow_rows(rows: Sequence[dict], columns: tuple[str, ...]):
     import pyarrow as pa
 
-    return pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], arrow_schema())
+    schema = arrow_schema(columns)
+    return pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows], schema)
+
+
+def _columns(dt) -> tuple[str, ...]:
+    return tuple(f.name for f in dt.schema().fields)
 
 
 def append_rows(dt, rows: Sequence[dict]) -> None:
     """Rows of inputs the table has no row for: one append commit."""
     deltalake = import_deltalake()
     fault_point("commit")
-    deltalake.write_deltalake(dt, _arrow_rows(rows), mode="append")
+    deltalake.write_deltalake(dt, _arrow_rows(rows, _columns(dt)), mode="append")
     fault_point("committed")
 
 
@@ -191,7 +209,7 @@ def merge_rows(dt, rows: Sequence[dict]) -> None:
     fault_point("commit")
     (
         dt.merge(
-            _arrow_rows(rows),
+            _arrow_rows(rows, _columns(dt)),
             predicate=f"t.{ROW_KEY} = s.{ROW_KEY}",
             source_alias="s",
             target_alias="t",
@@ -240,11 +258,12 @@ def tidy(dt, *, retention_hours: float, vacuum: bool, compact: bool) -> dict[str
 
 def read_scores(out: str | os.PathLike, version: int | None = None) -> list[dict]:
     """The score rows of the table at `out` (a snapshot: the latest version, or `version`),
-    one per input, sorted by path, the local CLI's columns. Writes nothing."""
+    one per input, sorted by path, the local CLI's columns (and the extras the table was
+    written with: top, percentiles). Writes nothing."""
     dt = open_table(out, version=version)
     if dt is None:
         raise ScoresTableError(f"{out} is not a Delta table of scores (no _delta_log)")
-    rows = dt.to_pyarrow_table(columns=list(COLUMNS)).to_pylist()
+    rows = dt.to_pyarrow_table().to_pylist()
     return sorted(rows, key=lambda r: r[ROW_KEY])
 
 
@@ -261,7 +280,10 @@ class TableWriter:
     seconds. Rows of inputs in `replaces` (the table has a row for them) are MERGEd, the
     others appended."""
 
-    def __init__(self, dt, rows: int, seconds: float, replaces: set[str]) -> None:
+    def __init__(
+        self, dt, rows: int, seconds: float, replaces: set[str], columns: Sequence[str] = ()
+    ) -> None:
+        # columns: the run's (checked against the table's by ensure_table)
         self.dt, self.rows, self.seconds, self.replaces = dt, rows, seconds, replaces
         self.fresh: list[dict] = []
         self.replacing: list[dict] = []

@@ -31,7 +31,6 @@ from ray_support import (  # noqa: E402
 )
 
 from gifsent_infer.reading.inputs import sha256  # noqa: E402
-from gifsent_infer.running.rows import COLUMNS  # noqa: E402
 from gifsent_infer.scaleout.distributed import read_scores, score_with_ray  # noqa: E402
 
 SMALL = {"read_batch": 2, "batch_size": 2, "shard_rows": 3}
@@ -92,7 +91,7 @@ def assert_exactly_once_all(table: str, rows: dict[str, dict]) -> None:
         got = reader_rows(table, reader)
         assert sorted(r["path"] for r in got) == sorted(rows), reader
         for r in got:
-            assert_same_row({c: r[c] for c in COLUMNS}, rows[r["path"]])
+            assert_same_row(r, rows[r["path"]])
 
 
 class Poller:
@@ -124,7 +123,6 @@ class Poller:
         assert max(counts.values()) == 1, "an input has two rows"
         kinds = set()
         for r in rows:
-            r = {c: r[c] for c in COLUMNS}
             ref = self.new if r["model_id"] == self.new_id else self.old
             kinds.add(ref is self.new)
             assert_same_row(r, ref[r["path"]])  # a whole row, of one run or the other
