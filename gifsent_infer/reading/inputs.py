@@ -189,6 +189,25 @@ def _walk(folder: Path, recursive: bool) -> Iterable[tuple[Path, os.stat_result 
         stack.extend(reversed(subdirs))
 
 
+_NO_OBJECT = "no such object or prefix"
+
+
+def _store_items(uri: str, recursive: bool) -> tuple[list[InputItem], int, str]:
+    """(items, objects skipped as not media, a note) for an object-store URI: the object
+    itself (named explicitly: always a row), or the media objects under a prefix."""
+    try:
+        kind, objects = list_objects(uri, recursive)
+    except StoreError as e:
+        return [InputItem(name=uri, url=uri, error=str(e))], 0, ""
+    if kind == "missing":
+        return [InputItem(name=uri, url=uri, error=_NO_OBJECT)], 0, ""
+    if kind == "object":
+        return [InputItem(name=uri, url=uri)], 0, ""
+    taken = [o for o in objects if o.uri.lower().endswith(MEDIA_SUFFIXES)]
+    note = "" if taken else f"{display_name(uri)}: no GIFs under this prefix"
+    return [InputItem(name=o.uri, url=o.uri) for o in taken], len(objects) - len(taken), note
+
+
 def expand_inputs(
     args: Iterable[str],
     *,
@@ -237,33 +256,20 @@ def expand_inputs(
                 skipped += 1
         return n
 
-    def add_store(uri: str) -> None:
-        nonlocal skipped
-        try:
-            kind, objects = list_objects(uri, recursive)
-        except StoreError as e:
-            add(InputItem(name=uri, url=uri, error=str(e)), uri)
-            return
-        if kind == "missing":
-            missing.append(uri)
-            add(InputItem(name=uri, url=uri, error="no such object or prefix"), uri)
-        elif kind == "object":  # named explicitly: always a row
-            add(InputItem(name=uri, url=uri), uri)
-        else:
-            taken = [o for o in objects if o.uri.lower().endswith(MEDIA_SUFFIXES)]
-            skipped += len(objects) - len(taken)
-            for o in taken:
-                add(InputItem(name=o.uri, url=o.uri), o.uri)
-            if not taken:
-                notes.append(f"{display_name(uri)}: no GIFs under this prefix")
-
     def one(arg: str) -> None:
         nonlocal skipped
         if is_url(arg):
             add(InputItem(name=arg, url=arg), arg)
             return
         if is_store_uri(arg):
-            add_store(arg)
+            found, others, note = _store_items(arg, recursive)
+            for item in found:
+                add(item, item.name)
+            skipped += others
+            if note:
+                notes.append(note)
+            if found and found[0].error == _NO_OBJECT:
+                missing.append(arg)
             return
         path = Path(arg).expanduser() if arg.startswith("~") else Path(arg)
         st = _stat(path)

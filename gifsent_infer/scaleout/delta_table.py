@@ -238,7 +238,7 @@ def delete_other_rows(dt, keep: Iterable[str]) -> int:
     return len(present - keep)
 
 
-def tidy(dt, *, retention_hours: float, vacuum: bool, compact: bool) -> dict[str, int]:
+def tidy(dt, retention_hours: float, vacuum: bool, compact: bool) -> dict[str, int]:
     """After a run: compact small files (a commit that changes no row), then vacuum the files
     no snapshot of the last `retention_hours` needs. Returns counts for the summary."""
     done = {"compacted": 0, "vacuumed": 0}

@@ -348,11 +348,10 @@ def score_with_ray(
 ) -> RaySummary:
     """Score GIFs with Ray Data into the Delta Lake table at `out_dir` (a path or a URI).
 
-    sources: files, folders, glob patterns, http(s) URLs and object-store URIs/prefixes
-        (s3://, gs://, abfs://, ...), expanded on the driver as `gifsent-infer` does; local
-        paths must be readable by the workers (a shared filesystem), objects are read by
-        the workers from the store. manifest: a Parquet/CSV/JSONL file (local or in a store)
-        listing one more input per row (column `manifest_column`, default path/url/uri).
+    sources: files, folders, globs, http(s) URLs and object-store URIs/prefixes, expanded
+        as `gifsent-infer` does (local paths: on a shared filesystem; objects are read by
+        the workers). manifest: a Parquet/CSV/JSONL file listing one more input per row
+        (column `manifest_column`, default path/url/uri).
     model: the .onnx file (None: options.model, then $GIFSENT_MODEL, then gifsent-export's
         location); it is shipped to the actors through Ray's object store.
     options: the scoring options (gifsent_infer.options.ScoreOptions), as the local CLI takes
@@ -366,34 +365,27 @@ def score_with_ray(
         the local CLI's extra columns to the table.
     address: the Ray cluster ("auto", "host:6379", "ray://host:10001", "local"); used only
         when this process has not joined Ray yet (then Ray is left as it was found when
-        done); None: $RAY_ADDRESS, else a new local instance. connect_timeout: seconds to
-        reach and join it before ClusterError (a deadline that holds whatever Ray's native
-        code does). auth_token_file: the cluster's token
-        (token authentication; or set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN[_PATH]).
-    num_actors, actor_cpus, decode_cpus: model actors, the CPUs each reserves, and the CPUs
-        each decoding task reserves (default: plan_actors).
-    read_batch: GIFs per decoding task; decode_memory: bytes Ray reserves per decoding task.
-    shard_rows, flush_seconds: rows are committed every shard_rows rows (default:
-        auto_commit_rows of the inputs to score) or flush_seconds seconds, whichever first.
-    limits: the reader's other limits (its max_file_bytes is options.max_bytes).
-    resume: skip inputs the table holds an ok row of this model for, with the same
-        content; False rescores every input (MERGEd over the old rows) and then removes
-        the rows of inputs this run did not name.
-    retention_hours, vacuum, compact: after the run, small files are compacted and files no
-        snapshot of the last retention_hours needs are vacuumed (delta_table.tidy).
-    Raises ImportError (with the install hint) without Ray, ClusterError, NoInputsError,
-    ManifestError, ScoresTableError, ModelError, DeviceError, ReadableError, OptionsError,
-    ValueError; bad GIFs become error rows.
+        done); None: $RAY_ADDRESS, else a new local instance. connect_timeout: a deadline
+        for joining that holds whatever Ray does (ClusterError). auth_token_file: the
+        cluster's token (or set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN[_PATH]).
+    num_actors, actor_cpus, decode_cpus: the actor and decoding plan (default: plan_actors).
+    read_batch: GIFs per decoding task; decode_memory: bytes Ray reserves per task.
+    shard_rows, flush_seconds: commit every shard_rows rows (default: auto_commit_rows) or
+        flush_seconds seconds, whichever first.
+    limits: the reader's other limits (max_file_bytes is options.max_bytes). resume: skip
+        inputs with an ok row of this model for the same content; False rescores all
+        (MERGEd), then removes rows of inputs not named. retention_hours, vacuum, compact:
+        what happens after the run (delta_table.tidy).
+    Raises ImportError (the install hint), ValueError and GifsentErrors (ClusterError,
+    NoInputsError, ManifestError, ScoresTableError, ModelError, ...); bad GIFs: error rows.
     """
     from gifsent_infer.running.readable import Readable
     from gifsent_infer.running.session import read_document, resolve_model
 
     opts = ray_options(options, model, scoring)
-    _check_arguments(opts, read_batch, shard_rows, flush_seconds, connect_timeout)
-    if actor_cpus is not None and not actor_cpus > 0:
-        raise ValueError(f"actor_cpus must be > 0, got {actor_cpus}")
-    if retention_hours < 0:
-        raise ValueError(f"retention_hours must be >= 0, got {retention_hours}")
+    _check_arguments(
+        opts, read_batch, shard_rows, flush_seconds, connect_timeout, actor_cpus, retention_hours
+    )
     ray = import_ray()
     start = time.perf_counter()
     reset_faults()
@@ -417,7 +409,6 @@ def score_with_ray(
 
     items = _expand(sources, manifest, manifest_column, recursive)
     location = table_location(out_dir)
-
     started_here = False
     if not ray.is_initialized():  # first, so that a cluster we cannot join changes nothing
         if auth_token_file is not None:
@@ -428,27 +419,15 @@ def score_with_ray(
         device, plan = _cluster_plan(ray, opts, num_actors, actor_cpus, decode_cpus, decode_memory)
         # the table only now: a usage error above must leave it as it was
         dt = ensure_table(location, retention_hours, job.columns)
-        summary = _score_into(
-            ray,
-            job,
-            device,
-            plan,
-            items,
-            dt,
-            resume=resume,
-            shard_rows=shard_rows,
-            flush_seconds=flush_seconds,
-        )
+        summary = _score_into(ray, job, device, plan, items, dt, resume, shard_rows, flush_seconds)
     finally:
         if started_here:
             ray.shutdown()
     fault_point("scored")
     if not resume:
         summary.removed = delete_other_rows(dt, {i.name for i in items})
-    done = tidy(dt, retention_hours=retention_hours, vacuum=vacuum, compact=compact)
-    summary.compacted, summary.vacuumed = done["compacted"], done["vacuumed"]
-    summary.version = dt.version()
-    summary.seconds = time.perf_counter() - start
+    summary.__dict__.update(tidy(dt, retention_hours, vacuum, compact))
+    summary.version, summary.seconds = dt.version(), time.perf_counter() - start
     return summary
 
 
@@ -499,9 +478,15 @@ def _check_arguments(
     shard_rows: int | None,
     flush_seconds: float,
     connect_timeout: float,
+    actor_cpus: float | None = None,
+    retention_hours: float = DEFAULT_RETENTION_HOURS,
 ) -> None:
     from gifsent_infer.running.session import BACKENDS, DEVICES, RUN_PRECISIONS
 
+    if actor_cpus is not None and not actor_cpus > 0:
+        raise ValueError(f"actor_cpus must be > 0, got {actor_cpus}")
+    if retention_hours < 0:
+        raise ValueError(f"retention_hours must be >= 0, got {retention_hours}")
     for name, value, choices in (
         ("device", opts.device, DEVICES),
         ("backend", opts.backend, BACKENDS),
@@ -586,7 +571,6 @@ def _score_into(
     plan: ResourcePlan,
     items: list[InputItem],
     dt,
-    *,
     resume: bool,
     shard_rows: int | None,
     flush_seconds: float,
