@@ -59,8 +59,9 @@ def store_env() -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=32)
-def _filesystem(scheme: str, authority: str):
-    """A pyarrow filesystem for scheme://authority (cached per process); paths in it are
+def _filesystem(scheme: str, authority: str, env: frozenset):
+    """A pyarrow filesystem for scheme://authority, cached per process and per the stores'
+    settings `env` (an endpoint or credentials changed since: a new one); paths in it are
     "authority/key"."""
     import pyarrow.fs as pafs
 
@@ -91,7 +92,7 @@ def _split(uri: str):
     rest = uri[m.end() :]
     authority, _, key = rest.partition("/")
     with _lock:
-        fs = _filesystem(scheme, authority)
+        fs = _filesystem(scheme, authority, frozenset(store_env().items()))
     path = f"{authority}/{key}".rstrip("/") or authority
     return fs, path, f"{scheme}://{authority}/"
 
