@@ -181,6 +181,8 @@ def _check_schema(dt, loc: str, columns: tuple[str, ...]) -> None:
 
 def scan_keys(dt) -> list[dict[str, Any]]:
     """path, sha256, model_id and status of every row (the resume rule's input)."""
+    if not dt.file_uris():  # a new or empty table: skip the scan's set-up (0.3 s cold)
+        return []
     cols = ["path", "sha256", "model_id", "status"]
     return dt.to_pyarrow_table(columns=cols).to_pylist()
 
