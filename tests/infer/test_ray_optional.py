@@ -212,3 +212,30 @@ def test_manifest_rows_are_inputs_named_exactly(tmp_path: Path):
         read_manifest_names(tmp_path / "m.csv")
     with pytest.raises(ManifestError, match="no such file"):
         read_manifest_names(tmp_path / "nope.parquet")
+
+
+def test_what_a_driver_killed_inside_a_commit_leaves_is_in_no_snapshot(tmp_path: Path):
+    """A SIGKILL between a commit's data files and its log entry leaves data files no log
+    entry names (here: a file holding every row again) and a temporary log file; readers and
+    the next commit ignore both (a timed SIGKILL rarely lands there: an append takes ~5 ms)."""
+    import pyarrow.parquet as pq
+    from ray_support import reader_rows
+
+    from gifsent_infer.scaleout.delta_table import TableWriter, open_table, read_scores
+
+    dt = table(tmp_path)
+    w = TableWriter(dt, rows=100, seconds=3600.0, replaces=set())
+    w.add([row(f"g{k}.gif", f"s{k}") for k in range(3)])
+    w.flush()
+    t = tmp_path / "t"
+    orphan = pq.read_table(next(t.glob("*.parquet")))
+    pq.write_table(
+        orphan, t / "part-00000-0badc0de-0000-0000-0000-000000000000-c000.snappy.parquet"
+    )
+    (t / "_delta_log" / "_commit_0badc0de.json.tmp").write_text('{"add": {"path": "x"}}')
+    for reader in ("deltalake", "duckdb", "polars"):
+        assert sorted(r["path"] for r in reader_rows(t, reader)) == ["g0.gif", "g1.gif", "g2.gif"]
+    w.add([row("g3.gif", "s3")])
+    w.flush()  # the next commit after such a kill
+    assert [r["path"] for r in read_scores(t)] == ["g0.gif", "g1.gif", "g2.gif", "g3.gif"]
+    assert open_table(t).version() == 2
