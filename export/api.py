@@ -315,12 +315,13 @@ def export_checkpoint(
 
         if part == "full" and not reduced:
             progress(f"exporting the fused graph ({exporter} exporter, opset {opset})")
-            model = export_proto(scorer, example=example, opset=opset, exporter=exporter)
+            model = export_fused(scorer, example=example, opset=opset, exporter=exporter)
             if simplify:
                 model, simplified = _simplified(model, eval_frames[:2], warn)
             check_proto(model)
             progress(f"parity: {' and '.join(installed_backends())} vs PyTorch")
             parity = _fp32_parity(model, eval_frames, ref_scores, atol, batch_size)
+            check_features_parity(model, scorer, eval_frames, atol, batch_size)
         elif part == "head":
             feats = torch_outputs(encoder, eval_frames, batch_size=batch_size)
             import torch
@@ -493,6 +494,50 @@ def export_checkpoint(
         checkpoint_sha256=loaded.sha256,
         seconds=time.perf_counter() - t0,
     )
+
+
+def export_fused(scorer, *, example, opset: int, exporter: str):
+    """The fused graph with its named outputs (gifsent_models.scorer.OUTPUTS): `scores`
+    [B, 17] and `features` [B, D], the segment-mean encoder features, from one encoder pass."""
+    from gifsent_models.scorer import FEATURES, SCORES, NamedOutputs
+
+    names = (SCORES, FEATURES)
+    return export_proto(
+        NamedOutputs(scorer, names),
+        example=example,
+        output_names=names,
+        opset=opset,
+        exporter=exporter,
+    )
+
+
+def check_features_parity(model, scorer, frames: np.ndarray, atol: float, batch_size: int) -> None:
+    """The graph's `features` output equals PyTorch's pooled encoder features on every
+    installed backend (tolerance scaled to the features' size, like the encoder's)."""
+    import torch
+
+    from gifsent_models.scorer import FEATURES
+
+    with torch.inference_mode():
+        ref = np.concatenate(
+            [
+                scorer.named_outputs(torch.from_numpy(np.ascontiguousarray(frames[i : i + 4])))[
+                    FEATURES
+                ].numpy()
+                for i in range(0, len(frames), 4)
+            ]
+        )
+    tol = _features_tolerance(ref, atol)
+    for backend in installed_backends():
+        got = run_session(
+            open_graph(model, backend=backend), frames, batch_size=batch_size, output=FEATURES
+        )
+        worst = float(np.abs(got - ref).max())
+        if not worst <= tol:
+            raise ParityError(
+                f"the graph's {FEATURES} output differs from PyTorch on {backend} by {worst:.3g} "
+                f"(tolerance {tol:.3g})"
+            )
 
 
 def _fp32_parity(

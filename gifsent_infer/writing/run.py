@@ -28,7 +28,7 @@ from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_infer.reading.inputs import InputItem
 from gifsent_infer.running.rows import COLUMNS, resume_plan
 from gifsent_infer.running.scorer import Scorer, ScoreResult
-from gifsent_infer.writing.outpath import STDOUT, STREAM, OutputTarget
+from gifsent_infer.writing.outpath import FILE, STDOUT, STREAM, OutputTarget
 from gifsent_infer.writing.outputs import (
     FileSink,
     Previous,
@@ -70,8 +70,11 @@ def _open_sink(
     columns: tuple[str, ...],
     keep: list[dict[str, Any]] | None,
     out_label: str,
+    metadata: dict[str, Any] | None = None,
 ) -> tuple[RowSink, str]:
     """The sink for `target`, and where a stopped run's rows are ("" when nowhere)."""
+    if fmt == "parquet" and target.kind != FILE:
+        raise ScoreRunError(f"Parquet needs an output file (--out scores.parquet), not {out_label}")
     if target.kind == STDOUT:
         return StreamSink(sys.stdout, fmt, columns), ""
     if target.kind == STREAM:  # written in place, never replaced (/dev/null, a FIFO)
@@ -81,7 +84,7 @@ def _open_sink(
             raise ScoreRunError(f"cannot open --out {out_label}: {e.strerror or e}") from None
         return StreamSink(stream, fmt, columns), ""
     try:
-        file_sink = FileSink(target.path, fmt, keep, columns)
+        file_sink = FileSink(target.path, fmt, keep, columns, metadata)
     except OSError as e:
         raise ScoreRunError(f"cannot write --out {out_label}: {e.strerror or e}") from None
     return file_sink, f"; rows so far are in {file_sink.partial}"
@@ -121,7 +124,11 @@ def score_to_file(
         keep, done = resume_plan(prev.rows, {item.name for item in items}, scorer.model_id)
         if on_resume is not None:
             on_resume(prev, len(done))
-    sink, kept_in = _open_sink(target, fmt, columns, keep, target.given)
+    from gifsent_infer.writing.provenance import score_file_metadata
+
+    sink, kept_in = _open_sink(
+        target, fmt, columns, keep, target.given, score_file_metadata(scorer)
+    )
     if on_start is not None:
         on_start(len(items))
 
