@@ -98,10 +98,18 @@ class ScoreOptions:
     )
     # New GIFs can score outside the training GIFs' [0, 1]; clipping is the user's choice.
     clip: bool = field(default=False, metadata=_flag("--clip", "Clip scores to [0, 1]."))
+    # A folder for each ok input's pooled encoder features (.npy shards + a Parquet index,
+    # gifsent_infer.writing.embeddings), from the same model call as its scores; None: none.
+    # An output extra like top: similarity search wants the vectors, not only the 17 scores.
+    embeddings: str | None = field(
+        default=None,
+        metadata=_flag("--embeddings", "Write each GIF's encoder features to this folder."),
+    )
 
     def __post_init__(self) -> None:
-        if isinstance(self.model, os.PathLike):  # a Path is welcome; store it as text
-            object.__setattr__(self, "model", os.fspath(self.model))
+        for name in ("model", "embeddings"):  # a Path is welcome; store it as text
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
         self._check()
 
     def _check(self) -> None:

@@ -17,10 +17,12 @@ from gifsent_infer.cli.common import (
     fail,
     lossless_stdout,
     print_provenance,
-    progress_bar,
+    rate_note,
+    run_progress,
     short,
     silence_stdout,
 )
+from gifsent_infer.errors import GifsentError
 
 
 @app.command()
@@ -32,19 +34,23 @@ def score(
         "read one of those per line from stdin. GIFs are recognised by content.",
     ),
     out: str = typer.Option(
-        "-", "--out", "-o", help="Output file (.csv, .jsonl or .json), or - for stdout."
+        "-",
+        "--out",
+        "-o",
+        help="Output file (.csv, .jsonl, .json or .parquet), or - for stdout.",
     ),
     fmt: str | None = typer.Option(
         None,
         "--format",
         "-f",
-        help="csv, jsonl or json (default: from --out's extension; CSV on stdout).",
+        help="csv, jsonl, json or parquet (default: from --out's extension; CSV on stdout).",
     ),
     model: Path | None = typer.Option(
         None,
         "--model",
         "-m",
-        help="Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location).",
+        help="Exported .onnx model, or a name or id from `gifsent-infer models` (default: "
+        "$GIFSENT_MODEL, then gifsent-export's location, then ./demo-home/models).",
     ),
     device: str = typer.Option(
         "auto", "--device", "-d", help="auto, cpu or cuda (cuda never falls back silently)."
@@ -104,6 +110,22 @@ def score(
         "a larger input waits, then decodes alone.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    progress_mode: str = typer.Option(
+        "auto",
+        "--progress",
+        help="auto (a bar on a terminal, else a line every --progress-every seconds), bar, "
+        "lines or none.",
+    ),
+    progress_every: float = typer.Option(
+        10.0, "--progress-every", min=0.1, help="Seconds between progress lines (--progress lines)."
+    ),
+    embeddings: Path | None = typer.Option(
+        None,
+        "--embeddings",
+        help="Also write each GIF's pooled encoder features (the vector the head reads) to "
+        "this folder: .npy shards + index.parquet, for similarity search "
+        "(`gifsent-infer search --like GIF --embeddings DIR`).",
+    ),
     top: int = typer.Option(
         3,
         "--top",
@@ -161,6 +183,8 @@ def score(
         if target.kind != STREAM:  # /dev/null, a FIFO: CSV unless --format says otherwise
             raise fail(str(e)) from None
         fmt = "csv"
+    if fmt == "parquet" and target.kind != FILE:
+        raise fail("Parquet needs an output file (--out scores.parquet), not stdout or a stream")
     if resume and target.kind != FILE:
         raise fail("--resume needs an output file (--out FILE), not stdout or a stream")
 
@@ -240,16 +264,16 @@ def score(
                 f"per {escape(str(src))}{torn}; they are skipped unless their content changed"
             )
 
-    progress = progress_bar(quiet)
-    task = None
+    progress = run_progress(progress_mode, quiet, progress_every)
+    started = False
 
     def on_start(n_inputs: int) -> None:
-        nonlocal task
+        nonlocal started
         if not quiet:
             dest = "stdout" if out == "-" else out
             err.print(f"scoring {n_inputs} input(s) -> {escape(dest)} ({fmt})")
-        progress.start()
-        task = progress.add_task("scoring", total=n_inputs)
+        progress.start(n_inputs)
+        started = True
 
     if target.kind == STDOUT:
         lossless_stdout()
@@ -267,26 +291,29 @@ def score(
                 workers=workers,
                 on_resume=on_resume,
                 on_start=on_start,
-                on_result=lambda _r: progress.advance(task),
+                on_result=lambda r: progress.advance(r.status != "error"),
+                embeddings=embeddings,
             )
         finally:
-            if task is not None:  # started by on_start
+            if started:
                 progress.stop()
     except BrokenPipeError:  # `gifsent-infer ... -o - | head`: the reader left; stop quietly
         silence_stdout()
         raise typer.Exit(141) from None
-    except ScoreRunError as e:
-        raise fail(str(e), e.exit_code) from None
+    except (ScoreRunError, GifsentError) as e:  # GifsentError: e.g. no `features` output
+        raise fail(str(e), exit_code_of(e)) from None
     elapsed = tally.seconds
 
     if not quiet:
-        rate = (tally.ok + tally.failed) / elapsed if elapsed > 0 else 0.0
         resumed = f", {tally.skipped} already scored" if tally.skipped else ""
         colour = "red" if tally.failed else "green"
         err.print(
-            f"[{colour}]scored {tally.ok}, failed {tally.failed}{resumed}[/] in {elapsed:.1f} s "
-            f"({rate:.1f} GIFs/s)" + ("" if out == "-" else f" -> {escape(out)}")
+            f"[{colour}]scored {tally.ok}, failed {tally.failed}{resumed}[/] in {elapsed:.1f} s"
+            + rate_note(tally.ok, elapsed)
+            + ("" if out == "-" else f" -> {escape(out)}")
         )
+        if embeddings is not None and tally.ok:
+            err.print(f"embeddings of {tally.ok} GIF(s) -> {escape(str(embeddings))}")
         for path, reason in tally.failures:
             err.print(f"  [red]failed[/] {escape(display_name(path))}: {escape(reason)}")
         if tally.failed > len(tally.failures):

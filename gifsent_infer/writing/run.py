@@ -5,7 +5,8 @@ wants the same files (partial file flushed row by row, atomic finish, `--resume`
 too. What a row holds and what resume keeps are gifsent_infer.running.rows's; how rows are written,
 gifsent_infer.writing.outputs's.
 
-    from gifsent_infer.writing.outpath import check_output
+    from gifsent_infer.writing.embeddings import FEATURES_OUTPUT
+from gifsent_infer.writing.outpath import check_output
     from gifsent_infer.writing.run import score_to_file
 
     tally = score_to_file(scorer, items, check_output("scores.csv"), "csv", resume=True)
@@ -18,6 +19,7 @@ where the rows done so far are, and whether a rerun with resume continues; Broke
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +30,7 @@ from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_infer.reading.inputs import InputItem
 from gifsent_infer.running.rows import COLUMNS, resume_plan
 from gifsent_infer.running.scorer import Scorer, ScoreResult
+from gifsent_infer.writing.embeddings import FEATURES_OUTPUT
 from gifsent_infer.writing.outpath import FILE, STDOUT, STREAM, OutputTarget
 from gifsent_infer.writing.outputs import (
     FileSink,
@@ -104,6 +107,7 @@ def score_to_file(
     on_resume: Callable[[Previous, int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[ScoreResult], None] | None = None,
+    embeddings: str | os.PathLike | None = None,
 ) -> ScoreTally:
     """Score `items` into `target` (outpath.check_output's answer) in format `fmt`.
 
@@ -113,7 +117,12 @@ def score_to_file(
     on_resume(previous, n_done): after the earlier rows are read (n_done inputs to skip).
     on_start(n_inputs): once the output is open, before the first input.
     on_result(result): after each input (skipped ones too), e.g. to advance a progress bar.
+    embeddings: a folder for each ok input's pooled encoder features (writing.embeddings),
+        from the same model call as its scores; the model needs a `features` output
+        (MissingOutputError, exit 2, before anything is scored). Not with resume: skipped
+        inputs would have no vector.
     """
+    emb = _open_embeddings(scorer, embeddings, resume)
     keep = None
     done: dict[str, str] = {}
     if resume:
@@ -140,8 +149,11 @@ def score_to_file(
             batch_size=batch_size,
             workers=workers,
             skip=(lambda path, sha: done.get(path) == sha) if done else None,
+            outputs=(FEATURES_OUTPUT,) if emb is not None else (),
         )
         for r in results:
+            if emb is not None and r.ok and r.extras:
+                emb.add(r.path, r.sha256, r.model_id, r.extras[FEATURES_OUTPUT])
             if r.status == "skipped":
                 tally.skipped += 1
             else:
@@ -166,5 +178,26 @@ def score_to_file(
         again = " (fix the cause and rerun with --resume)" if kept_in else ""
         raise ScoreRunError(f"scoring stopped: {type(e).__name__}: {e}{kept_in}{again}") from None
     sink.finish()
+    if emb is not None:
+        emb.finish()
     tally.seconds = time.perf_counter() - start
     return tally
+
+
+def _open_embeddings(scorer: Scorer, folder: str | os.PathLike | None, resume: bool):
+    """The embeddings writer for `folder` (None: none), checked before anything is scored."""
+    if folder is None:
+        return None
+    if resume:
+        raise ScoreRunError(
+            "--embeddings needs every input's vector: run without --resume (or write the "
+            "embeddings in a separate run)"
+        )
+    scorer.session.require_outputs((FEATURES_OUTPUT,), why="--embeddings")
+    from gifsent_infer.writing.embeddings import EmbeddingsError, EmbeddingsWriter
+    from gifsent_infer.writing.provenance import score_file_metadata
+
+    try:
+        return EmbeddingsWriter(folder, metadata=score_file_metadata(scorer))
+    except (EmbeddingsError, OSError) as e:
+        raise ScoreRunError(str(e)) from None
