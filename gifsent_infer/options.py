@@ -105,6 +105,18 @@ class ScoreOptions:
         default=None,
         metadata=_flag("--embeddings", "Write each GIF's encoder features to this folder."),
     )
+    # When in the GIF: the model's per-segment scores with each segment's start time, for
+    # search and moderation that want the moment, not only the average. Off: a row per GIF
+    # stays 17 numbers, and models exported before the timeline still work.
+    timeline: bool = field(
+        default=False, metadata=_flag("--timeline", "Add a per-segment `timeline` column.")
+    )
+    # How sure: <emotion>_lo/_hi holding the true score with this probability (split-conformal
+    # on the model's dev split). None: no intervals; the model must be calibrated for the level.
+    intervals: float | None = field(
+        default=None,
+        metadata=_flag("--intervals", "Add <emotion>_lo/_hi columns at this coverage, e.g. 0.9."),
+    )
 
     def __post_init__(self) -> None:
         for name in ("model", "embeddings"):  # a Path is welcome; store it as text
@@ -125,6 +137,11 @@ class ScoreOptions:
         need(self.max_bytes >= 1, "max_bytes", "must be at least 1 byte")
         need(self.timeout > 0, "timeout", "must be more than 0 seconds")
         need(0 <= self.top <= 17, "top", "must be between 0 and 17")
+        need(
+            self.intervals is None or 0 < self.intervals < 1,
+            "intervals",
+            "must be a coverage between 0 and 1, e.g. 0.9",
+        )
 
     def replace(self, **changes: Any) -> ScoreOptions:
         """A copy with some options changed (checked like a new one)."""

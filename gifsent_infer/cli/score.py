@@ -146,12 +146,29 @@ def score(
         "--clip",
         help="Clip scores to [0, 1] (new GIFs can score outside the training GIFs' range).",
     ),
+    timeline: bool = typer.Option(
+        False,
+        "--timeline",
+        help="Add a `timeline` column: each segment's 17 scores and start time in seconds "
+        "(compact JSON in CSV), to see when in the GIF an emotion happens. Needs a model "
+        "exported with segment scores.",
+    ),
+    intervals: float | None = typer.Option(
+        None,
+        "--intervals",
+        min=0.0,
+        max=1.0,
+        help="Add <emotion>_lo/<emotion>_hi columns holding the true score with this "
+        "probability (e.g. 0.9; calibrated on the model's dev split), and <emotion>_std for a "
+        "model fusing several heads.",
+    ),
 ) -> None:
     """Score GIFs: one row per input with path, sha256, model id, status, error, frames,
     duration, segments, padding, the top emotions and the 17 emotion scores (0 = the least
     of that emotion among the training GIFs, 1 = the most; new GIFs can fall outside)."""
     from gifsent_infer.reading.gifio import DEFAULT_LIMITS
     from gifsent_infer.reading.inputs import NoInputsError, display_name, expand_inputs
+    from gifsent_infer.running.extras import ExtrasError
     from gifsent_infer.running.session import (
         BACKENDS,
         DEVICES,
@@ -224,10 +241,12 @@ def score(
                 memory_budget=budget_bytes,
                 backend=backend,
                 precision=precision,
+                timeline=timeline,
+                intervals=intervals,
             )
     except ImportError as e:  # the backend is missing: the message is the install line
         raise fail(str(e)) from None
-    except (ModelError, DeviceError) as e:
+    except (ModelError, DeviceError, ExtrasError) as e:
         raise fail(str(e), exit_code_of(e)) from None
 
     doc = scorer.document
@@ -238,7 +257,7 @@ def score(
         readable = Readable.for_model(doc, top=top, percentiles=with_percentiles, clip=clip)
     except ReadableError as e:
         raise fail(str(e)) from None
-    columns = readable.columns(COLUMNS)
+    columns = (*readable.columns(COLUMNS), *scorer.row_extras.columns())
     print_provenance(doc, quiet)
     if not quiet:
         note = f" ({scorer.session.device_note})" if scorer.session.device_note else ""

@@ -79,6 +79,10 @@ def _csv_cell(value: Any) -> str:
     value = _clean(value)
     if value is None:
         return ""
+    if isinstance(value, dict):  # the `timeline` column: compact JSON
+        from gifsent_infer.running.extras import timeline_cell
+
+        return timeline_cell(value)
     if isinstance(value, list):  # the `top` column: "happiness:0.91 amusement:0.85"
         from gifsent_infer.running.readable import format_top
 
@@ -86,6 +90,10 @@ def _csv_cell(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+# readable.PCT_SUFFIX and extras' LO/HI/STD suffixes: float columns beside the 17 scores
+_FLOAT_SUFFIXES = ("_pct", "_lo", "_hi", "_std")
 
 
 def _typed(row: dict[str, Any]) -> dict[str, Any]:
@@ -96,10 +104,14 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
             out[key] = "" if key in ("path", "sha256", "model_id", "status", "error") else None
         elif key in INT_COLUMNS:
             out[key] = int(value)
-        elif key in FLOAT_COLUMNS or key.endswith("_pct"):  # readable.PCT_SUFFIX
+        elif key in FLOAT_COLUMNS or key.endswith(_FLOAT_SUFFIXES):
             out[key] = float(value)
         else:
             out[key] = value
+    if isinstance(out.get("timeline"), str):  # extras.TIMELINE_COLUMN: JSON back to a dict
+        from gifsent_infer.running.extras import timeline_from_cell
+
+        out["timeline"] = timeline_from_cell(out["timeline"])
     if isinstance(out.get("top"), str):  # "happiness:0.91 ..." back to the JSON form
         from gifsent_infer.running.readable import top_from_cell
 

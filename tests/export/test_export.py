@@ -420,3 +420,16 @@ def test_cli_model_best_exports_the_head_best_pt_points_at(work, gifsent_home):
     doc = document_of(out)
     assert doc.head.name == "linear"
     assert doc.checkpoint_sha256 == load_checkpoint(run.checkpoint("linear")).sha256
+
+
+def test_options_object_and_keywords_write_the_same_bytes(work, tmp_path):
+    """export_checkpoint takes one ExportOptions; keyword overrides replace its fields."""
+    ckpt = work["ckpt"]["maxpool"]
+    opts = export_api.ExportOptions(part="head", parity_gifs=work["eval"], parity_count=2)
+    a = export_checkpoint(ckpt, tmp_path / "a.onnx", opts)
+    b = export_checkpoint(
+        ckpt, tmp_path / "b.onnx", part="head", parity_gifs=work["eval"], parity_count=2
+    )
+    assert a.path.read_bytes() == b.path.read_bytes()
+    with pytest.raises(ValueError, match="head is always exported in fp32"):
+        export_checkpoint(ckpt, tmp_path / "c.onnx", opts, precision="int8")
