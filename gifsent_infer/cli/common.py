@@ -172,9 +172,15 @@ class LinesProgress:
     `console`, "progress: 120/238 (50%), 3.1 GIFs/s, 2 error(s), ETA 0:00:38", and a last one
     when the run ends if a line was printed before it."""
 
-    def __init__(self, every: float = DEFAULT_PROGRESS_EVERY, console: Console | None = None):
+    def __init__(
+        self,
+        every: float = DEFAULT_PROGRESS_EVERY,
+        console: Console | None = None,
+        label: str = "progress",
+    ):
         import time
 
+        self.label = label
         self.every = max(0.1, every)
         self.console = console if console is not None else err
         self._now = time.monotonic
@@ -203,7 +209,7 @@ class LinesProgress:
         left = self.total - self.done
         eta = f", ETA {_clock(left / rate)}" if rate > 0 and left > 0 else ""
         return (
-            f"progress: {self.done}/{self.total}{pct}, {rate:.1f} GIFs/s, "
+            f"{self.label}: {self.done}/{self.total}{pct}, {rate:.1f} GIFs/s, "
             f"{self.errors} error(s), elapsed {_clock(elapsed)}{eta}"
         )
 
@@ -219,13 +225,14 @@ class LinesProgress:
 class BarProgress:
     """The rich bar (progress_bar) behind the same start/advance/stop calls."""
 
-    def __init__(self, quiet: bool, terminal_only: bool) -> None:
+    def __init__(self, quiet: bool, terminal_only: bool, label: str = "scoring") -> None:
         self.bar = progress_bar(quiet, terminal_only=terminal_only)
         self.task = None
+        self.label = label
 
     def start(self, total: int) -> None:
         self.bar.start()
-        self.task = self.bar.add_task("scoring", total=total)
+        self.task = self.bar.add_task(self.label, total=total)
 
     def advance(self, ok: bool = True) -> None:
         if self.task is not None:
@@ -236,17 +243,19 @@ class BarProgress:
             self.bar.stop()
 
 
-def run_progress(mode: str, quiet: bool, every: float = DEFAULT_PROGRESS_EVERY):
+def run_progress(
+    mode: str, quiet: bool, every: float = DEFAULT_PROGRESS_EVERY, label: str = "scoring"
+):
     """What `--progress` asks for: "bar" (rich, even off a terminal), "lines" (LinesProgress),
     "none", or "auto": the bar on a terminal, lines otherwise. --quiet means none."""
     check_choice("--progress", mode, PROGRESS_MODES)
     if quiet or mode == "none":
-        return BarProgress(quiet=True, terminal_only=True)
+        return BarProgress(quiet=True, terminal_only=True, label=label)
     if mode == "auto":
         mode = "bar" if err.is_terminal else "lines"
     if mode == "lines":
-        return LinesProgress(every)
-    return BarProgress(quiet=False, terminal_only=False)
+        return LinesProgress(every, label="progress" if label == "scoring" else label)
+    return BarProgress(quiet=False, terminal_only=False, label=label)
 
 
 def rate_note(n_scored: int, seconds: float) -> str:

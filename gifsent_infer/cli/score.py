@@ -220,7 +220,7 @@ def score(
     items = expansion.items
 
     try:
-        from gifsent_infer.running.scorer import Scorer
+        from gifsent_infer.running.scorer import DemoModelWarning, Scorer
 
         limits = (
             DEFAULT_LIMITS
@@ -231,6 +231,7 @@ def score(
 
         with warnings.catch_warnings():  # the CLI prints the session's warnings itself, below
             warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", DemoModelWarning)  # printed by print_provenance
             scorer = Scorer(
                 model,
                 device=device,
