@@ -38,6 +38,7 @@ __all__ = [
     "run_progress",
     "short",
     "silence_stdout",
+    "stdout_console",
     "suggest_command",
     "version_option",
 ]
@@ -264,3 +265,10 @@ def rate_note(n_scored: int, seconds: float) -> str:
     if n_scored == 0 or seconds < 0.5:
         return ""
     return f" ({n_scored / seconds:.1f} GIFs/s)"
+
+
+def stdout_console() -> Console:
+    """A console for tables on stdout. Off a terminal (a pipe, a file) it never wraps: rich
+    would fold cells at 80 columns, splitting a long path across lines; on a terminal, the
+    terminal's width."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 100_000)

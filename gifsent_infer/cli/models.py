@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from gifsent_infer.cli.app import app
-from gifsent_infer.cli.common import err, short
+from gifsent_infer.cli.common import err, short, stdout_console
 
 
 @app.command()
@@ -47,5 +46,5 @@ def models(
             escape(e.error or e.provenance),
             escape(str(e.path)),
         )
-    Console(highlight=False, soft_wrap=True).print(table)
+    stdout_console().print(table)
     err.print("* the default model; `--model NAME` takes a name or an id prefix (6+ hex digits)")

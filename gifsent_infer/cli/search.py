@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from gifsent_infer.cli.app import app
-from gifsent_infer.cli.common import err, fail, lossless_stdout
+from gifsent_infer.cli.common import err, fail, lossless_stdout, stdout_console
 from gifsent_infer.contract import EMOTIONS
 
 
@@ -112,15 +111,9 @@ def search(
                 cells.append(f"{h.value:.4f}")
             cells += [f"{h.scores[e]:.4f}" for e in shown]
             table.add_row(*cells, top3)
-        _table_console().print(table)
+        stdout_console().print(table)
     if not hits:
         err.print("[yellow]no scored GIFs in this file[/]")
-
-
-def _table_console() -> Console:
-    # Off a terminal a table must not wrap at 80 columns: a long path would be split across
-    # lines (and a reader of the pipe would see two names); on a terminal, the terminal's width.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 100_000)
 
 
 def _warn_if_demo(scores: Path) -> None:
@@ -163,4 +156,4 @@ def _similar(folder: Path, like: str | None, top: int, fmt: str, method: str) ->
         table.add_column("cosine", justify="right")
         for h in hits:
             table.add_row(str(h.rank), escape(display_name(h.path)), f"{h.similarity:.4f}")
-        _table_console().print(table)
+        stdout_console().print(table)
