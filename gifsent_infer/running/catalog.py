@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gifsent_infer.files import file_sha256
-from gifsent_infer.running.session import ModelError, known_model_files, read_document
+from gifsent_infer.running.modelfile import ModelError, known_model_files, read_document
 
 __all__ = ["ModelEntry", "list_models"]
 
