@@ -139,6 +139,9 @@ def ray_score(
     top: int = flag("top", "-k", min=0, max=17),
     percentiles: bool = flag("percentiles"),
     clip: bool = flag("clip"),
+    timeline: bool = flag("timeline"),
+    intervals: float | None = flag("intervals", min=0.0, max=1.0),
+    embeddings: Path | None = flag("embeddings"),
     resume: bool = _RESUME,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
@@ -150,6 +153,7 @@ def ray_score(
     opts = options_from(locals())
     check_choice("--format", fmt, FORMATS)
     check_engine_choices(opts)
+    _refuse_local_only(opts)
     try:
         print_provenance(read_document(resolve_model(opts.model)), quiet)
         s = score_with_ray(
@@ -185,3 +189,19 @@ def ray_score(
             f"{escape(str(s.out_dir))} ({len(s.shards)} new shard(s), {escape(s.manifest.name)})"
         )
     raise typer.Exit(1 if s.failed else 0)
+
+
+def _refuse_local_only(opts) -> None:
+    """Scoring options that Ray's shards do not carry yet: a usage error, never ignored."""
+    from gifsent_infer.options import ScoreOptions
+
+    given = [
+        ScoreOptions.flag(name)
+        for name in ("timeline", "intervals", "embeddings")
+        if getattr(opts, name) not in (None, False)
+    ]
+    if given:
+        raise fail(
+            f"{', '.join(given)}: not available with `gifsent-infer ray` yet; score locally "
+            "(`gifsent-infer score`) for these"
+        )

@@ -72,6 +72,8 @@ def score(
     top: int = flag("top", "-k", min=0, max=17),
     percentiles: bool = flag("percentiles"),
     clip: bool = flag("clip"),
+    timeline: bool = flag("timeline"),
+    intervals: float | None = flag("intervals", min=0.0, max=1.0),
     embeddings: Path | None = flag("embeddings"),
     progress_mode: str = typer.Option(
         "auto",
@@ -148,6 +150,7 @@ def _inputs(inputs: list[str], recursive: bool, max_bytes: int, quiet: bool):
 def _scorer(opts: ScoreOptions):
     import warnings
 
+    from gifsent_infer.running.extras import ExtrasError
     from gifsent_infer.running.scorer import DemoModelWarning, Scorer
     from gifsent_infer.running.session import DeviceError, ModelError
 
@@ -158,7 +161,7 @@ def _scorer(opts: ScoreOptions):
             return Scorer.from_options(opts)
     except ImportError as e:  # the backend is missing: the message is the install line
         raise fail(str(e)) from None
-    except (ModelError, DeviceError) as e:
+    except (ModelError, DeviceError, ExtrasError) as e:
         raise fail(str(e), exit_code_of(e)) from None
 
 

@@ -28,6 +28,12 @@ _FIELDS = {f.name: f for f in dataclasses.fields(ScoreOptions)}
 HELP: dict[str, str] = {
     "model": "Exported .onnx model, or a name or id from `gifsent-infer models` (default: "
     "$GIFSENT_MODEL, then gifsent-export's location, then ./demo-home/models).",
+    "timeline": "Add a `timeline` column: each segment's 17 scores and start time in seconds "
+    "(compact JSON in CSV), to see when in the GIF an emotion happens. Needs a model "
+    "exported with segment scores.",
+    "intervals": "Add <emotion>_lo/<emotion>_hi columns holding the true score with this "
+    "probability (e.g. 0.9; calibrated on the model's dev split), and <emotion>_std for a "
+    "model fusing several heads.",
     "embeddings": "Also write each GIF's pooled encoder features (the vector the head reads) "
     "to this folder: .npy shards + index.parquet, for `gifsent-infer search --like GIF "
     "--embeddings DIR`.",

@@ -137,7 +137,8 @@ def score_to_file(
         from gifsent_infer.running.readable import Readable
 
         readable = Readable.for_options(scorer.document, options)
-        columns, decorate = readable.columns(COLUMNS), readable.decorate
+        columns = (*readable.columns(COLUMNS), *scorer.row_extras.columns())
+        decorate = readable.decorate
         batch_size, workers = options.batch_size, options.workers
         if embeddings is None:
             embeddings = options.embeddings
