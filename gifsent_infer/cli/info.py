@@ -68,10 +68,6 @@ def info(
         ("input", f"frames uint8 [batch, {s.num_frames}, {s.crop}, {s.crop}, 3]"),
         ("output", f"scores float32 [batch, {len(doc.emotions)}]"),
         (
-            "outputs",
-            ", ".join(doc.outputs) if doc.outputs else "scores only (recorded before schema 3)",
-        ),
-        (
             "normalization",
             f"(x * {doc.normalization.scale:g} - mean {list(doc.normalization.mean)}) "
             f"/ std {list(doc.normalization.std)}",
