@@ -188,6 +188,20 @@ class Stage:
 # ------------------------------------------------------------------ stage: scores
 
 
+def _votes_fingerprint(votes: Path) -> str:
+    """The votes file's sha256; a `collect` database's vote count and last id (its file alone
+    would miss votes still in the write-ahead log)."""
+    from gifsent_train.collect.storage import Store, is_database
+
+    if not is_database(votes):
+        return _sha_file(votes)
+    store = Store.open(votes, migrate=False)
+    try:
+        return store.fingerprint()
+    finally:
+        store.close()
+
+
 class ScoresStage(Stage):
     """Votes -> Bradley-Terry scores, target scale, splits (and agreement with a truth file)."""
 
@@ -209,7 +223,7 @@ class ScoresStage(Stage):
         truth = cfg.truth_path()
         return _sha_obj(
             {
-                "votes": _sha_file(votes),
+                "votes": _votes_fingerprint(votes),
                 "gifs": sorted(ctx.gif_index),
                 "truth": _sha_file(truth) if truth and truth.is_file() else "",
                 "seed": cfg.seed,
