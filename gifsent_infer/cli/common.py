@@ -260,9 +260,9 @@ def run_progress(
 
 
 def rate_note(n_scored: int, seconds: float) -> str:
-    """ " (3.1 GIFs/s)" for a summary line; empty when nothing was scored or the run was too
-    short for a rate to mean anything (a refused URL in 0.0 s is not 387 GIFs/s)."""
-    if n_scored == 0 or seconds < 0.05:
+    """" (3.1 GIFs/s)" for a summary line, counting the GIFs scored; empty when none was
+    (a refused URL in 0.0 s is not 387 GIFs/s) or no time was measured."""
+    if n_scored == 0 or seconds <= 0:
         return ""
     return f" ({n_scored / seconds:.1f} GIFs/s)"
 

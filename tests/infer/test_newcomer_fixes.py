@@ -38,7 +38,7 @@ def test_rate_is_shown_only_when_it_means_something():
     from gifsent_infer.cli.common import rate_note
 
     assert rate_note(0, 0.0) == "" and rate_note(0, 30.0) == ""  # nothing scored
-    assert rate_note(1, 0.003) == ""  # too short to be a rate
+    assert rate_note(3, 0.0) == ""  # no time measured
     assert rate_note(10, 2.0) == " (5.0 GIFs/s)"
 
 

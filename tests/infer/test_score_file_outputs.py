@@ -249,33 +249,41 @@ def test_lines_progress_prints_a_line_every_n_seconds():
     assert lines[-1].startswith("progress: 40/40 (100%)") and "ETA" not in lines[-1]
 
 
-def test_progress_off_a_terminal_is_lines(work, tmp_path):
-    from gifsent_infer.cli import common
+def test_progress_off_a_terminal_is_lines(work, tmp_path, capsys, monkeypatch):
+    import itertools
 
-    assert isinstance(
-        common.run_progress("auto", quiet=False), common.LinesProgress
-    )  # pytest: no TTY
+    from gifsent_infer.cli import common, main
+
+    assert isinstance(common.run_progress("auto", quiet=False), common.LinesProgress)  # no TTY
     assert isinstance(common.run_progress("auto", quiet=True), common.BarProgress)
-    # a real run whose stderr is a pipe: the lines, not a bar's escape codes
-    gifs = write_gifs(tmp_path / "many", 40)
-    code, _, err = _cli(
-        *gifs,
-        "-o",
-        tmp_path / "s.csv",
-        "-m",
-        work["model"],
-        "--progress-every",
-        "0.1",
-        "--batch-size",
-        "1",
-        "--workers",
-        "0",
-    )
+    # a run whose stderr is not a terminal, on a clock that moves 1 s per look: a line every
+    # 10 s of it, whatever this machine's speed
+    init = common.LinesProgress.__init__
+
+    def slow_clock_init(self, *a, **kw):
+        init(self, *a, **kw)
+        ticks = itertools.count()
+        self._now = lambda: float(next(ticks))
+
+    monkeypatch.setattr(common.LinesProgress, "__init__", slow_clock_init)
+    gifs = write_gifs(tmp_path / "many", 30)
+
+    def run(*args) -> tuple[int, str]:
+        try:
+            main([*map(str, gifs), "-o", str(tmp_path / "s.csv"), "-m", str(work["model"]), *args])
+        except SystemExit as e:
+            return e.code, capsys.readouterr().err
+        return 0, capsys.readouterr().err
+
+    code, err = run("--backend", "onnxruntime")
     assert code == 0, err
-    assert "progress: " in err and "GIFs/s" in err and "\x1b[" not in err
-    code, _, err = _cli(*gifs, "-o", tmp_path / "s.csv", "-m", work["model"], "--progress", "none")
+    lines = [ln for ln in err.splitlines() if ln.startswith("progress: ")]
+    assert len(lines) >= 2 and "/30 (" in lines[0] and "GIFs/s" in lines[0] and "ETA" in lines[0]
+    assert lines[-1].startswith("progress: 30/30 (100%)")
+    assert "\x1b[" not in err
+    code, err = run("--backend", "onnxruntime", "--progress", "none")
     assert code == 0 and "progress: " not in err
-    code, _, err = _cli(*gifs, "-o", tmp_path / "s.csv", "-m", work["model"], "--progress", "dots")
+    code, err = run("--progress", "dots")
     assert code == 2 and "--progress must be one of" in err
 
 
