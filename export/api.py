@@ -204,295 +204,528 @@ def _features_tolerance(reference: np.ndarray, atol: float) -> float:
     return atol * max(1.0, float(np.abs(reference).max()))
 
 
-def export_checkpoint(
-    checkpoint_path: str | os.PathLike,
-    out: str | os.PathLike | None = None,
-    *,
-    precision: str = "fp32",
-    part: str = "full",
-    parity_gifs: Sequence[str | os.PathLike] | None = None,
-    calibration_gifs: Sequence[str | os.PathLike] | None = None,
-    run: RunLayout | str | os.PathLike | None = None,
-    exporter: str = DEFAULT_EXPORTER,
-    opset: int = DEFAULT_OPSET,
-    simplify: bool = True,
-    encoder_weights: str | os.PathLike | None = None,
-    parity_count: int = 8,
-    eval_count: int = 32,
-    calibration_count: int = 16,
-    atol: float = FP32_ATOL,
-    min_mean_spearman: float = MIN_MEAN_SPEARMAN,
-    int8_recipe: str = "auto",
-    check_backends: Sequence[str] | None = None,
-    batch_size: int = 4,
-    expect_head: str | None = None,
-    progress: Progress | None = None,
-    warn: Progress | None = None,
-) -> ExportResult:
-    """Export a checkpoint; raises ExportError/ParityError (and writes nothing) when a check fails.
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything an export can be told (one object; the CLI builds it from its flags).
 
     parity_gifs / calibration_gifs: files or folders; they win over the run's test / training
     GIFs, which win over generated GIFs. `run` defaults to the run holding the checkpoint.
     check_backends: the backends a reduced precision must keep the ranking on (default: every
     installed one); the document records which ones it was checked on.
     """
+
+    precision: str = "fp32"
+    part: str = "full"
+    parity_gifs: Sequence[str | os.PathLike] | None = None
+    calibration_gifs: Sequence[str | os.PathLike] | None = None
+    run: RunLayout | str | os.PathLike | None = None
+    exporter: str = DEFAULT_EXPORTER
+    opset: int = DEFAULT_OPSET
+    simplify: bool = True
+    encoder_weights: str | os.PathLike | None = None
+    parity_count: int = 8
+    eval_count: int = 32
+    calibration_count: int = 16
+    atol: float = FP32_ATOL
+    min_mean_spearman: float = MIN_MEAN_SPEARMAN
+    int8_recipe: str = "auto"
+    check_backends: Sequence[str] | None = None
+    batch_size: int = 4
+    expect_head: str | None = None
+    progress: Progress | None = None
+    warn: Progress | None = None
+
+    @property
+    def reduced(self) -> bool:
+        return self.precision != "fp32"
+
+    def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
+        if self.part not in PARTS:
+            raise ValueError(f"unknown part {self.part!r}; expected one of {PARTS}")
+        if self.part == "head" and self.precision != "fp32":
+            raise ValueError(
+                "the head is always exported in fp32 (only the encoder has reduced precisions)"
+            )
+
+
+@dataclass
+class _Job:
+    """What one export has loaded and measured so far (passed from stage to stage)."""
+
+    opts: ExportOptions
+    checkpoint: Path
+    loaded: Any  # gifsent_models.checkpoint.LoadedCheckpoint
+    run: RunLayout | None
+    document: ModelDocument
+    metrics: dict[str, Any]
+    out_path: Path
+    progress: Progress
+    warn: Progress
+    tmp: Path = Path()
+    eval_frames: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    eval_used: list[Path] = field(default_factory=list)
+    eval_source: str = ""
+    ref_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    gate_backends: list[str] = field(default_factory=list)
+
+    @property
+    def encoder(self):
+        return self.loaded.encoder
+
+    @property
+    def head(self):
+        return self.loaded.head
+
+
+@dataclass
+class _Built:
+    """A part's graphs: the one to write, and (encoder path) the pieces reduced precisions need."""
+
+    model: onnx.ModelProto
+    parity: Deviation
+    simplified: str = ""
+    encoder: onnx.ModelProto | None = None
+    head: onnx.ModelProto | None = None
+    fused32: onnx.ModelProto | None = None
+
+
+@dataclass
+class _Reduced:
+    """A reduced-precision encoder that passed its gate, and the measurements that passed it."""
+
+    encoder: onnx.ModelProto
+    recipe: str
+    checks: list[tuple[str, Deviation]]
+    calibration_source: str = ""
+
+
+def export_checkpoint(
+    checkpoint_path: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    options: ExportOptions | None = None,
+    **overrides: Any,
+) -> ExportResult:
+    """Export a checkpoint; raises ExportError/ParityError (and writes nothing) when a check fails.
+
+    `options` (an ExportOptions) says how; keyword `overrides` replace its fields
+    (``export_checkpoint(ckpt, out, precision="int8")``). Stages: load -> the part's graph
+    (full, encoder, head) -> the reduced precision (fp16, int8) -> metadata and write.
+    """
+    t0 = time.perf_counter()
+    opts = dataclasses.replace(options or ExportOptions(), **overrides)
+    opts.validate()
+    job = _load(Path(checkpoint_path), out, opts)
+    with tempfile.TemporaryDirectory(prefix="gifsent-export-") as tmp:
+        job.tmp = Path(tmp)
+        _prepare_checks(job)
+        built = _build_part(job)
+        reduced = None
+        if opts.reduced:
+            reduced = _REDUCERS[opts.precision](job, built)
+            model = _apply_reduced(job, built, reduced)
+        else:
+            model = built.model
+            if opts.part == "encoder":
+                _check_encoder_features(job, model)
+        _write(job, model)
+    deviation = reduced.checks[0][1] if reduced is not None else None
+    return ExportResult(
+        path=job.out_path,
+        part=opts.part,
+        precision=opts.precision,
+        opset=graph_opset(model),
+        exporter=opts.exporter,
+        size_bytes=job.out_path.stat().st_size,
+        parity=built.parity,
+        parity_atol=opts.atol,
+        parity_source=f"{built.parity.n_gifs} GIFs ({job.eval_source})",
+        deviation=deviation,
+        calibration_source=reduced.calibration_source if reduced is not None else "",
+        simplified=built.simplified,
+        document=job.document if opts.part == "full" else None,
+        checkpoint_sha256=job.loaded.sha256,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+# -- load ----------------------------------------------------------------------------------
+
+
+def _load(checkpoint_path: Path, out: str | os.PathLike | None, opts: ExportOptions) -> _Job:
+    """The checkpoint, its run, and the document the written graph will carry."""
     from gifsent_models.checkpoint import load_checkpoint
 
-    t0 = time.perf_counter()
-    progress = progress or _noop
-    warn = warn or _noop
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
-    if part not in PARTS:
-        raise ValueError(f"unknown part {part!r}; expected one of {PARTS}")
-    if part == "head" and precision != "fp32":
-        raise ValueError(
-            "the head is always exported in fp32 (only the encoder has reduced precisions)"
-        )
-
-    checkpoint_path = Path(checkpoint_path)
+    progress = opts.progress or _noop
     progress(f"loading checkpoint {checkpoint_path}")
-    loaded = load_checkpoint(checkpoint_path, encoder_weights=encoder_weights)
+    loaded = load_checkpoint(checkpoint_path, encoder_weights=opts.encoder_weights)
+    run = opts.run
     if run is not None and not isinstance(run, RunLayout):
         run = RunLayout(Path(run))
-    if expect_head is not None and loaded.head_name != expect_head:
-        raise ValueError(f"{checkpoint_path} holds a {loaded.head_name} head, not {expect_head}")
+    if opts.expect_head is not None and loaded.head_name != opts.expect_head:
+        raise ValueError(
+            f"{checkpoint_path} holds a {loaded.head_name} head, not {opts.expect_head}"
+        )
     run = run if run is not None else run_for_checkpoint(checkpoint_path)
-    encoder, head, scorer = loaded.encoder.eval(), loaded.head.eval(), loaded.scorer.eval()
-    spec = encoder.spec
-    head_name = loaded.head_name
+    loaded.encoder.eval(), loaded.head.eval(), loaded.scorer.eval()
 
     metrics = dict(loaded.document.metrics)
-    test_metrics = run.test_metrics(head_name) if run is not None else None
+    test_metrics = run.test_metrics(loaded.head_name) if run is not None else None
     if test_metrics is not None:
         metrics["test"] = test_metrics
     document = dataclasses.replace(
         loaded.document,
-        precision=precision,
+        precision=opts.precision,
         checkpoint_sha256=loaded.sha256,
         metrics=metrics,
         **_run_provenance(run, loaded.document),
     )
     out_path = (
-        Path(out) if out is not None else default_output(head_name, precision, part, encoder.name)
+        Path(out)
+        if out is not None
+        else default_output(loaded.head_name, opts.precision, opts.part, loaded.encoder.name)
+    )
+    return _Job(
+        opts=opts,
+        checkpoint=checkpoint_path,
+        loaded=loaded,
+        run=run,
+        document=document,
+        metrics=metrics,
+        out_path=out_path,
+        progress=progress,
+        warn=opts.warn or _noop,
     )
 
-    with tempfile.TemporaryDirectory(prefix="gifsent-export-") as tmp:
-        tmp = Path(tmp)
-        reduced = precision != "fp32"
-        n_eval = eval_count if reduced else parity_count
-        eval_paths, eval_source = _gif_source(
-            parity_gifs,
-            run.split_files("test") if run is not None else [],
-            "the run's test GIFs",
-            tmp / "eval",
-            n_eval,
-            seed=1,
+
+def _prepare_checks(job: _Job) -> None:
+    """Decode the held-out GIFs, score them in PyTorch, and settle the backends to gate on."""
+    opts, run = job.opts, job.run
+    n_eval = opts.eval_count if opts.reduced else opts.parity_count
+    eval_paths, job.eval_source = _gif_source(
+        opts.parity_gifs,
+        run.split_files("test") if run is not None else [],
+        "the run's test GIFs",
+        job.tmp / "eval",
+        n_eval,
+        seed=1,
+    )
+    if job.eval_source == "generated GIFs":
+        job.warn(
+            "no test GIFs found for this checkpoint (no run, or its GIFs are missing); "
+            "checking on generated GIFs (pass --parity-gifs to use real ones)"
         )
-        if eval_source == "generated GIFs":
-            warn(
-                "no test GIFs found for this checkpoint (no run, or its GIFs are missing); "
-                "checking on generated GIFs (pass --parity-gifs to use real ones)"
-            )
-        progress(f"decoding up to {n_eval} parity GIFs ({eval_source})")
-        eval_frames, eval_used = gif_frames.load_frames(eval_paths, spec, limit=n_eval, warn=warn)
-        if len(eval_frames) == 0:
-            raise ExportError(f"no parity GIFs could be read ({eval_source})")
-        example = _example(eval_frames, spec)
-
-        progress("PyTorch reference scores")
-        ref_scores = torch_outputs(scorer, eval_frames, batch_size=batch_size)
-        model, simplified, parity, deviation, calib_source = None, "", None, None, ""
-        refusals: list[str] = []
-        have = installed_backends()
-        gate_backends = [b for b in have[::-1] if check_backends is None or b in check_backends]
-        missing = sorted(set(check_backends or ()) - set(have))
-        if missing or not gate_backends:
-            raise ExportError(
-                f"cannot check on {', '.join(missing) or 'no backend'}: not installed "
-                f"(installed: {', '.join(have) or 'none'})"
-            )
-
-        if part == "full" and not reduced:
-            progress(f"exporting the fused graph ({exporter} exporter, opset {opset})")
-            model = export_proto(scorer, example=example, opset=opset, exporter=exporter)
-            if simplify:
-                model, simplified = _simplified(model, eval_frames[:2], warn)
-            check_proto(model)
-            progress(f"parity: {' and '.join(installed_backends())} vs PyTorch")
-            parity = _fp32_parity(model, eval_frames, ref_scores, atol, batch_size)
-        elif part == "head":
-            feats = torch_outputs(encoder, eval_frames, batch_size=batch_size)
-            import torch
-
-            progress(f"exporting the head ({exporter} exporter, opset {opset})")
-            model = export_proto(
-                head,
-                example=torch.from_numpy(feats[:2] if len(feats) >= 2 else np.repeat(feats, 2, 0)),
-                input_name=FEATURES_NAME,
-                opset=opset,
-                exporter=exporter,
-            )
-            check_proto(model)
-            parity = _fp32_parity(model, feats, ref_scores, atol, batch_size)
-        else:
-            progress(f"exporting the encoder ({exporter} exporter, opset {opset})")
-            enc_model = export_proto(
-                encoder,
-                example=example,
-                output_names=(FEATURES_NAME,),
-                opset=opset,
-                exporter=exporter,
-            )
-            if simplify:
-                enc_model, simplified = _simplified(enc_model, eval_frames[:2], warn)
-            check_proto(enc_model)
-            import torch
-
-            feats = torch_outputs(encoder, eval_frames[:2], batch_size=batch_size)
-            head_model = export_proto(
-                head,
-                example=torch.from_numpy(feats if len(feats) >= 2 else np.repeat(feats, 2, 0)),
-                input_name=FEATURES_NAME,
-                opset=opset,
-                exporter=exporter,
-            )
-            from gifsent_export.precision import (
-                int8_recipes,
-                merge_encoder_head,
-                quantize_encoder,
-                to_fp16,
-            )
-
-            fused32 = merge_encoder_head(enc_model, head_model)
-            check_proto(fused32)
-            progress(f"parity: {' and '.join(installed_backends())} fp32 vs PyTorch")
-            parity = _fp32_parity(fused32, eval_frames, ref_scores, atol, batch_size)
-            model = enc_model
-            if reduced:
-                fp32_scores = run_session(ort_session(fused32), eval_frames, batch_size=batch_size)
-                if precision == "fp16":
-                    progress("converting the encoder to fp16")
-                    low = to_fp16(enc_model)
-                else:
-                    calib_paths, calib_source = _gif_source(
-                        calibration_gifs,
-                        run.split_files("train") if run is not None else [],
-                        "the run's training GIFs",
-                        tmp / "calib",
-                        calibration_count,
-                        seed=2,
-                    )
-                    held = {p.resolve() for p in eval_used}
-                    calib_paths = [p for p in calib_paths if Path(p).resolve() not in held]
-                    if calib_source == "generated GIFs":
-                        warn(
-                            "no training GIFs found: calibrating int8 on generated GIFs "
-                            "(pass --calibration-gifs to use real ones)"
-                        )
-                    progress(f"int8 calibration on up to {calibration_count} GIFs ({calib_source})")
-                    calib, _ = gif_frames.load_frames(
-                        calib_paths, spec, limit=calibration_count, warn=warn
-                    )
-                    low = None
-                    for attempt in int8_recipes(int8_recipe):
-                        progress(f"int8 ({attempt}): quantizing the encoder")
-                        cand = quantize_encoder(enc_model, calib, recipe=attempt)
-                        fused_cand = merge_encoder_head(cand, head_model)
-                        try:
-                            checks = _ranking_on_backends(
-                                fused_cand,
-                                eval_frames,
-                                fp32_scores,
-                                precision,
-                                attempt,
-                                min_mean_spearman,
-                                batch_size,
-                                progress,
-                                backends=gate_backends,
-                            )
-                        except ParityError as e:
-                            refusals.append(str(e))
-                            continue
-                        low, chosen_recipe = cand, attempt
-                        break
-                    if low is None:
-                        raise ParityError(
-                            "int8 cannot keep the ranking with any calibration tried; "
-                            "refusing to write the graph:\n  " + "\n  ".join(refusals)
-                        )
-                if precision == "fp16":
-                    chosen_recipe = "fp16"
-                    checks = _ranking_on_backends(
-                        merge_encoder_head(low, head_model),
-                        eval_frames,
-                        fp32_scores,
-                        precision,
-                        "fp16",
-                        min_mean_spearman,
-                        batch_size,
-                        progress,
-                        backends=["onnxruntime"],  # fp16 is the CUDA variant; ORT is its engine
-                    )
-                check_proto(low)
-                fused_low = merge_encoder_head(low, head_model)
-                check_proto(fused_low)
-                deviation = checks[0][1]
-                metrics["precision_check"] = {
-                    "precision": precision,
-                    "recipe": chosen_recipe,
-                    "reference": "fp32 graph on onnxruntime",
-                    "min_mean_spearman": min_mean_spearman,
-                    "gifs": deviation.n_gifs,
-                    "backends": {
-                        b: {
-                            "mean_spearman": round(d.mean_spearman, 6),
-                            "min_spearman": round(d.min_spearman, 6),
-                            "max_abs": round(d.max_abs, 6),
-                        }
-                        for b, d in checks
-                    },
-                }
-                document = dataclasses.replace(document, metrics=metrics)
-                model = fused_low if part == "full" else low
-            if part == "encoder" and not reduced:
-                # The written encoder graph itself must match PyTorch's features (fp32).
-                feats_all = torch_outputs(encoder, eval_frames, batch_size=batch_size)
-                got = run_session(ort_session(model), eval_frames, batch_size=batch_size)
-                tol = _features_tolerance(feats_all, atol)
-                worst = float(np.abs(feats_all - got).max())
-                if not worst <= tol:
-                    raise ParityError(f"encoder features disagree: max abs {worst:.3g} > {tol:.3g}")
-
-        if part == "full":
-            set_metadata(model, document)
-        else:
-            entry = model.metadata_props.add()
-            entry.key = PART_METADATA_KEY
-            entry.value = json.dumps({"part": part, "document": document.to_dict()}, sort_keys=True)
-        check_proto(model)
-        if part == "full":
-            _verify_readback(model.SerializeToString(), document)
-        progress(f"writing {out_path}")
-        save_proto(model, out_path)
-
-    return ExportResult(
-        path=out_path,
-        part=part,
-        precision=precision,
-        opset=graph_opset(model),
-        exporter=exporter,
-        size_bytes=out_path.stat().st_size,
-        parity=parity,
-        parity_atol=atol,
-        parity_source=f"{parity.n_gifs} GIFs ({eval_source})",
-        deviation=deviation,
-        calibration_source=calib_source,
-        simplified=simplified,
-        document=document if part == "full" else None,
-        checkpoint_sha256=loaded.sha256,
-        seconds=time.perf_counter() - t0,
+    job.progress(f"decoding up to {n_eval} parity GIFs ({job.eval_source})")
+    job.eval_frames, job.eval_used = gif_frames.load_frames(
+        eval_paths, job.encoder.spec, limit=n_eval, warn=job.warn
     )
+    if len(job.eval_frames) == 0:
+        raise ExportError(f"no parity GIFs could be read ({job.eval_source})")
+
+    job.progress("PyTorch reference scores")
+    job.ref_scores = torch_outputs(job.loaded.scorer, job.eval_frames, batch_size=opts.batch_size)
+    have = installed_backends()
+    check = opts.check_backends
+    job.gate_backends = [b for b in have[::-1] if check is None or b in check]
+    missing = sorted(set(check or ()) - set(have))
+    if missing or not job.gate_backends:
+        raise ExportError(
+            f"cannot check on {', '.join(missing) or 'no backend'}: not installed "
+            f"(installed: {', '.join(have) or 'none'})"
+        )
+
+
+# -- one function per part -----------------------------------------------------------------
+
+
+def _build_part(job: _Job) -> _Built:
+    if job.opts.part == "head":
+        return _build_head(job)
+    if job.opts.part == "full" and not job.opts.reduced:
+        return _build_full(job)
+    return _build_encoder(job)
+
+
+def fused_module(loaded) -> tuple[Any, tuple[str, ...]]:
+    """The torch module the fused graph is exported from, and its output names.
+
+    The one place that says what the full graph computes (frames -> scores): a new output of
+    the fused graph is added here (a module returning a tuple, and its names in order).
+    """
+    names = (OUTPUT_NAME, *fused_extra_outputs(loaded.scorer))
+    return loaded.scorer.with_outputs(names), names
+
+
+def fused_extra_outputs(scorer) -> tuple[str, ...]:
+    """The fused graph's outputs beyond `scores`: `features` [B, D], the segment-mean
+    encoder features (embeddings; gifsent_models.scorer.pool_features)."""
+    return ("features",) if "features" in scorer.available_outputs else ()
+
+
+def document_with_features(document: ModelDocument) -> ModelDocument:
+    """The document with `features` in its `outputs` mapping (schema 3)."""
+    from gifsent_infer.contract import features_meaning
+
+    base = document.outputs or {OUTPUT_NAME: "scores [batch, 17] in the target scale"}
+    return dataclasses.replace(document, outputs={**base, **features_meaning()})
+
+
+def check_features_parity(model, scorer, frames: np.ndarray, atol: float, batch_size: int) -> None:
+    """The graph's `features` output equals PyTorch's pooled encoder features on every
+    installed backend (tolerance scaled to the features' size, like the encoder's)."""
+    import torch
+
+    with torch.inference_mode():
+        ref = np.concatenate(
+            [
+                scorer.compute(
+                    torch.from_numpy(np.ascontiguousarray(frames[i : i + 4])), ("features",)
+                )["features"].numpy()
+                for i in range(0, len(frames), 4)
+            ]
+        )
+    tol = _features_tolerance(ref, atol)
+    for backend in installed_backends():
+        engine = open_graph(model, backend=backend)
+        got = run_session(engine, frames, batch_size=batch_size, output="features")
+        worst = float(np.abs(got - ref).max())
+        if not worst <= tol:
+            raise ParityError(
+                f"the graph's features output differs from PyTorch on {backend} by {worst:.3g} "
+                f"(tolerance {tol:.3g})"
+            )
+
+
+def _build_full(job: _Job) -> _Built:
+    """fp32 full graph: the fused module exported in one piece, simplified, PyTorch parity."""
+    opts = job.opts
+    module, outputs = fused_module(job.loaded)
+    job.progress(f"exporting the fused graph ({opts.exporter} exporter, opset {opts.opset})")
+    model = export_proto(
+        module,
+        example=_example(job.eval_frames, job.encoder.spec),
+        output_names=outputs,
+        opset=opts.opset,
+        exporter=opts.exporter,
+    )
+    simplified = ""
+    if opts.simplify:
+        model, simplified = _simplified(model, job.eval_frames[:2], job.warn)
+    check_proto(model)
+    job.progress(f"parity: {' and '.join(installed_backends())} vs PyTorch")
+    parity = _fp32_parity(model, job.eval_frames, job.ref_scores, opts.atol, opts.batch_size)
+    if "features" in outputs:
+        check_features_parity(model, job.loaded.scorer, job.eval_frames, opts.atol, opts.batch_size)
+        job.document = document_with_features(job.document)
+    return _Built(model=model, parity=parity, simplified=simplified)
+
+
+def _export_head(job: _Job, feats: np.ndarray) -> onnx.ModelProto:
+    import torch
+
+    opts = job.opts
+    return export_proto(
+        job.head,
+        example=torch.from_numpy(feats[:2] if len(feats) >= 2 else np.repeat(feats, 2, 0)),
+        input_name=FEATURES_NAME,
+        opset=opts.opset,
+        exporter=opts.exporter,
+    )
+
+
+def _build_head(job: _Job) -> _Built:
+    """The head alone (features -> scores), fp32, checked against PyTorch on real features."""
+    opts = job.opts
+    feats = torch_outputs(job.encoder, job.eval_frames, batch_size=opts.batch_size)
+    job.progress(f"exporting the head ({opts.exporter} exporter, opset {opts.opset})")
+    model = _export_head(job, feats)
+    check_proto(model)
+    parity = _fp32_parity(model, feats, job.ref_scores, opts.atol, opts.batch_size)
+    return _Built(model=model, parity=parity)
+
+
+def _build_encoder(job: _Job) -> _Built:
+    """Encoder and head graphs apart (reduced precisions convert the encoder only), and their
+    fp32 merge checked against PyTorch."""
+    from gifsent_export.precision import merge_encoder_head
+
+    opts = job.opts
+    job.progress(f"exporting the encoder ({opts.exporter} exporter, opset {opts.opset})")
+    enc_model = export_proto(
+        job.encoder,
+        example=_example(job.eval_frames, job.encoder.spec),
+        output_names=(FEATURES_NAME,),
+        opset=opts.opset,
+        exporter=opts.exporter,
+    )
+    simplified = ""
+    if opts.simplify:
+        enc_model, simplified = _simplified(enc_model, job.eval_frames[:2], job.warn)
+    check_proto(enc_model)
+    feats = torch_outputs(job.encoder, job.eval_frames[:2], batch_size=opts.batch_size)
+    head_model = _export_head(job, feats)
+    fused32 = merge_encoder_head(enc_model, head_model)
+    check_proto(fused32)
+    job.progress(f"parity: {' and '.join(installed_backends())} fp32 vs PyTorch")
+    parity = _fp32_parity(fused32, job.eval_frames, job.ref_scores, opts.atol, opts.batch_size)
+    return _Built(
+        model=enc_model,
+        parity=parity,
+        simplified=simplified,
+        encoder=enc_model,
+        head=head_model,
+        fused32=fused32,
+    )
+
+
+def _check_encoder_features(job: _Job, model: onnx.ModelProto) -> None:
+    """The written fp32 encoder graph itself must match PyTorch's features."""
+    opts = job.opts
+    feats_all = torch_outputs(job.encoder, job.eval_frames, batch_size=opts.batch_size)
+    got = run_session(ort_session(model), job.eval_frames, batch_size=opts.batch_size)
+    tol = _features_tolerance(feats_all, opts.atol)
+    worst = float(np.abs(feats_all - got).max())
+    if not worst <= tol:
+        raise ParityError(f"encoder features disagree: max abs {worst:.3g} > {tol:.3g}")
+
+
+# -- one function per reduced precision ----------------------------------------------------
+
+
+def _fp32_reference(job: _Job, built: _Built) -> np.ndarray:
+    return run_session(ort_session(built.fused32), job.eval_frames, batch_size=job.opts.batch_size)
+
+
+def _reduce_fp16(job: _Job, built: _Built) -> _Reduced:
+    from gifsent_export.precision import merge_encoder_head, to_fp16
+
+    opts = job.opts
+    fp32_scores = _fp32_reference(job, built)
+    job.progress("converting the encoder to fp16")
+    low = to_fp16(built.encoder)
+    checks = _ranking_on_backends(
+        merge_encoder_head(low, built.head),
+        job.eval_frames,
+        fp32_scores,
+        "fp16",
+        "fp16",
+        opts.min_mean_spearman,
+        opts.batch_size,
+        job.progress,
+        backends=["onnxruntime"],  # fp16 is the CUDA variant; ORT is its engine
+    )
+    return _Reduced(encoder=low, recipe="fp16", checks=checks)
+
+
+def _calibration_frames(job: _Job) -> tuple[np.ndarray, str]:
+    """Frames of the calibration GIFs (never the held-out ones the gate is judged on)."""
+    opts, run = job.opts, job.run
+    calib_paths, source = _gif_source(
+        opts.calibration_gifs,
+        run.split_files("train") if run is not None else [],
+        "the run's training GIFs",
+        job.tmp / "calib",
+        opts.calibration_count,
+        seed=2,
+    )
+    held = {p.resolve() for p in job.eval_used}
+    calib_paths = [p for p in calib_paths if Path(p).resolve() not in held]
+    if source == "generated GIFs":
+        job.warn(
+            "no training GIFs found: calibrating int8 on generated GIFs "
+            "(pass --calibration-gifs to use real ones)"
+        )
+    job.progress(f"int8 calibration on up to {opts.calibration_count} GIFs ({source})")
+    calib, _ = gif_frames.load_frames(
+        calib_paths, job.encoder.spec, limit=opts.calibration_count, warn=job.warn
+    )
+    return calib, source
+
+
+def _reduce_int8(job: _Job, built: _Built) -> _Reduced:
+    """Try the int8 recipes in order; keep the first that holds the ranking gate everywhere."""
+    from gifsent_export.precision import int8_recipes, merge_encoder_head, quantize_encoder
+
+    opts = job.opts
+    fp32_scores = _fp32_reference(job, built)
+    calib, source = _calibration_frames(job)
+    refusals: list[str] = []
+    for attempt in int8_recipes(opts.int8_recipe):
+        job.progress(f"int8 ({attempt}): quantizing the encoder")
+        cand = quantize_encoder(built.encoder, calib, recipe=attempt)
+        try:
+            checks = _ranking_on_backends(
+                merge_encoder_head(cand, built.head),
+                job.eval_frames,
+                fp32_scores,
+                "int8",
+                attempt,
+                opts.min_mean_spearman,
+                opts.batch_size,
+                job.progress,
+                backends=job.gate_backends,
+            )
+        except ParityError as e:
+            refusals.append(str(e))
+            continue
+        return _Reduced(encoder=cand, recipe=attempt, checks=checks, calibration_source=source)
+    raise ParityError(
+        "int8 cannot keep the ranking with any calibration tried; "
+        "refusing to write the graph:\n  " + "\n  ".join(refusals)
+    )
+
+
+_REDUCERS: dict[str, Callable[[_Job, _Built], _Reduced]] = {
+    "fp16": _reduce_fp16,
+    "int8": _reduce_int8,
+}
+
+
+def _apply_reduced(job: _Job, built: _Built, reduced: _Reduced) -> onnx.ModelProto:
+    """Record the gate's measurements in the document; the graph to write (fused or encoder)."""
+    from gifsent_export.precision import merge_encoder_head
+
+    check_proto(reduced.encoder)
+    fused_low = merge_encoder_head(reduced.encoder, built.head)
+    check_proto(fused_low)
+    deviation = reduced.checks[0][1]
+    job.metrics["precision_check"] = {
+        "precision": job.opts.precision,
+        "recipe": reduced.recipe,
+        "reference": "fp32 graph on onnxruntime",
+        "min_mean_spearman": job.opts.min_mean_spearman,
+        "gifs": deviation.n_gifs,
+        "backends": {
+            b: {
+                "mean_spearman": round(d.mean_spearman, 6),
+                "min_spearman": round(d.min_spearman, 6),
+                "max_abs": round(d.max_abs, 6),
+            }
+            for b, d in reduced.checks
+        },
+    }
+    job.document = dataclasses.replace(job.document, metrics=job.metrics)
+    return fused_low if job.opts.part == "full" else reduced.encoder
+
+
+# -- write ---------------------------------------------------------------------------------
+
+
+def _write(job: _Job, model: onnx.ModelProto) -> None:
+    """Metadata (the contract for a full graph, a part label otherwise), read-back, atomic write."""
+    part = job.opts.part
+    if part == "full":
+        set_metadata(model, job.document)
+    else:
+        entry = model.metadata_props.add()
+        entry.key = PART_METADATA_KEY
+        entry.value = json.dumps({"part": part, "document": job.document.to_dict()}, sort_keys=True)
+    check_proto(model)
+    if part == "full":
+        _verify_readback(model.SerializeToString(), job.document)
+    job.progress(f"writing {job.out_path}")
+    save_proto(model, job.out_path)
 
 
 def _fp32_parity(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -68,90 +69,168 @@ def _human_size(n: int) -> str:
     return f"{n} B"
 
 
-@app.command()
-def export(
-    model: Head | None = typer.Option(
-        None,
+# The command's options, one alias each (the command's signature stays one line per option).
+ModelOpt = Annotated[
+    Head | None,
+    typer.Option(
         "--model",
         "-m",
         help="Which head's best checkpoint to export: rnn (LSTM), maxpool, linear (ridge), or best (the head best on dev).",
     ),
-    run: Path | None = typer.Option(
-        None, "--run", help="Training run folder (default: the latest run under GIFSENT_HOME)."
-    ),
-    checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Export this checkpoint file instead of a run's best."
-    ),
-    out: Path | None = typer.Option(
-        None,
+]
+RunOpt = Annotated[
+    Path | None,
+    typer.Option("--run", help="Training run folder (default: the latest run under GIFSENT_HOME)."),
+]
+CheckpointOpt = Annotated[
+    Path | None,
+    typer.Option("--checkpoint", help="Export this checkpoint file instead of a run's best."),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
         "--out",
         "-o",
         help="Output file (default: where gifsent-infer looks, under GIFSENT_HOME/models).",
     ),
-    precision: Precision = typer.Option(
-        Precision.fp32,
+]
+PrecisionOpt = Annotated[
+    Precision,
+    typer.Option(
         "--precision",
         help="fp32; fp16 (for CUDA; encoder in fp16, head in fp32); int8 (static QDQ encoder for CPUs).",
     ),
-    part: Part = typer.Option(
-        Part.full,
-        "--part",
-        help="full graph, or only the encoder (frames -> features) or the head.",
+]
+PartOpt = Annotated[
+    Part,
+    typer.Option(
+        "--part", help="full graph, or only the encoder (frames -> features) or the head."
     ),
-    exporter: Exporter = typer.Option(
-        Exporter.torchscript,
+]
+ExporterOpt = Annotated[
+    Exporter,
+    typer.Option(
         "--exporter",
         help="torchscript (default: fast, works on every supported torch) or dynamo (needs onnxscript).",
     ),
-    opset: int = typer.Option(18, "--opset", min=17, max=21, help="ONNX opset."),
-    simplify: bool = typer.Option(
-        True,
+]
+OpsetOpt = Annotated[int, typer.Option("--opset", min=17, max=21, help="ONNX opset.")]
+SimplifyOpt = Annotated[
+    bool,
+    typer.Option(
         "--simplify/--no-simplify",
         help="Simplify the graph (kept only if outputs are unchanged).",
     ),
-    parity_gifs: list[Path] | None = typer.Option(
-        None,
+]
+ParityGifsOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
         "--parity-gifs",
         help="GIF files/folders for the parity check (default: the run's test GIFs).",
     ),
-    calibration_gifs: list[Path] | None = typer.Option(
-        None,
+]
+CalibrationGifsOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
         "--calibration-gifs",
         help="GIF files/folders for int8 calibration (default: the run's training GIFs).",
     ),
-    parity_count: int = typer.Option(
-        8, "--parity-count", min=1, help="GIFs for the fp32 parity check."
-    ),
-    eval_count: int = typer.Option(
-        32,
+]
+ParityCountOpt = Annotated[
+    int, typer.Option("--parity-count", min=1, help="GIFs for the fp32 parity check.")
+]
+EvalCountOpt = Annotated[
+    int,
+    typer.Option(
         "--eval-count",
         min=3,
         help="GIFs for judging fp16/int8 against fp32 (Spearman per emotion).",
     ),
-    calibration_count: int = typer.Option(
-        16, "--calibration-count", min=1, help="GIFs for int8 calibration."
-    ),
-    int8_recipe: Int8Recipe = typer.Option(
-        Int8Recipe.auto,
+]
+CalibrationCountOpt = Annotated[
+    int, typer.Option("--calibration-count", min=1, help="GIFs for int8 calibration.")
+]
+Int8RecipeOpt = Annotated[
+    Int8Recipe,
+    typer.Option(
         "--int8-recipe",
         help="int8 calibration: minmax (every conv in int8), percentile (99.999th-percentile "
         "ranges), sensitive (percentile; first/last/depthwise convs kept float), or auto (try "
         "them in that order, keep the first that passes the ranking gate on every backend).",
     ),
-    check_on: list[str] | None = typer.Option(
-        None,
+]
+CheckOnOpt = Annotated[
+    list[str] | None,
+    typer.Option(
         "--check-on",
         help="Backend(s) an int8/fp16 graph must keep the ranking on (repeatable; default: every "
         "installed one). The model records where it was checked; other backends warn at load.",
     ),
-    encoder_weights: Path | None = typer.Option(
-        None, "--encoder-weights", help="The encoder's weights file, if it moved since training."
+]
+EncoderWeightsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--encoder-weights", help="The encoder's weights file, if it moved since training."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+
+
+@app.command()
+def export(
+    model: ModelOpt = None,
+    run: RunOpt = None,
+    checkpoint: CheckpointOpt = None,
+    out: OutOpt = None,
+    precision: PrecisionOpt = Precision.fp32,
+    part: PartOpt = Part.full,
+    exporter: ExporterOpt = Exporter.torchscript,
+    opset: OpsetOpt = 18,
+    simplify: SimplifyOpt = True,
+    parity_gifs: ParityGifsOpt = None,
+    calibration_gifs: CalibrationGifsOpt = None,
+    parity_count: ParityCountOpt = 8,
+    eval_count: EvalCountOpt = 32,
+    calibration_count: CalibrationCountOpt = 16,
+    int8_recipe: Int8RecipeOpt = Int8Recipe.auto,
+    check_on: CheckOnOpt = None,
+    encoder_weights: EncoderWeightsOpt = None,
+    as_json: JsonOpt = False,
     version: bool = version_option("gifsent-export"),
 ) -> None:
     """Export a checkpoint: fuse preprocessing, encoder and head; check; write one ONNX graph."""
-    from gifsent_infer.contract import ContractError
+    from gifsent_export.api import ExportOptions
+
+    checkpoint, run_layout = _resolve_checkpoint(model, run, checkpoint)
+    options = ExportOptions(
+        precision=precision.value,
+        part=part.value,
+        parity_gifs=parity_gifs or None,
+        calibration_gifs=calibration_gifs or None,
+        run=run_layout,
+        exporter=exporter.value,
+        opset=opset,
+        simplify=simplify,
+        encoder_weights=encoder_weights,
+        parity_count=parity_count,
+        eval_count=eval_count,
+        calibration_count=calibration_count,
+        int8_recipe=int8_recipe.value,
+        check_backends=check_on or None,
+        expect_head=model.value if model not in (None, Head.best) else None,
+        progress=lambda msg: err.print(f"[dim]·[/] {msg}"),
+        warn=lambda msg: err.print(f"[yellow]warning:[/] {msg}"),
+    )
+    result = _run_export(checkpoint, out, options)
+    summary = result.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, sort_keys=True))
+        return
+    typer.echo("\n".join(_summary_lines(result, summary)))
+
+
+def _resolve_checkpoint(model: Head | None, run: Path | None, checkpoint: Path | None):
+    """The checkpoint file to export and the run it belongs to (usage errors exit 2)."""
     from gifsent_train.run import RunLayout, latest_run
 
     run_layout = None
@@ -159,65 +238,45 @@ def export(
         if not run.is_dir():
             _fail(f"run folder {run} does not exist", code=USAGE)
         run_layout = RunLayout(run)
-    if checkpoint is None:
-        if model is None:
-            _fail(
-                "say which model to export: --model best, rnn, maxpool or linear (or --checkpoint FILE)",
-                code=USAGE,
-            )
-        run_layout = run_layout or latest_run()
-        if run_layout is None:
-            _fail(
-                "no training run found (run gifsent-train first, or pass --run DIR or --checkpoint FILE)",
-                code=USAGE,
-            )
-        if model is Head.best:
-            checkpoint = run_layout.checkpoints / "best.pt"  # a link to best-<head>.pt
-            if checkpoint.is_file():
-                checkpoint = checkpoint.resolve()
-        else:
-            checkpoint = run_layout.checkpoint(model.value)
+    if checkpoint is not None:
         if not checkpoint.is_file():
-            _fail(
-                f"run {run_layout.root} has no best {model.value} checkpoint ({checkpoint})",
-                code=USAGE,
-            )
-    elif not checkpoint.is_file():
-        _fail(f"checkpoint {checkpoint} does not exist", code=USAGE)
+            _fail(f"checkpoint {checkpoint} does not exist", code=USAGE)
+        return checkpoint, run_layout
+    if model is None:
+        _fail(
+            "say which model to export: --model best, rnn, maxpool or linear (or --checkpoint FILE)",
+            code=USAGE,
+        )
+    run_layout = run_layout or latest_run()
+    if run_layout is None:
+        _fail(
+            "no training run found (run gifsent-train first, or pass --run DIR or --checkpoint FILE)",
+            code=USAGE,
+        )
+    if model is Head.best:
+        checkpoint = run_layout.checkpoints / "best.pt"  # a link to best-<head>.pt
+        if checkpoint.is_file():
+            checkpoint = checkpoint.resolve()
+    else:
+        checkpoint = run_layout.checkpoint(model.value)
+    if not checkpoint.is_file():
+        _fail(
+            f"run {run_layout.root} has no best {model.value} checkpoint ({checkpoint})",
+            code=USAGE,
+        )
+    return checkpoint, run_layout
 
+
+def _run_export(checkpoint: Path, out: Path | None, options):
+    """export_checkpoint, with every failure it can report turned into one error line (exit 1)."""
     from gifsent_export.api import export_checkpoint
     from gifsent_export.parity import ParityError
+    from gifsent_infer.contract import ContractError
     from gifsent_models.checkpoint import CheckpointError
     from gifsent_models.onnx import ExportError
 
-    def progress(msg: str) -> None:
-        err.print(f"[dim]·[/] {msg}")
-
-    def warn(msg: str) -> None:
-        err.print(f"[yellow]warning:[/] {msg}")
-
     try:
-        result = export_checkpoint(
-            checkpoint,
-            out,
-            precision=precision.value,
-            part=part.value,
-            parity_gifs=parity_gifs or None,
-            calibration_gifs=calibration_gifs or None,
-            run=run_layout,
-            exporter=exporter.value,
-            opset=opset,
-            simplify=simplify,
-            encoder_weights=encoder_weights,
-            parity_count=parity_count,
-            eval_count=eval_count,
-            calibration_count=calibration_count,
-            int8_recipe=int8_recipe.value,
-            check_backends=check_on or None,
-            expect_head=model.value if model not in (None, Head.best) else None,
-            progress=progress,
-            warn=warn,
-        )
+        return export_checkpoint(checkpoint, out, options)
     except ParityError as e:
         _fail(f"parity check failed, nothing written: {e}")
     except (
@@ -230,10 +289,8 @@ def export(
     ) as e:
         _fail(str(e))
 
-    summary = result.summary()
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2, sort_keys=True))
-        return
+
+def _summary_lines(result, summary: dict) -> list[str]:
     p = result.parity
     lines = [
         f"file       {result.path}",
@@ -254,7 +311,7 @@ def export(
             f"{b} {v['mean_spearman']:.4f}" for b, v in sorted(check["backends"].items())
         )
         lines.append(f"gate       recipe {check['recipe']}; mean Spearman per backend: {on}")
-    typer.echo("\n".join(lines))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

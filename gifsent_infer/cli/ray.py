@@ -181,6 +181,9 @@ def ray_score(
     top: int = flag("top", "-k", min=0, max=17),
     percentiles: bool = flag("percentiles"),
     clip: bool = flag("clip"),
+    timeline: bool = flag("timeline"),
+    intervals: float | None = flag("intervals", min=0.0, max=1.0),
+    embeddings: Path | None = flag("embeddings"),
     resume: bool = _RESUME,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
@@ -194,6 +197,7 @@ def ray_score(
     check_engine_choices(opts)
     if not inputs and manifest is None:
         raise fail("give the inputs to score (PATH or URI arguments, or --manifest FILE)")
+    _refuse_local_only(opts)
     try:
         print_provenance(read_document(resolve_model(opts.model)), quiet)
         s = score_with_ray(
@@ -239,3 +243,19 @@ def ray_score(
             f"{escape(s.table)} (Delta table version {s.version}, {s.commits} commit(s))"
         )
     raise typer.Exit(1 if s.failed else 0)
+
+
+def _refuse_local_only(opts) -> None:
+    """Scoring options that Ray's table does not carry yet: a usage error, never ignored."""
+    from gifsent_infer.options import ScoreOptions
+
+    given = [
+        ScoreOptions.flag(name)
+        for name in ("timeline", "intervals", "embeddings")
+        if getattr(opts, name) not in (None, False)
+    ]
+    if given:
+        raise fail(
+            f"{', '.join(given)}: not available with `gifsent-infer ray` yet; score locally "
+            "(`gifsent-infer score`) for these"
+        )

@@ -362,6 +362,26 @@ def explicit_item(name: str) -> InputItem:
 STDIN_NAME = "<stdin>"
 
 
+BINARY_SHARE = 0.3  # of bytes that are control characters or not UTF-8: not a list of names
+
+
+def looks_binary(data: bytes) -> bool:
+    """True for bytes that are not a list of names: a NUL byte, or control characters
+    (other than tab, CR, LF) together with a share of over BINARY_SHARE of bytes that are
+    control characters or not UTF-8. Names that are not UTF-8, or hold a control character,
+    stay a list: they are a few bytes of a line, random data is half of them."""
+    if b"\0" in data:
+        return True
+    if not data:
+        return False
+    controls = sum(1 for b in data if (b < 32 and b not in (9, 10, 13)) or b == 127)
+    if controls == 0:
+        return False
+    text = data.decode("utf-8", "surrogateescape")
+    invalid = sum(1 for ch in text if "\udc80" <= ch <= "\udcff")
+    return (controls + invalid) / len(data) > BINARY_SHARE
+
+
 def _read_stdin(stdin: TextIO | BinaryIO, max_bytes: int) -> list[str] | InputItem:
     """stdin's lines (names decoded losslessly: surrogateescape), or one InputItem holding
     media bytes (a GIF, MP4, WebP...) piped in. Other binary data (NUL bytes) is a usage error, not a traceback."""
@@ -379,7 +399,7 @@ def _read_stdin(stdin: TextIO | BinaryIO, max_bytes: int) -> list[str] | InputIt
                 error=f"input is over the {_size_text(max_bytes)} limit (--max-bytes)",
             )
         return InputItem(name=STDIN_NAME, data=bytes(data))
-    if b"\0" in data:
+    if looks_binary(bytes(data[:65536])):
         raise NoInputsError(
             "standard input holds binary data that is not a GIF or other supported media; '-' reads a list of paths or "
             "URLs, one per line, or the bytes of one GIF (cat x.gif | gifsent-infer -)"

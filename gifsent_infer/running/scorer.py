@@ -58,10 +58,12 @@ from gifsent_infer.reading.inputs import (
 from gifsent_infer.reading.media import read_media
 from gifsent_infer.reading.selftest import check_gif_decoder
 from gifsent_infer.running.batch import run_pipeline
+from gifsent_infer.running.extras import RowExtras
 from gifsent_infer.running.rows import f32, score_row
 from gifsent_infer.running.session import DeviceError, ModelError, ModelSession, resolve_model
 
 __all__ = [
+    "DemoModelWarning",
     "DeviceError",
     "ModelError",
     "ScoreResult",
@@ -95,6 +97,11 @@ class ScoreResult:
     # The model's further outputs asked for by name (score_many(outputs=...)), this input's
     # slice of each: e.g. "segment_scores" float32 [S, 17], "features" float32 [D].
     extras: dict[str, np.ndarray] | None = None
+    # With timeline=True: {"start_s": [S seconds], "<emotion>": [S scores], ...} (extras.py).
+    timeline: dict[str, list[float]] | None = None
+    # With intervals=c: "<emotion>_lo" / "<emotion>_hi" (and "<emotion>_std" for a K-head
+    # model) -> value: the calibrated interval holding the true score with probability c.
+    intervals: dict[str, float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -116,9 +123,35 @@ class ScoreResult:
     def to_row(self) -> dict[str, Any]:
         """One output row: path, sha256, model_id, status, error, format, frames, duration, segments,
         padding, then the 17 scores (None where not available)."""
-        return score_row(
+        row = score_row(
             self.path, self.sha256, self.model_id, self.status, self.error, self.info, self.scores
         )
+        if self.intervals is not None:
+            row.update(self.intervals)
+        if self.timeline is not None:
+            row["timeline"] = self.timeline
+        return row
+
+    def interval(self, emotion: str) -> tuple[float, float] | None:
+        """(lo, hi) of `emotion`'s calibrated interval, or None without intervals."""
+        if not self.intervals:
+            return None
+        return self.intervals[emotion + "_lo"], self.intervals[emotion + "_hi"]
+
+
+class DemoModelWarning(UserWarning):
+    """A Scorer was made on a model trained on the procedural demo data: its scores on real
+    GIFs mean nothing. Silence it the usual way:
+    `warnings.filterwarnings("ignore", category=DemoModelWarning)`."""
+
+
+def warn_demo(model_path: Path) -> None:
+    import warnings
+
+    from gifsent_infer.contract import DEMO_WARNING
+
+    # one warning site: Python's default filter shows it once per process
+    warnings.warn(f"{model_path.name}: {DEMO_WARNING}", DemoModelWarning, stacklevel=3)
 
 
 def _one_line(text: str) -> str:
@@ -153,6 +186,10 @@ class Scorer:
         see gifsent_infer.reading.netpolicy).
     memory_budget: bytes that decoding inputs may hold at once, across all workers and
         threads sharing this Scorer (see gifsent_infer.reading.budget).
+    timeline: every result carries `timeline` (the model's `segment_scores`, with each
+        segment's start time); ExtrasError (exit 2) for a model without that output.
+    intervals: a coverage level the model was calibrated for (e.g. 0.9): every result carries
+        `intervals` (<emotion>_lo/_hi, and _std for a K-head model); ExtrasError otherwise.
     """
 
     def __init__(
@@ -167,16 +204,26 @@ class Scorer:
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         backend: str = "auto",
         precision: str = "fp32",
+        timeline: bool = False,
+        intervals: float | None = None,
     ) -> None:
         check_gif_decoder()  # once per process: a Pillow upgrade must fail loudly, not decode wrongly
         self.model_path: Path = resolve_model(model)
         self.session = ModelSession(
             self.model_path, device=device, threads=threads, backend=backend, precision=precision
         )
+        if self.session.document.is_demo:
+            warn_demo(self.model_path)
         self.limits = limits
         self.timeout = timeout
         self.allow_private_urls = allow_private_urls
         self.budget = MemoryBudget(memory_budget)  # shared by all workers and threads
+        self.row_extras = RowExtras.for_model(
+            self.session.document,
+            self.session.output_names,
+            timeline=timeline,
+            intervals=intervals,
+        )
         self.options = ScoreOptions(
             model=str(self.model_path),
             device=device,
@@ -187,6 +234,8 @@ class Scorer:
             timeout=timeout,
             allow_private_urls=allow_private_urls,
             memory_budget=memory_budget,
+            timeline=timeline,
+            intervals=intervals,
         )
 
     @classmethod
@@ -206,6 +255,8 @@ class Scorer:
             memory_budget=options.memory_budget,
             backend=options.backend,
             precision=options.precision,
+            timeline=options.timeline,
+            intervals=options.intervals,
         )
         # the caller's batch, workers and row extras, with the model resolved to its file
         scorer.options = options.replace(model=str(scorer.model_path))
@@ -284,7 +335,8 @@ class Scorer:
         MissingOutputError (exit 2) at once when the model lacks one.
         """
         model_id = self.model_id
-        extra = tuple(n for n in outputs if n != OUTPUT_NAME)
+        wanted = (*outputs, *self.row_extras.outputs)
+        extra = tuple(dict.fromkeys(n for n in wanted if n != OUTPUT_NAME))
         self.session.require_outputs(extra)
         infer: Callable[[np.ndarray], Any] = self.session.run
         if extra:
@@ -384,6 +436,9 @@ class Scorer:
             row = row[OUTPUT_NAME]
         if row is not None:
             scores = {e: f32(v) for e, v in zip(EMOTIONS, row, strict=True)}
+        more = self.row_extras.values(
+            scores, extras, ctx.info.duration_s if ctx.info is not None else None
+        )
         return ScoreResult(
             path=ctx.path,
             status=ctx.status,
@@ -393,6 +448,8 @@ class Scorer:
             info=ctx.info,
             scores=scores,
             extras=extras,
+            timeline=more.pop("timeline", None),
+            intervals=more or None,
         )
 
 

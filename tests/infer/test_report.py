@@ -164,7 +164,9 @@ def test_embed_makes_small_animated_thumbnails(scored, tmp_path):
     s = write_report(scored["csv"], out, model=scored["model"], embed=True)
     assert s.embedded == 8
     text = out.read_text(encoding="utf-8")
-    uri = text.split('src="data:image/gif;base64,')[1].split('"')[0]
+    # each thumbnail once (a CSS class), however many cards and table rows show its GIF
+    assert text.count("data:image/gif;base64,") == 8
+    uri = text.split("url(data:image/gif;base64,")[1].split(")")[0]
     import base64
     import io
 

@@ -1,0 +1,171 @@
+"""--timeline and --intervals on the runtime side: the library's result fields, the CLI's
+JSON/JSONL/CSV shapes, clear exit 2 for models that cannot give them, old documents loading."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from infer_support import SPEC, build_model, gif_bytes, make_document, reference_timeline
+
+from gifsent_infer.cli import main
+from gifsent_infer.contract import (
+    EMOTIONS,
+    Intervals,
+    ModelDocument,
+    output_meanings,
+)
+from gifsent_infer.options import OptionsError, ScoreOptions
+from gifsent_infer.reading.gifio import read_gif
+from gifsent_infer.running.extras import ExtrasError
+from gifsent_infer.running.scorer import Scorer
+from gifsent_infer.writing.outputs import read_rows
+
+LEVELS = (0.8, 0.9, 0.95)
+
+
+def _intervals(normalized: bool) -> Intervals:
+    q = {e: (0.1 + 0.01 * k, 0.2 + 0.01 * k, 0.3 + 0.01 * k) for k, e in enumerate(EMOTIONS)}
+    norm = {e: normalized and k % 2 == 0 for k, e in enumerate(EMOTIONS)}
+    return Intervals(levels=LEVELS, q=q, normalized=norm, heads=3 if normalized else 1, gifs=50)
+
+
+def new_document(*, heads: int = 3, intervals: bool = True) -> ModelDocument:
+    base = make_document()
+    return dataclasses.replace(
+        base,
+        schema_version=3,
+        outputs=output_meanings("rnn", heads),
+        intervals=_intervals(heads > 1) if intervals else None,
+    )
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    new = build_model(d / "new.onnx", timeline=True, std=True, metadata=new_document().to_json())
+    old = build_model(d / "old.onnx")  # schema 2, `scores` only
+    return {"new": new, "old": old}
+
+
+def cli(capsys, *args):
+    code = 0
+    try:
+        main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_library_result_carries_timeline_and_intervals(models):
+    data = gif_bytes(5, frames=6)
+    scorer = Scorer(models["new"], device="cpu", threads=1, timeline=True, intervals=0.9)
+    r = scorer.score(data)
+    assert r.ok, r.error
+    frames = read_gif(data, SPEC).frames
+    want = reference_timeline(frames[None])[0]  # [S, 17], known by construction
+    assert list(r.timeline) == ["start_s", *EMOTIONS]
+    got = np.array([r.timeline[e] for e in EMOTIONS]).T
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    d = r.info.duration_s
+    assert r.timeline["start_s"] == pytest.approx(
+        [s * d / SPEC.segments for s in range(SPEC.segments)], abs=1e-4
+    )
+    doc = scorer.document
+    for e in EMOTIONS:
+        lo, hi = r.interval(e)
+        q = doc.intervals.q[e][1]
+        scale = max(0.1 * r.scores[e], 1e-3) if doc.intervals.normalized[e] else 1.0
+        assert lo == pytest.approx(r.scores[e] - q * scale, abs=1e-6)
+        assert hi == pytest.approx(r.scores[e] + q * scale, abs=1e-6)
+        assert r.intervals[e + "_std"] == pytest.approx(0.1 * r.scores[e], rel=1e-5)
+    row = r.to_row()
+    assert (
+        row["timeline"] is r.timeline
+        and row["happiness_lo"] < row["happiness"] < row["happiness_hi"]
+    )
+
+
+def test_options_carry_the_new_fields(models):
+    opts = ScoreOptions(model=str(models["new"]), timeline=True, intervals=0.8, device="cpu")
+    scorer = Scorer.from_options(opts)
+    assert scorer.row_extras.timeline and scorer.row_extras.level == 0.8
+    assert ScoreOptions.flag("timeline") == "--timeline"
+    with pytest.raises(OptionsError, match="--intervals"):
+        ScoreOptions(intervals=1.5)
+
+
+def test_old_model_still_scores_and_refuses_timeline_clearly(models, tmp_path, capsys):
+    gif = tmp_path / "a.gif"
+    gif.write_bytes(gif_bytes(1))
+    code, out, _ = cli(capsys, "score", gif, "--model", models["old"], "-q", "-f", "json")
+    assert code == 0 and "timeline" not in json.loads(out)[0]
+    code, out, err = cli(capsys, "score", gif, "--model", models["old"], "-q", "--timeline")
+    assert code == 2 and out == "" and "segment_scores" in err and "export it again" in err
+    assert "Traceback" not in err
+    code, _, err = cli(capsys, "score", gif, "--model", models["old"], "-q", "--intervals", "0.9")
+    assert code == 2 and "calibrated" in err
+    with pytest.raises(ExtrasError):
+        Scorer(models["old"], device="cpu", timeline=True)
+
+
+def test_uncalibrated_level_is_exit_2(models, tmp_path, capsys):
+    gif = tmp_path / "a.gif"
+    gif.write_bytes(gif_bytes(1))
+    code, _, err = cli(capsys, "score", gif, "--model", models["new"], "-q", "--intervals", "0.7")
+    assert code == 2 and "0.8, 0.9, 0.95" in err
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_cli_shapes(models, tmp_path, capsys, fmt):
+    for i in range(2):
+        (tmp_path / f"g{i}.gif").write_bytes(gif_bytes(i, frames=5))
+    (tmp_path / "bad.gif").write_bytes(b"GIF89a broken")
+    out = tmp_path / f"out.{fmt}"
+    code, _, err = cli(
+        capsys,
+        "score",
+        tmp_path,
+        "--model",
+        models["new"],
+        "-q",
+        "--timeline",
+        "--intervals",
+        "0.9",
+        "-o",
+        out,
+    )
+    assert code == 1, err  # the broken GIF fails, the others score
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in read_rows(out).rows}
+    good, bad = rows["g0.gif"], rows["bad.gif"]
+    assert good["status"] == "ok" and bad["status"] == "error"
+    tl = good["timeline"]
+    assert isinstance(tl, dict) and len(tl["start_s"]) == SPEC.segments
+    assert all(len(tl[e]) == SPEC.segments for e in EMOTIONS)
+    assert isinstance(good["amusement_lo"], float) and isinstance(good["amusement_std"], float)
+    assert good["amusement_lo"] < good["amusement"] < good["amusement_hi"]
+    assert bad["timeline"] is None and bad["amusement_lo"] is None
+    if fmt == "csv":
+        with open(out, newline="") as f:
+            header = next(csv.reader(f))
+        with open(out, newline="") as f:
+            cell = next(r for r in csv.DictReader(f) if r["status"] == "ok")
+        assert header[-1] == "timeline" and "surprise_hi" in header and "surprise_std" in header
+        assert json.loads(cell["timeline"]) == tl and " " not in cell["timeline"]
+
+
+def test_old_schema_document_loads_unchanged():
+    old = make_document().to_dict()
+    old["schema_version"] = 2
+    doc = ModelDocument.from_dict(old)
+    assert doc.outputs is None and doc.intervals is None and doc.describes("scores")
+    assert not doc.describes("segment_scores")
+    new = new_document()
+    back = ModelDocument.from_json(new.to_json())
+    assert back == new and back.describes("scores_std")
+    with pytest.raises(ValueError, match="unknown field"):
+        ModelDocument.from_dict({**old, "outputs": {"scores": "x"}})
