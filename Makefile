@@ -4,19 +4,21 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The demo writes everything (data, runs, models, scores.csv) under this folder.
 DEMO_HOME ?= $(CURDIR)/demo-home
+# Extra arguments for scripts/demo.py, e.g. DEMO_ARGS="--preset tiny --n-gifs 60" (tests).
+DEMO_ARGS ?=
 
 .PHONY: install browser postgres demo test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[cpu,train,dev,ray,openvino,collect]"
+	$(PY) -m pip install --quiet -e ".[cpu,train,dev,ray,openvino,collect,parquet,ann]"
 	touch $@
 
 install: $(VENV)/.installed
 
 demo: install
-	GIFSENT_HOME=$(DEMO_HOME) $(PY) scripts/demo.py
+	GIFSENT_HOME=$(DEMO_HOME) $(PY) scripts/demo.py $(DEMO_ARGS)
 
 # The report's browser tests drive headless Chromium: install Debian's when it is missing and
 # we are root with apt (a no-op otherwise; the tests then skip, or fail under CI=true).

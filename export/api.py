@@ -471,10 +471,8 @@ def fused_module(loaded) -> tuple[Any, tuple[str, ...]]:
     The one place that says what the full graph computes (frames -> named outputs): a new
     output of the fused graph is added here (gifsent_models.scorer.OUTPUTS and graph_outputs).
     """
-    from gifsent_models.scorer import NamedOutputs
-
-    names = graph_outputs(loaded)
-    return NamedOutputs(loaded.scorer, names), names
+    names = (*graph_outputs(loaded), *fused_extra_outputs(loaded.scorer))
+    return loaded.scorer.with_outputs(names), names
 
 
 def _ensemble(loaded, run: RunLayout | None, opts: ExportOptions):
@@ -555,6 +553,46 @@ def _check_named_outputs(job: _Job, model: onnx.ModelProto, names: tuple[str, ..
                 )
 
 
+def fused_extra_outputs(scorer) -> tuple[str, ...]:
+    """The fused graph's outputs beyond `scores`: `features` [B, D], the segment-mean
+    encoder features (embeddings; gifsent_models.scorer.pool_features)."""
+    return ("features",) if "features" in scorer.available_outputs else ()
+
+
+def document_with_features(document: ModelDocument) -> ModelDocument:
+    """The document with `features` in its `outputs` mapping (schema 3)."""
+    from gifsent_infer.contract import features_meaning
+
+    base = document.outputs or {OUTPUT_NAME: "scores [batch, 17] in the target scale"}
+    return dataclasses.replace(document, outputs={**base, **features_meaning()})
+
+
+def check_features_parity(model, scorer, frames: np.ndarray, atol: float, batch_size: int) -> None:
+    """The graph's `features` output equals PyTorch's pooled encoder features on every
+    installed backend (tolerance scaled to the features' size, like the encoder's)."""
+    import torch
+
+    with torch.inference_mode():
+        ref = np.concatenate(
+            [
+                scorer.compute(
+                    torch.from_numpy(np.ascontiguousarray(frames[i : i + 4])), ("features",)
+                )["features"].numpy()
+                for i in range(0, len(frames), 4)
+            ]
+        )
+    tol = _features_tolerance(ref, atol)
+    for backend in installed_backends():
+        engine = open_graph(model, backend=backend)
+        got = run_session(engine, frames, batch_size=batch_size, output="features")
+        worst = float(np.abs(got - ref).max())
+        if not worst <= tol:
+            raise ParityError(
+                f"the graph's features output differs from PyTorch on {backend} by {worst:.3g} "
+                f"(tolerance {tol:.3g})"
+            )
+
+
 def _build_full(job: _Job) -> _Built:
     """fp32 full graph: the fused module exported in one piece, simplified, PyTorch parity."""
     opts = job.opts
@@ -573,7 +611,11 @@ def _build_full(job: _Job) -> _Built:
     check_proto(model)
     job.progress(f"parity: {' and '.join(installed_backends())} vs PyTorch")
     parity = _fp32_parity(model, job.eval_frames, job.ref_scores, opts.atol, opts.batch_size)
-    _check_named_outputs(job, model, outputs)
+    # the timeline and an ensemble's spread against PyTorch; features with its own tolerance
+    _check_named_outputs(job, model, tuple(n for n in outputs if n != "features"))
+    if "features" in outputs:
+        check_features_parity(model, job.loaded.scorer, job.eval_frames, opts.atol, opts.batch_size)
+        job.document = document_with_features(job.document)
     return _Built(model=model, parity=parity, simplified=simplified)
 
 

@@ -5,7 +5,8 @@ this module defines that document, parses it, and refuses what it does not under
 Graph I/O: input ``frames`` uint8 ``[batch, S*T, crop, crop, 3]`` RGB, output ``scores``
 float32 ``[batch, 17]`` in the target scale below. Everything numeric happens in the graph.
 Further outputs are found by name, never by position, and the document's ``outputs``
-(schema 3) says what each one means: ``segment_scores`` ``[batch, S, 17]`` (the timeline)
+(schema 3) says what each one means: ``segment_scores`` ``[batch, S, 17]`` (the timeline),
+``features`` ``[batch, D]`` (the encoder's features averaged over segments: embeddings)
 and, for a graph fusing K heads, ``scores_std`` ``[batch, 17]`` (their spread; ``scores`` is
 then their mean). Its ``intervals`` (schema 3) hold the split-conformal calibration that
 turns a score into an interval with a stated coverage.
@@ -32,6 +33,11 @@ INPUT_NAME = "frames"
 OUTPUT_NAME = "scores"
 SEGMENT_SCORES = "segment_scores"  # [batch, S, 17]: the timeline
 STD_NAME = "scores_std"  # [batch, 17]: spread of a K-head graph's heads
+FEATURES_OUTPUT = "features"  # [batch, D]: the encoder's features, mean over segments
+FEATURES_MEANING = (
+    "pooled encoder features [batch, D]: the encoder's per-segment features averaged over "
+    "the S segments (the vector the head reads), for embeddings and similarity search"
+)
 # What `segment_scores` is, per head (the contract's `outputs` carries the model's line).
 SEGMENT_MEANINGS = {
     "maxpool": "the head applied to each segment's features alone (what the max pools over)",
@@ -391,6 +397,11 @@ class ScoreQuantiles:
     @classmethod
     def from_dict(cls, data: Any) -> ScoreQuantiles:
         return _from_dict(cls, data, "score_quantiles")
+
+
+def features_meaning() -> dict[str, str]:
+    """The `outputs` entry of the fused graph's `features` output (export adds it)."""
+    return {FEATURES_OUTPUT: FEATURES_MEANING}
 
 
 def output_meanings(head: str, heads: int = 1) -> dict[str, str]:

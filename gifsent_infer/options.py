@@ -47,7 +47,8 @@ class ScoreOptions:
         default=None,
         metadata=_flag(
             "--model",
-            "Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location).",
+            "Exported .onnx model, or a name or id from `gifsent-infer models` (default: "
+            "$GIFSENT_MODEL, then gifsent-export's location, then ./demo-home/models).",
         ),
     )
     # "auto" picks per device from the backend table (gifsent_infer.running.engine).
@@ -162,6 +163,20 @@ class ScoreOptions:
             "--clip", "Clip scores to [0, 1] (new GIFs can score outside the training GIFs' range)."
         ),
     )
+    # A folder for each ok input's pooled encoder features (.npy shards + a Parquet index,
+    # gifsent_infer.writing.embeddings), from the same model call as its scores; None: none.
+    # An output extra like top: similarity search wants the vectors, not only the 17 scores.
+    embeddings: str | None = field(
+        default=None,
+        metadata=_flag(
+            "--embeddings",
+            (
+                "Also write each GIF's pooled encoder features (the vector the head reads) to "
+                "this folder: .npy shards + index.parquet, for `gifsent-infer search --like "
+                "GIF --embeddings DIR`."
+            ),
+        ),
+    )
     # When in the GIF: the model's per-segment scores with each segment's start time, for
     # search and moderation that want the moment, not only the average. Off: a row per GIF
     # stays 17 numbers, and models exported before the timeline still work.
@@ -204,8 +219,9 @@ class ScoreOptions:
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.model, os.PathLike):  # a Path is welcome; store it as text
-            object.__setattr__(self, "model", os.fspath(self.model))
+        for name in ("model", "embeddings"):  # a Path is welcome; store it as text
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
         self._check()
 
     def _check(self) -> None:

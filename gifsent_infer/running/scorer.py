@@ -64,6 +64,7 @@ from gifsent_infer.running.rows import f32, score_row
 from gifsent_infer.running.session import DeviceError, ModelError, ModelSession, resolve_model
 
 __all__ = [
+    "DemoModelWarning",
     "DeviceError",
     "ModelError",
     "ScoreResult",
@@ -139,6 +140,21 @@ class ScoreResult:
         return self.intervals[emotion + "_lo"], self.intervals[emotion + "_hi"]
 
 
+class DemoModelWarning(UserWarning):
+    """A Scorer was made on a model trained on the procedural demo data: its scores on real
+    GIFs mean nothing. Silence it the usual way:
+    `warnings.filterwarnings("ignore", category=DemoModelWarning)`."""
+
+
+def warn_demo(model_path: Path) -> None:
+    import warnings
+
+    from gifsent_infer.contract import DEMO_WARNING
+
+    # one warning site: Python's default filter shows it once per process
+    warnings.warn(f"{model_path.name}: {DEMO_WARNING}", DemoModelWarning, stacklevel=3)
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -200,6 +216,8 @@ class Scorer:
         self.session = ModelSession(
             self.model_path, device=device, threads=threads, backend=backend, precision=precision
         )
+        if self.session.document.is_demo:
+            warn_demo(self.model_path)
         self.limits = limits
         self.timeout = timeout
         self.allow_private_urls = allow_private_urls

@@ -141,6 +141,18 @@ def rank_by_profile(
     ]
 
 
+def _rows(source: str | os.PathLike) -> list[dict[str, Any]]:
+    """A scores file's rows, or the latest snapshot of `gifsent-infer ray`'s Delta table."""
+    from gifsent_infer.scaleout.delta_table import is_score_table, read_scores
+
+    try:
+        if is_score_table(source):
+            return read_scores(source)
+    except (ImportError, GifsentError) as e:
+        raise SearchError(str(e)) from None
+    return read_rows(source).rows
+
+
 def search(
     scores_file: str | os.PathLike,
     *,
@@ -149,11 +161,11 @@ def search(
     top: int | None = 20,
     by: str = "score",
 ) -> list[Hit]:
-    """Rank the GIFs of a scores file by `emotion` (its score or, by="lower", its interval's
-    lower bound) or by closeness to the profile `like`."""
+    """Rank the GIFs of a scores file (or Ray's Delta table) by `emotion` (its score or,
+    by="lower", its interval's lower bound) or by closeness to the profile `like`."""
     if (emotion is None) == (like is None):
         raise SearchError("give exactly one of --emotion EMOTION or --like emotion=score,...")
-    rows = read_rows(scores_file).rows
+    rows = _rows(scores_file)
     if emotion is not None:
         return rank_by_emotion(rows, emotion, top, by)
     profile = parse_profile(like) if isinstance(like, str) else dict(like or {})

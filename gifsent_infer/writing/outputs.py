@@ -26,8 +26,15 @@ from gifsent_infer.files import atomic_open, fsync_dir
 # the row's columns and types are rows.py's; re-exported here, where they were first
 from gifsent_infer.running.rows import COLUMNS, FLOAT_COLUMNS, INFO_COLUMNS, INT_COLUMNS  # noqa: F401
 
-FORMATS = ("csv", "jsonl", "json")
-_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
+FORMATS = ("csv", "jsonl", "json", "parquet")
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+}
+PARQUET_INSTALL = "Parquet output needs pyarrow: pip install 'gifsent[parquet]'"
 
 
 class ScoresFileError(GifsentError, ValueError):
@@ -47,8 +54,8 @@ def detect_format(out: str | os.PathLike, explicit: str | None = None) -> str:
     fmt = _EXTENSIONS.get(Path(out).suffix.lower())
     if fmt is None:
         raise ValueError(
-            f"cannot tell the format of {out} from its extension; name it .csv, .jsonl or .json "
-            "or pass --format csv|jsonl|json"
+            f"cannot tell the format of {out} from its extension; name it .csv, .jsonl, .json "
+            "or .parquet, or pass --format csv|jsonl|json|parquet"
         )
     return fmt
 
@@ -220,9 +227,27 @@ def parse_rows(text: str, fmt: str, path: Path = Path("<text>")) -> ReadResult:
     return ReadResult(rows, dropped)
 
 
+def read_parquet_rows(path: Path) -> ReadResult:
+    """Rows of a Parquet scores file (pyarrow needed)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ScoresFileError(PARQUET_INSTALL) from None
+    if not path.is_file():
+        raise ScoresFileError(f"{path} does not exist")
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise ScoresFileError(f"{path} is not a readable Parquet file: {e}") from None
+    _check_columns(table.column_names, path)
+    return ReadResult(table.to_pylist(), 0)
+
+
 def read_rows(path: str | os.PathLike, fmt: str | None = None) -> ReadResult:
-    """Read a scores file (CSV, JSON Lines or JSON; by `fmt`, extension, or content)."""
+    """Read a scores file (CSV, JSON Lines, JSON or Parquet; by `fmt`, extension, or content)."""
     path = Path(path)
+    if fmt == "parquet" or (fmt is None and path.suffix.lower() == ".parquet"):
+        return read_parquet_rows(path)
     text = _read_text(path)
     if fmt is None:
         fmt = _EXTENSIONS.get(path.suffix.lower()) or _sniff(text)
@@ -323,8 +348,10 @@ class FileSink(RowSink):
         fmt: str,
         keep: list[dict[str, Any]] | None = None,
         columns: tuple[str, ...] = COLUMNS,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self.out = Path(out)
+        self.metadata = metadata  # provenance: Parquet metadata, else the .meta.json sidecar
         self.fmt = fmt
         self.columns = tuple(columns)  # COLUMNS, plus readable.py's top/percentile columns
         self.partial = partial_path(self.out)
@@ -356,6 +383,11 @@ class FileSink(RowSink):
 
     def finish(self) -> None:
         self._close()
+        if self.metadata is not None and self.fmt != "parquet":
+            # first the sidecar, then the scores file: whenever it exists, so does its sidecar
+            from gifsent_infer.writing.provenance import write_sidecar
+
+            write_sidecar(self.out, self.metadata)
         if self.fmt == self.pfmt and not self.dedupe:
             os.replace(self.partial, self.out)
             fsync_dir(self.out.parent)
@@ -364,10 +396,37 @@ class FileSink(RowSink):
         if self.dedupe:
             last = {row["path"]: i for i, row in enumerate(rows)}
             rows = [row for i, row in enumerate(rows) if last[row["path"]] == i]
-        with atomic_open(self.out, "w", encoding=ENCODING, errors=ERRORS, newline="") as f:
-            write_rows(f, rows, self.fmt, self.columns)
+        if self.fmt == "parquet":
+            write_parquet(self.out, rows, self.columns, self.metadata)
+        else:
+            with atomic_open(self.out, "w", encoding=ENCODING, errors=ERRORS, newline="") as f:
+                write_rows(f, rows, self.fmt, self.columns)
         self.partial.unlink(missing_ok=True)
         fsync_dir(self.out.parent)
+
+
+def write_parquet(
+    out: str | os.PathLike,
+    rows: Iterable[dict[str, Any]],
+    columns: tuple[str, ...] = COLUMNS,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Rows as one Parquet file (rows.arrow_table's schema, Ray's shard types), atomically;
+    `metadata` (the provenance document) under the file's key-value metadata key "gifsent"."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ScoresFileError(PARQUET_INSTALL) from None
+    from gifsent_infer.files import atomic_path
+    from gifsent_infer.running.rows import arrow_table
+
+    table = arrow_table(rows, columns)
+    if metadata is not None:
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), b"gifsent": json.dumps(metadata).encode()}
+        )
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
 
 
 def write_rows(
