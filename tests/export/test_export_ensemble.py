@@ -69,11 +69,11 @@ def test_single_head_graph_has_the_timeline(run):
     lay = run["lay"]
     res = export_checkpoint(lay.checkpoint("rnn"), out, parity_gifs=run["gifs"], run=lay)
     doc = res.document
-    assert doc.schema_version == 3 and set(doc.outputs) == {"scores", "segment_scores"}
+    assert doc.schema_version == 3 and set(doc.outputs) == {"scores", "segment_scores", "features"}
     assert "running estimate" in doc.outputs["segment_scores"]
     assert doc.intervals is not None and doc.intervals.heads == 1
     names = [o.name for o in open_engine(out, backend="onnxruntime", device="cpu").outputs]
-    assert names == ["scores", "segment_scores"]
+    assert names == ["scores", "segment_scores", "features"]
 
 
 @pytest.mark.slow  # four exports: about a minute on 2 busy cores
@@ -84,7 +84,7 @@ def test_k_head_graph_equals_k_separate_heads(run, tmp_path):
         lay.checkpoint("rnn"), ens, parity_gifs=run["gifs"], run=lay, ensemble=True
     )
     doc = res.document
-    assert set(doc.outputs) == {"scores", "segment_scores", "scores_std"}
+    assert set(doc.outputs) == {"scores", "segment_scores", "scores_std", "features"}
     assert doc.intervals.heads == K and "mean of 3 rnn heads" in doc.outputs["scores"]
     singles = []
     for i, ckpt in enumerate(lay.seed_checkpoints("rnn")):
