@@ -10,7 +10,7 @@ DEMO_HOME ?= $(CURDIR)/demo-home
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[cpu,train,dev,ray,openvino]"
+	$(PY) -m pip install --quiet -e ".[cpu,train,dev,ray,openvino,serve]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -64,6 +64,7 @@ from gifsent_infer.running.session import DeviceError, ModelError, ModelSession,
 __all__ = [
     "DeviceError",
     "ModelError",
+    "Prepared",
     "ScoreResult",
     "Scorer",
     "Source",
@@ -95,6 +96,9 @@ class ScoreResult:
     # The model's further outputs asked for by name (score_many(outputs=...)), this input's
     # slice of each: e.g. "segment_scores" float32 [S, 17], "features" float32 [D].
     extras: dict[str, np.ndarray] | None = None
+    # What kind of failure an error row is: the reader's exception class ("InputError" for
+    # reading/downloading, "GifError"/"MediaError" for content, "MemoryError"...); "" when ok.
+    error_kind: str = ""
 
     @property
     def ok(self) -> bool:
@@ -132,6 +136,11 @@ class _Context:
     info: SampleInfo | None
     status: str
     error: str = ""
+    error_kind: str = ""
+
+
+# What Scorer.prepare hands to Scorer.complete: the input's name, sha256, sample info, status.
+Prepared = _Context
 
 
 class Scorer:
@@ -317,7 +326,23 @@ class Scorer:
         """Sample a decoded GIF (gifio.decode_gif) with the model's spec and score it: float32 [17]."""
         return self.score_frames(sample_decoded(decoded, self.spec).frames)
 
-    # --- the two halves of the pipeline ----------------------------------------------------
+    # --- the two halves of the pipeline, for callers that batch themselves (the service) ----
+    def prepare(self, source: Source) -> tuple[np.ndarray | None, Prepared]:
+        """Read and decode one input under the memory budget, as score_many does: (frames
+        uint8 [S*T, crop, crop, 3], context) or (None, context) for an error row. Never raises
+        for a bad input. Stack the frames of several inputs, run them with `run_batch` and
+        turn each row back into a result with `complete`."""
+        return self._prepare(source, None)
+
+    def run_batch(self, frames: np.ndarray) -> np.ndarray:
+        """The model on stacked frames [B, S*T, crop, crop, 3] -> float32 [B, 17] (one call)."""
+        return self.session.run(frames)
+
+    def complete(self, prepared: Prepared, row: np.ndarray | None) -> ScoreResult:
+        """The result for a prepared input and its row of run_batch's output (None for an
+        error row): the same result score_many gives."""
+        return self._complete(prepared, row, self.model_id)
+
     def _read(self, source: Source) -> tuple[str, bytes]:
         max_bytes = self.limits.max_file_bytes
         if isinstance(source, InputItem):
@@ -372,7 +397,7 @@ class Scorer:
             with self.budget.hold(estimate_decode_bytes(data, self.spec, self.limits)):
                 sampled = sample_content(data, self.spec, self.limits)
         except Exception as e:  # one odd file must not stop a run of thousands: it gets a row
-            return None, _Context(path, digest, None, ERROR, failure_reason(e))
+            return None, _Context(path, digest, None, ERROR, failure_reason(e), type(e).__name__)
         return sampled.frames, _Context(path, digest, sampled.info, OK)
 
     def _complete(
@@ -393,6 +418,7 @@ class Scorer:
             info=ctx.info,
             scores=scores,
             extras=extras,
+            error_kind=ctx.error_kind,
         )
 
 
