@@ -32,9 +32,10 @@ def build_deployment(
     """The bound Ray Serve application: `replicas` copies of the FastAPI app."""
     from ray import serve
 
-    app = create_app(options, settings)
+    def build_app() -> Any:  # run on each replica: its own scorer, batcher and metrics
+        return create_app(options, settings)
 
-    @serve.deployment(
+    replica = serve.deployment(
         name=DEPLOYMENT,
         num_replicas=replicas,
         ray_actor_options={"num_cpus": replica_cpus},
@@ -42,12 +43,8 @@ def build_deployment(
         max_ongoing_requests=max(settings.max_queue, 1),
         health_check_period_s=2,
         health_check_timeout_s=30,
-    )
-    @serve.ingress(app)
-    class GifsentReplica:
-        pass
-
-    return GifsentReplica.bind()
+    )(serve.ingress(build_app)())
+    return replica.bind()
 
 
 def deploy(

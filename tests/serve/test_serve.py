@@ -382,4 +382,3 @@ def test_serve_refuses_a_missing_model_cleanly(tmp_path):
         timeout=120,
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr
-
