@@ -7,11 +7,11 @@ loopback only, every phase fixed in request count AND time).
 
 Prints, all in one run on the same model (bench_infer's small CNN, 16 frames of 112 px) and
 the same backend (onnxruntime, CPU):
-  offline      Scorer.score_many GIFs/s in this process (server idle)
-  throughput   one-GIF requests at 16 concurrent clients: GIFs/s and its share of offline
+  throughput   Scorer.score_many GIFs/s in this process (server idle) against one-GIF
+               requests at 16 concurrent clients, rounds interleaved: medians and the share
   latency      requests/s, p50 and p99 at 1, 4, 16 and 64 clients (503s counted: the queue,
                --max-queue 32 here, must turn excess load into refusals)
-  direct       concurrency-1 p50 against a direct Scorer.score call (median)
+  direct       concurrency-1 requests against direct Scorer.score calls, interleaved: medians
   memory       RSS of the server over N mixed requests after warm-up (small and large GIFs,
                5% malformed, 2% over --max-bytes, 1% slow clients): growth, and a plot
   fuzz         truncated multipart, oversized headers, slow-drip body, invalid JSON, empty
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import statistics
@@ -204,18 +203,25 @@ def free_port() -> int:
 # --- the phases ------------------------------------------------------------------------------
 
 
-def offline(model: Path, gifs: list[bytes], rounds: int):
-    """Scorer.score_many GIFs/s (best of `rounds`) and the Scorer, for direct calls later."""
+def make_scorer(model: Path, gifs: list[bytes]):
     from gifsent_infer.running.scorer import Scorer
 
     scorer = Scorer(model, device="cpu", backend="onnxruntime")
     list(scorer.score_many(gifs[:8]))  # warm-up
-    rates = []
+    return scorer
+
+
+async def throughput(port: int, scorer, gifs: list[bytes], rounds: int) -> tuple[list, list]:
+    """GIFs/s of offline Scorer.score_many and of the server at 16 one-GIF clients, the same
+    GIFs, rounds interleaved (offline, server, offline, ...) so load hits both alike."""
+    offline, served = [], []
     for _ in range(rounds):
         t = time.perf_counter()
         n = sum(1 for _ in scorer.score_many(gifs))
-        rates.append(n / (time.perf_counter() - t))
-    return max(rates), scorer
+        offline.append(n / (time.perf_counter() - t))
+        p = await load(port, one_gif(gifs), 16, len(gifs), 600)
+        served.append(p.count(lambda s: s == 200) / p.seconds)
+    return offline, served
 
 
 async def direct_vs_server(port: int, scorer, gifs: list[bytes], n: int) -> tuple[float, float]:
@@ -339,6 +345,7 @@ async def run_phases(args, port, pid, scorer, gifs: list[bytes], big: list[bytes
     out: dict = {"latency": {}}
     await load(port, one_gif(gifs), 4, 40, 60)  # warm-up
     out["direct"], out["served"] = await direct_vs_server(port, scorer, gifs, args.direct)
+    out["offline"], out["served16"] = await throughput(port, scorer, gifs * 4, args.rounds)
     for clients in (1, 4, 16, 64):
         p = await load(port, one_gif(gifs), clients, args.count, args.seconds)
         out["latency"][clients] = p
@@ -366,12 +373,16 @@ async def run_phases(args, port, pid, scorer, gifs: list[bytes], big: list[bytes
     return out
 
 
-def report(args, offline: float, out: dict, alive: bool, restarts: int) -> None:
+def report(args, out: dict, alive: bool, restarts: int) -> None:
     lat = out["latency"]
-    p16 = lat[16]
-    gps = p16.count(lambda s: s == 200) / p16.seconds
-    print(f"\noffline Scorer.score_many: {offline:.1f} GIFs/s")
-    print(f"server at 16 clients: {gps:.1f} GIFs/s = {gps / offline:.0%} of offline")
+    off, gps = statistics.median(out["offline"]), statistics.median(out["served16"])
+    rounds = ", ".join(
+        f"{a:.1f}/{b:.1f}" for a, b in zip(out["offline"], out["served16"], strict=True)
+    )
+    print(
+        f"\noffline Scorer.score_many {off:.1f} GIFs/s, server at 16 clients {gps:.1f} GIFs/s "
+        f"(medians; rounds offline/server: {rounds}) = {gps / off:.0%} of offline"
+    )
     print("\n| clients | requests | req/s | 200 | 503 | p50 ms | p99 ms |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for clients, p in lat.items():
@@ -415,13 +426,14 @@ def main() -> None:
     ap.add_argument("--memory-requests", type=int, default=20_000)
     ap.add_argument("--random-bodies", type=int, default=10_000)
     ap.add_argument("--direct", type=int, default=200, help="direct/served pairs")
+    ap.add_argument("--rounds", type=int, default=5, help="offline/server throughput rounds")
     ap.add_argument("--gifs", type=int, default=64, help="distinct small GIFs")
     ap.add_argument("--plot", type=Path, default=HERE.parent / "docs" / "serve-rss.png")
     args = ap.parse_args()
     if args.quick:
         args.count, args.seconds = 150, 15
         args.memory_requests, args.random_bodies, args.gifs = 1500, 1000, 32
-        args.direct = 60
+        args.direct, args.rounds = 60, 3
     print(cpu_line())
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -432,7 +444,7 @@ def main() -> None:
         f"{len(gifs)} GIFs of ~{np.mean([len(g) for g in gifs]) / 1024:.0f} KiB, 4 large of "
         f"~{np.mean([len(g) for g in big]) / 1024:.0f} KiB"
     )
-    offline_rate, scorer = offline(model, gifs * 2, 3)
+    scorer = make_scorer(model, gifs)
     port = free_port()
     proc = start_server(model, port, tmp / "server.log")
     try:
@@ -441,7 +453,7 @@ def main() -> None:
     finally:
         proc.terminate()
         code = proc.wait(60)
-    report(args, offline_rate, out, alive, 0 if code == 0 else 1)
+    report(args, out, alive, 0 if code == 0 else 1)
     print(f"server exit status after SIGTERM: {code}")
     m = out["memory"]
     plot_rss(
@@ -452,7 +464,6 @@ def main() -> None:
         f"(load avg {os.getloadavg()[0]:.1f})",
     )
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(json.dumps({"offline_gifs_per_s": offline_rate, "direct_s": out["direct"]}))
 
 
 if __name__ == "__main__":

@@ -202,12 +202,17 @@ def test_info_health_metrics_docs(server, model):
         assert name in text, name
     assert server.request("GET", "/docs").status == 200
     assert "/v1/score" in server.request("GET", "/openapi.json").json()["paths"]
+    assert 'gifsent_input_errors_total{kind="GifError"}' in text  # from the 422 test
     nf = server.request("GET", "/nope")
     assert nf.status == 404 and nf.json()["kind"] == "HTTPError"
 
 
 def test_kserve_v2(server, model, tmp_path):
     assert server.request("GET", "/v2/health/ready").json() == {"ready": True}
+    assert server.request("GET", "/v2/health/live").json() == {"live": True}
+    assert server.request("GET", "/v2").json()["name"] == "gifsent"
+    assert server.request("GET", "/v2/models/gifsent/ready").json()["ready"] is True
+    assert server.request("GET", f"/v2/models/{model.stem}").status == 200
     meta = server.request("GET", "/v2/models/gifsent").json()
     assert meta["inputs"][0]["datatype"] == "BYTES"
     assert meta["outputs"][0]["shape"] == [-1, 17]
