@@ -271,9 +271,7 @@ async def rss_sampler(pid: int, samples: list[tuple[float, float]], stop: asynci
         await asyncio.sleep(0.5)
 
 
-def fuzz_requests(
-    gifs: list[bytes], n_random: int, rng: random.Random
-) -> list[tuple[bytes, float]]:
+def named_fuzz(gifs: list[bytes]) -> dict[str, tuple[bytes, float]]:
     boundary = "b0undary"
     part = (
         (
@@ -284,22 +282,31 @@ def fuzz_requests(
         + f"\r\n--{boundary}--\r\n".encode()
     )
     mp = f"multipart/form-data; boundary={boundary}"
-    reqs = [
-        (http_bytes("POST", "/v1/score", part[: len(part) // 2], mp), 0.0),  # truncated multipart
-        (http_bytes("POST", "/v1/score", part[:-10], mp), 0.0),
-        (
-            http_bytes("POST", "/v1/score", gifs[0], "image/gif", "X-Big: " + "a" * 70000 + "\r\n"),
-            0.0,
+    big_header = "X-Big: " + "a" * 70000 + "\r\n"
+    return {
+        "truncated multipart (half)": (
+            http_bytes("POST", "/v1/score", part[: len(part) // 2], mp),
+            0,
         ),
-        (http_bytes("POST", "/v1/score", b'{"urls": [', "application/json"), 0.0),
-        (http_bytes("POST", "/v1/score", b"", "image/gif"), 0.0),
-        (http_bytes("POST", "/v1/score", b"", "application/json"), 0.0),
-        (http_bytes("POST", "/v1/score", gifs[1], "image/gif"), 3.0),  # slow drip, 3 s
-        (http_bytes("POST", "/v2/models/gifsent/infer", b"{}", "application/json"), 0.0),
-    ]
+        "truncated multipart (no end)": (http_bytes("POST", "/v1/score", part[:-10], mp), 0),
+        "70 KB header": (http_bytes("POST", "/v1/score", gifs[0], "image/gif", big_header), 0),
+        "invalid JSON": (http_bytes("POST", "/v1/score", b'{"urls": [', "application/json"), 0),
+        "empty body": (http_bytes("POST", "/v1/score", b"", "image/gif"), 0),
+        "empty JSON body": (http_bytes("POST", "/v1/score", b"", "application/json"), 0),
+        "slow drip (3 s)": (http_bytes("POST", "/v1/score", gifs[1], "image/gif"), 3.0),
+        "KServe without inputs": (
+            http_bytes("POST", "/v2/models/gifsent/infer", b"{}", "application/json"),
+            0,
+        ),
+    }
+
+
+def random_requests(n: int, rng: random.Random) -> list[tuple[bytes, float]]:
+    mp = "multipart/form-data; boundary=b0undary"
     ctypes = ["image/gif", "application/json", mp, "application/octet-stream", "text/plain", ""]
     paths = ["/v1/score", "/v2/models/gifsent/infer", "/v1/score?top=3"]
-    for _ in range(n_random):
+    reqs = []
+    for _ in range(n):
         body = rng.randbytes(rng.choice([0, 1, 10, 100, 1000, 20000]))
         if rng.random() < 0.3:
             body = b"GIF89a" + body
@@ -307,9 +314,15 @@ def fuzz_requests(
     return reqs
 
 
-async def fuzz(port: int, reqs: list[tuple[bytes, float]], clients: int) -> Phase:
-    queue = list(reversed(reqs))
-    return await load(port, lambda i: queue.pop(), clients, len(reqs), 3600)
+async def fuzz(port: int, gifs: list[bytes], n_random: int, rng: random.Random) -> dict:
+    named = {}
+    for name, (raw, drip) in named_fuzz(gifs).items():
+        c = Client(port)
+        named[name] = await c.send(raw, drip)
+        await c.close()
+    queue = random_requests(n_random, rng)
+    rand = await load(port, lambda i: queue.pop(), 8, len(queue), 3600)
+    return {"named": named, "random": rand}
 
 
 # --- reporting --------------------------------------------------------------------------------
@@ -369,7 +382,7 @@ async def run_phases(args, port, pid, scorer, gifs: list[bytes], big: list[bytes
         "final_rss": rss_mib(pid),
         "peak_rss": max(after) if after else float("nan"),
     }
-    out["fuzz"] = await fuzz(port, fuzz_requests(gifs, args.random_bodies, rng), 8)
+    out["fuzz"] = await fuzz(port, gifs, args.random_bodies, rng)
     return out
 
 
@@ -402,16 +415,15 @@ def report(args, out: dict, alive: bool, restarts: int) -> None:
         f"RSS after warm-up {m['warm_rss']:.0f} MiB, at the end {m['final_rss']:.0f} MiB "
         f"({growth:+.1%}), peak {m['peak_rss']:.0f} MiB ({peak:+.1%}); plot: {args.plot}"
     )
-    f = out["fuzz"]
+    named, f = out["fuzz"]["named"], out["fuzz"]["random"]
+    print("\nmalformed HTTP (status; -1: the server closed the connection):")
+    for name, r in named.items():
+        print(f"  {name}: {r.status} in {r.seconds:.2f} s")
     fcodes = {c: f.count(lambda s, c=c: s == c) for c in sorted({r.status for r in f.results})}
-    hangs = f.count(lambda s: s == 0) + ph.count(lambda s: s == 0)
-    five = f.count(lambda s: s >= 500 and s != 503) + ph.count(
-        lambda s: s >= 500 and s not in (503, 504)
-    )
-    print(
-        f"\nfuzz: {len(f.results)} requests, statuses {fcodes} (-1: connection closed by the "
-        f"server)"
-    )
+    print(f"random bodies: {len(f.results)} requests, statuses {fcodes}")
+    everything = [*named.values(), *f.results, *ph.results]
+    hangs = sum(1 for r in everything if r.status == 0)
+    five = sum(1 for r in everything if r.status >= 500 and r.status not in (503, 504))
     print(
         f"hangs past {REQUEST_TIMEOUT + HANG_SLACK:.0f} s: {hangs}; 5xx other than 503/504: "
         f"{five}; server alive at the end: {alive}; crashed workers: {restarts}"

@@ -119,51 +119,60 @@ def serve(
     Binds 127.0.0.1:8000 by default. Requests are batched across clients; a full queue
     answers 503, a slow request 504. SIGTERM drains and exits 0.
     """
-    from gifsent_infer.options import ScoreOptions
-    from gifsent_infer.reading.budget import parse_size, return_freed_memory
+    given = dict(locals())
+    from gifsent_infer.reading.budget import return_freed_memory
 
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
-
-        from gifsent_infer.serve.settings import ServeOptions
-    except ImportError:
-        raise fail(_SERVE_EXTRA) from None
-    from gifsent_infer.options import OptionsError
-
-    try:
-        options = ScoreOptions(
-            model=str(model) if model else None,
-            backend=backend,
-            device=device,
-            precision=precision,
-            threads=threads,
-            batch_size=max_batch,
-            workers=workers,
-            memory_budget=parse_size(memory_budget),
-            max_bytes=max_bytes,
-            timeout=timeout,
-            allow_private_urls=allow_private_urls,
-            top=top,
-            percentiles=with_percentiles,
-            clip=clip,
-        )
-        settings = ServeOptions(
-            max_batch=max_batch,
-            batch_wait_ms=batch_wait_ms,
-            max_queue=max_queue,
-            request_timeout=request_timeout,
-            drain_timeout=drain_timeout,
-            auth_token=_read_token(auth_token_file),
-            cors_origins=tuple(cors_origin),
-        )
-    except (OptionsError, ValueError) as e:
-        raise fail(str(e)) from None
+    options, settings = _options(given)
     return_freed_memory()  # RSS follows the decode budget, not the number of threads
     if ray:
         _serve_on_ray(options, settings, address, replicas, host, port)
         return
     _serve_local(options, settings, host, port, log_level)
+
+
+def _options(a: dict):
+    """ScoreOptions and ServeOptions from the command's arguments (usage errors: exit 2)."""
+    from gifsent_infer.options import OptionsError, ScoreOptions
+    from gifsent_infer.reading.budget import parse_size
+
+    try:
+        from gifsent_infer.serve.settings import ServeOptions
+    except ImportError:
+        raise fail(_SERVE_EXTRA) from None
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise fail(_SERVE_EXTRA) from None
+    try:
+        options = ScoreOptions(
+            model=str(a["model"]) if a["model"] else None,
+            backend=a["backend"],
+            device=a["device"],
+            precision=a["precision"],
+            threads=a["threads"],
+            batch_size=a["max_batch"],
+            workers=a["workers"],
+            memory_budget=parse_size(a["memory_budget"]),
+            max_bytes=a["max_bytes"],
+            timeout=a["timeout"],
+            allow_private_urls=a["allow_private_urls"],
+            top=a["top"],
+            percentiles=a["with_percentiles"],
+            clip=a["clip"],
+        )
+        settings = ServeOptions(
+            max_batch=a["max_batch"],
+            batch_wait_ms=a["batch_wait_ms"],
+            max_queue=a["max_queue"],
+            request_timeout=a["request_timeout"],
+            drain_timeout=a["drain_timeout"],
+            auth_token=_read_token(a["auth_token_file"]),
+            cors_origins=tuple(a["cors_origin"]),
+        )
+    except (OptionsError, ValueError) as e:
+        raise fail(str(e)) from None
+    return options, settings
 
 
 def _serve_local(options, settings, host: str, port: int, log_level: str) -> None:
