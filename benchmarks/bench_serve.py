@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -244,6 +245,22 @@ def one_gif(gifs: list[bytes]):
     return lambda i: (http_bytes("POST", "/v1/score", gifs[i % len(gifs)], "image/gif"), 0.0)
 
 
+def noise_gif(seed: int, size=(256, 192), frames: int = 16) -> bytes:
+    """A GIF of random pixels: barely compressible, so large (~0.7 MiB)."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    images = [
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0]), dtype=np.uint8), "L").convert("P")
+        for _ in range(frames)
+    ]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=80)
+    return buf.getvalue()
+
+
 def mixed(gifs: list[bytes], big: list[bytes], rng: random.Random):
     """Mixed traffic: 5% malformed, 2% over --max-bytes, 1% slow clients, 10% large GIFs."""
     over = b"GIF89a" + bytes(MAX_BYTES + 1000)
@@ -442,6 +459,7 @@ def main() -> None:
     ap.add_argument("--gifs", type=int, default=64, help="distinct small GIFs")
     ap.add_argument("--plot", type=Path, default=HERE.parent / "docs" / "serve-rss.png")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
     if args.quick:
         args.count, args.seconds = 150, 15
         args.memory_requests, args.random_bodies, args.gifs = 1500, 1000, 32
@@ -451,10 +469,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     model = build_model(tmp / "bench.onnx")
     gifs = [p.read_bytes() for p in make_gifs(tmp / "gifs", args.gifs)]
-    big = [p.read_bytes() for p in make_gifs(tmp / "big", 4, size=(480, 360), frames=24)]
+    big = [p.read_bytes() for p in make_gifs(tmp / "big", 2, size=(480, 360), frames=24)]
+    big += [noise_gif(i) for i in range(2)]
     print(
-        f"{len(gifs)} GIFs of ~{np.mean([len(g) for g in gifs]) / 1024:.0f} KiB, 4 large of "
-        f"~{np.mean([len(g) for g in big]) / 1024:.0f} KiB"
+        f"{len(gifs)} GIFs of ~{np.mean([len(g) for g in gifs]) / 1024:.0f} KiB; large: "
+        + ", ".join(f"{len(g) / 1024:.0f} KiB" for g in big)
     )
     scorer = make_scorer(model, gifs)
     port = free_port()
