@@ -187,6 +187,7 @@ def test_info_health_metrics_docs(server, model):
     assert isinstance(info["demo"], bool) and info["trained_on"].startswith("trained on")
     assert info["contract"]["emotions"] == list(EMOTIONS)
     assert info["serve"]["auth_token"] is False
+    assert f"serving on http://127.0.0.1:{server.port}" in server.log.read_text()
     assert server.request("GET", "/healthz").json() == {"status": "alive"}
     assert server.request("GET", "/readyz").status == 200
     text = server.request("GET", "/metrics").body.decode()
@@ -387,3 +388,27 @@ def test_serve_refuses_a_missing_model_cleanly(tmp_path):
         timeout=120,
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_serve_help_names_the_service_flags():
+    from typer.testing import CliRunner
+
+    from gifsent_infer.cli import app
+
+    out = CliRunner().invoke(app, ["serve", "--help"], terminal_width=200).output
+    for flag in (
+        "--host",
+        "--max-batch",
+        "--batch-wait-ms",
+        "--max-queue",
+        "--request-timeout",
+        "--max-bytes",
+        "--allow-private-urls",
+        "--auth-token-file",
+        "--cors-origin",
+        "--drain-timeout",
+        "--ray",
+        "--replicas",
+    ):
+        assert flag in out, flag
+    assert "127.0.0.1" in out  # loopback unless --host says otherwise
