@@ -9,8 +9,8 @@ top/percentiles/clip) answers the rows of `gifsent-infer -f json`, made by the s
 code; GET /v1/info, /healthz, /readyz, /metrics; the KServe v2 protocol (kserve.py); OpenAPI
 at /docs. Every error is one line of JSON, {"error": ..., "kind": ...}, with a clear status:
 400 bad request, 401 no/wrong token, 413 body too large (checked while it streams), 415
-content type, 422 unreadable media (kind: the reader's error class), 503 + Retry-After when
-the queue is full, 504 past the request timeout.
+content type, 422 unreadable media (kind: the reader's error class), 431 headers over
+16 KiB, 503 + Retry-After when the queue is full, 504 past the request timeout.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ MEDIA_TYPES = frozenset(
     }
 )
 JSON_BODY_LIMIT = 1 << 20  # {"urls": [...]}: a megabyte of URLs is plenty
+MAX_HEADER_BYTES = 16 * 1024  # all request headers together (431 past it)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 
 
@@ -169,7 +170,8 @@ def _endpoint(path: str) -> str:
 
 
 class _Gate:
-    """ASGI middleware: bearer-token check (constant time) and request metrics."""
+    """ASGI middleware: header size limit, bearer-token check (constant time) and request
+    metrics."""
 
     def __init__(self, app: Any, state: ServiceState) -> None:
         self.app, self.state = app, state
@@ -188,6 +190,12 @@ class _Gate:
             await send(message)
 
         try:
+            size = sum(len(k) + len(v) for k, v in scope.get("headers") or ())
+            if size > MAX_HEADER_BYTES:
+                await ApiError(
+                    431, f"request headers over {MAX_HEADER_BYTES} bytes", "HeadersTooLarge"
+                ).response()(scope, receive, send_tracked)
+                return
             if self.expected is not None and scope["path"] not in OPEN_PATHS:
                 headers = dict(scope.get("headers") or ())
                 given = headers.get(b"authorization", b"")

@@ -4,8 +4,12 @@ Each admitted input is read and decoded in a bounded thread pool (Scorer.prepare
 Scorer's memory budget), then waits in a ready list for the model thread. The model loop
 takes up to `max_batch` ready inputs per call. It waits for more only while other admitted
 inputs are still decoding, and at most `wait_s` after the first one became ready: a lone
-request on an idle server goes straight to the model. Scores are the model's rows for the
-same frames the CLI decodes, so they are the CLI's scores.
+request on an idle server goes straight to the model. On an idle batcher (nothing decoding,
+nothing ready, the model thread free) an input sent in the request itself is decoded and
+scored in one hop to the model thread, so a lone request costs about what a direct
+Scorer.score call does (URLs never take that path: a slow download must not hold the
+model). Scores are the model's rows for the same frames the CLI decodes, so they are the
+CLI's scores.
 
 Admission is by inputs, not requests: `admit(n)` refuses once `max_queue` inputs are in
 flight (QueueFull -> 503), which bounds decode backlog and memory whatever the load.
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gifsent_infer.reading.inputs import InputItem
 from gifsent_infer.running.batch import default_workers
 from gifsent_infer.running.scorer import Prepared, Scorer, ScoreResult, Source
 from gifsent_infer.serve.metrics import Metrics
@@ -66,6 +71,7 @@ class Batcher:
         self.in_flight = 0  # admitted inputs not yet answered
         self.decoding = 0  # inputs in the decode pool (or waiting for it)
         self.model_calls = 0
+        self._model_busy = 0  # calls given to the model thread and not yet back
 
     # --- admission -------------------------------------------------------------------------
     @property
@@ -101,8 +107,32 @@ class Batcher:
         """Score already admitted inputs, results in input order (error rows included)."""
         return list(await asyncio.gather(*(self._one(s) for s in sources)))
 
+    def _idle_for(self, source: Source) -> bool:
+        in_memory = isinstance(source, (bytes, bytearray)) or (
+            isinstance(source, InputItem) and source.data is not None
+        )
+        return in_memory and not self.decoding and not self._ready and not self._model_busy
+
+    def _score_alone(self, source: Source) -> tuple[ScoreResult, bool]:
+        """In the model thread: decode one input and run it as a batch of one."""
+        frames, prepared = self.scorer.prepare(source)
+        if frames is None:
+            return self.scorer.complete(prepared, None), False
+        row = self.scorer.run_batch(frames[None])[0]
+        return self.scorer.complete(prepared, row), True
+
     async def _one(self, source: Source) -> ScoreResult:
         loop = asyncio.get_running_loop()
+        if self._idle_for(source):
+            self._model_busy += 1
+            try:
+                result, ran = await loop.run_in_executor(self._model, self._score_alone, source)
+            finally:
+                self._model_busy -= 1
+                self._wake.set()
+            if ran:
+                self._count_call(1)
+            return result
         self.decoding += 1
         try:
             frames, prepared = await loop.run_in_executor(self._decode, self.scorer.prepare, source)
@@ -121,6 +151,11 @@ class Batcher:
         self.decoding -= 1
         self._wake.set()
         return await future
+
+    def _count_call(self, size: int) -> None:
+        self.model_calls += 1
+        self.metrics.model_calls.inc()
+        self.metrics.batch_size.observe(size)
 
     async def _gather_batch(self) -> list[_Ready]:
         """Up to max_batch ready inputs, waiting for ones still decoding at most wait_s."""
@@ -152,6 +187,7 @@ class Batcher:
             if not batch:
                 continue
             stacked = np.stack([item.frames for item in batch])
+            self._model_busy += 1
             try:
                 rows = await loop.run_in_executor(self._model, self.scorer.run_batch, stacked)
             except Exception as e:  # the model failed: these requests get a 500, others go on
@@ -159,9 +195,9 @@ class Batcher:
                     if not item.future.done():
                         item.future.set_exception(e)
                 continue
-            self.model_calls += 1
-            self.metrics.model_calls.inc()
-            self.metrics.batch_size.observe(len(batch))
+            finally:
+                self._model_busy -= 1
+            self._count_call(len(batch))
             for item, row in zip(batch, rows, strict=True):
                 if not item.future.done():
                     item.future.set_result(self.scorer.complete(item.prepared, row))

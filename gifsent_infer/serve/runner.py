@@ -17,8 +17,8 @@ import uvicorn
 
 __all__ = ["run_server"]
 
-# uvicorn's own limits that the malformed-HTTP checks rely on: headers over 16 KiB are
-# refused (h11), idle keep-alive connections close after 5 s.
+# uvicorn's own limits: h11 refuses headers still incomplete past 16 KiB (the app answers 431
+# to complete ones over that), idle keep-alive connections close after 5 s.
 MAX_HEADER_BYTES = 16 * 1024
 KEEP_ALIVE_S = 5
 

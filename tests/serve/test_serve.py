@@ -158,6 +158,9 @@ def test_statuses_413_415_422_400(server):
     assert r.status == 413
     conn.close()
 
+    huge = server.post("/v1/score", gif_bytes(1), "image/gif", headers={"X-Big": "a" * 40_000})
+    assert huge.status == 431 and huge.json()["kind"] == "HeadersTooLarge"
+
     wrong = server.post("/v1/score", b"hello", "text/plain")
     assert wrong.status == 415 and wrong.json()["kind"] == "UnsupportedMediaType"
 
