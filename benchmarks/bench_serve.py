@@ -11,7 +11,9 @@ the same backend (onnxruntime, CPU):
                requests at 16 concurrent clients, rounds interleaved: medians and the share
   latency      requests/s, p50 and p99 at 1, 4, 16 and 64 clients (503s counted: the queue,
                --max-queue 32 here, must turn excess load into refusals)
-  direct       concurrency-1 requests against direct Scorer.score calls, interleaved: medians
+  direct       concurrency-1 requests against direct Scorer.score calls, interleaved: median
+               wall time, and CPU time per call (server process vs this one), which load
+               on a shared machine barely moves
   memory       RSS of the server over N mixed requests after warm-up (small and large GIFs,
                5% malformed, 2% over --max-bytes, 1% slow clients): growth, and a plot
   fuzz         truncated multipart, oversized headers, slow-drip body, invalid JSON, empty
@@ -225,20 +227,36 @@ async def throughput(port: int, scorer, gifs: list[bytes], rounds: int) -> tuple
     return offline, served
 
 
-async def direct_vs_server(port: int, scorer, gifs: list[bytes], n: int) -> tuple[float, float]:
-    """Medians of a direct Scorer.score call and a concurrency-1 request, interleaved (one of
-    each in turn, never overlapping) so that background load hits both alike."""
-    client, direct, served = Client(port), [], []
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def direct_vs_server(port: int, pid: int, scorer, gifs: list[bytes], n: int) -> dict:
+    """A direct Scorer.score call and a concurrency-1 request, interleaved (one of each in
+    turn, never overlapping) so that background load hits both alike: median wall seconds of
+    each, and CPU seconds per call (this process's for direct calls, the server's for
+    requests), which load barely moves."""
+    client, direct, served, direct_cpu, served_cpu = Client(port), [], [], 0.0, 0.0
     for i in range(n):
         g = gifs[i % len(gifs)]
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         scorer.score(g)
         direct.append(time.perf_counter() - t)
+        direct_cpu += time.process_time() - c
+        c = cpu_seconds(pid)
         r = await client.send(http_bytes("POST", "/v1/score", g, "image/gif"))
+        served_cpu += cpu_seconds(pid) - c
         if r.status == 200:
             served.append(r.seconds)
     await client.close()
-    return statistics.median(direct), statistics.median(served)
+    return {
+        "direct": statistics.median(direct),
+        "served": statistics.median(served),
+        "direct_cpu": direct_cpu / n,
+        "served_cpu": served_cpu / n,
+    }
 
 
 def one_gif(gifs: list[bytes]):
@@ -374,7 +392,7 @@ def latency_row(clients: int, p: Phase) -> str:
 async def run_phases(args, port, pid, scorer, gifs: list[bytes], big: list[bytes]) -> dict:
     out: dict = {"latency": {}}
     await load(port, one_gif(gifs), 4, 40, 60)  # warm-up
-    out["direct"], out["served"] = await direct_vs_server(port, scorer, gifs, args.direct)
+    out["c1"] = await direct_vs_server(port, pid, scorer, gifs, args.direct)
     out["offline"], out["served16"] = await throughput(port, scorer, gifs * 4, args.rounds)
     for clients in (1, 4, 16, 64):
         p = await load(port, one_gif(gifs), clients, args.count, args.seconds)
@@ -417,10 +435,12 @@ def report(args, out: dict, alive: bool, restarts: int) -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for clients, p in lat.items():
         print(latency_row(clients, p))
-    p50, direct = out["served"], out["direct"]
+    c1 = out["c1"]
     print(
-        f"\nconcurrency 1, interleaved with direct calls: request p50 {p50 * 1000:.1f} ms vs "
-        f"direct Scorer.score {direct * 1000:.1f} ms = {p50 / direct:.2f}x"
+        f"\nconcurrency 1, interleaved with direct calls: request p50 {c1['served'] * 1000:.1f} ms"
+        f" vs direct Scorer.score {c1['direct'] * 1000:.1f} ms = {c1['served'] / c1['direct']:.2f}x;"
+        f" CPU per call: server {c1['served_cpu'] * 1000:.1f} ms vs direct "
+        f"{c1['direct_cpu'] * 1000:.1f} ms = {c1['served_cpu'] / c1['direct_cpu']:.2f}x"
     )
     m = out["memory"]
     ph = m["phase"]
