@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from gifsent_infer.cli.app import app
 from gifsent_infer.cli.common import err, exit_code_of, fail, print_provenance, short
+from gifsent_infer.cli.scoreflags import check_engine_choices, flag, options_from
 
 _SERVE_EXTRA = "the service needs the serve extra: pip install 'gifsent[cpu,serve]'"
 
@@ -29,50 +30,34 @@ def _read_token(path: Path | None) -> str | None:
 
 @app.command("serve")
 def serve(
-    model: Path | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location).",
-    ),
+    model: Path | None = flag("model", "-m"),
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Address to bind (loopback unless you say otherwise)."
     ),
     port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="TCP port."),
-    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu or cuda."),
-    backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime or openvino."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 (OpenVINO)."),
-    threads: int | None = typer.Option(
-        None, "--threads", min=1, help="Inference intra-op threads (default: one per core)."
-    ),
-    workers: int | None = typer.Option(
-        None, "--workers", min=0, help="Decoding threads (default: one per core, max 8)."
-    ),
-    memory_budget: str = typer.Option(
-        "1G", "--memory-budget", help="Memory that decoding may use at once (e.g. 512M, 2G)."
-    ),
-    max_bytes: int = typer.Option(
-        64 << 20,
-        "--max-bytes",
+    device: str = flag("device", "-d"),
+    backend: str = flag("backend"),
+    precision: str = flag("precision"),
+    threads: int | None = flag("threads", min=1),
+    workers: int | None = flag("workers", min=0),
+    memory_budget: str = flag("memory_budget"),
+    max_bytes: int = flag(
+        "max_bytes",
         min=1,
-        help="Largest request body / input / download in bytes (413 past it, checked while "
+        help="Largest request body, input or download in bytes (413 past it, checked while "
         "the body streams).",
     ),
-    timeout: float = typer.Option(
-        30.0, "--timeout", min=0.1, help="Seconds allowed to download one URL."
-    ),
-    allow_private_urls: bool = typer.Option(
-        False,
-        "--allow-private-urls",
-        help="Also fetch URLs on loopback/private/link-local addresses (refused by default).",
-    ),
-    top: int = typer.Option(3, "--top", "-k", min=0, max=17, help="Default `top` per row."),
-    with_percentiles: bool = typer.Option(
-        False, "--percentiles", help="Add <emotion>_pct columns by default."
-    ),
-    clip: bool = typer.Option(False, "--clip", help="Clip scores to [0, 1] by default."),
-    max_batch: int = typer.Option(
-        8, "--max-batch", "-b", min=1, help="Most GIFs per model call, across requests."
+    timeout: float = flag("timeout", min=0.1),
+    allow_private_urls: bool = flag("allow_private_urls"),
+    top: int = flag("top", "-k", min=0, max=17, help="Default `top` of each row (query: top)."),
+    percentiles: bool = flag("percentiles"),
+    clip: bool = flag("clip"),
+    batch_size: int = flag(
+        "batch_size",
+        "--max-batch",
+        "-b",
+        min=1,
+        help="Most GIFs per model call, across concurrent requests.",
     ),
     batch_wait_ms: float = typer.Option(
         5.0,
@@ -132,37 +117,19 @@ def serve(
 
 def _options(a: dict):
     """ScoreOptions and ServeOptions from the command's arguments (usage errors: exit 2)."""
-    from gifsent_infer.options import OptionsError, ScoreOptions
-    from gifsent_infer.reading.budget import parse_size
-
-    try:
-        from gifsent_infer.serve.settings import ServeOptions
-    except ImportError:
-        raise fail(_SERVE_EXTRA) from None
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
+
+        from gifsent_infer.serve.settings import ServeOptions
     except ImportError:
         raise fail(_SERVE_EXTRA) from None
+    from gifsent_infer.options import OptionsError
+
+    options = options_from(a)
+    check_engine_choices(options)
     try:
-        options = ScoreOptions(
-            model=str(a["model"]) if a["model"] else None,
-            backend=a["backend"],
-            device=a["device"],
-            precision=a["precision"],
-            threads=a["threads"],
-            batch_size=a["max_batch"],
-            workers=a["workers"],
-            memory_budget=parse_size(a["memory_budget"]),
-            max_bytes=a["max_bytes"],
-            timeout=a["timeout"],
-            allow_private_urls=a["allow_private_urls"],
-            top=a["top"],
-            percentiles=a["with_percentiles"],
-            clip=a["clip"],
-        )
         settings = ServeOptions(
-            max_batch=a["max_batch"],
             batch_wait_ms=a["batch_wait_ms"],
             max_queue=a["max_queue"],
             request_timeout=a["request_timeout"],
@@ -170,7 +137,7 @@ def _options(a: dict):
             auth_token=_read_token(a["auth_token_file"]),
             cors_origins=tuple(a["cors_origin"]),
         )
-    except (OptionsError, ValueError) as e:
+    except OptionsError as e:
         raise fail(str(e)) from None
     return options, settings
 
