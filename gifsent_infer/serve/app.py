@@ -321,7 +321,7 @@ def create_app(
         batcher = Batcher(
             built,
             state.metrics,
-            max_batch=settings.max_batch or options.batch_size,
+            max_batch=options.batch_size,
             wait_s=settings.batch_wait_ms / 1000.0,
             max_queue=settings.max_queue,
             workers=options.workers,

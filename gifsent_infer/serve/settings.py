@@ -1,6 +1,7 @@
 """The service's own settings: what a scoring option is not (queue, batching wait, timeouts,
-auth, CORS). Scoring options (model, backend, limits, top...) stay in
-gifsent_infer.options.ScoreOptions; `create_app(options, settings)` takes both."""
+auth, CORS). Scoring options (model, backend, limits, top, and batch_size: the most GIFs
+per model call across requests) stay in gifsent_infer.options.ScoreOptions;
+`create_app(options, settings)` takes both."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ __all__ = ["ServeOptions"]
 
 @dataclass(frozen=True)
 class ServeOptions:
-    # GIFs per model call; None: ScoreOptions.batch_size (8), the CLI's batch.
-    max_batch: int | None = None
     # How long the first decoded input of a batch waits for the others being decoded. Only
     # inputs already admitted and decoding are waited for: a lone request never waits.
     batch_wait_ms: float = 5.0
@@ -39,7 +38,6 @@ class ServeOptions:
             if not ok:
                 raise OptionsError(what)
 
-        need(self.max_batch is None or self.max_batch >= 1, "--max-batch must be at least 1")
         need(self.batch_wait_ms >= 0, "--batch-wait-ms must be 0 or more")
         need(self.max_queue >= 1, "--max-queue must be at least 1")
         need(self.request_timeout > 0, "--request-timeout must be more than 0 seconds")
