@@ -150,22 +150,23 @@ ID_LENGTH = 13
 UNDECIDED = "neither"
 
 
+def _matrix(latents, weights) -> np.ndarray:
+    """float64 [latents, 17 emotions] from {emotion: {latent: weight}}."""
+    a = np.zeros((len(latents), len(EMOTIONS)))
+    for k, e in enumerate(EMOTIONS):
+        for name, wgt in weights[e].items():
+            a[latents.index(name), k] = wgt
+    return a
+
+
 def weight_matrix() -> np.ndarray:
     """float64 [8 latents, 17 emotions]."""
-    a = np.zeros((len(LATENTS), len(EMOTIONS)))
-    for k, e in enumerate(EMOTIONS):
-        for name, wgt in EMOTION_WEIGHTS[e].items():
-            a[LATENTS.index(name), k] = wgt
-    return a
+    return _matrix(LATENTS, EMOTION_WEIGHTS)
 
 
 def temporal_weight_matrix() -> np.ndarray:
     """float64 [4 temporal latents, 17 emotions]."""
-    a = np.zeros((len(TEMPORAL_LATENTS), len(EMOTIONS)))
-    for k, e in enumerate(EMOTIONS):
-        for name, wgt in TEMPORAL_WEIGHTS[e].items():
-            a[TEMPORAL_LATENTS.index(name), k] = wgt
-    return a
+    return _matrix(TEMPORAL_LATENTS, TEMPORAL_WEIGHTS)
 
 
 def strength_parts(

@@ -528,15 +528,17 @@ class _Job:
     progress_bars: bool
 
 
-def decode_tasks_cap(plan_cap: int | None, workers: int | None, budget: int, each: int) -> int:
-    """Most decoding tasks at once: the CPU plan's cap, --workers (0 counts as 1), and the
-    memory budget over what each task reserves (at least one task)."""
-    caps = [max(1, budget // max(1, each))]
-    if plan_cap is not None:
-        caps.append(plan_cap)
+def decode_tasks_cap(
+    plan_cap: int | None, slots: float, workers: int | None, budget: int, each: int
+) -> int | None:
+    """Most decoding tasks at once: --workers (0 counts as 1) and the memory budget over what
+    each task reserves, where tighter than what the CPUs allow (`plan_cap`, else `slots`
+    tasks); else the plan's cap (None: Ray schedules by its reservations, as before)."""
+    allowed = plan_cap if plan_cap is not None else slots
+    tight = max(1, budget // max(1, each))
     if workers is not None:
-        caps.append(max(1, workers))
-    return min(caps)
+        tight = min(tight, max(1, workers))
+    return tight if tight < allowed else plan_cap
 
 
 def _cluster_plan(
@@ -569,7 +571,12 @@ def _cluster_plan(
         decode_cpus,
         opts.threads,
     )
-    cap = decode_tasks_cap(plan.decode_tasks, opts.workers, opts.memory_budget, decode_memory)
+    cpus = sum(node_cpus(ray)) or resources.get("CPU", 1.0)
+    free = cpus - plan.num_actors * plan.actor_cpus  # CPUs the decoding tasks may reserve
+    slots = free / plan.decode_cpus if plan.decode_cpus > 0 else float("inf")
+    cap = decode_tasks_cap(
+        plan.decode_tasks, slots, opts.workers, opts.memory_budget, decode_memory
+    )
     return device, dataclasses.replace(plan, decode_tasks=cap)
 
 

@@ -182,3 +182,22 @@ def test_the_model_actor_runs_at_the_options_precision(local_ray, tmp_path):
     ref = [local_ray.put(model.read_bytes())]
     with pytest.raises(DeviceError, match="bf16"):
         _ScoreActor(ref, file_sha256(model), "cpu", 1, None, "onnxruntime", "bf16")
+
+
+@pytest.mark.parametrize(
+    ("plan_cap", "slots", "workers", "budget", "want"),
+    [
+        (None, 2.0, None, 1 << 30, None),  # the default budget (4 tasks) binds not on 2 CPUs
+        (None, 16.0, None, 1 << 30, 4),  # ... but on 16: 1 GiB of 256 MiB tasks
+        (None, 16.0, 3, 1 << 30, 3),  # --workers 3
+        (None, 16.0, 0, 1 << 30, 1),  # --workers 0: one at a time
+        (2, float("inf"), None, 100 << 20, 1),  # decoding sharing 2 CPUs, a 100 MiB budget
+        (2, float("inf"), 8, 1 << 30, 2),  # never more than the plan allows
+    ],
+)
+def test_ray_decoding_tasks_follow_workers_and_the_memory_budget(
+    plan_cap, slots, workers, budget, want
+):
+    from gifsent_infer.scaleout.distributed import DEFAULT_DECODE_MEMORY, decode_tasks_cap
+
+    assert decode_tasks_cap(plan_cap, slots, workers, budget, DEFAULT_DECODE_MEMORY) == want
