@@ -67,6 +67,7 @@ __all__ = [
     "DemoModelWarning",
     "DeviceError",
     "ModelError",
+    "Prepared",
     "ScoreResult",
     "Scorer",
     "Source",
@@ -103,6 +104,9 @@ class ScoreResult:
     # With intervals=c: "<emotion>_lo" / "<emotion>_hi" (and "<emotion>_std" for a K-head
     # model) -> value: the calibrated interval holding the true score with probability c.
     intervals: dict[str, float] | None = None
+    # What kind of failure an error row is: the reader's exception class ("InputError" for
+    # reading/downloading, "GifError"/"MediaError" for content, "MemoryError"...); "" when ok.
+    error_kind: str = ""
 
     @property
     def ok(self) -> bool:
@@ -166,6 +170,11 @@ class _Context:
     info: SampleInfo | None
     status: str
     error: str = ""
+    error_kind: str = ""
+
+
+# What Scorer.prepare hands to Scorer.complete: the input's name, sha256, sample info, status.
+Prepared = _Context
 
 
 class Scorer:
@@ -342,24 +351,30 @@ class Scorer:
         MissingOutputError (exit 2) at once when the model lacks one.
         """
         model_id = self.model_id
-        wanted = (*outputs, *self.row_extras.outputs)
-        extra = tuple(dict.fromkeys(n for n in wanted if n != OUTPUT_NAME))
-        self.session.require_outputs(extra)
-        infer: Callable[[np.ndarray], Any] = self.session.run
-        if extra:
-
-            def infer(frames: np.ndarray) -> list[dict[str, np.ndarray]]:
-                out = self._run_extra(frames, extra)
-                return [{k: v[i] for k, v in out.items()} for i in range(len(frames))]
-
         return run_pipeline(
             sources,
             lambda s: self._prepare(s, skip),
-            infer,
+            self._infer(outputs),
             lambda ctx, row: self._complete(ctx, row, model_id),
             batch_size=batch_size,
             workers=workers,
         )
+
+    def _infer(self, outputs: Sequence[str] = ()) -> Callable[[np.ndarray], Any]:
+        """The model call for stacked frames: scores [B, 17], or with extra outputs (asked
+        here or by the row extras: timeline, intervals) one dict of this input's outputs per
+        row. MissingOutputError at once when the model lacks one."""
+        wanted = (*outputs, *self.row_extras.outputs)
+        extra = tuple(dict.fromkeys(n for n in wanted if n != OUTPUT_NAME))
+        self.session.require_outputs(extra)
+        if not extra:
+            return self.session.run
+
+        def infer(frames: np.ndarray) -> list[dict[str, np.ndarray]]:
+            out = self._run_extra(frames, extra)
+            return [{k: v[i] for k, v in out.items()} for i in range(len(frames))]
+
+        return infer
 
     def _run_extra(self, frames: np.ndarray, extra: tuple[str, ...]) -> dict[str, np.ndarray]:
         """One batch with extra outputs. With a finer timeline (--segments N) each input's
@@ -391,7 +406,24 @@ class Scorer:
         """Sample a decoded GIF (gifio.decode_gif) with the model's spec and score it: float32 [17]."""
         return self.score_frames(sample_decoded(decoded, self.spec).frames)
 
-    # --- the two halves of the pipeline ----------------------------------------------------
+    # --- the two halves of the pipeline, for callers that batch themselves (the service) ----
+    def prepare(self, source: Source) -> tuple[np.ndarray | None, Prepared]:
+        """Read and decode one input under the memory budget, as score_many does: (frames
+        uint8 [S*T, crop, crop, 3], context) or (None, context) for an error row. Never raises
+        for a bad input. Stack the frames of several inputs, run them with `run_batch` and
+        turn each row back into a result with `complete`."""
+        return self._prepare(source, None)
+
+    def run_batch(self, frames: np.ndarray) -> Sequence[Any]:
+        """The model on stacked frames [B, S*T, crop, crop, 3] in one call: one row per input
+        for `complete` (float32 [17] scores, or a dict with the row extras' outputs)."""
+        return self._infer()(frames)
+
+    def complete(self, prepared: Prepared, row: np.ndarray | None) -> ScoreResult:
+        """The result for a prepared input and its row of run_batch's output (None for an
+        error row): the same result score_many gives."""
+        return self._complete(prepared, row, self.model_id)
+
     def _read(self, source: Source) -> tuple[str, bytes]:
         max_bytes = self.limits.max_file_bytes
         if isinstance(source, InputItem):
@@ -452,7 +484,7 @@ class Scorer:
                         sampled, frames=np.concatenate([sampled.frames, more])
                     )
         except Exception as e:  # one odd file must not stop a run of thousands: it gets a row
-            return None, _Context(path, digest, None, ERROR, failure_reason(e))
+            return None, _Context(path, digest, None, ERROR, failure_reason(e), type(e).__name__)
         return sampled.frames, _Context(path, digest, sampled.info, OK)
 
     def _complete(
@@ -478,6 +510,7 @@ class Scorer:
             extras=extras,
             timeline=more.pop("timeline", None),
             intervals=more or None,
+            error_kind=ctx.error_kind,
         )
 
 

@@ -124,6 +124,12 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
 ENCODING, ERRORS = "utf-8", "surrogateescape"
 
 
+def json_row(row: dict[str, Any], columns: tuple[str, ...] = COLUMNS) -> dict[str, Any]:
+    """A row as the JSON and JSON Lines outputs hold it: `columns` in order, NaN/inf as null
+    (the service answers with these too)."""
+    return {c: _clean(row.get(c)) for c in columns}
+
+
 def _encode(row: dict[str, Any], fmt: str, columns: tuple[str, ...] = COLUMNS) -> str:
     if fmt == "csv":
         cells = [_csv_cell(row.get(c)) for c in columns]
@@ -133,7 +139,7 @@ def _encode(row: dict[str, Any], fmt: str, columns: tuple[str, ...] = COLUMNS) -
         quoting = csv.QUOTE_ALL if any("\r" in c for c in cells) else csv.QUOTE_MINIMAL
         csv.writer(buf, lineterminator="\n", quoting=quoting).writerow(cells)
         return buf.getvalue()
-    return json.dumps({c: _clean(row.get(c)) for c in columns}, ensure_ascii=False) + "\n"
+    return json.dumps(json_row(row, columns), ensure_ascii=False) + "\n"
 
 
 def _csv_header(columns: tuple[str, ...] = COLUMNS) -> str:

@@ -23,7 +23,7 @@ def _params(command: str) -> dict[str, object]:
     return {p.name: p for p in group.commands[command].params}  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("command", ["score", "ray"])
+@pytest.mark.parametrize("command", ["score", "ray", "serve"])
 def test_every_score_option_is_a_flag_with_the_fields_default(command):
     params = _params(command)
     defaults = ScoreOptions()
