@@ -15,6 +15,15 @@ from gifsent_infer.cli.scoreflags import check_engine_choices, flag, options_fro
 
 _SERVE_EXTRA = "the service needs the serve extra: pip install 'gifsent[cpu,serve]'"
 
+# ScoreOptions fields the service does not offer as flags, and why (the options test reads
+# this: every other field is a flag with the field's default).
+NOT_SERVED = {
+    "embeddings": "a folder of vectors is a batch output, not an HTTP response",
+    "timeline": "the service's rows do not carry the timeline yet: score with the CLI",
+    "segments": "goes with the timeline",
+    "intervals": "the service's rows do not carry intervals yet: score with the CLI",
+}
+
 
 def _read_token(path: Path | None) -> str | None:
     if path is None:
