@@ -7,9 +7,13 @@ onnxruntime is imported when a model is first loaded.
     scorer = Scorer("gifsent-rnn.onnx", device="cpu")
     result = scorer.score("cat.gif")
     print(result.scores["happiness"] if result.ok else result.error)
+
+    from gifsent_infer import ScoreOptions
+    scorer = Scorer.from_options(ScoreOptions(model="gifsent-rnn.onnx", device="cpu"))
 """
 
 from gifsent_infer.contract import EMOTIONS, ContractError, ModelDocument, SamplingSpec
+from gifsent_infer.options import ScoreOptions
 from gifsent_infer.version import __version__
 
 __all__ = [
@@ -17,6 +21,7 @@ __all__ = [
     "ContractError",
     "ModelDocument",
     "SamplingSpec",
+    "ScoreOptions",
     "ScoreResult",
     "Scorer",
     "__version__",

@@ -8,7 +8,8 @@ import typer
 from rich.markup import escape
 
 from gifsent_infer.cli.app import app
-from gifsent_infer.cli.common import check_choice, err, fail, print_provenance
+from gifsent_infer.cli.common import check_choice, err, exit_code_of, fail, print_provenance
+from gifsent_infer.cli.scoreflags import check_engine_choices, flag, options_from
 
 
 @app.command("ray")
@@ -27,9 +28,8 @@ def ray_score(
         "(part-*.parquet|jsonl) and _manifest.json; read it with pandas.read_parquet.",
     ),
     fmt: str = typer.Option("parquet", "--format", "-f", help="Shard format: parquet or jsonl."),
-    model: Path | None = typer.Option(
-        None,
-        "--model",
+    model: Path | None = flag(
+        "model",
         "-m",
         help="Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location); "
         "shipped to the workers through Ray's object store.",
@@ -52,19 +52,19 @@ def ray_score(
         help="The cluster's token, for token authentication (sets RAY_AUTH_MODE=token and "
         "RAY_AUTH_TOKEN_PATH; or set those, or RAY_AUTH_TOKEN, yourself).",
     ),
-    device: str = typer.Option(
-        "cpu", "--device", "-d", help="cpu, cuda (one GPU per model actor) or auto."
+    device: str = flag(
+        "device",
+        "-d",
+        help="auto (cuda when the cluster has GPUs), cpu or cuda (one GPU per model actor).",
     ),
-    allow_private_urls: bool = typer.Option(
-        False,
-        "--allow-private-urls",
-        help="Also fetch URLs on loopback, private and link-local addresses (refused by "
-        "default, as in `score`).",
-    ),
-    backend: str = typer.Option(
-        "auto",
-        "--backend",
+    allow_private_urls: bool = flag("allow_private_urls"),
+    backend: str = flag(
+        "backend",
         help="auto, onnxruntime or openvino, chosen in each model actor as `score` chooses.",
+    ),
+    precision: str = flag("precision"),
+    threads: int | None = flag(
+        "threads", min=1, help="Intra-op threads per model actor (default: its CPUs)."
     ),
     num_actors: int | None = typer.Option(
         None,
@@ -102,7 +102,22 @@ def ray_score(
         help="Also write a shard when its oldest row has waited this long, so a killed run "
         "keeps its work.",
     ),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="GIFs per model call."),
+    batch_size: int = flag("batch_size", "-b", min=1),
+    workers: int | None = flag(
+        "workers",
+        min=0,
+        help="Most decoding tasks at once (default: as the CPUs allow; 0: one).",
+    ),
+    memory_budget: str = flag(
+        "memory_budget",
+        help="Memory that decoding may use at once across the run (e.g. 512M, 2G): each "
+        "decoding task reserves 256 MiB of it from Ray's scheduler.",
+    ),
+    max_bytes: int = flag("max_bytes", min=1),
+    timeout: float = flag("timeout", min=0.1),
+    top: int = flag("top", "-k", min=0, max=17),
+    percentiles: bool = flag("percentiles"),
+    clip: bool = flag("clip"),
     resume: bool = typer.Option(
         True,
         "--resume/--no-resume",
@@ -111,50 +126,38 @@ def ray_score(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
     """Score GIFs on a Ray cluster with Ray Data (needs `pip install 'gifsent[ray]'`)."""
-    from gifsent_infer.reading.inputs import NoInputsError
-    from gifsent_infer.running.session import DEVICES, DeviceError, ModelError
-    from gifsent_infer.scaleout.distributed import (
-        FORMATS,
-        ClusterError,
-        RayRunError,
-        score_with_ray,
-    )
+    from gifsent_infer.errors import GifsentError
+    from gifsent_infer.running.session import read_document, resolve_model
+    from gifsent_infer.scaleout.distributed import FORMATS, score_with_ray
 
+    opts = options_from(locals())
     check_choice("--format", fmt, FORMATS)
-    check_choice("--device", device, DEVICES)
+    check_engine_choices(opts)
     try:
-        from gifsent_infer.running.session import read_document, resolve_model
-
-        print_provenance(read_document(resolve_model(model)), quiet)
-    except ModelError as e:
-        raise fail(str(e)) from None
-    try:
+        print_provenance(read_document(resolve_model(opts.model)), quiet)
         s = score_with_ray(
             inputs,
-            model,
+            None,
             out,
+            options=opts,
             address=address,
             num_actors=num_actors,
             actor_cpus=actor_cpus,
             decode_cpus=decode_cpus,
-            batch_size=batch_size,
-            device=device,
-            backend=backend,
             resume=resume,
             format=fmt,
             shard_rows=shard_rows,
             flush_seconds=flush_seconds,
             connect_timeout=connect_timeout,
             auth_token_file=auth_token_file,
-            allow_private_urls=allow_private_urls,
             progress_bars=not quiet and err.is_terminal,
         )
     except ImportError as e:  # Ray (or onnxruntime) missing: the message is the install hint
         raise fail(str(e)) from None
-    except (NoInputsError, ModelError, DeviceError, ClusterError, ValueError) as e:
+    except ValueError as e:  # a folder or plan the run cannot use
         raise fail(str(e)) from None
-    except RayRunError as e:  # a failure mid-run: what was written stays, a rerun resumes
-        raise fail(str(e), e.exit_code) from None
+    except GifsentError as e:  # model, device, cluster, readable extras; RayRunError exits 1
+        raise fail(str(e), exit_code_of(e)) from None
     if not quiet:
         colour = "red" if s.failed else "green"
         resumed = f", {s.skipped} already scored" if s.skipped else ""

@@ -1,8 +1,12 @@
-"""`gifsent-infer score`: inputs -> one row each in a CSV/JSONL/JSON file or on stdout."""
+"""`gifsent-infer score`: inputs -> one row each in a CSV/JSONL/JSON file or on stdout.
+
+The scoring options are `gifsent_infer.options.ScoreOptions` fields (cli/scoreflags.py makes
+their flags); this module parses the rest, builds one ScoreOptions and hands it to
+`Scorer.from_options` and `score_to_file`.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -11,7 +15,6 @@ from rich.markup import escape
 
 from gifsent_infer.cli.app import app
 from gifsent_infer.cli.common import (
-    check_choice,
     err,
     exit_code_of,
     fail,
@@ -21,6 +24,8 @@ from gifsent_infer.cli.common import (
     short,
     silence_stdout,
 )
+from gifsent_infer.cli.scoreflags import check_engine_choices, flag, options_from
+from gifsent_infer.options import ScoreOptions
 
 
 @app.command()
@@ -40,37 +45,13 @@ def score(
         "-f",
         help="csv, jsonl or json (default: from --out's extension; CSV on stdout).",
     ),
-    model: Path | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location).",
-    ),
-    device: str = typer.Option(
-        "auto", "--device", "-d", help="auto, cpu or cuda (cuda never falls back silently)."
-    ),
-    threads: int | None = typer.Option(
-        None, "--threads", min=1, help="Inference intra-op threads (default: one per core)."
-    ),
-    backend: str = typer.Option(
-        "auto",
-        "--backend",
-        help="auto (CUDA: onnxruntime; CPU: openvino when installed, else onnxruntime), "
-        "onnxruntime or openvino.",
-    ),
-    precision: str = typer.Option(
-        "fp32",
-        "--precision",
-        help="fp32 (default), or bf16: opt-in, OpenVINO on CPUs with native bf16 only "
-        "(about 2x faster, scores differ slightly from fp32).",
-    ),
-    workers: int | None = typer.Option(
-        None,
-        "--workers",
-        min=0,
-        help="Threads reading and decoding GIFs (default: one per core, max 8; 0: none).",
-    ),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="GIFs per model call."),
+    model: Path | None = flag("model", "-m"),
+    device: str = flag("device", "-d"),
+    threads: int | None = flag("threads", min=1),
+    backend: str = flag("backend"),
+    precision: str = flag("precision"),
+    workers: int | None = flag("workers", min=0),
+    batch_size: int = flag("batch_size", "-b", min=1),
     resume: bool = typer.Option(
         False,
         "--resume",
@@ -79,79 +60,40 @@ def score(
     recursive: bool = typer.Option(
         True, "--recursive/--no-recursive", help="Search folders recursively."
     ),
-    max_bytes: int | None = typer.Option(
-        None,
-        "--max-bytes",
-        min=1,
-        help="Largest input file or download, in bytes (default 64 MiB).",
-    ),
-    timeout: float = typer.Option(
-        30.0,
-        "--timeout",
-        min=0.1,
-        help="Seconds allowed to download one URL: connect, headers, redirects and body in all.",
-    ),
-    allow_private_urls: bool = typer.Option(
-        False,
-        "--allow-private-urls",
-        help="Also fetch URLs on loopback, private and link-local addresses (refused by "
-        "default, so that scoring users' URLs cannot reach this machine's network).",
-    ),
-    memory_budget: str = typer.Option(
-        "1G",
-        "--memory-budget",
-        help="Memory that decoding may use at once, whatever --workers is (e.g. 512M, 2G); "
-        "a larger input waits, then decodes alone.",
-    ),
+    max_bytes: int = flag("max_bytes", min=1),
+    timeout: float = flag("timeout", min=0.1),
+    allow_private_urls: bool = flag("allow_private_urls"),
+    memory_budget: str = flag("memory_budget"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
-    top: int = typer.Option(
-        3,
-        "--top",
-        "-k",
-        min=0,
-        max=17,
-        help="A `top` column with the K highest emotions ('happiness:0.91 amusement:0.85' in "
-        "CSV, a list in JSON); 0 leaves it out.",
-    ),
-    with_percentiles: bool = typer.Option(
-        False,
-        "--percentiles",
-        help="Add <emotion>_pct columns: the percentile (0-100) of each score among the "
-        "model's training GIFs.",
-    ),
-    clip: bool = typer.Option(
-        False,
-        "--clip",
-        help="Clip scores to [0, 1] (new GIFs can score outside the training GIFs' range).",
-    ),
+    top: int = flag("top", "-k", min=0, max=17),
+    percentiles: bool = flag("percentiles"),
+    clip: bool = flag("clip"),
 ) -> None:
     """Score GIFs: one row per input with path, sha256, model id, status, error, frames,
     duration, segments, padding, the top emotions and the 17 emotion scores (0 = the least
     of that emotion among the training GIFs, 1 = the most; new GIFs can fall outside)."""
-    from gifsent_infer.reading.gifio import DEFAULT_LIMITS
-    from gifsent_infer.reading.inputs import NoInputsError, display_name, expand_inputs
-    from gifsent_infer.running.session import (
-        BACKENDS,
-        DEVICES,
-        RUN_PRECISIONS,
-        DeviceError,
-        ModelError,
-    )
+    opts = options_from(locals())
+    check_engine_choices(opts)
+    from gifsent_infer.reading.budget import return_freed_memory
+
+    return_freed_memory()  # so that RSS follows the budget, not the number of threads
+    target, fmt = _output(out, fmt, resume)
+    items = _inputs(inputs, recursive, opts.max_bytes, quiet)
+    scorer = _scorer(opts)
+    _print_model(scorer, quiet)
+    tally = _run(scorer, items, target, fmt, opts, resume=resume, out=out, quiet=quiet)
+    if not quiet:
+        _print_summary(tally, out)
+    raise typer.Exit(1 if tally.failed else 0)
+
+
+def _output(out: str, fmt: str | None, resume: bool):
+    """--out checked before anything is scored (a run must not fail at its very end), and
+    the format: (outpath.OutputTarget, "csv" | "jsonl" | "json")."""
+    from gifsent_infer.writing.outpath import FILE, STDOUT, STREAM, OutputPathError, check_output
     from gifsent_infer.writing.outputs import detect_format
 
-    check_choice("--device", device, DEVICES)
-    check_choice("--backend", backend, BACKENDS)
-    check_choice("--precision", precision, RUN_PRECISIONS)
-    from gifsent_infer.reading.budget import parse_size, return_freed_memory
-
     try:
-        budget_bytes = parse_size(memory_budget)
-    except ValueError as e:
-        raise fail(f"--memory-budget: {e}") from None
-    return_freed_memory()  # so that RSS follows the budget, not the number of threads
-    from gifsent_infer.writing.outpath import FILE, STDOUT, STREAM, OutputPathError, check_output
-
-    try:  # before anything is scored: a run must not fail at its very end
         target = check_output(out)
     except OutputPathError as e:
         raise fail(str(e)) from None
@@ -163,73 +105,68 @@ def score(
         fmt = "csv"
     if resume and target.kind != FILE:
         raise fail("--resume needs an output file (--out FILE), not stdout or a stream")
+    return target, fmt
+
+
+def _inputs(inputs: list[str], recursive: bool, max_bytes: int, quiet: bool):
+    from gifsent_infer.reading.inputs import NoInputsError, expand_inputs
 
     try:
         expansion = expand_inputs(
             inputs,
             stdin=sys.stdin if "-" in inputs else None,
             recursive=recursive,
-            max_stdin_bytes=max_bytes or DEFAULT_LIMITS.max_file_bytes,
+            max_stdin_bytes=max_bytes,
         )
     except NoInputsError as e:
         raise fail(str(e)) from None
-    for note in expansion.notes:
-        if not quiet:
+    if not quiet:
+        for note in expansion.notes:
             err.print(f"[yellow]note:[/] {escape(note)}")
-    items = expansion.items
+    return expansion.items
+
+
+def _scorer(opts: ScoreOptions):
+    import warnings
+
+    from gifsent_infer.running.scorer import Scorer
+    from gifsent_infer.running.session import DeviceError, ModelError
 
     try:
-        from gifsent_infer.running.scorer import Scorer
-
-        limits = (
-            DEFAULT_LIMITS
-            if max_bytes is None
-            else dataclasses.replace(DEFAULT_LIMITS, max_file_bytes=max_bytes)
-        )
-        import warnings
-
-        with warnings.catch_warnings():  # the CLI prints the session's warnings itself, below
+        with warnings.catch_warnings():  # the CLI prints the session's warnings itself
             warnings.simplefilter("ignore", RuntimeWarning)
-            scorer = Scorer(
-                model,
-                device=device,
-                threads=threads,
-                limits=limits,
-                timeout=timeout,
-                allow_private_urls=allow_private_urls,
-                memory_budget=budget_bytes,
-                backend=backend,
-                precision=precision,
-            )
+            return Scorer.from_options(opts)
     except ImportError as e:  # the backend is missing: the message is the install line
         raise fail(str(e)) from None
     except (ModelError, DeviceError) as e:
         raise fail(str(e), exit_code_of(e)) from None
 
-    doc = scorer.document
-    from gifsent_infer.running.readable import Readable, ReadableError
-    from gifsent_infer.running.rows import COLUMNS
 
-    try:
-        readable = Readable.for_model(doc, top=top, percentiles=with_percentiles, clip=clip)
-    except ReadableError as e:
-        raise fail(str(e)) from None
-    columns = readable.columns(COLUMNS)
+def _print_model(scorer, quiet: bool) -> None:
+    doc = scorer.document
     print_provenance(doc, quiet)
     if not quiet:
-        note = f" ({scorer.session.device_note})" if scorer.session.device_note else ""
+        session = scorer.session
+        note = f" ({session.device_note})" if session.device_note else ""
         err.print(
             f"model {escape(str(scorer.model_path))} [dim](id {short(scorer.model_id)}, "
             f"{doc.head.name} head on {escape(doc.encoder.name)}, {doc.precision})[/]"
         )
         err.print(
-            f"backend [bold]{scorer.backend}[/], device {scorer.session.device}, precision "
-            f"{scorer.session.precision}, provider [bold]{escape(scorer.provider)}[/]{escape(note)}"
+            f"backend [bold]{scorer.backend}[/], device {session.device}, precision "
+            f"{session.precision}, provider [bold]{escape(scorer.provider)}[/]{escape(note)}"
         )
     for warning in scorer.session.warnings:  # e.g. an int8 model on onnxruntime's CPU provider
         err.print(f"[yellow]warning:[/] {escape(warning)}")
 
-    from gifsent_infer.writing.run import ScoreRunError, score_to_file
+
+def _run(
+    scorer, items, target, fmt: str, opts: ScoreOptions, *, resume: bool, out: str, quiet: bool
+):
+    """score_to_file with the progress bar and resume note; user errors exit here."""
+    from gifsent_infer.errors import GifsentError
+    from gifsent_infer.writing.outpath import STDOUT
+    from gifsent_infer.writing.run import score_to_file
 
     def on_resume(prev, n_done: int) -> None:
         if not quiet:
@@ -255,16 +192,13 @@ def score(
         lossless_stdout()
     try:
         try:
-            tally = score_to_file(
+            return score_to_file(
                 scorer,
                 items,
                 target,
                 fmt,
-                columns=columns,
-                decorate=readable.decorate,
+                options=opts,
                 resume=resume,
-                batch_size=batch_size,
-                workers=workers,
                 on_resume=on_resume,
                 on_start=on_start,
                 on_result=lambda _r: progress.advance(task),
@@ -275,22 +209,24 @@ def score(
     except BrokenPipeError:  # `gifsent-infer ... -o - | head`: the reader left; stop quietly
         silence_stdout()
         raise typer.Exit(141) from None
-    except ScoreRunError as e:
-        raise fail(str(e), e.exit_code) from None
-    elapsed = tally.seconds
+    except GifsentError as e:  # ScoreRunError, ReadableError (e.g. --percentiles)
+        raise fail(str(e), exit_code_of(e)) from None
 
-    if not quiet:
-        rate = (tally.ok + tally.failed) / elapsed if elapsed > 0 else 0.0
-        resumed = f", {tally.skipped} already scored" if tally.skipped else ""
-        colour = "red" if tally.failed else "green"
+
+def _print_summary(tally, out: str) -> None:
+    from gifsent_infer.reading.inputs import display_name
+
+    elapsed = tally.seconds
+    rate = (tally.ok + tally.failed) / elapsed if elapsed > 0 else 0.0
+    resumed = f", {tally.skipped} already scored" if tally.skipped else ""
+    colour = "red" if tally.failed else "green"
+    err.print(
+        f"[{colour}]scored {tally.ok}, failed {tally.failed}{resumed}[/] in {elapsed:.1f} s "
+        f"({rate:.1f} GIFs/s)" + ("" if out == "-" else f" -> {escape(out)}")
+    )
+    for path, reason in tally.failures:
+        err.print(f"  [red]failed[/] {escape(display_name(path))}: {escape(reason)}")
+    if tally.failed > len(tally.failures):
         err.print(
-            f"[{colour}]scored {tally.ok}, failed {tally.failed}{resumed}[/] in {elapsed:.1f} s "
-            f"({rate:.1f} GIFs/s)" + ("" if out == "-" else f" -> {escape(out)}")
+            f"  ... and {tally.failed - len(tally.failures)} more (see the status/error columns)"
         )
-        for path, reason in tally.failures:
-            err.print(f"  [red]failed[/] {escape(display_name(path))}: {escape(reason)}")
-        if tally.failed > len(tally.failures):
-            err.print(
-                f"  ... and {tally.failed - len(tally.failures)} more (see the status/error columns)"
-            )
-    raise typer.Exit(1 if tally.failed else 0)

@@ -31,6 +31,7 @@ from gifsent_infer.contract import (
     ScoreQuantiles,
 )
 from gifsent_infer.errors import USAGE, GifsentError
+from gifsent_infer.options import ScoreOptions
 
 # Percent levels stored at export: every whole percentile, so a percentile read off a row
 # is exact wherever a training GIF's rank lands on a whole percent.
@@ -176,6 +177,13 @@ class Readable:
         clip: bool = False,
     ) -> Readable:
         return cls(top, percentiles, clip, document.score_quantiles)
+
+    @classmethod
+    def for_options(cls, document: ModelDocument, options: ScoreOptions) -> Readable:
+        """The extras a ScoreOptions asks for (its top, percentiles and clip)."""
+        return cls.for_model(
+            document, top=options.top, percentiles=options.percentiles, clip=options.clip
+        )
 
     def columns(self, base: Sequence[str]) -> tuple[str, ...]:
         """The output columns: `base` (info columns + 17 scores) with `top` before the first

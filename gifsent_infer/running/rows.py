@@ -97,8 +97,11 @@ def score_row(
 
 
 @functools.cache
-def arrow_schema():
-    """The row as a pyarrow schema (Parquet shards, Ray blocks); pyarrow is imported only here."""
+def arrow_schema(columns: tuple[str, ...] = COLUMNS):
+    """The row as a pyarrow schema (Parquet shards, Ray blocks); pyarrow is imported only here.
+
+    columns: COLUMNS, or them with readable.py's extras: `top` (a list of {emotion, score})
+    and the `<emotion>_pct` percentiles (float64)."""
     import pyarrow as pa
 
     types = {
@@ -112,19 +115,20 @@ def arrow_schema():
         "duration": pa.float64(),
         "segments": pa.int64(),
         "padding": pa.float64(),
+        "top": pa.list_(pa.struct([("emotion", pa.string()), ("score", pa.float64())])),
     }
     # float64, not float32: a row holds the shortest float that round-trips the model's
     # float32 score (see f32), and float64 keeps that Python float exactly
-    for c in COLUMNS:
+    for c in columns:
         if c not in types:
             types[c] = (
                 pa.int64()
                 if c in INT_COLUMNS
                 else pa.float64()
-                if c in FLOAT_COLUMNS
+                if c in FLOAT_COLUMNS or c.endswith("_pct")
                 else pa.string()
             )
-    return pa.schema([(c, types[c]) for c in COLUMNS])
+    return pa.schema([(c, types[c]) for c in columns])
 
 
 def resume_plan(

@@ -54,6 +54,7 @@ ray_shards.py. Their public names are re-exported here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -72,15 +73,15 @@ import numpy as np
 
 from gifsent_infer.contract import SamplingSpec
 from gifsent_infer.errors import GifsentError
+from gifsent_infer.options import ScoreOptions
 from gifsent_infer.reading.gifio import DEFAULT_LIMITS, ReaderLimits, SampleInfo
 from gifsent_infer.reading.inputs import (
-    DEFAULT_TIMEOUT_S,
     InputItem,
     expand_inputs,
     read_item,
     sha256,
 )
-from gifsent_infer.running.rows import resume_plan, score_row
+from gifsent_infer.running.rows import COLUMNS, resume_plan, score_row
 from gifsent_infer.running.scorer import failure_reason, sample_content
 
 # cluster plumbing and the output folder live in their own modules; their public names are
@@ -110,6 +111,7 @@ from gifsent_infer.scaleout.ray_shards import (
     STAGED_SUFFIX,
     ShardWriter,
     auto_shard_rows,
+    check_columns,
     clear_folder,
     commit_staged,
     list_shards,
@@ -162,6 +164,9 @@ __all__ = [
 ]
 
 DEFAULT_FLUSH_SECONDS = 10.0
+# Bytes Ray reserves for each decoding task: what decoding one input of the reader's limits
+# holds at its peak, with room; the memory budget over this caps the decoding tasks at once.
+DEFAULT_DECODE_MEMORY = 256 << 20
 
 
 class RayRunError(GifsentError, RuntimeError):
@@ -264,6 +269,7 @@ class _ScoreActor:
         threads: int | None,
         fault_marker: str | None = None,
         backend: str = "auto",
+        precision: str = "fp32",
     ) -> None:
         import ray
 
@@ -276,7 +282,9 @@ class _ScoreActor:
         self._dir = tempfile.mkdtemp(prefix="gifsent-model-")
         path = Path(self._dir) / "model.onnx"
         path.write_bytes(data)
-        self.session = ModelSession(path, device=device, threads=threads, backend=backend)
+        self.session = ModelSession(
+            path, device=device, threads=threads, backend=backend, precision=precision
+        )
         self.model_id = model_id
         self.fault_marker = fault_marker
 
@@ -345,89 +353,84 @@ def score_with_ray(
     model: str | os.PathLike | None,
     out_dir: str | os.PathLike,
     *,
+    options: ScoreOptions | None = None,
     address: str | None = None,
     num_actors: int | None = None,
-    batch_size: int = 8,
-    device: str = "cpu",
-    threads: int | None = None,
-    backend: str = "auto",
     actor_cpus: float | None = None,
     resume: bool = True,
     format: str = "parquet",
     read_batch: int = 8,
     shard_rows: int | None = None,
     flush_seconds: float = DEFAULT_FLUSH_SECONDS,
-    decode_memory: int = 256 << 20,
+    decode_memory: int = DEFAULT_DECODE_MEMORY,
     decode_cpus: float | None = None,
     limits: ReaderLimits = DEFAULT_LIMITS,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    allow_private_urls: bool = False,
     recursive: bool = True,
     progress_bars: bool = False,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
     auth_token_file: str | os.PathLike | None = None,
     ray_init_kwargs: dict | None = None,
+    **scoring: Any,
 ) -> RaySummary:
     """Score GIFs with Ray Data into Parquet/JSONL shards plus a manifest under `out_dir`.
 
     sources: files, folders, glob patterns and http(s) URLs, expanded on the driver as
         `gifsent-infer` does; paths must be readable by the workers (a shared filesystem).
-    model: the .onnx file (None: $GIFSENT_MODEL, then gifsent-export's location); it is
-        shipped to the actors through Ray's object store.
+    model: the .onnx file (None: options.model, then $GIFSENT_MODEL, then gifsent-export's
+        location); it is shipped to the actors through Ray's object store.
+    options: the scoring options (gifsent_infer.options.ScoreOptions), as the local CLI takes
+        them; `scoring` keywords (batch_size=2, device="cpu", top=0, ...) replace fields of
+        it. On Ray: backend, device, precision and threads are each model actor's ("auto"
+        device: cuda when the cluster has GPUs; threads None: the actor's CPUs); batch_size
+        is GIFs per model call; workers caps the decoding tasks at once (None: as the CPUs
+        allow, 0: one); memory_budget is what decoding may hold at once across the run
+        (each decoding task reserves `decode_memory` of it from Ray's scheduler); max_bytes,
+        timeout and allow_private_urls apply to every input; top, percentiles and clip add
+        the local CLI's extra columns to the shards.
     address: the Ray cluster ("auto", "host:6379", "ray://host:10001", "local"); used only
         when this process has not joined Ray yet (then Ray is left as it was found when
         done); None: $RAY_ADDRESS, else a new local instance. connect_timeout: seconds to
         reach and join it before ClusterError. auth_token_file: the cluster's token
         (token authentication; or set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN[_PATH]).
     num_actors, actor_cpus, decode_cpus: model actors, the CPUs each reserves, and the CPUs
-        each decoding task reserves (default: plan_actors); threads: onnxruntime threads
-        per actor (default: its CPUs).
-    batch_size: GIFs per model call; read_batch: GIFs per decoding task; decode_memory:
-        bytes Ray reserves per decoding task.
+        each decoding task reserves (default: plan_actors).
+    read_batch: GIFs per decoding task; decode_memory: bytes Ray reserves per decoding task.
     shard_rows, flush_seconds: a shard is written every shard_rows rows (default:
         auto_shard_rows of the inputs to score) or flush_seconds seconds, whichever first.
-    device: "cpu", "cuda" (each actor asks Ray for a GPU) or "auto" (cuda when the
-        cluster has GPUs).
-    backend: "auto", "onnxruntime" or "openvino", resolved in each actor (engine.py).
-    allow_private_urls: also fetch URLs on loopback, private and link-local addresses (off by
-        default, as in Scorer; see gifsent_infer.reading.netpolicy).
+    limits: the reader's other limits (its max_file_bytes is options.max_bytes).
     resume: keep the rows already in `out_dir` and skip inputs scored before by this
         model with the same content; False empties `out_dir` first.
     Raises ImportError (with the install hint) without Ray, ClusterError, NoInputsError,
-    ModelError, DeviceError, ValueError; bad GIFs become error rows.
+    ModelError, DeviceError, ReadableError, OptionsError, ValueError; bad GIFs become error rows.
     """
-    from gifsent_infer.running.session import (
-        DEVICES,
-        DeviceError,
-        read_document,
-        resolve_model,
-    )
+    from gifsent_infer.running.readable import Readable
+    from gifsent_infer.running.session import read_document, resolve_model
 
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    for name, value in (
-        ("batch_size", batch_size),
-        ("read_batch", read_batch),
-        ("shard_rows", shard_rows or 1),
-    ):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    if not flush_seconds > 0:
-        raise ValueError(f"flush_seconds must be > 0, got {flush_seconds}")
-    if not connect_timeout > 0:
-        raise ValueError(f"connect_timeout must be > 0, got {connect_timeout}")
+    opts = ray_options(options, model, scoring)
+    _check_arguments(opts, format, read_batch, shard_rows, flush_seconds, connect_timeout)
     if actor_cpus is not None and not actor_cpus > 0:
         raise ValueError(f"actor_cpus must be > 0, got {actor_cpus}")
     ray = import_ray()
     start = time.perf_counter()
     reset_faults()
 
-    model_path = resolve_model(model)
-    spec = read_document(model_path).sampling  # ModelError for a graph without a document
+    model_path = resolve_model(opts.model)
+    document = read_document(model_path)  # ModelError for a graph without a document
+    readable = Readable.for_options(document, opts)  # ReadableError: no percentiles here
     model_bytes = model_path.read_bytes()
-    model_id = sha256(model_bytes)
+    job = _Job(
+        opts=opts,
+        format=format,
+        spec=document.sampling,
+        columns=readable.columns(COLUMNS),
+        decorate=readable.decorate,
+        model_bytes=model_bytes,
+        model_id=sha256(model_bytes),
+        limits=dataclasses.replace(limits, max_file_bytes=opts.max_bytes),
+        read_batch=read_batch,
+        decode_memory=decode_memory,
+        progress_bars=progress_bars,
+    )
 
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
@@ -443,80 +446,18 @@ def score_with_ray(
         connect_ray(ray, address, timeout=connect_timeout, init_kwargs=ray_init_kwargs)
         started_here = True
     try:
-        resources = {k: float(v) for k, v in ray.cluster_resources().items()}
-        gpus = int(resources.get("GPU", 0))
-        if device == "auto":
-            device = "cuda" if gpus else "cpu"
-        if device == "cuda" and not gpus:
-            raise DeviceError(
-                f"--device cuda: the Ray cluster has no GPUs (CPU={resources.get('CPU', 0):g}, "
-                "GPU=0); start the workers with GPUs (`ray start --num-gpus N`) or use --device cpu"
-            )
-        plan = plan_actors(
-            node_cpus(ray) or [resources.get("CPU", 1.0)],
-            gpus,
+        device, plan = _cluster_plan(ray, opts, num_actors, actor_cpus, decode_cpus, decode_memory)
+        summary = _score_into(
+            ray,
+            job,
             device,
-            num_actors,
-            actor_cpus,
-            decode_cpus,
-            threads,
-        )
-        # the folder only now: a usage error above must leave it as it was
-        out.mkdir(parents=True, exist_ok=True)
-        remove_temporaries(out)
-        recovered = 0
-        if not resume:
-            clear_folder(out)
-        else:  # finish what a killed run left (its staged replacements) before deciding
-            recovered = len(commit_staged(out))
-        fault_point("recovered")
-        committed = scan_committed(out)
-        generation = max((shard_generation(p) for p in list_shards(out)), default=0) + 1
-        names = {i.name for i in items}
-        _, done = resume_plan(committed, names, model_id)  # the rows stay in their shards
-        replaces = {r["path"] for r in committed} & names
-        rows_per_shard = shard_rows or auto_shard_rows(len(items) - len(done))
-        summary = RaySummary(
-            out_dir=out,
-            manifest=out / MANIFEST,
-            model_id=model_id,
-            generation=generation,
-            inputs=len(items),
-            device=device,
-            num_actors=plan.num_actors,
-            actor_cpus=plan.actor_cpus,
-            threads=plan.threads,
-            decode_cpus=plan.decode_cpus,
-            decode_tasks=plan.decode_tasks,
-            shard_rows=rows_per_shard,
+            plan,
+            items,
+            out,
+            resume=resume,
+            shard_rows=shard_rows,
             flush_seconds=flush_seconds,
-            recovered=recovered,
         )
-        writer = ShardWriter(out, generation, format, rows_per_shard, flush_seconds, replaces)
-        try:
-            _run(
-                ray,
-                summary,
-                items,
-                writer,
-                model_bytes=model_bytes,
-                spec=spec,
-                done=done,
-                batch_size=batch_size,
-                backend=backend,
-                read_batch=read_batch,
-                decode_memory=decode_memory,
-                limits=limits,
-                timeout=timeout,
-                allow_private_urls=allow_private_urls,
-                progress_bars=progress_bars,
-            )
-        except Exception as e:  # Ray's and Ray Data's failures: say it in one line
-            first = (str(e).strip().splitlines() or [""])[0]
-            raise RayRunError(
-                f"the Ray run failed: {type(e).__name__}: {first[:300]}; the {len(writer.names)} "
-                f"shard(s) it wrote are kept, and rerunning the command resumes"
-            ) from e
     finally:
         if started_here:
             ray.shutdown()
@@ -524,24 +465,189 @@ def score_with_ray(
     commit_staged(out)
     fault_point("committed")
     summary.seconds = time.perf_counter() - start
-    rebuild_manifest(
-        out,
-        run={
-            "generation": generation,
-            "model_id": model_id,
-            "inputs": summary.inputs,
-            "scored": summary.scored,
-            "failed": summary.failed,
-            "skipped": summary.skipped,
-            "device": device,
-            "num_actors": summary.num_actors,
-            "actor_cpus": summary.actor_cpus,
-            "shard_rows": rows_per_shard,
-            "seconds": round(summary.seconds, 3),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        },
-    )
+    rebuild_manifest(out, run=_run_record(summary), columns=job.columns)
     return summary
+
+
+def ray_options(
+    options: ScoreOptions | None, model: str | os.PathLike | None, changes: dict[str, Any]
+) -> ScoreOptions:
+    """`options` (default ScoreOptions()) with the keyword changes and the model applied;
+    TypeError for a keyword that is no scoring option."""
+    unknown = sorted(set(changes) - set(ScoreOptions.names()))
+    if unknown:
+        raise TypeError(
+            f"score_with_ray() got unexpected keyword argument(s) {', '.join(unknown)}; "
+            f"scoring options are {', '.join(ScoreOptions.names())}"
+        )
+    opts = (options or ScoreOptions()).replace(**changes)
+    return opts.replace(model=os.fspath(model)) if model is not None else opts
+
+
+def _check_arguments(
+    opts: ScoreOptions,
+    format: str,
+    read_batch: int,
+    shard_rows: int | None,
+    flush_seconds: float,
+    connect_timeout: float,
+) -> None:
+    from gifsent_infer.running.session import BACKENDS, DEVICES, RUN_PRECISIONS
+
+    for name, value, choices in (
+        ("format", format, FORMATS),
+        ("device", opts.device, DEVICES),
+        ("backend", opts.backend, BACKENDS),
+        ("precision", opts.precision, RUN_PRECISIONS),
+    ):
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    for name, value in (("read_batch", read_batch), ("shard_rows", shard_rows or 1)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if not flush_seconds > 0:
+        raise ValueError(f"flush_seconds must be > 0, got {flush_seconds}")
+    if not connect_timeout > 0:
+        raise ValueError(f"connect_timeout must be > 0, got {connect_timeout}")
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every part of one Ray run shares: the options, the model and the row's columns."""
+
+    opts: ScoreOptions
+    format: str  # of the shards: parquet or jsonl
+    spec: SamplingSpec
+    columns: tuple[str, ...]  # COLUMNS plus the readable extras
+    decorate: Callable[[dict], dict]  # adds top/percentiles, clips (readable.Readable)
+    model_bytes: bytes
+    model_id: str
+    limits: ReaderLimits
+    read_batch: int
+    decode_memory: int
+    progress_bars: bool
+
+
+def decode_tasks_cap(plan_cap: int | None, workers: int | None, budget: int, each: int) -> int:
+    """Most decoding tasks at once: the CPU plan's cap, --workers (0 counts as 1), and the
+    memory budget over what each task reserves (at least one task)."""
+    caps = [max(1, budget // max(1, each))]
+    if plan_cap is not None:
+        caps.append(plan_cap)
+    if workers is not None:
+        caps.append(max(1, workers))
+    return min(caps)
+
+
+def _cluster_plan(
+    ray,
+    opts: ScoreOptions,
+    num_actors: int | None,
+    actor_cpus: float | None,
+    decode_cpus: float | None,
+    decode_memory: int,
+) -> tuple[str, ResourcePlan]:
+    """The device ("auto": cuda when the cluster has GPUs) and the actor/decoding plan."""
+    from gifsent_infer.running.session import DeviceError
+
+    resources = {k: float(v) for k, v in ray.cluster_resources().items()}
+    gpus = int(resources.get("GPU", 0))
+    device = opts.device
+    if device == "auto":
+        device = "cuda" if gpus else "cpu"
+    if device == "cuda" and not gpus:
+        raise DeviceError(
+            f"--device cuda: the Ray cluster has no GPUs (CPU={resources.get('CPU', 0):g}, "
+            "GPU=0); start the workers with GPUs (`ray start --num-gpus N`) or use --device cpu"
+        )
+    plan = plan_actors(
+        node_cpus(ray) or [resources.get("CPU", 1.0)],
+        gpus,
+        device,
+        num_actors,
+        actor_cpus,
+        decode_cpus,
+        opts.threads,
+    )
+    cap = decode_tasks_cap(plan.decode_tasks, opts.workers, opts.memory_budget, decode_memory)
+    return device, dataclasses.replace(plan, decode_tasks=cap)
+
+
+def _score_into(
+    ray,
+    job: _Job,
+    device: str,
+    plan: ResourcePlan,
+    items: list[InputItem],
+    out: Path,
+    *,
+    resume: bool,
+    shard_rows: int | None,
+    flush_seconds: float,
+) -> RaySummary:
+    """Prepare the folder (resume or empty it), then run the pipeline into its shards."""
+    # the folder only now: a usage error above must leave it as it was
+    out.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(out)
+    recovered = 0
+    if not resume:
+        clear_folder(out)
+    else:  # finish what a killed run left (its staged replacements) before deciding
+        recovered = len(commit_staged(out))
+        check_columns(out, job.columns)
+    fault_point("recovered")
+    committed = scan_committed(out)
+    generation = max((shard_generation(p) for p in list_shards(out)), default=0) + 1
+    names = {i.name for i in items}
+    _, done = resume_plan(committed, names, job.model_id)  # the rows stay in their shards
+    replaces = {r["path"] for r in committed} & names
+    rows_per_shard = shard_rows or auto_shard_rows(len(items) - len(done))
+    summary = RaySummary(
+        out_dir=out,
+        manifest=out / MANIFEST,
+        model_id=job.model_id,
+        generation=generation,
+        inputs=len(items),
+        device=device,
+        num_actors=plan.num_actors,
+        actor_cpus=plan.actor_cpus,
+        threads=plan.threads,
+        decode_cpus=plan.decode_cpus,
+        decode_tasks=plan.decode_tasks,
+        shard_rows=rows_per_shard,
+        flush_seconds=flush_seconds,
+        recovered=recovered,
+    )
+    writer = ShardWriter(
+        out, generation, job.format, rows_per_shard, flush_seconds, replaces, job.columns
+    )
+    try:
+        _run(ray, summary, items, writer, job, done)
+    except Exception as e:  # Ray's and Ray Data's failures: say it in one line
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise RayRunError(
+            f"the Ray run failed: {type(e).__name__}: {first[:300]}; the {len(writer.names)} "
+            f"shard(s) it wrote are kept, and rerunning the command resumes"
+        ) from e
+    return summary
+
+
+def _run_record(summary: RaySummary) -> dict[str, Any]:
+    """What the manifest records about this run."""
+    return {
+        "generation": summary.generation,
+        "model_id": summary.model_id,
+        "inputs": summary.inputs,
+        "scored": summary.scored,
+        "failed": summary.failed,
+        "skipped": summary.skipped,
+        "device": summary.device,
+        "num_actors": summary.num_actors,
+        "actor_cpus": summary.actor_cpus,
+        "shard_rows": summary.shard_rows,
+        "seconds": round(summary.seconds, 3),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def _stream(make_iter: Callable[[], Iterator], wait: Callable[[], float | None]) -> Iterator:
@@ -595,14 +701,22 @@ def _stream(make_iter: Callable[[], Iterator], wait: Callable[[], float | None])
         thread.join(timeout=60)
 
 
-def _drain(make_iter: Callable[[], Iterator], writer: ShardWriter, threaded: bool = True) -> None:
+def _drain(
+    make_iter: Callable[[], Iterator],
+    writer: ShardWriter,
+    threaded: bool = True,
+    decorate: Callable[[dict], dict] | None = None,
+) -> None:
     """Blocks of score rows (pyarrow tables) -> the writer, flushing by rows and by time
-    (threaded=False: iterate here, and flush by time only when a block arrives)."""
+    (threaded=False: iterate here, and flush by time only when a block arrives); decorate:
+    the run's readable extras (top, percentiles, clip), added here on the driver."""
     blocks = _stream(make_iter, writer.wait) if threaded else iter(make_iter())
     for batch in blocks:
         if batch is not None:
             rows = batch.to_pylist()
             rows.sort(key=lambda r: r["index"])
+            if decorate is not None:
+                rows = [decorate(r) for r in rows]
             writer.add(rows)
             for _ in rows:
                 fault_point("received")  # tests and benchmarks: "killed at N% of the inputs"
@@ -617,18 +731,8 @@ def _run(
     summary: RaySummary,
     items: list[InputItem],
     writer: ShardWriter,
-    *,
-    model_bytes: bytes,
-    spec: SamplingSpec,
+    job: _Job,
     done: dict[str, str],
-    batch_size: int,
-    backend: str,
-    read_batch: int,
-    decode_memory: int,
-    limits: ReaderLimits,
-    timeout: float,
-    allow_private_urls: bool,
-    progress_bars: bool,
 ) -> None:
     records = [
         {
@@ -640,6 +744,7 @@ def _run(
         }
         for i, it in enumerate(items)
     ]
+    opts = job.opts
     plan = {
         "model_id": summary.model_id,
         "device": summary.device,
@@ -648,17 +753,19 @@ def _run(
         "threads": summary.threads,
         "decode_cpus": summary.decode_cpus,
         "decode_tasks": summary.decode_tasks,
-        "spec": spec.to_dict(),
-        "limits": asdict(limits),
-        "timeout": timeout,
-        "allow_private": allow_private_urls,
-        "batch_size": batch_size,
-        "read_batch": read_batch,
-        "decode_memory": decode_memory,
-        "progress_bars": progress_bars,
+        "spec": job.spec.to_dict(),
+        "limits": asdict(job.limits),
+        "timeout": opts.timeout,
+        "allow_private": opts.allow_private_urls,
+        "batch_size": opts.batch_size,
+        "read_batch": job.read_batch,
+        "decode_memory": job.decode_memory,
+        "progress_bars": job.progress_bars,
         "fault_marker": worker_fault_marker(),  # tests (ray_cluster)
-        "backend": backend,
+        "backend": opts.backend,
+        "precision": opts.precision,
     }
+    model_bytes, decorate = job.model_bytes, job.decorate
     try:
         from ray.util.client import ray as client_ray
 
@@ -675,14 +782,14 @@ def _run(
         task = ray.remote(num_cpus=0, max_retries=0)(_remote_blocks)
         ref = task.remote(records, model_bytes, done, plan, q)
         try:
-            _drain(lambda: _from_queue(ray, q, ref), writer, threaded=False)
+            _drain(lambda: _from_queue(ray, q, ref), writer, threaded=False, decorate=decorate)
         finally:
             with suppress(Exception):
                 ray.cancel(ref, force=True)
             with suppress(Exception):
                 q.shutdown()
     else:
-        _drain(lambda: _blocks(records, model_bytes, done, plan), writer)
+        _drain(lambda: _blocks(records, model_bytes, done, plan), writer, decorate=decorate)
     summary.scored, summary.failed, summary.skipped = writer.scored, writer.failed, writer.skipped
     summary.shards = sorted(writer.names)
 
@@ -755,6 +862,7 @@ def _blocks(records: list[dict], model_bytes: bytes, done: dict, plan: dict) -> 
             "threads": plan["threads"],
             "fault_marker": plan["fault_marker"],
             "backend": plan["backend"],
+            "precision": plan["precision"],
         },
         # Ray Data restarts a dead actor and retries its batch (max_restarts=-1 and
         # max_task_retries=-1 are its defaults for actor pools); tasks are retried too

@@ -7,7 +7,6 @@ pyarrow is imported inside functions only.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -31,10 +30,9 @@ _SHARD_RE = re.compile(r"^part-g(\d{4,})-([0-9a-f]{24})\.(parquet|jsonl)$")
 _STAGED_RE = re.compile(r"^_staged-(part-g(\d{4,})-[0-9a-f]{24}\.(parquet|jsonl))\.staged$")
 
 
-@functools.cache
-def row_schema():
-    """The score row's pyarrow schema (rows.py), built once on first use."""
-    return arrow_schema()
+def row_schema(columns: tuple[str, ...] = COLUMNS):
+    """The score row's pyarrow schema for `columns` (rows.py), built once on first use."""
+    return arrow_schema(tuple(columns))
 
 
 def shard_key(rows: Iterable[dict]) -> str:
@@ -49,34 +47,67 @@ def shard_name(rows: Sequence[dict], generation: int, fmt: str) -> str:
     return f"part-g{generation:04d}-{shard_key(rows)}.{fmt}"
 
 
-def _write_atomic(path: Path, rows: list[dict], fmt: str) -> None:
+def _write_atomic(path: Path, rows: list[dict], fmt: str, columns: Sequence[str]) -> None:
     """Rows -> `path` atomically (files.py: a temporary "."-name in the same folder, fsync,
     rename, fsync the folder)."""
+    columns = tuple(columns)
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         table = pa.Table.from_pylist(
-            [{c: r.get(c) for c in COLUMNS} for r in rows], schema=row_schema()
+            [{c: r.get(c) for c in columns} for r in rows], schema=row_schema(columns)
         )
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
     else:
         with atomic_open(path, "w", encoding="utf-8", newline="") as f:
-            write_rows(f, rows, "jsonl")
+            write_rows(f, rows, "jsonl", columns)
 
 
 def write_shard(
-    out_dir: Path, rows: list[dict], generation: int, fmt: str, *, staged: bool = False
+    out_dir: Path,
+    rows: list[dict],
+    generation: int,
+    fmt: str,
+    *,
+    staged: bool = False,
+    columns: Sequence[str] = COLUMNS,
 ) -> str:
     """Write rows as one shard, atomically; returns its committed name.
 
     staged: write it as `_staged-<name>.staged` (ignored by readers) for `commit_staged`.
+    columns: COLUMNS, plus the run's readable extras (top, percentiles).
     """
     name = shard_name(rows, generation, fmt)
     path = Path(out_dir) / (f"{STAGED_PREFIX}{name}{STAGED_SUFFIX}" if staged else name)
-    _write_atomic(path, rows, fmt)
+    _write_atomic(path, rows, fmt, columns)
     return name
+
+
+def shard_columns(path: Path) -> tuple[str, ...]:
+    """The columns a shard was written with (its Parquet schema, or its first JSON line's keys)."""
+    if _shard_format(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        return tuple(pq.read_schema(path).names)
+    with open(path, encoding="utf-8") as f:
+        first = f.readline()
+    return tuple(json.loads(first)) if first.strip() else ()
+
+
+def check_columns(out_dir: Path, columns: Sequence[str]) -> None:
+    """ValueError when a committed shard has other columns than `columns` (a folder written
+    with other --top/--percentiles): one folder holds one kind of row, as readers expect."""
+    for p in list_shards(out_dir):
+        have = shard_columns(p)
+        if have and have != tuple(columns):
+            extra = lambda cols: sorted(set(cols) - set(COLUMNS)) or "none"  # noqa: E731
+            raise ValueError(
+                f"--out {out_dir} holds rows with other extra columns ({extra(have)}) than this "
+                f"run's ({extra(columns)}): score with the options that wrote it (--top, "
+                "--percentiles), or into another folder, or --no-resume to start it afresh"
+            )
 
 
 def list_shards(out_dir: str | os.PathLike) -> list[Path]:
@@ -126,7 +157,7 @@ def _drop_rows(path: Path, drop: Callable[[int, dict], bool]) -> int:
     if len(kept) == len(rows):
         return len(kept)
     if kept:
-        _write_atomic(path, kept, _shard_format(path))
+        _write_atomic(path, kept, _shard_format(path), tuple(kept[0]))
     else:
         path.unlink(missing_ok=True)
         fsync_dir(path.parent)
@@ -191,7 +222,9 @@ def _winners(meta: dict[Path, list[dict]]) -> dict[Path, list[int]]:
     }
 
 
-def rebuild_manifest(out_dir: str | os.PathLike, run: dict | None = None) -> dict:
+def rebuild_manifest(
+    out_dir: str | os.PathLike, run: dict | None = None, columns: Sequence[str] | None = None
+) -> dict:
     """Rewrite `_manifest.json` from the committed shards (and append `run` to its runs).
 
     The commit protocol never leaves two rows for one input; a folder written otherwise
@@ -222,7 +255,7 @@ def rebuild_manifest(out_dir: str | os.PathLike, run: dict | None = None) -> dic
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": 1,
-        "columns": list(COLUMNS),
+        "columns": list(columns or (shard_columns(shards[0]) if shards else COLUMNS)),
         "shards": entries,
         "rows": sum(e["rows"] for e in entries),
         "ok": sum(e["ok"] for e in entries),
@@ -297,9 +330,16 @@ class ShardWriter:
     seconds. Rows for inputs in `replaces` (a committed row exists) go to staged shards."""
 
     def __init__(
-        self, out: Path, generation: int, fmt: str, rows: int, seconds: float, replaces: set[str]
+        self,
+        out: Path,
+        generation: int,
+        fmt: str,
+        rows: int,
+        seconds: float,
+        replaces: set[str],
+        columns: Sequence[str] = COLUMNS,
     ) -> None:
-        self.out, self.generation, self.fmt = out, generation, fmt
+        self.out, self.generation, self.fmt, self.columns = out, generation, fmt, tuple(columns)
         self.rows, self.seconds, self.replaces = rows, seconds, replaces
         self.fresh: list[dict] = []
         self.staged: list[dict] = []
@@ -335,7 +375,14 @@ class ShardWriter:
             if rows:
                 rows.sort(key=lambda r: r["path"])
                 self.names.append(
-                    write_shard(self.out, rows, self.generation, self.fmt, staged=staged)
+                    write_shard(
+                        self.out,
+                        rows,
+                        self.generation,
+                        self.fmt,
+                        staged=staged,
+                        columns=self.columns,
+                    )
                 )
                 rows.clear()
                 fault_point("shard")

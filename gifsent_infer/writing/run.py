@@ -5,11 +5,18 @@ wants the same files (partial file flushed row by row, atomic finish, `--resume`
 too. What a row holds and what resume keeps are gifsent_infer.running.rows's; how rows are written,
 gifsent_infer.writing.outputs's.
 
+    from gifsent_infer import Scorer, ScoreOptions
     from gifsent_infer.writing.outpath import check_output
     from gifsent_infer.writing.run import score_to_file
 
-    tally = score_to_file(scorer, items, check_output("scores.csv"), "csv", resume=True)
+    opts = ScoreOptions(model="gifsent-rnn.onnx", top=5, percentiles=True)
+    tally = score_to_file(Scorer.from_options(opts), items, check_output("scores.csv"), "csv",
+                          options=opts, resume=True)
     print(tally.ok, tally.failed, tally.skipped)
+
+With `options` (gifsent_infer.options.ScoreOptions), the batch size, the decoding workers and
+the row extras (top, percentiles, clip: gifsent_infer.running.readable) come from it; without,
+from the `batch_size`, `workers`, `columns` and `decorate` keywords.
 
 Errors: ScoreRunError (exit_code 2, or 130 for ScoringInterrupted) says what went wrong,
 where the rows done so far are, and whether a rerun with resume continues; BrokenPipeError
@@ -25,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gifsent_infer.errors import USAGE, GifsentError
+from gifsent_infer.options import ScoreOptions
 from gifsent_infer.reading.inputs import InputItem
 from gifsent_infer.running.rows import COLUMNS, resume_plan
 from gifsent_infer.running.scorer import Scorer, ScoreResult
@@ -93,6 +101,7 @@ def score_to_file(
     target: OutputTarget,
     fmt: str,
     *,
+    options: ScoreOptions | None = None,
     columns: tuple[str, ...] = COLUMNS,
     decorate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     resume: bool = False,
@@ -104,13 +113,22 @@ def score_to_file(
 ) -> ScoreTally:
     """Score `items` into `target` (outpath.check_output's answer) in format `fmt`.
 
-    columns/decorate: the row's columns and a function adding readable.py's extra columns.
+    options: batch_size, workers and the row extras (top, percentiles, clip); a model that
+        cannot give percentiles raises ReadableError (exit 2) before anything is written.
+    columns/decorate/batch_size/workers: the same without `options` (the row's columns, a
+        function adding readable.py's extra columns).
     resume: keep the rows of an earlier run of this model (rows.resume_plan) and skip inputs
         whose content is unchanged; needs a FILE target.
     on_resume(previous, n_done): after the earlier rows are read (n_done inputs to skip).
     on_start(n_inputs): once the output is open, before the first input.
     on_result(result): after each input (skipped ones too), e.g. to advance a progress bar.
     """
+    if options is not None:
+        from gifsent_infer.running.readable import Readable
+
+        readable = Readable.for_options(scorer.document, options)
+        columns, decorate = readable.columns(COLUMNS), readable.decorate
+        batch_size, workers = options.batch_size, options.workers
     keep = None
     done: dict[str, str] = {}
     if resume:
