@@ -17,15 +17,14 @@ export's gate (--min-mean-spearman, default 0.98) on every backend it was checke
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from gifsent_export.parity import Deviation, compare, installed_backends, open_graph, run_session
 from gifsent_infer.contract import AUTO_BF16_MIN_MEAN_SPEARMAN
+from gifsent_infer.running.precision import CHECKS_KEY, describe_checks  # noqa: F401 (re-exported)
 
-CHECKS_KEY = "precision_checks"
 REFERENCE = "fp32 graph on onnxruntime"
 MEASURABLE = ("bf16", "int8")  # what an fp32 export can be asked to measure (--measure)
 
@@ -83,52 +82,3 @@ def int8_record(checks: list[tuple[str, Deviation]], gate: float) -> dict[str, A
 
 def new_checks(n_gifs: int) -> dict[str, Any]:
     return {"reference": REFERENCE, "gifs": n_gifs}
-
-
-def measure_all(
-    checks: dict[str, Any],
-    wanted: tuple[str, ...],
-    *,
-    bf16: Callable[[], dict] | None = None,
-    int8: Callable[[], dict] | None = None,
-) -> dict[str, Any]:
-    """Fill `checks` with the precisions in `wanted` (each measured by its callable)."""
-    if "bf16" in wanted and bf16 is not None:
-        checks["bf16"] = bf16()
-    if "int8" in wanted and int8 is not None:
-        checks["int8"] = int8()
-    return checks
-
-
-def describe(checks: dict[str, Any] | None) -> list[str]:
-    """One line per recorded precision (for `gifsent-export` and `gifsent-infer info`)."""
-    if not checks:
-        return []
-
-    def dev(d: dict) -> str:
-        mean, low = d.get("mean_spearman"), d.get("min_spearman")
-        if mean is None:
-            return "mean Spearman undefined (fp32 scores have no spread)"
-        return f"mean Spearman {mean:.4f} (min {low:.4f}), max abs {d.get('max_abs', 0):.3g}"
-
-    lines = []
-    head = f"vs {checks.get('reference', REFERENCE)} on {checks.get('gifs', '?')} held-out GIFs"
-    bf16 = checks.get("bf16")
-    if bf16 is not None:
-        if "skipped" in bf16:
-            lines.append(f"bf16: not measured ({bf16['skipped']})")
-        else:
-            verdict = "holds" if bf16.get("holds") else "misses"
-            lines.append(
-                f"bf16 on {bf16.get('backend')}: {dev(bf16)} {head}; {verdict} the auto gate "
-                f">= {bf16.get('gate', AUTO_BF16_MIN_MEAN_SPEARMAN)}"
-            )
-    for recipe, rec in (checks.get("int8") or {}).items():
-        on = "; ".join(f"{b} {dev(d)}" for b, d in sorted(rec.get("backends", {}).items()))
-        verdict = "holds" if rec.get("holds") else "refused"
-        kept = rec.get("kept_float")
-        extra = f"; {len(kept)} layer(s) kept float" if kept else ""
-        lines.append(
-            f"int8 {recipe}: {on or 'not measured'}; {verdict} at >= {rec.get('gate')}{extra}"
-        )
-    return lines

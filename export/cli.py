@@ -340,9 +340,9 @@ def _summary_lines(result, summary: dict) -> list[str]:
             f"{b} {v['mean_spearman']:.4f}" for b, v in sorted(check["backends"].items())
         )
         lines.append(f"gate       recipe {check['recipe']}; mean Spearman per backend: {on}")
-    from gifsent_export.checks import describe
+    from gifsent_infer.running.precision import describe_checks
 
-    lines += [f"checked    {line}" for line in describe(summary.get("precision_checks"))]
+    lines += [f"checked    {line}" for line in describe_checks(summary.get("precision_checks"))]
     return lines
 
 

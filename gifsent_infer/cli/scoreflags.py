@@ -27,11 +27,13 @@ _FIELDS = {f.name: f for f in dataclasses.fields(ScoreOptions)}
 # Longer help than the field's one-liner, where the flag needs it; the commands share it.
 HELP: dict[str, str] = {
     "model": "Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location).",
-    "backend": "auto (CUDA: onnxruntime; CPU: openvino when installed, else onnxruntime), "
-    "onnxruntime or openvino.",
+    "backend": "auto (CUDA: onnxruntime; CPU: the faster of openvino and onnxruntime for this "
+    "model at its precision, measured once and cached per model, machine and library "
+    "versions), onnxruntime or openvino.",
     "device": "auto, cpu or cuda (cuda never falls back silently).",
-    "precision": "fp32 (default), or bf16: opt-in, OpenVINO on CPUs with native bf16 only "
-    "(about 2x faster, scores differ slightly from fp32).",
+    "precision": "auto (default: bf16 when OpenVINO runs on a CPU with native bf16 and the "
+    "model's recorded bf16 check holds, mean Spearman >= 0.99 vs fp32; else fp32), fp32 "
+    "(bit-reproducible scores), or bf16 (OpenVINO on native-bf16 CPUs only).",
     "threads": "Inference intra-op threads (default: one per core).",
     "batch_size": "GIFs per model call.",
     "workers": "Threads reading and decoding GIFs (default: one per core, max 8; 0: none).",
@@ -86,8 +88,9 @@ def options_from(values: Mapping[str, Any]) -> ScoreOptions:
 
 def check_engine_choices(opts: ScoreOptions) -> None:
     """Usage errors for a device, backend or precision the engine does not know."""
-    from gifsent_infer.running.session import BACKENDS, DEVICES, RUN_PRECISIONS
+    from gifsent_infer.running.precision import PRECISION_CHOICES
+    from gifsent_infer.running.session import BACKENDS, DEVICES
 
     check_choice("--device", opts.device, DEVICES)
     check_choice("--backend", opts.backend, BACKENDS)
-    check_choice("--precision", opts.precision, RUN_PRECISIONS)
+    check_choice("--precision", opts.precision, PRECISION_CHOICES)

@@ -269,7 +269,7 @@ class _ScoreActor:
         threads: int | None,
         fault_marker: str | None = None,
         backend: str = "auto",
-        precision: str = "fp32",
+        precision: str = "auto",
     ) -> None:
         import ray
 
@@ -492,13 +492,14 @@ def _check_arguments(
     flush_seconds: float,
     connect_timeout: float,
 ) -> None:
-    from gifsent_infer.running.session import BACKENDS, DEVICES, RUN_PRECISIONS
+    from gifsent_infer.running.precision import PRECISION_CHOICES
+    from gifsent_infer.running.session import BACKENDS, DEVICES
 
     for name, value, choices in (
         ("format", format, FORMATS),
         ("device", opts.device, DEVICES),
         ("backend", opts.backend, BACKENDS),
-        ("precision", opts.precision, RUN_PRECISIONS),
+        ("precision", opts.precision, PRECISION_CHOICES),
     ):
         if value not in choices:
             raise ValueError(f"{name} must be one of {choices}, got {value!r}")
