@@ -180,7 +180,7 @@ def open_for(
         eng = engines.open_engine(
             path, backend=backend, device=device, threads=threads, precision=pc.precision
         )
-        return eng, EngineChoice(backend, pc, f"--backend {backend}")
+        return eng, EngineChoice(backend, pc, eng.note or f"--backend {backend}")
     have = [b for b in CPU_ORDER if b in engines.installed_backends()]
     if precision == "bf16":
         have = [b for b in have if b == "openvino"]
