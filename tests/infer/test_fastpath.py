@@ -174,3 +174,20 @@ def test_pinned_backend_is_not_measured(tmp_path, monkeypatch):
     )
     s = ModelSession(build_model(tmp_path / "m.onnx"), device="cpu", backend="onnxruntime")
     assert "auto" not in s.choice.backend_reason and s.engine.precision == "fp32"
+
+
+# -- OpenVINO's compiled-model cache key -------------------------------------------------------
+
+
+def test_compiled_cache_folder_changes_with_model_version_and_options():
+    from gifsent_infer.running.ovcache import compiled_cache_dir
+
+    opts = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    a = compiled_cache_dir("a" * 64, "2026.4.1", opts)
+    assert a == compiled_cache_dir("a" * 64, "2026.4.1", dict(opts))
+    assert a != compiled_cache_dir("b" * 64, "2026.4.1", opts)  # another model
+    assert a != compiled_cache_dir("a" * 64, "2026.5.0", opts)  # another OpenVINO
+    assert a != compiled_cache_dir(
+        "a" * 64, "2026.4.1", {**opts, "INFERENCE_PRECISION_HINT": "bf16"}
+    )
+    assert a != compiled_cache_dir("a" * 64, "2026.4.1", {**opts, "INFERENCE_NUM_THREADS": 1})
