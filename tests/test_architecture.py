@@ -206,7 +206,6 @@ ROOM_RANK = {room: i for i, room in enumerate(RUNTIME_ROOMS)}
 # entry is an expected failure that must disappear (a fixed one fails
 # test_known_circles_are_still_there until its entry is removed here).
 KNOWN_CIRCLES: set[frozenset[str]] = {
-    frozenset({"gifsent_infer.running.engine", "gifsent_infer.running.session"}),
     frozenset({"gifsent_infer.reading.inputs", "gifsent_infer.reading.media"}),
 }
 

@@ -36,10 +36,12 @@ import numpy as np
 from gifsent_infer.contract import SamplingSpec
 from gifsent_infer.files import atomic_write_bytes, file_sha256
 from gifsent_infer.files import write_json as atomic_write_json
+from gifsent_infer.running.engine import BACKEND_TABLE
 
 MODES = ("sparse", "dense", "augmented")
-BACKENDS = ("auto", "onnxruntime", "openvino", "torch")
-GRAPH_BACKENDS = ("onnxruntime", "openvino")  # run the exported encoder graph (engine.py)
+# the exported encoder graph runs on the engine's backends (its table); torch runs the module
+GRAPH_BACKENDS = tuple(sorted(BACKEND_TABLE))
+BACKENDS = ("auto", *GRAPH_BACKENDS, "torch")
 
 Progress = Callable[[int, int], None]  # (GIFs done, GIFs total)
 

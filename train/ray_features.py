@@ -30,6 +30,7 @@ import numpy as np
 
 from gifsent_infer.contract import SamplingSpec
 from gifsent_train.features import (
+    GRAPH_BACKENDS,
     ExtractResult,
     FeatureCache,
     FeatureItem,
@@ -211,20 +212,19 @@ def extract_features_with_ray(
     # the encoder: the exported graph where features.py would use onnxruntime, else torch
     payload: Any = encoder
     graph: bool | str = False  # else the graph backend's name (actors open it with engine.py)
-    if opts.backend in ("auto", "onnxruntime", "openvino"):
-        from gifsent_infer.running.engine import installed_backends
+    if opts.backend == "auto" or opts.backend in GRAPH_BACKENDS:
+        from gifsent_infer.running.engine import auto_backend
         from gifsent_train.features import GraphRunner
 
-        # auto: OpenVINO when installed (faster on CPUs, BENCHMARKS.md), else onnxruntime
         want = opts.backend
-        if want == "auto":
-            want = "openvino" if "openvino" in installed_backends() else "onnxruntime"
         path = (
             root
             / "graphs"
             / f"{cache.dir.parent.parent.name}-{cache.dir.parent.name}-e{spec_key(encoder.spec)[:16]}.onnx"
         )
         try:
+            if want == "auto":  # the engine's one rule for the CPU (its backend table)
+                want = auto_backend("cpu")
             GraphRunner(encoder, path, opts.threads, backend=want)  # exports once, checks it loads
             payload, graph = path.read_bytes(), want
         except Exception as e:

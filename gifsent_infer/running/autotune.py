@@ -29,12 +29,23 @@ import numpy as np
 
 from gifsent_infer import paths
 from gifsent_infer.contract import ModelDocument
-from gifsent_infer.files import file_sha256
 from gifsent_infer.running import engine as engines
+from gifsent_infer.running.ovcache import model_sha256
 from gifsent_infer.running.precision import PrecisionChoice, choose_precision
 from gifsent_infer.version import __version__
 
-CPU_ORDER = ("openvino", "onnxruntime")  # measured in this order; a tie keeps the first
+
+def cpu_candidates(precision: str) -> list[str]:
+    """Installed backends of engine.BACKEND_TABLE that run on the CPU (in the table's order;
+    a tie keeps the first); only those that compute in bf16 when bf16 is pinned."""
+    have = engines.installed_backends()
+    return [
+        b.name
+        for b in engines.BACKEND_TABLE.values()
+        if "cpu" in b.devices and b.name in have and (precision != "bf16" or "bf16" in b.precisions)
+    ]
+
+
 MEASURE_BATCH = 4  # GIFs per timed batch: enough to amortise a call, cheap on big encoders
 MEASURE_ROUNDS = 3
 
@@ -181,9 +192,7 @@ def open_for(
             path, backend=backend, device=device, threads=threads, precision=pc.precision
         )
         return eng, EngineChoice(backend, pc, eng.note or f"--backend {backend}")
-    have = [b for b in CPU_ORDER if b in engines.installed_backends()]
-    if precision == "bf16":
-        have = [b for b in have if b == "openvino"]
+    have = cpu_candidates(precision)
     if _on_cuda(device) or len(have) < 2:
         # CUDA, or one CPU backend: the engine's own auto rule; fp32 unless bf16 is pinned
         only = have[0] if have and not _on_cuda(device) else "onnxruntime"
@@ -199,7 +208,7 @@ def open_for(
 
 def _measured(path, document, have, threads, precision, bf16_reason):
     choices = {b: choose_precision(precision, b, document, bf16_reason) for b in have}
-    key = cache_key(file_sha256(path), threads, {b: c.precision for b, c in choices.items()})
+    key = cache_key(model_sha256(path), threads, {b: c.precision for b, c in choices.items()})
     cached = load_cached(key)
     if cached is not None and cached["backend"] in choices:
         winner, speeds = cached["backend"], cached.get("gifs_per_s", {})

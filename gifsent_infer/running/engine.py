@@ -2,8 +2,10 @@
 
 Everything that runs an ONNX graph — the Scorer and the CLI (through session.ModelSession),
 export's parity and precision checks, the training feature stage and the Ray actors — opens
-an :class:`Engine` with :func:`open_engine`. Two backends sit behind it, loading the same
-``.onnx`` file:
+an :class:`Engine` with :func:`open_engine`. The backends behind it are rows of one table,
+``BACKEND_TABLE`` (name, module to import and its install line, devices, precisions, how
+to open a graph), and ``auto_backend`` is the one "auto" rule that reads it; two rows today,
+loading the same ``.onnx`` file:
 
 - ``onnxruntime``: CPU or CUDA. ``device="cuda"`` never falls back to the CPU silently: it is a
   DeviceError with the reason and the fix. ``device="auto"`` uses CUDA when it really works.
@@ -12,7 +14,8 @@ an :class:`Engine` with :func:`open_engine`. Two backends sit behind it, loading
   inference precision is always set explicitly: f32 unless ``precision="bf16"`` is asked for,
   which needs a CPU whose OpenVINO plugin reports native BF16.
 
-``backend="auto"``: CUDA -> onnxruntime; CPU -> openvino when it is installed, else onnxruntime.
+``backend="auto"`` (auto_backend): CUDA -> onnxruntime; CPU -> the first installed backend of
+the table that computes in the precision asked (openvino, else onnxruntime).
 Both backends take uint8 ``frames`` [B, ...] with a dynamic batch axis and return float32 outputs.
 Neither library is imported at module import time: importing this module costs nothing, and a
 missing library surfaces as an ImportError whose message is the install line.
@@ -24,6 +27,7 @@ import contextlib
 import io
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from gifsent_infer.errors import USAGE, GifsentError
+from gifsent_infer.running.modelfile import ModelError, read_metadata, read_metadata_bytes
 
-BACKENDS = ("auto", "onnxruntime", "openvino")
 DEVICES = ("auto", "cpu", "cuda")
 # The precision the engine computes in. fp32 graphs run at f32 by default on every backend;
 # bf16 is an opt-in on OpenVINO CPUs with native bf16. (An int8 graph's quantized layers run in
@@ -72,42 +76,39 @@ OPENVINO_SPEEDUP_NOTE = (
 )
 
 
-class ModelError(GifsentError, RuntimeError):
-    """The model cannot be used: missing, unreadable, not ONNX, or without a gifsent document."""
-
-    exit_code = USAGE
-
-
 class DeviceError(GifsentError, RuntimeError):
     """The requested device, backend or precision cannot run the model; the message says why and the fix."""
 
     exit_code = USAGE
 
 
+def import_backend(name: str):
+    """The module behind backend `name` (BACKEND_TABLE), or ImportError with its install line."""
+    import importlib
+
+    info = BACKEND_TABLE[name]
+    try:
+        return importlib.import_module(info.module)
+    except ImportError as e:
+        raise ImportError(info.install) from e
+
+
 def import_onnxruntime():
     """Return the onnxruntime module or raise ImportError with the install line."""
-    try:
-        import onnxruntime
-    except ImportError as e:
-        raise ImportError(ORT_INSTALL) from e
-    return onnxruntime
+    return import_backend("onnxruntime")
 
 
 def import_openvino():
     """Return the openvino module or raise ImportError with the install line."""
-    try:
-        import openvino
-    except ImportError as e:
-        raise ImportError(OPENVINO_INSTALL) from e
-    return openvino
+    return import_backend("openvino")
 
 
 def installed_backends() -> list[str]:
-    """The backends that can be imported here, in preference order for a CPU."""
+    """The backends that can be imported here, in preference order for a CPU (the table's)."""
     out = []
-    for name, imp in (("openvino", import_openvino), ("onnxruntime", import_onnxruntime)):
+    for name in BACKEND_TABLE:
         try:
-            imp()
+            import_backend(name)
         except ImportError:
             continue
         out.append(name)
@@ -414,34 +415,110 @@ def _ov_create(model, threads: int | None, precision: str, name: str):
     }
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
+    if path is not None:  # a model file: its compiled form is cached (running/ovcache.py)
+        config["CACHE_DIR"] = compiled_cache_dir(path, ov.__version__, config)
     try:
         compiled = core.compile_model(ov_model, "CPU", config)
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"openvino cannot compile {name} for the CPU: {msg}") from None
-    from gifsent_infer.running.session import (
-        read_metadata,
-    )  # the protobuf scanner (no onnx package)
-
-    if path is not None:
-        meta = read_metadata(path)
-    else:
-        meta = _metadata_from_bytes(data)
+    # the protobuf scanner (no onnx package)
+    meta = read_metadata(path) if path is not None else read_metadata_bytes(data)
     return OpenVinoEngine(compiled, ov, precision, threads, "", meta)
 
 
-def _metadata_from_bytes(data: bytes) -> dict[str, str]:
-    import tempfile
+def compiled_cache_dir(path: Path, openvino_version: str, config: dict) -> str:
+    from gifsent_infer.running.ovcache import compiled_cache_dir as folder
+    from gifsent_infer.running.ovcache import model_sha256
 
-    from gifsent_infer.running.session import read_metadata
-
-    with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
-        f.write(data)
-        f.flush()
-        return read_metadata(f.name)
+    return str(folder(model_sha256(path), openvino_version, config))
 
 
-# --- choosing ---------------------------------------------------------------------------------
+# --- the backend table -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One inference backend: what it is called, how it is imported, where and how it runs.
+
+    A new backend (TensorRT, CoreML...) is one entry here: its Engine subclass, its `open`
+    function, and its devices and precisions; the CLIs, the Scorer, export's parity checks,
+    training's feature stage and Ray all read this table.
+    """
+
+    name: str
+    label: str  # its name in messages
+    module: str  # the Python module it needs, imported only when it is used
+    install: str  # the ImportError's message when that module is missing
+    devices: tuple[str, ...]  # "cpu", "cuda"
+    precisions: tuple[str, ...]  # run precisions (RUN_PRECISIONS)
+    # open(model, device, threads, precision, quiet, spin, name) -> Engine
+    open: Callable[..., Engine]
+    # auto's note when it picks this backend for the CPU
+    cpu_note: str = ""
+
+
+def _open_ort(model, device, threads, precision, quiet, spin, name) -> Engine:
+    return _ort_create(model, device, threads, quiet, spin, name)
+
+
+def _open_ov(model, device, threads, precision, quiet, spin, name) -> Engine:
+    return _ov_create(model, threads, precision, name)
+
+
+# In preference order for a CPU: OpenVINO ran the same fp32 graphs 1.4-1.8x faster than
+# onnxruntime on this project's CPU (BENCHMARKS.md), so auto takes it first when installed.
+BACKEND_TABLE: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend(
+            "openvino",
+            "OpenVINO",
+            "openvino",
+            OPENVINO_INSTALL,
+            devices=("cpu",),
+            precisions=("fp32", "bf16"),
+            open=_open_ov,
+            cpu_note="auto: CPU with openvino (installed)",
+        ),
+        Backend(
+            "onnxruntime",
+            "onnxruntime",
+            "onnxruntime",
+            ORT_INSTALL,
+            devices=("cpu", "cuda"),
+            precisions=("fp32",),
+            open=_open_ort,
+            cpu_note="auto: CPU with onnxruntime; " + OPENVINO_SPEEDUP_NOTE,
+        ),
+    )
+}
+BACKENDS = ("auto", *sorted(BACKEND_TABLE))  # what --backend takes
+
+
+def auto_backend(device: str, precision: str = "fp32") -> str:
+    """The one auto rule: the backend that runs `precision` on `device` ("cpu" or "cuda").
+
+    cuda: the first backend of the table that runs CUDA; cpu: the first installed one, in the
+    table's order (its CPU preference), that computes in `precision`. Raises DeviceError
+    when none can, ImportError (the install line) when none is installed.
+    """
+    able = [b for b in BACKEND_TABLE.values() if device in b.devices and precision in b.precisions]
+    if device == "cuda":
+        if not able:
+            raise DeviceError(
+                f"--precision {precision} is a CPU option (OpenVINO); drop it for CUDA"
+            )
+        return able[0].name
+    have = installed_backends()
+    for b in able:
+        if b.name in have:
+            return b.name
+    on_cpu = [b for b in BACKEND_TABLE.values() if "cpu" in b.devices]
+    if len(able) == len(on_cpu):  # every backend computes in it: none is installed
+        raise ImportError(NO_BACKEND)
+    needs = " or ".join(b.label for b in able)
+    raise DeviceError(f"--precision {precision} needs {needs}: {able[0].install}")
 
 
 def auto_choice() -> str:
@@ -449,10 +526,10 @@ def auto_choice() -> str:
     have = installed_backends()
     if not have:
         return "nothing (no backend installed)"
+    cpu = auto_backend("cpu")
     if _ort_has_cuda():
-        fallback = "openvino" if "openvino" in have else "onnxruntime"
-        return f"onnxruntime on CUDA when it initialises, else {fallback} on the CPU"
-    return f"{have[0]} on the CPU"
+        return f"{auto_backend('cuda')} on CUDA when it initialises, else {cpu} on the CPU"
+    return f"{cpu} on the CPU"
 
 
 def open_engine(
@@ -486,43 +563,52 @@ def open_engine(
     name = str(path) if path is not None else "the graph"
     if path is not None and not path.is_file():
         raise ModelError(f"model file {path} does not exist")
+    args = (model, threads, precision, quiet, spin, name)
+    if backend != "auto":
+        _check_backend(BACKEND_TABLE[backend], device, precision)
+        return BACKEND_TABLE[backend].open(model, device, *args[1:])
+    if device == "cuda" or (device == "auto" and _ort_has_cuda()):
+        eng = _open_on_cuda(device, precision, args)
+        if eng is not None:
+            return eng
+    chosen = auto_backend("cpu", precision)
+    eng = BACKEND_TABLE[chosen].open(model, "cpu", *args[1:])
+    eng.note = BACKEND_TABLE[chosen].cpu_note
+    return eng
 
-    if backend == "openvino":
+
+def _check_backend(b: Backend, device: str, precision: str) -> None:
+    """DeviceError when backend `b` cannot run `device` or `precision` (say why and the fix)."""
+    if device == "cuda" and "cuda" not in b.devices:
+        on_cuda = " or ".join(x.name for x in BACKEND_TABLE.values() if "cuda" in x.devices)
+        raise DeviceError(
+            f"--device cuda is not usable with --backend {b.name} ({b.label} runs on the CPU "
+            f"here); use --backend {on_cuda} with the gifsent[gpu] extra, or --device cpu"
+        )
+    if precision not in b.precisions:
+        able = [x.name for x in BACKEND_TABLE.values() if precision in x.precisions]
+        raise DeviceError(
+            f"--precision {precision} is only available with --backend {' or '.join(able)} "
+            f"({b.name}'s CPU provider has no {precision} kernels for these graphs); drop "
+            f"--precision or use {' or '.join(able)}"
+        )
+
+
+def _open_on_cuda(device: str, precision: str, args: tuple) -> Engine | None:
+    """auto on CUDA: the CUDA backend, or (CUDA failed under "auto") the CPU's auto backend with
+    the reason in its note; None for a precision CUDA does not run under "auto"."""
+    if precision not in BACKEND_TABLE[auto_backend("cuda")].precisions:
         if device == "cuda":
-            raise DeviceError(
-                "--device cuda is not usable with --backend openvino (OpenVINO runs on the CPU "
-                "here); use --backend onnxruntime with the gifsent[gpu] extra, or --device cpu"
-            )
-        return _ov_create(model, threads, precision, name)
-    if backend == "onnxruntime":
-        if precision == "bf16":
-            raise DeviceError(
-                "--precision bf16 is only available with --backend openvino (onnxruntime's CPU "
-                "provider has no bf16 kernels for these graphs); drop --precision or use openvino"
-            )
-        return _ort_create(model, device, threads, quiet, spin, name)
-
-    # auto
-    if device in ("auto", "cuda") and (device == "cuda" or _ort_has_cuda()):
-        if precision == "bf16" and device == "cuda":
-            raise DeviceError("--precision bf16 is a CPU option (OpenVINO); drop it for CUDA")
-        if precision == "fp32":
-            eng = _ort_create(model, device, threads, quiet, spin, name)
-            if eng.device == "cuda" or "openvino" not in installed_backends():
-                return eng
-            note = eng.note  # CUDA failed: prefer OpenVINO on the CPU
-            ov_eng = _ov_create(model, threads, precision, name)
-            ov_eng.note = note.replace("auto: CPU", "auto: CPU with openvino", 1)
-            return ov_eng
-    have = installed_backends()
-    if "openvino" in have:
-        eng = _ov_create(model, threads, precision, name)
-        eng.note = "auto: CPU with openvino (installed)" if device == "auto" else ""
+            auto_backend("cuda", precision)  # the DeviceError saying so
+        return None
+    cuda = BACKEND_TABLE[auto_backend("cuda")]
+    eng = cuda.open(args[0], device, *args[1:])
+    if eng.device == "cuda":
         return eng
-    if precision == "bf16":
-        raise DeviceError(f"--precision bf16 needs OpenVINO: {OPENVINO_INSTALL}")
-    if "onnxruntime" not in have:
-        raise ImportError(NO_BACKEND)
-    eng = _ort_create(model, "cpu", threads, quiet, spin, name)
-    eng.note = "auto: CPU with onnxruntime; " + OPENVINO_SPEEDUP_NOTE
+    cpu = auto_backend("cpu", precision)
+    if cpu == eng.backend:
+        return eng
+    note = eng.note  # CUDA failed: prefer the CPU's own first choice
+    eng = BACKEND_TABLE[cpu].open(args[0], "cpu", *args[1:])
+    eng.note = note.replace("auto: CPU", f"auto: CPU with {cpu}", 1)
     return eng

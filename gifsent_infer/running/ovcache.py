@@ -11,12 +11,27 @@ and never reads another's blob:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from gifsent_infer import paths
+from gifsent_infer.files import file_sha256
+
+
+def model_sha256(path: str | os.PathLike) -> str:
+    """The model file's sha256, hashed once per (path, size, mtime) in this process: the
+    compiled-model cache and backend auto both key on it."""
+    st = os.stat(path)
+    return _sha(os.fspath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
 
 
 def compiled_cache_dir(model_sha256: str, openvino_version: str, options: dict[str, Any]) -> Path:

@@ -191,3 +191,18 @@ def test_compiled_cache_folder_changes_with_model_version_and_options():
         "a" * 64, "2026.4.1", {**opts, "INFERENCE_PRECISION_HINT": "bf16"}
     )
     assert a != compiled_cache_dir("a" * 64, "2026.4.1", {**opts, "INFERENCE_NUM_THREADS": 1})
+
+
+def test_openvino_compiles_into_a_keyed_cache_and_reuses_it(tmp_path):
+    _need("openvino")
+    path = build_model(tmp_path / "m.onnx")
+    root = autotune.paths.cache_dir() / "openvino"
+    engines.open_engine(path, backend="openvino", device="cpu")
+    first = sorted(p for p in root.iterdir())
+    assert len(first) == 1 and any(first[0].iterdir())  # one folder, holding the blob
+    engines.open_engine(path, backend="openvino", device="cpu")  # same model, same options
+    assert sorted(root.iterdir()) == first
+    engines.open_engine(path, backend="openvino", device="cpu", threads=1)  # an option changed
+    other = build_model(tmp_path / "other.onnx", seed=3)  # another model
+    engines.open_engine(other, backend="openvino", device="cpu")
+    assert len(list(root.iterdir())) == 3
