@@ -43,11 +43,9 @@ def device_line(ort) -> str:
 
 
 def _session(path: Path, providers):
-    import onnxruntime as ort
+    from gifsent_infer.running.engine import raw_ort_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=so, providers=providers)
+    return raw_ort_session(path, providers)
 
 
 def bound_gifs_per_s(sess, frames: np.ndarray, seconds: float) -> float:

@@ -427,6 +427,16 @@ def _ov_create(model, threads: int | None, precision: str, name: str):
     return OpenVinoEngine(compiled, ov, precision, threads, "", meta)
 
 
+def raw_ort_session(model: str | os.PathLike, providers: list):
+    """A bare onnxruntime InferenceSession with explicit providers (and their options), for
+    tools that need what an Engine hides: I/O binding, the TensorRT provider
+    (scripts/gpu_bench.py). Errors only in the log."""
+    ort = import_onnxruntime()
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(model), sess_options=so, providers=providers)
+
+
 def compiled_cache_dir(path: Path, openvino_version: str, config: dict) -> str:
     from gifsent_infer.running.ovcache import compiled_cache_dir as folder
     from gifsent_infer.running.ovcache import model_sha256
