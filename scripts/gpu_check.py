@@ -152,6 +152,89 @@ def compare_cli(model: Path, folder: Path, tmp: Path) -> None:
         )
 
 
+def check_encoder(name, args, tmp, eval_gifs, cli_folder, t_start):
+    """Export fp32/fp16 for one encoder, check CUDA against the CPU, print the table; the fp32
+    graph's path (None when an export failed)."""
+    from gifsent_export.api import export_checkpoint
+    from gifsent_export.frames import load_frames
+    from gifsent_export.parity import compare
+    from gifsent_infer.running.session import ModelSession
+
+    print(f"\n== {name}", flush=True)
+    ckpt = tmp / f"{name}.pt"
+    make_checkpoint(ckpt, name, args.encoder_weights if name.startswith("resnext101") else None)
+    paths = {}
+    for precision in ("fp32", "fp16"):
+        t0 = time.perf_counter()
+        try:
+            r = export_checkpoint(
+                ckpt,
+                tmp / f"{name}-{precision}.onnx",
+                precision=precision,
+                parity_gifs=eval_gifs,
+                eval_count=32,
+                parity_count=8,
+                measure=(),  # bf16 is a CPU/OpenVINO matter; not measured here
+            )
+        except Exception as e:
+            check(False, f"export {precision}: {e}")
+            return None
+        paths[precision] = r.path
+        extra = ""
+        if r.deviation is not None:
+            extra = f", vs fp32 (CPU): mean Spearman {r.deviation.mean_spearman:.4f}, max abs {r.deviation.max_abs:.2e}"
+        check(
+            True,
+            f"export {precision} ({time.perf_counter() - t0:.0f} s): parity max abs {r.parity.max_abs:.2e}{extra}",
+        )
+    if len(paths) < 2:
+        return None
+    last_fp32 = paths["fp32"]
+    s32 = ModelSession(paths["fp32"], device="cuda")
+    s16 = ModelSession(paths["fp16"], device="cuda")
+    cpu = ModelSession(paths["fp32"], device="cpu")
+    check(
+        s32.provider == "CUDAExecutionProvider" and s16.provider == "CUDAExecutionProvider",
+        f"CUDA provider active (fp32: {s32.provider}, fp16: {s16.provider})",
+    )
+    frames, _ = load_frames(eval_gifs, s32.spec)
+    on_cpu = np.concatenate([cpu.run(frames[i : i + 8]) for i in range(0, len(frames), 8)])
+    on32 = np.concatenate([s32.run(frames[i : i + 8]) for i in range(0, len(frames), 8)])
+    on16 = np.concatenate([s16.run(frames[i : i + 8]) for i in range(0, len(frames), 8)])
+    d = float(np.abs(on32 - on_cpu).max())
+    check(
+        d <= CUDA_FP32_ATOL,
+        f"CUDA fp32 vs CPU fp32 on {len(frames)} GIFs: max abs {d:.2e} <= {CUDA_FP32_ATOL}",
+    )
+    dev = compare(on32, on16)
+    check(
+        dev.mean_spearman >= MIN_MEAN_SPEARMAN and dev.max_abs <= FP16_ATOL,
+        f"CUDA fp16 vs fp32: mean Spearman {dev.mean_spearman:.4f} (>= {MIN_MEAN_SPEARMAN}), "
+        f"max abs {dev.max_abs:.2e} (<= {FP16_ATOL}), mean abs {dev.mean_abs:.2e}",
+    )
+    batch = frames[:8]
+    clips = s32.spec.segments
+    print(f"  throughput, batch {len(batch)} GIFs x {clips} clips:")
+    for label, sess, secs in (
+        ("CUDA fp32", s32, 5.0),
+        ("CUDA fp16", s16, 5.0),
+        ("CPU fp32", cpu, 3.0),
+    ):
+        print(
+            f"    {label:10s} {clips_per_s(sess, batch, clips, secs):9.1f} clips/s",
+            flush=True,
+        )
+    from gpu_bench import print_table
+
+    print_table(
+        paths,
+        cli_folder,
+        budget_s=max(20.0, BUDGET_S - 60 - (time.perf_counter() - t_start)),
+        decode_procs=args.decode_procs,
+    )
+    return last_fp32
+
+
 def preflight() -> str | None:
     """None when onnxruntime has the CUDA provider and the driver sees a GPU; else the one line
     that says what is missing (cheap: no torch, no model)."""
@@ -209,11 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         print(missing, file=sys.stderr)
         return NO_CUDA
 
-    from gifsent_export.api import export_checkpoint
-    from gifsent_export.frames import generate_gifs, load_frames
-    from gifsent_export.parity import compare
+    from gifsent_export.frames import generate_gifs
     from gifsent_infer.running.engine import import_onnxruntime
-    from gifsent_infer.running.session import ModelSession
 
     ort = import_onnxruntime()
     from gpu_bench import device_line
@@ -235,80 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             cli_folder = tmp / "eval"
         last_fp32 = None
         for name in args.encoders:
-            print(f"\n== {name}", flush=True)
-            ckpt = tmp / f"{name}.pt"
-            make_checkpoint(
-                ckpt, name, args.encoder_weights if name.startswith("resnext101") else None
-            )
-            paths = {}
-            for precision in ("fp32", "fp16"):
-                t0 = time.perf_counter()
-                try:
-                    r = export_checkpoint(
-                        ckpt,
-                        tmp / f"{name}-{precision}.onnx",
-                        precision=precision,
-                        parity_gifs=eval_gifs,
-                        eval_count=32,
-                        parity_count=8,
-                        measure=(),  # bf16 is a CPU/OpenVINO matter; not measured here
-                    )
-                except Exception as e:
-                    check(False, f"export {precision}: {e}")
-                    continue
-                paths[precision] = r.path
-                extra = ""
-                if r.deviation is not None:
-                    extra = f", vs fp32 (CPU): mean Spearman {r.deviation.mean_spearman:.4f}, max abs {r.deviation.max_abs:.2e}"
-                check(
-                    True,
-                    f"export {precision} ({time.perf_counter() - t0:.0f} s): parity max abs {r.parity.max_abs:.2e}{extra}",
-                )
-            if len(paths) < 2:
-                continue
-            last_fp32 = paths["fp32"]
-            s32 = ModelSession(paths["fp32"], device="cuda")
-            s16 = ModelSession(paths["fp16"], device="cuda")
-            cpu = ModelSession(paths["fp32"], device="cpu")
-            check(
-                s32.provider == "CUDAExecutionProvider" and s16.provider == "CUDAExecutionProvider",
-                f"CUDA provider active (fp32: {s32.provider}, fp16: {s16.provider})",
-            )
-            frames, _ = load_frames(eval_gifs, s32.spec)
-            on_cpu = np.concatenate([cpu.run(frames[i : i + 8]) for i in range(0, len(frames), 8)])
-            on32 = np.concatenate([s32.run(frames[i : i + 8]) for i in range(0, len(frames), 8)])
-            on16 = np.concatenate([s16.run(frames[i : i + 8]) for i in range(0, len(frames), 8)])
-            d = float(np.abs(on32 - on_cpu).max())
-            check(
-                d <= CUDA_FP32_ATOL,
-                f"CUDA fp32 vs CPU fp32 on {len(frames)} GIFs: max abs {d:.2e} <= {CUDA_FP32_ATOL}",
-            )
-            dev = compare(on32, on16)
-            check(
-                dev.mean_spearman >= MIN_MEAN_SPEARMAN and dev.max_abs <= FP16_ATOL,
-                f"CUDA fp16 vs fp32: mean Spearman {dev.mean_spearman:.4f} (>= {MIN_MEAN_SPEARMAN}), "
-                f"max abs {dev.max_abs:.2e} (<= {FP16_ATOL}), mean abs {dev.mean_abs:.2e}",
-            )
-            batch = frames[:8]
-            clips = s32.spec.segments
-            print(f"  throughput, batch {len(batch)} GIFs x {clips} clips:")
-            for label, sess, secs in (
-                ("CUDA fp32", s32, 5.0),
-                ("CUDA fp16", s16, 5.0),
-                ("CPU fp32", cpu, 3.0),
-            ):
-                print(
-                    f"    {label:10s} {clips_per_s(sess, batch, clips, secs):9.1f} clips/s",
-                    flush=True,
-                )
-            from gpu_bench import print_table
-
-            print_table(
-                paths,
-                cli_folder,
-                budget_s=max(20.0, BUDGET_S - 60 - (time.perf_counter() - t_start)),
-                decode_procs=args.decode_procs,
-            )
+            last_fp32 = check_encoder(name, args, tmp, eval_gifs, cli_folder, t_start) or last_fp32
             if time.perf_counter() - t_start > BUDGET_S - 60:
                 print("  (skipping remaining encoders to stay within the time budget)")
                 break
