@@ -195,7 +195,11 @@ class ModelSession:
         """The model file's sha256: the `model_id` column of every score row."""
         with self._id_lock:
             if self._model_id is None:
-                self._model_id = file_sha256(self.path)
+                from gifsent_infer.running.ovcache import model_sha256
+
+                # memoised per (path, size, mtime): the compiled-model cache and backend auto
+                # hashed this file already (a big model costs seconds to hash)
+                self._model_id = model_sha256(self.path)
             return self._model_id
 
     @property
