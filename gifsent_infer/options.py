@@ -45,23 +45,47 @@ class ScoreOptions:
     # None: $GIFSENT_MODEL, then the models folder (gifsent_infer.running.session.resolve_model).
     model: str | None = field(
         default=None,
-        metadata=_flag("--model", "Exported .onnx model (default: the default model)."),
+        metadata=_flag(
+            "--model",
+            "Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location).",
+        ),
     )
-    # "auto" picks per device from the backend table (gifsent_infer.running.engine).
+    # "auto": CUDA -> onnxruntime; CPU -> measured once per model, machine and library
+    # versions, cached (gifsent_infer.running.autotune over engine.BACKEND_TABLE).
     backend: str = field(
-        default="auto", metadata=_flag("--backend", "auto, onnxruntime or openvino.")
+        default="auto",
+        metadata=_flag(
+            "--backend",
+            (
+                "auto (CUDA: onnxruntime; CPU: the faster of openvino and onnxruntime for this "
+                "model at its precision, measured once and cached per model, machine and "
+                "library versions), onnxruntime or openvino."
+            ),
+        ),
     )
     # "cuda" never falls back to the CPU silently.
-    device: str = field(default="auto", metadata=_flag("--device", "auto, cpu or cuda."))
+    device: str = field(
+        default="auto",
+        metadata=_flag("--device", "auto, cpu or cuda (cuda never falls back silently)."),
+    )
     # "auto": bf16 only where OpenVINO runs on a CPU with native bf16 and the model's recorded
     # bf16 check kept mean Spearman >= 0.99 vs fp32 (running/precision.py); else fp32.
     # "fp32" pins bit-reproducible scores; "bf16" pins bf16.
     precision: str = field(
-        default="auto", metadata=_flag("--precision", "What the engine computes in.")
+        default="auto",
+        metadata=_flag(
+            "--precision",
+            (
+                "auto (default: bf16 when OpenVINO runs on a CPU with native bf16 and the "
+                "model's recorded bf16 check holds, mean Spearman >= 0.99 vs fp32; else fp32), "
+                "fp32 (bit-reproducible scores), or bf16 (OpenVINO on native-bf16 CPUs only)."
+            ),
+        ),
     )
     # None: one intra-op thread per core.
     threads: int | None = field(
-        default=None, metadata=_flag("--threads", "Inference intra-op threads.")
+        default=None,
+        metadata=_flag("--threads", "Inference intra-op threads (default: one per core)."),
     )
 
     # --- how much at once --------------------------------------------------------------------
@@ -69,38 +93,81 @@ class ScoreOptions:
     batch_size: int = field(default=8, metadata=_flag("--batch-size", "GIFs per model call."))
     # Decoding threads; None: one per core (at most 8), 0: decode in the calling thread.
     workers: int | None = field(
-        default=None, metadata=_flag("--workers", "Threads reading and decoding inputs.")
+        default=None,
+        metadata=_flag(
+            "--workers",
+            "Threads reading and decoding GIFs (default: one per core, max 8; 0: none).",
+        ),
     )
     # Bytes that decoding may hold at once across all workers: 1 GiB leaves room for the model
     # and runtime on an 8 GB machine; a larger input waits, then decodes alone.
     memory_budget: int = field(
-        default=1 << 30, metadata=_flag("--memory-budget", "Memory decoding may use at once.")
+        default=1 << 30,
+        metadata=_flag(
+            "--memory-budget",
+            (
+                "Memory that decoding may use at once, whatever --workers is (e.g. 512M, 2G); a "
+                "larger input waits, then decodes alone."
+            ),
+        ),
     )
 
     # --- limits on inputs --------------------------------------------------------------------
     # Largest file or download: GIFGIF averages 0.9 MiB a GIF, so 64 MiB is generous.
     max_bytes: int = field(
-        default=64 * MiB, metadata=_flag("--max-bytes", "Largest input file or download.")
+        default=64 * MiB,
+        metadata=_flag("--max-bytes", "Largest input file or download, in bytes (default 64 MiB)."),
     )
     # Seconds for one whole download (connect, headers, redirects, body), not per read.
     timeout: float = field(
-        default=30.0, metadata=_flag("--timeout", "Seconds allowed to download one URL.")
+        default=30.0,
+        metadata=_flag(
+            "--timeout",
+            "Seconds allowed to download one URL: connect, headers, redirects and body in all.",
+        ),
     )
     # Off: a service scoring its users' URLs must not be turned on its own network.
     allow_private_urls: bool = field(
         default=False,
-        metadata=_flag("--allow-private-urls", "Also fetch loopback/private/link-local URLs."),
+        metadata=_flag(
+            "--allow-private-urls",
+            (
+                "Also fetch URLs on loopback, private and link-local addresses (refused by "
+                "default, so that scoring users' URLs cannot reach this machine's network)."
+            ),
+        ),
     )
 
     # --- what each row carries beyond the 17 scores ------------------------------------------
     # The K highest emotions as a `top` column; 0 leaves it out.
-    top: int = field(default=3, metadata=_flag("--top", "The K highest emotions."))
+    top: int = field(
+        default=3,
+        metadata=_flag(
+            "--top",
+            (
+                "A `top` column with the K highest emotions ('happiness:0.91 amusement:0.85' in "
+                "CSV, a list in JSON); 0 leaves it out."
+            ),
+        ),
+    )
     # <emotion>_pct: each score's percentile among the model's training GIFs.
     percentiles: bool = field(
-        default=False, metadata=_flag("--percentiles", "Add <emotion>_pct columns.")
+        default=False,
+        metadata=_flag(
+            "--percentiles",
+            (
+                "Add <emotion>_pct columns: the percentile (0-100) of each score among the "
+                "model's training GIFs."
+            ),
+        ),
     )
     # New GIFs can score outside the training GIFs' [0, 1]; clipping is the user's choice.
-    clip: bool = field(default=False, metadata=_flag("--clip", "Clip scores to [0, 1]."))
+    clip: bool = field(
+        default=False,
+        metadata=_flag(
+            "--clip", "Clip scores to [0, 1] (new GIFs can score outside the training GIFs' range)."
+        ),
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.model, os.PathLike):  # a Path is welcome; store it as text

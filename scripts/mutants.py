@@ -5,6 +5,7 @@ see whether the tests named for each bug catch it ("killed") or not ("survived")
     .venv/bin/python scripts/mutants.py                 # every mutation, table on stdout
     .venv/bin/python scripts/mutants.py -k resume       # mutations whose name contains "resume"
     .venv/bin/python scripts/mutants.py --list          # names, files, anchors, tests
+    .venv/bin/python scripts/mutants.py --check-anchors # seconds: every anchor still found
     .venv/bin/python scripts/mutants.py --markdown out.md
 
 How it works. The tracked and untracked (not ignored) files of this checkout are copied to a
@@ -16,8 +17,11 @@ they start, which inherit the environment) import the copy, never this checkout;
 checks that before it starts. Each mutation is found by a regular expression on the code
 (not a line number), applied to the copy, compiled, and the tests declared for it run with
 `pytest -x`; then the file is restored. An anchor that matches nothing (or more often than
-declared) is reported as NOT FOUND and makes the exit status 1, so a refactoring that moves
-the code cannot quietly turn a mutation into a no-op. The named tests first run once
+declared) is reported as "anchor gone: ..." and makes the exit status 1, so a refactoring that
+moves the code cannot quietly turn a mutation into a no-op: every run checks all the selected
+anchors (and that each mutant compiles and its named tests exist) before it copies anything,
+and `--check-anchors` does only that, in seconds. The test suite does not guard these
+anchors (a line's text is not behaviour); this script does, when it runs. The named tests first run once
 unmutated (the baseline): a test that fails without any mutation would "kill" everything.
 
 Exit status: 0 when every selected mutation is killed; 1 when one survived, was not found,
@@ -122,6 +126,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         r"sp\.make_splits\(ids, seed=cfg\.seed, ",
         "sp.make_splits(ids, ",
         (
+            "tests/train/test_train_stages.py::test_the_scores_stage_makes_the_splits_with_the_configured_seed",
             "tests/train/test_bugs_train.py::test_seed_flows_from_the_command_line_through_splits_into_the_search",
         ),
     ),
@@ -308,6 +313,40 @@ def locate(m: Mutation, text: str) -> tuple[str | None, str]:
     return mutated, ""
 
 
+def anchor_problems(m: Mutation, repo: Path = REPO) -> list[str]:
+    """What keeps mutation `m` from running as declared in `repo` (empty: nothing)."""
+    target = repo / m.file
+    if not target.is_file():
+        return [f"{m.file} does not exist"]
+    mutated, why = locate(m, target.read_text(encoding="utf-8"))
+    if mutated is None:
+        return [why]
+    problems = []
+    try:
+        compile(mutated, str(target), "exec")
+    except SyntaxError as e:
+        problems.append(f"the mutated code does not compile: {e}")
+    for t in m.tests:
+        path, _, name = t.partition("::")
+        if not (repo / path).is_file():
+            problems.append(f"test file {path} is gone")
+        elif name and not re.search(
+            rf"^def {re.escape(name)}\(", (repo / path).read_text(encoding="utf-8"), re.M
+        ):
+            problems.append(f"no test {name} in {path}")
+    return problems
+
+
+def check_anchors(chosen: list[Mutation], repo: Path = REPO) -> list[str]:
+    """One "anchor gone: <mutation>: <why>" line per problem of the chosen mutations, and a
+    repeated name."""
+    names = [m.name for m in MUTATIONS]
+    lines = [f"anchor gone: {n}: the name is used twice" for n in set(names) if names.count(n) > 1]
+    for m in chosen:
+        lines += [f"anchor gone: {m.name}: {why}" for why in anchor_problems(m, repo)]
+    return lines
+
+
 def pytest_cmd(python: str, tests: list[str]) -> list[str]:
     return [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests]
 
@@ -380,6 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-k", dest="select", help="only mutations whose name contains this text")
     ap.add_argument("--list", action="store_true", help="list the mutations and exit")
+    ap.add_argument(
+        "--check-anchors",
+        action="store_true",
+        help="only check that every anchor matches, each mutant compiles and its tests exist",
+    )
     ap.add_argument("--timeout", type=float, default=900, help="seconds per mutation's tests")
     ap.add_argument("--python", default=sys.executable, help="interpreter that runs pytest")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated test run")
@@ -396,6 +440,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m.name}\n  {m.file}: /{m.pattern}/ -> {m.replacement!r}")
             print(f"  tests: {' '.join(m.tests)}")
         return 0
+    gone = check_anchors(chosen)
+    for line in gone:
+        print(line, file=sys.stderr)
+    if gone or args.check_anchors:
+        print(
+            f"anchors: {len(chosen) - len({g.split(': ')[1] for g in gone})} of {len(chosen)} "
+            "found" + ("; update the mutations in scripts/mutants.py" if gone else ""),
+            file=sys.stderr,
+        )
+        return 1 if gone else 0
 
     root = Path(tempfile.mkdtemp(prefix="gifsent-mutants-"))
     try:

@@ -73,13 +73,16 @@ def convert(src: Path, dest_dir: Path, fmt: str) -> Path:
 
 
 def ffmpeg_frames(
-    path: Path, matte: tuple[int, int, int] = (255, 255, 255)
+    path: Path, matte: tuple[int, int, int] = (255, 255, 255), stream: str = ""
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ffmpeg's decode: uint8 [N, H, W, 3] frames (RGBA composited over `matte`, rounded as
-    media._over_matte does), and float64 [N] start times (from 0) and durations in ms,
-    from the presentation times in the stream's own time base."""
+    decoders._over_matte does), and float64 [N] start times (from 0) and durations in ms,
+    from the presentation times in the stream's own time base. `stream` picks one stream
+    (`-map 0:STREAM`, e.g. "1": an animated AVIF's track; ffmpeg's default is its still item)."""
     exe = ffmpeg_exe()
     common = ["-v", "error", "-i", str(path), "-fps_mode", "passthrough", "-an"]
+    if stream:
+        common += ["-map", f"0:{stream}"]
     crc = subprocess.run(
         [
             exe,

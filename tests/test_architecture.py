@@ -205,9 +205,7 @@ ROOM_RANK = {room: i for i, room in enumerate(RUNTIME_ROOMS)}
 # Import circles between modules of one package that are being taken apart right now; each
 # entry is an expected failure that must disappear (a fixed one fails
 # test_known_circles_are_still_there until its entry is removed here).
-KNOWN_CIRCLES: set[frozenset[str]] = {
-    frozenset({"gifsent_infer.reading.inputs", "gifsent_infer.reading.media"}),
-}
+KNOWN_CIRCLES: set[frozenset[str]] = set()
 
 
 def _room(module: str) -> str | None:

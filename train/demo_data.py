@@ -554,75 +554,17 @@ def make_demo_data(
     missing_idx = sorted(rng.choice(n_gifs, size=min(missing_gifs, n_gifs), replace=False).tolist())
 
     # votes: all emotions interleaved in a random order, as a live site would log them
-    metric_col, left_col, right_col, outcome_col = [], [], [], []
-    for k, _e in enumerate(EMOTIONS):
-        m = round(n_gifs * per_gif[k] / 2)
-        left, right, outcome = simulate_votes(strength[:, k], m, rng, non_decisive)
-        metric_col.append(np.full(m, k, dtype=np.int8))
-        left_col.append(left)
-        right_col.append(right)
-        outcome_col.append(outcome)
-    metric = np.concatenate(metric_col)
-    left = np.concatenate(left_col)
-    right = np.concatenate(right_col)
-    outcome = np.concatenate(outcome_col)
-    order = rng.permutation(len(metric))
-    corrupt_at = set(rng.choice(len(metric) + 1, size=corrupt_rows, replace=False).tolist())
-    metric_l, left_l, right_l, outcome_l = (
-        a[order].tolist() for a in (metric, left, right, outcome)
-    )
-    choice_names = ("left", "right", UNDECIDED)
+    votes = _simulate_all_votes(strength, per_gif, rng, non_decisive)
+    order = rng.permutation(len(votes[0]))
+    corrupt_at = set(rng.choice(len(order) + 1, size=corrupt_rows, replace=False).tolist())
     votes_path = out / "votes.csv.gz"
-    rows = 0
-    with (
-        atomic_open(votes_path, "wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
-    ):
-        text = io.TextIOWrapper(gz, encoding="utf-8", newline="")
-        w = csv.writer(text, lineterminator="\n")
-        w.writerow(["metric", "left", "right", "choice"])
-        for pos in range(len(order)):
-            if pos in corrupt_at:  # GIFGIF has rows with an empty id
-                w.writerow([EMOTIONS[metric_l[pos]], ids[left_l[pos]], "", "left"])
-                rows += 1
-            w.writerow(
-                [
-                    EMOTIONS[metric_l[pos]],
-                    ids[left_l[pos]],
-                    ids[right_l[pos]],
-                    choice_names[outcome_l[pos]],
-                ]
-            )
-            rows += 1
-        if len(order) in corrupt_at:
-            w.writerow(["happiness", "", ids[0], "right"])
-            rows += 1
-        text.flush()
-        text.detach()
-
-    # GIFs: each from its own generator, so a GIF depends only on (seed, index)
+    rows = _write_votes(votes_path, ids, [a[order].tolist() for a in votes], corrupt_at)
     gifs = out / "gifs"
-    if gifs.exists():
-        shutil.rmtree(gifs)
-    gifs.mkdir()
-    frame_counts = {}
-    skip = set(missing_idx)
-    for i, gif_id in enumerate(ids):
-        if i not in skip:
-            data, n_frames = _gif_bytes(
-                latent[i], np.random.default_rng([seed, 1, i]), size_range, moment_share
-            )
-            (gifs / f"{gif_id}.gif").write_bytes(data)
-            frame_counts[gif_id] = n_frames
-        if progress:
-            progress("demo gifs", i + 1, n_gifs)
-
+    frame_counts = _write_gifs(
+        gifs, ids, latent, seed, set(missing_idx), (size_range, moment_share), progress
+    )
     truth_path = out / "truth.csv"
-    with open(truth_path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["id", *EMOTIONS])
-        for i, gif_id in enumerate(ids):
-            w.writerow([gif_id, *(f"{v:.9g}" for v in strength[i])])
+    _write_truth(truth_path, ids, strength)
 
     meta = {
         "format": "gifsent-demo-data",
@@ -661,6 +603,82 @@ def make_demo_data(
         missing=[ids[i] for i in missing_idx],
         rows=rows,
     )
+
+
+def _simulate_all_votes(strength, per_gif: list[int], rng, non_decisive: float):
+    """(metric, left, right, outcome) arrays of every emotion's votes, emotion by emotion."""
+    cols: tuple[list, list, list, list] = ([], [], [], [])
+    n_gifs = strength.shape[0]
+    for k, _e in enumerate(EMOTIONS):
+        m = round(n_gifs * per_gif[k] / 2)
+        left, right, outcome = simulate_votes(strength[:, k], m, rng, non_decisive)
+        for col, part in zip(
+            cols, (np.full(m, k, dtype=np.int8), left, right, outcome), strict=True
+        ):
+            col.append(part)
+    return tuple(np.concatenate(c) for c in cols)
+
+
+def _write_votes(path: Path, ids: list[str], votes: list[list], corrupt_at: set[int]) -> int:
+    """The votes CSV (gzip, no timestamp), with a corrupt row (an empty id) before each
+    position in `corrupt_at`; returns the rows written."""
+    metric_l, left_l, right_l, outcome_l = votes
+    choice_names = ("left", "right", UNDECIDED)
+    rows = 0
+    with (
+        atomic_open(path, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+    ):
+        text = io.TextIOWrapper(gz, encoding="utf-8", newline="")
+        w = csv.writer(text, lineterminator="\n")
+        w.writerow(["metric", "left", "right", "choice"])
+        for pos in range(len(metric_l)):
+            if pos in corrupt_at:  # GIFGIF has rows with an empty id
+                w.writerow([EMOTIONS[metric_l[pos]], ids[left_l[pos]], "", "left"])
+                rows += 1
+            w.writerow(
+                [
+                    EMOTIONS[metric_l[pos]],
+                    ids[left_l[pos]],
+                    ids[right_l[pos]],
+                    choice_names[outcome_l[pos]],
+                ]
+            )
+            rows += 1
+        if len(metric_l) in corrupt_at:
+            w.writerow(["happiness", "", ids[0], "right"])
+            rows += 1
+        text.flush()
+        text.detach()
+    return rows
+
+
+def _write_gifs(gifs: Path, ids, latent, seed: int, skip: set[int], look, progress) -> dict:
+    """One GIF per id (but the `skip` indices), each from its own generator, so a GIF
+    depends only on (seed, index); look: (size_range, moment_share). id -> frames."""
+    size_range, moment_share = look
+    if gifs.exists():
+        shutil.rmtree(gifs)
+    gifs.mkdir()
+    frame_counts = {}
+    for i, gif_id in enumerate(ids):
+        if i not in skip:
+            data, n_frames = _gif_bytes(
+                latent[i], np.random.default_rng([seed, 1, i]), size_range, moment_share
+            )
+            (gifs / f"{gif_id}.gif").write_bytes(data)
+            frame_counts[gif_id] = n_frames
+        if progress:
+            progress("demo gifs", i + 1, len(ids))
+    return frame_counts
+
+
+def _write_truth(path: Path, ids: list[str], strength) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["id", *EMOTIONS])
+        for i, gif_id in enumerate(ids):
+            w.writerow([gif_id, *(f"{v:.9g}" for v in strength[i])])
 
 
 def read_truth(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:

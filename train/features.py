@@ -379,7 +379,6 @@ def extract_features(
 ) -> ExtractResult:
     """Features for every (GIF, view) requested, from the cache or by encoding them now."""
     from gifsent_infer.paths import features_cache_dir
-    from gifsent_infer.reading import gifio, media
 
     opts = options or FeatureOptions()
     items = list(items)
@@ -391,8 +390,32 @@ def extract_features(
     res = ExtractResult(spec=spec, cache_dir=cache.dir)
     t0 = time.perf_counter()
 
-    # 1. what is already cached
-    todo: list[tuple[FeatureItem, str, list[int]]] = []
+    todo = _look_up_cached(items, cache, res)  # 1. what is already cached
+    count = _Count(len(items) - len(todo), len(items), progress)
+    count.tick(0)
+    if todo:
+        # 2. decode + sample on a worker thread while the encoder runs on the main thread
+        if runner is None:
+            runner = make_runner(encoder, opts, graph_path(root, cache, encoder), log)
+        batcher = _Batcher(runner, encoder.spec, spec.segments, cache, res, opts.batch_size)
+        _encode_jobs(todo, spec, max(2 * opts.batch_size, 4), batcher, res, count, log)
+        res.backend = getattr(runner, "name", type(runner).__name__)  # "auto" decides on use
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def graph_path(root: Path, cache: FeatureCache, encoder) -> Path:
+    """Where the exported encoder graph of this cache's encoder and weights is kept."""
+    name = f"{cache.dir.parent.parent.name}-{cache.dir.parent.name}"
+    return root / "graphs" / f"{name}-e{spec_key(encoder.spec)[:16]}.onnx"
+
+
+_Job = tuple  # (FeatureItem, sha256, [views to encode])
+
+
+def _look_up_cached(items: list[FeatureItem], cache: FeatureCache, res: ExtractResult) -> list:
+    """Record the cached (GIF, view) features and unreadable GIFs in `res`; the jobs left."""
+    todo: list[_Job] = []
     for it in items:
         try:
             sha = file_sha256(it.path)
@@ -409,54 +432,70 @@ def extract_features(
                 missing.append(v)
         if missing:
             todo.append((it, sha, missing))
+    return todo
 
-    total = len(items)
-    done = total - len(todo)
-    if progress:
-        progress(done, total)
-    if not todo:
-        res.seconds = time.perf_counter() - t0
-        return res
 
-    # 2. decode + sample on a worker thread while the encoder runs on the main thread
-    if runner is None:
-        graph = (
-            root
-            / "graphs"
-            / f"{cache.dir.parent.parent.name}-{cache.dir.parent.name}-e{spec_key(encoder.spec)[:16]}.onnx"
-        )
-        runner = make_runner(encoder, opts, graph, log)
+@dataclass
+class _Count:
+    """GIFs done of the total, reported to `progress` as they finish."""
 
-    def prepare(job):
-        it, sha, views = job
-        try:
-            if len(views) == 1:  # one view: read_gif composites only the sampled frames
-                frames = [media.read_media(it.path, spec, **view_params(views[0], sha)).frames]
-            else:  # several views: decode once, sample each view
-                decoded = media.decode_for_spec(it.path, spec)
-                frames = [
-                    gifio.sample_decoded(decoded, spec, **view_params(v, sha)).frames for v in views
-                ]
-            return job, frames, None
-        except Exception as e:  # GifError, OSError, anything a broken file can raise
-            return job, None, f"{type(e).__name__}: {e}"
+    done: int
+    total: int
+    progress: Progress | None
 
-    pending: list[tuple[str, str, int, np.ndarray]] = []  # (gid, sha, view, frames)
+    def tick(self, n: int = 1) -> None:
+        self.done += n
+        if self.progress:
+            self.progress(self.done, self.total)
 
-    def flush():
-        if not pending:
+
+def _prepare(job: _Job, spec: SamplingSpec):
+    """Decode and sample one GIF's views: (job, [frames per view], None) or (job, None, error)."""
+    from gifsent_infer.reading import gifio, media
+
+    it, sha, views = job
+    try:
+        if len(views) == 1:  # one view: read_gif composites only the sampled frames
+            frames = [media.read_media(it.path, spec, **view_params(views[0], sha)).frames]
+        else:  # several views: decode once, sample each view
+            decoded = media.decode_for_spec(it.path, spec)
+            frames = [
+                gifio.sample_decoded(decoded, spec, **view_params(v, sha)).frames for v in views
+            ]
+        return job, frames, None
+    except Exception as e:  # GifError, OSError, anything a broken file can raise
+        return job, None, f"{type(e).__name__}: {e}"
+
+
+class _Batcher:
+    """Collects sampled views into encoder batches and caches each one's features."""
+
+    def __init__(self, runner, enc_spec, segments, cache, res, batch_size) -> None:
+        self.runner, self.enc_spec, self.segments = runner, enc_spec, segments
+        self.cache, self.res, self.batch_size = cache, res, batch_size
+        self.pending: list[tuple[str, str, int, np.ndarray]] = []  # (gid, sha, view, frames)
+
+    def add(self, gid: str, sha: str, view: int, frames: np.ndarray) -> None:
+        self.pending.append((gid, sha, view, frames))
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
             return
-        batch = np.stack([p[3] for p in pending])
-        feats = encode_segments(runner, batch, encoder.spec, spec.segments)
-        for (gid, sha, v, _), f in zip(pending, feats, strict=True):
-            res.entries.setdefault(gid, {})[v] = cache.save(sha, v, f)
-            res.encoded += 1
-        pending.clear()
+        batch = np.stack([p[3] for p in self.pending])
+        feats = encode_segments(self.runner, batch, self.enc_spec, self.segments)
+        for (gid, sha, v, _), f in zip(self.pending, feats, strict=True):
+            self.res.entries.setdefault(gid, {})[v] = self.cache.save(sha, v, f)
+            self.res.encoded += 1
+        self.pending.clear()
 
+
+def _encode_jobs(todo, spec, window: int, batcher: _Batcher, res, count: _Count, log) -> None:
+    """Decode the jobs on a worker thread, at most `window` ahead (memory stays flat on big
+    datasets), and encode them in batches here; a GIF that fails is recorded and skipped."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # bounded look-ahead keeps memory flat on big datasets
-        window = max(2 * opts.batch_size, 4)
-        futures = [pool.submit(prepare, j) for j in todo[:window]]
+        futures = [pool.submit(_prepare, j, spec) for j in todo[:window]]
         nxt = len(futures)
         i = 0
         while i < len(futures):
@@ -464,7 +503,7 @@ def extract_features(
             futures[i] = None  # release the frames
             i += 1
             if nxt < len(todo):
-                futures.append(pool.submit(prepare, todo[nxt]))
+                futures.append(pool.submit(_prepare, todo[nxt], spec))
                 nxt += 1
             if err is not None:
                 res.failures[it.gid] = {"path": str(it.path), "error": err}
@@ -472,16 +511,9 @@ def extract_features(
                     log(f"skipping {it.path}: {err}")
             else:
                 for v, fr in zip(views, frames, strict=True):
-                    pending.append((it.gid, sha, v, fr))
-                    if len(pending) >= opts.batch_size:
-                        flush()
-            done += 1
-            if progress:
-                progress(done, total)
-        flush()
-    res.backend = getattr(runner, "name", type(runner).__name__)  # after: "auto" decides on use
-    res.seconds = time.perf_counter() - t0
-    return res
+                    batcher.add(it.gid, sha, v, fr)
+            count.tick()
+        batcher.flush()
 
 
 def write_failures(path: Path, result: ExtractResult) -> None:

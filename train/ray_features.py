@@ -38,8 +38,8 @@ from gifsent_train.features import (
     Progress,
     encode_segments,
     file_sha256,
+    graph_path,
     sampling_spec,
-    spec_key,
     view_params,
     weights_key,
 )
@@ -217,11 +217,7 @@ def extract_features_with_ray(
         from gifsent_train.features import GraphRunner
 
         want = opts.backend
-        path = (
-            root
-            / "graphs"
-            / f"{cache.dir.parent.parent.name}-{cache.dir.parent.name}-e{spec_key(encoder.spec)[:16]}.onnx"
-        )
+        path = graph_path(root, cache, encoder)
         try:
             if want == "auto":  # the engine's one rule for the CPU (its backend table)
                 want = auto_backend("cpu")

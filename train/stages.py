@@ -484,13 +484,10 @@ class SearchStage(Stage):
         )
 
     def run(self, ctx: Context) -> list[Path]:
-        from gifsent_train import metrics as M
         from gifsent_train import study
-        from gifsent_train.fit import FitConfig, predict
-        from gifsent_train.search import evaluate, run_search
+        from gifsent_train.fit import FitConfig
 
-        cfg, lay, force = ctx.config, ctx.layout, ctx.force
-        signature = self.signature(ctx)
+        cfg, lay = ctx.config, ctx.layout
         outputs = [lay.metrics, lay.best_checkpoint] + [lay.checkpoint(h) for h in cfg.heads]
         if cfg.threads:
             import torch
@@ -502,155 +499,21 @@ class SearchStage(Stage):
             + ", ".join(f"{k} {v.shape[0]}" for k, v in data.x.items())
             + f"; features [S={data.x['dev'].shape[1]}, D={data.x['dev'].shape[2]}]"
         )
-        # Trials of an earlier search with other inputs are removed; those with the same
-        # signature are kept and reused (an interrupted search resumes after its last trial).
-        sig_file = lay.trials / "signature.txt"
-        old_sig = sig_file.read_text(encoding="utf-8").strip() if sig_file.is_file() else ""
-        if force or old_sig != signature:
-            for old in list(lay.trials.glob("*.json")) + list(lay.trials.glob("*.pt")):
-                old.unlink()
-            sig_file.write_text(signature + "\n", encoding="utf-8")
+        self._keep_or_clear_trials(ctx)
         w_train = train_weights(cfg, lay, data)
-        models: dict[str, dict] = {}
-        per_emotion_rows: list[dict] = []
-        truth = truth_map(cfg)
-        splits3 = (("train", data.train_eval), ("dev", "dev"), ("test", "test"))
-        # baselines
-        mean = M.MeanBaseline().fit(data.y["train"])
-        models["mean"] = {s: M.summary(data.y[k], mean.predict(len(data.y[k]))) for s, k in splits3}
-        ridge = M.RidgeBaseline().fit(
-            data.x["train"], data.y["train"], data.x["dev"], data.y["dev"]
-        )
-        models["ridge"] = {s: M.summary(data.y[k], ridge.predict(data.x[k])) for s, k in splits3}
-        models["ridge"]["alpha"] = ridge.alpha_
-        preds = {"mean": mean.predict(len(data.y["test"])), "ridge": ridge.predict(data.x["test"])}
-        seed_preds: dict[str, np.ndarray] = {}
         fit_defaults = FitConfig(
             max_epochs=cfg.max_epochs,
             patience=cfg.patience,
             seed=cfg.seed,
             threads=(cfg.fit_threads or cfg.threads) or None,
         )
-        curves = {}
-        all_trials = []
-        encoder = ctx.encoder if ctx.encoder is not None else make_encoder(cfg)
-        scale = _target_scale(lay)
-        for head in cfg.heads:
-            if head == "linear":
-                model = study.linear_head(ridge, int(data.x["train"].shape[-1]))
-                mets = evaluate(model, data)
-                models[head] = {**mets, "head_config": {"alpha": ridge.alpha_}, "closed_form": True}
-                preds[head] = predict(model, data.x["test"])
-                seed_preds[head] = preds[head][None]  # closed form: every seed gives the same
-                models[head]["seeds"] = study.spread([mets] * cfg.seeds)
-                save_best(
-                    lay.checkpoint(head), encoder, head, {"alpha": ridge.alpha_}, model, scale, mets
-                )
-                continue
-            total = cfg.trials
-
-            def on_trial(trial, is_best, head=head, total=total):
-                ctx.reporter.progress(f"search {head}", trial.index + 1, total)
-                if is_best:
-                    ctx.reporter.log(
-                        f"{head} trial {trial.index}: dev RMSE "
-                        f"{trial.metrics['dev']['rmse']:.4f} (best so far)"
-                    )
-
-            ctx.reporter.progress(f"search {head}", 0, total)
-            res = run_search(
-                head,
-                data,
-                trials=cfg.trials,
-                seed=cfg.seed,
-                fit_defaults=fit_defaults,
-                include_default=cfg.include_default_trial,
-                trials_dir=lay.trials,
-                on_trial=on_trial,
-                w_train=w_train,
-                signature=signature,
-            )
-            ctx.reporter.done(f"search {head}")
-            all_trials += res.trials
-            best = res.best_trial
-            mets = evaluate(res.model, data)
-            models[head] = {
-                **mets,
-                "trial": best.index,
-                "head_config": best.head_config,
-                "fit": best.fit,
-                "best_epoch": best.best_epoch + 1,  # counted from 1, as in Figure 3
-                "epochs_run": best.epochs_run,
-                "stopped_early": best.stopped_early,
-            }
-            curves[head] = {**best.curves, "best_epoch": best.best_epoch + 1}
-            preds[head] = predict(res.model, data.x["test"])
-            save_best(lay.checkpoint(head), encoder, head, best.head_config, res.model, scale, mets)
-            if cfg.seeds > 1:
-                ctx.reporter.progress(f"seeds {head}", 1, cfg.seeds)
-            seed_preds[head], summaries = study.repeat_seeds(
-                head,
-                best,
-                data,
-                fit_defaults,
-                cfg.seeds,
-                cfg.seed,
-                w_train=w_train,
-                first=(preds[head], mets),
-                on_fit=lambda r, head=head: ctx.reporter.progress(
-                    f"seeds {head}", r + 1, cfg.seeds
-                ),
-            )
-            models[head]["seeds"] = study.spread(summaries)
-        # The shipped model: the head best on dev (ties: the order of cfg.heads).
-        best_head = min(cfg.heads, key=lambda h: models[h]["dev"]["rmse"])
-        lay.link_best(best_head)
-        ctx.reporter.log(f"best head on dev: {best_head} -> {lay.best_checkpoint}")
-        for key in ("mean", "ridge"):
-            models[key]["seeds"] = study.spread([models[key]] * cfg.seeds)
-        # Paired comparison on the test GIFs: each trained head (errors averaged over its
-        # seeds) against each baseline.
-        paired = []
-        for head in cfg.heads:
-            for base in ("mean", "ridge"):
-                if head == "linear" and base == "ridge":
-                    continue  # the same model
-                cmp = study.paired_comparison(
-                    data.y["test"], seed_preds[head], preds[base], seed=cfg.seed
-                )
-                paired.append(
-                    {"model": head, "baseline": base, "seeds": len(seed_preds[head]), **cmp}
-                )
-        # per-emotion table (test) and agreement with the truth
-        test_truth = None
-        if truth:
-            have = [i for i, g in enumerate(data.ids["test"]) if g in truth]
-            test_truth = (
-                (have, np.stack([truth[data.ids["test"][i]] for i in have])) if have else None
-            )
-        for key, p in preds.items():
-            rows = M.per_emotion(data.y["test"], p)
-            if test_truth is not None and key in ("maxpool", "rnn", "ridge", "linear"):
-                have, tv = test_truth
-                agree = M.agreement(tv, p[have])
-                models[key]["truth_agreement"] = agree
-                for r in rows:
-                    r["truth_spearman"] = agree["spearman"][r["emotion"]]
-            for r in rows:
-                r["model"] = key
-            per_emotion_rows += rows
-        if test_truth is not None:
-            have, tv = test_truth
-            strengths = scale.to_strength(data.y["test"][have])
-            models["bt_ceiling"] = {"truth_agreement": M.agreement(tv, strengths)}
-        metrics_doc = {
-            "models": models,
-            "best_head": best_head,
-            "per_emotion": per_emotion_rows,
-            "curves": curves,
-            "paired": paired,
-            "ceiling_hits": study.ceiling_hits(all_trials, cfg.max_epochs),
-            "training": {
+        baselines = study.Baselines.fit(data)
+        heads, trials = self._fit_heads(ctx, data, baselines, fit_defaults, w_train)
+        doc = study.evaluate_study(
+            data,
+            baselines,
+            heads,
+            settings={
                 "max_epochs": cfg.max_epochs,
                 "patience": cfg.patience,
                 "seeds": cfg.seeds,
@@ -658,10 +521,99 @@ class SearchStage(Stage):
                 "weight_cap": cfg.weight_cap,
                 "trials": cfg.trials,
             },
-            "rows": {k: int(v.shape[0]) for k, v in data.x.items()},
-        }
-        atomic_write_json(lay.metrics, strict_json(metrics_doc))
+            fit_defaults=fit_defaults,
+            seed=cfg.seed,
+            w_train=w_train,
+            truth=truth_map(cfg),
+            scale=_target_scale(lay),
+            trials=trials,
+            on_seed=lambda head, r, n: ctx.reporter.progress(f"seeds {head}", r, n),
+        )
+        # The shipped model: the head best on dev (ties: the order of cfg.heads).
+        lay.link_best(doc["best_head"])
+        ctx.reporter.log(f"best head on dev: {doc['best_head']} -> {lay.best_checkpoint}")
+        atomic_write_json(lay.metrics, strict_json(doc))
         return outputs
+
+    def _keep_or_clear_trials(self, ctx: Context) -> None:
+        """Trials of an earlier search with other inputs are removed; those with the same
+        signature are kept and reused (an interrupted search resumes after its last trial)."""
+        lay, signature = ctx.layout, self.signature(ctx)
+        sig_file = lay.trials / "signature.txt"
+        old_sig = sig_file.read_text(encoding="utf-8").strip() if sig_file.is_file() else ""
+        if ctx.force or old_sig != signature:
+            for old in list(lay.trials.glob("*.json")) + list(lay.trials.glob("*.pt")):
+                old.unlink()
+            sig_file.write_text(signature + "\n", encoding="utf-8")
+
+    def _fit_heads(self, ctx: Context, data, baselines, fit_defaults, w_train):
+        """Each head's best model (the linear one in closed form, the others by randomized
+        search), saved as its checkpoint: ({head: study.HeadFit}, every trial run)."""
+        from gifsent_train import study
+        from gifsent_train.search import evaluate
+
+        cfg, lay = ctx.config, ctx.layout
+        encoder = ctx.encoder if ctx.encoder is not None else make_encoder(cfg)
+        scale = _target_scale(lay)
+        heads: dict[str, study.HeadFit] = {}
+        all_trials: list = []
+        for head in cfg.heads:
+            if head == "linear":
+                ridge = baselines.ridge
+                model = study.linear_head(ridge, int(data.x["train"].shape[-1]))
+                fit = study.HeadFit(
+                    model,
+                    evaluate(model, data),
+                    {"head_config": {"alpha": ridge.alpha_}, "closed_form": True},
+                )
+            else:
+                fit, trials = self._search(ctx, head, data, fit_defaults, w_train)
+                all_trials += trials
+            heads[head] = fit
+            config = fit.entry["head_config"]
+            save_best(lay.checkpoint(head), encoder, head, config, fit.model, scale, fit.metrics)
+        return heads, all_trials
+
+    def _search(self, ctx: Context, head: str, data, fit_defaults, w_train):
+        """The randomized search of one head: (its best as a study.HeadFit, its trials)."""
+        from gifsent_train import study
+        from gifsent_train.search import evaluate, run_search
+
+        cfg, total = ctx.config, ctx.config.trials
+
+        def on_trial(trial, is_best):
+            ctx.reporter.progress(f"search {head}", trial.index + 1, total)
+            if is_best:
+                ctx.reporter.log(
+                    f"{head} trial {trial.index}: dev RMSE "
+                    f"{trial.metrics['dev']['rmse']:.4f} (best so far)"
+                )
+
+        ctx.reporter.progress(f"search {head}", 0, total)
+        res = run_search(
+            head,
+            data,
+            trials=cfg.trials,
+            seed=cfg.seed,
+            fit_defaults=fit_defaults,
+            include_default=cfg.include_default_trial,
+            trials_dir=ctx.layout.trials,
+            on_trial=on_trial,
+            w_train=w_train,
+            signature=self.signature(ctx),
+        )
+        ctx.reporter.done(f"search {head}")
+        best = res.best_trial
+        entry = {
+            "trial": best.index,
+            "head_config": best.head_config,
+            "fit": best.fit,
+            "best_epoch": best.best_epoch + 1,  # counted from 1, as in Figure 3
+            "epochs_run": best.epochs_run,
+            "stopped_early": best.stopped_early,
+        }
+        fit = study.HeadFit(res.model, evaluate(res.model, data), entry, best, best.curves)
+        return fit, res.trials
 
 
 # ------------------------------------------------------------------ stage: report

@@ -11,12 +11,16 @@
   test GIFs: mean difference, a bootstrap interval over GIFs and a Wilcoxon signed-rank
   p-value (scipy.stats).
 - `ceiling_hits`: trials that reached the epoch ceiling without early stopping.
+- `evaluate_study`: a finished search's metrics document — baselines, seeds, the head best
+  on dev, paired tests, agreement with the truth (demo data), the per-emotion table.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -186,3 +190,157 @@ def ceiling_hits(trials, max_epochs: int) -> list[dict]:
                 }
             )
     return out
+
+
+# --- the evaluation of a finished search -------------------------------------------------------
+
+
+@dataclass
+class HeadFit:
+    """One head as the search (or the closed form) left it, ready to be evaluated.
+
+    metrics: evaluate(model, data) of the kept model; entry: what metrics.json says about
+    how it was found (trial, config, epochs...), after the metrics; trial: the search's best
+    trial, whose configuration `seeds` refits (None: closed form, every seed the same);
+    curves: its train/dev loss per epoch (Figure 3), or None.
+    """
+
+    model: Any
+    metrics: dict
+    entry: dict
+    trial: Any = None
+    curves: dict | None = None
+
+
+@dataclass
+class Baselines:
+    """The per-emotion training mean and ridge on pooled features, fitted on train (+dev)."""
+
+    mean: M.MeanBaseline
+    ridge: M.RidgeBaseline
+
+    @classmethod
+    def fit(cls, data) -> Baselines:
+        mean = M.MeanBaseline().fit(data.y["train"])
+        ridge = M.RidgeBaseline().fit(
+            data.x["train"], data.y["train"], data.x["dev"], data.y["dev"]
+        )
+        return cls(mean, ridge)
+
+
+def evaluate_study(
+    data,
+    baselines: Baselines,
+    heads: dict[str, HeadFit],
+    *,
+    settings: dict,
+    fit_defaults,
+    seed: int,
+    w_train=None,
+    truth: dict[str, np.ndarray] | None = None,
+    scale=None,
+    trials: Sequence = (),
+    on_seed: Callable[[str, int, int], None] | None = None,
+) -> dict:
+    """The metrics document of a search: baselines, each head over `settings["seeds"]` fit
+    seeds, the head best on dev (`best_head`; ties: the order of `heads`), paired tests of
+    each head against each baseline on the test GIFs, the per-emotion table, agreement with
+    the true emotions (demo data: `truth`, with the vote-noise ceiling through `scale`) and
+    the epoch-ceiling hits among `trials`. on_seed(head, repeat, seeds): progress."""
+    from gifsent_train.fit import predict
+
+    seeds = settings["seeds"]
+    splits3 = (("train", data.train_eval), ("dev", "dev"), ("test", "test"))
+    mean, ridge = baselines.mean, baselines.ridge
+    models: dict[str, dict] = {
+        "mean": {s: M.summary(data.y[k], mean.predict(len(data.y[k]))) for s, k in splits3},
+        "ridge": {s: M.summary(data.y[k], ridge.predict(data.x[k])) for s, k in splits3},
+    }
+    models["ridge"]["alpha"] = ridge.alpha_
+    preds = {"mean": mean.predict(len(data.y["test"])), "ridge": ridge.predict(data.x["test"])}
+    seed_preds: dict[str, np.ndarray] = {}
+    curves = {}
+    for head, fit in heads.items():
+        models[head] = {**fit.metrics, **fit.entry}
+        preds[head] = predict(fit.model, data.x["test"])
+        if fit.trial is None:  # closed form: every seed gives the same
+            seed_preds[head], summaries = preds[head][None], [fit.metrics] * seeds
+        else:
+            curves[head] = {**fit.curves, "best_epoch": fit.entry["best_epoch"]}
+            seed_preds[head], summaries = _refit_seeds(
+                head, fit, preds[head], data, fit_defaults, seeds, seed, w_train, on_seed
+            )
+        models[head]["seeds"] = spread(summaries)
+    best_head = min(heads, key=lambda h: models[h]["dev"]["rmse"])
+    for key in ("mean", "ridge"):
+        models[key]["seeds"] = spread([models[key]] * seeds)
+    paired = _paired_tests(data, list(heads), seed_preds, preds, seed)
+    per_emotion = _per_emotion_and_truth(data, models, preds, truth, scale)
+    return {
+        "models": models,
+        "best_head": best_head,
+        "per_emotion": per_emotion,
+        "curves": curves,
+        "paired": paired,
+        "ceiling_hits": ceiling_hits(trials, settings["max_epochs"]),
+        "training": settings,
+        "rows": {k: int(v.shape[0]) for k, v in data.x.items()},
+    }
+
+
+def _refit_seeds(head, fit: HeadFit, test_pred, data, fit_defaults, seeds, seed, w_train, on_seed):
+    def on_fit(r: int) -> None:
+        if on_seed is not None:
+            on_seed(head, r + 1, seeds)
+
+    if seeds > 1:
+        on_fit(0)
+    return repeat_seeds(
+        head,
+        fit.trial,
+        data,
+        fit_defaults,
+        seeds,
+        seed,
+        w_train=w_train,
+        first=(test_pred, fit.metrics),
+        on_fit=on_fit,
+    )
+
+
+def _paired_tests(data, heads: list[str], seed_preds: dict, preds: dict, seed: int) -> list[dict]:
+    """Each trained head (errors averaged over its seeds) against each baseline."""
+    paired = []
+    for head in heads:
+        for base in ("mean", "ridge"):
+            if head == "linear" and base == "ridge":
+                continue  # the same model
+            cmp = paired_comparison(data.y["test"], seed_preds[head], preds[base], seed=seed)
+            paired.append({"model": head, "baseline": base, "seeds": len(seed_preds[head]), **cmp})
+    return paired
+
+
+def _per_emotion_and_truth(data, models: dict, preds: dict, truth, scale) -> list[dict]:
+    """The per-emotion table on test; with `truth`, each model's agreement with the true
+    emotions (in `models`, and a truth_spearman column) and the Bradley-Terry ceiling."""
+    test_truth = None
+    if truth:
+        have = [i for i, g in enumerate(data.ids["test"]) if g in truth]
+        test_truth = (have, np.stack([truth[data.ids["test"][i]] for i in have])) if have else None
+    rows_all: list[dict] = []
+    for key, p in preds.items():
+        rows = M.per_emotion(data.y["test"], p)
+        if test_truth is not None and key in ("maxpool", "rnn", "ridge", "linear"):
+            have, tv = test_truth
+            agree = M.agreement(tv, p[have])
+            models[key]["truth_agreement"] = agree
+            for r in rows:
+                r["truth_spearman"] = agree["spearman"][r["emotion"]]
+        for r in rows:
+            r["model"] = key
+        rows_all += rows
+    if test_truth is not None:
+        have, tv = test_truth
+        strengths = scale.to_strength(data.y["test"][have])
+        models["bt_ceiling"] = {"truth_agreement": M.agreement(tv, strengths)}
+    return rows_all

@@ -226,7 +226,7 @@ def index_gifs(folder: str | os.PathLike) -> dict[str, Path]:
     first wins (a ``.gif`` before any rendition), so the result does not depend on
     directory listing order.
     """
-    from gifsent_infer.reading.media import MEDIA_SUFFIXES
+    from gifsent_infer.reading.formats import MEDIA_SUFFIXES
 
     folder = Path(folder)
     if not folder.is_dir():

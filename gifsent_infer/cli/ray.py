@@ -11,118 +11,135 @@ from gifsent_infer.cli.app import app
 from gifsent_infer.cli.common import check_choice, err, exit_code_of, fail, print_provenance
 from gifsent_infer.cli.scoreflags import check_engine_choices, flag, options_from
 
+# The command's options that need more than a line (the scoring flags come from cli/scoreflags.py).
+_INPUTS = typer.Argument(
+    ...,
+    metavar="PATH...",
+    help="GIF files, folders, glob patterns or http(s) URLs, expanded as `score` does; "
+    "paths must be readable on every Ray node.",
+)
+_OUT = typer.Option(
+    ...,
+    "--out",
+    "-o",
+    help="Output folder on this (the driver's) machine: score shards "
+    "(part-*.parquet|jsonl) and _manifest.json; read it with pandas.read_parquet.",
+)
+_MODEL = flag(
+    "model",
+    "-m",
+    help="Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location); "
+    "shipped to the workers through Ray's object store.",
+)
+_ADDRESS = typer.Option(
+    None,
+    "--address",
+    help="Ray cluster to join: auto, HOST:6379 or ray://HOST:10001 "
+    "(default: $RAY_ADDRESS, else a new local Ray instance on this machine).",
+)
+_CONNECT_TIMEOUT = typer.Option(
+    30.0,
+    "--connect-timeout",
+    min=0.1,
+    help="Seconds to reach and join the cluster before giving up (exit 2).",
+)
+_AUTH_TOKEN_FILE = typer.Option(
+    None,
+    "--auth-token-file",
+    help="The cluster's token, for token authentication (sets RAY_AUTH_MODE=token and "
+    "RAY_AUTH_TOKEN_PATH; or set those, or RAY_AUTH_TOKEN, yourself).",
+)
+_DEVICE = flag(
+    "device",
+    "-d",
+    help="auto (cuda when the cluster has GPUs), cpu or cuda (one GPU per model actor).",
+)
+_BACKEND = flag(
+    "backend",
+    help="auto, onnxruntime or openvino, chosen in each model actor as `score` chooses.",
+)
+_THREADS = flag("threads", min=1, help="Intra-op threads per model actor (default: its CPUs).")
+_NUM_ACTORS = typer.Option(
+    None,
+    "--num-actors",
+    min=1,
+    help="Model actors (default: one per GPU with cuda; with cpu, enough actors of up to "
+    "4 CPUs to use half the cluster's CPUs).",
+)
+_ACTOR_CPUS = typer.Option(
+    None,
+    "--actor-cpus",
+    min=0.01,
+    help="CPUs each model actor reserves; it runs that many onnxruntime threads "
+    "(default: 1 with cuda; with cpu, half the cluster's CPUs over the actors, at most 4, "
+    "or all of them with --decode-cpus 0).",
+)
+_DECODE_CPUS = typer.Option(
+    None,
+    "--decode-cpus",
+    min=0.0,
+    help="CPUs each decoding task reserves (default 1; 0: decoding shares the cores with "
+    "the model actors, at most one task per CPU, as on a 1-CPU cluster).",
+)
+_SHARD_ROWS = typer.Option(
+    None,
+    "--shard-rows",
+    min=1,
+    help="Write a shard every N rows (default: from the number of inputs, about 32 "
+    "shards per run, 8 to 1024 rows each).",
+)
+_FLUSH_SECONDS = typer.Option(
+    10.0,
+    "--flush-seconds",
+    min=0.1,
+    help="Also write a shard when its oldest row has waited this long, so a killed run "
+    "keeps its work.",
+)
+_WORKERS = flag(
+    "workers",
+    min=0,
+    help="Most decoding tasks at once (default: as the CPUs allow; 0: one).",
+)
+_MEMORY_BUDGET = flag(
+    "memory_budget",
+    help="Memory that decoding may use at once across the run (e.g. 512M, 2G): each "
+    "decoding task reserves 256 MiB of it from Ray's scheduler.",
+)
+_RESUME = typer.Option(
+    True,
+    "--resume/--no-resume",
+    help="Skip inputs this model already scored in --out (default); --no-resume empties it.",
+)
+
 
 @app.command("ray")
 def ray_score(
-    inputs: list[str] = typer.Argument(
-        ...,
-        metavar="PATH...",
-        help="GIF files, folders, glob patterns or http(s) URLs, expanded as `score` does; "
-        "paths must be readable on every Ray node.",
-    ),
-    out: Path = typer.Option(
-        ...,
-        "--out",
-        "-o",
-        help="Output folder on this (the driver's) machine: score shards "
-        "(part-*.parquet|jsonl) and _manifest.json; read it with pandas.read_parquet.",
-    ),
+    inputs: list[str] = _INPUTS,
+    out: Path = _OUT,
     fmt: str = typer.Option("parquet", "--format", "-f", help="Shard format: parquet or jsonl."),
-    model: Path | None = flag(
-        "model",
-        "-m",
-        help="Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location); "
-        "shipped to the workers through Ray's object store.",
-    ),
-    address: str | None = typer.Option(
-        None,
-        "--address",
-        help="Ray cluster to join: auto, HOST:6379 or ray://HOST:10001 "
-        "(default: $RAY_ADDRESS, else a new local Ray instance on this machine).",
-    ),
-    connect_timeout: float = typer.Option(
-        30.0,
-        "--connect-timeout",
-        min=0.1,
-        help="Seconds to reach and join the cluster before giving up (exit 2).",
-    ),
-    auth_token_file: Path | None = typer.Option(
-        None,
-        "--auth-token-file",
-        help="The cluster's token, for token authentication (sets RAY_AUTH_MODE=token and "
-        "RAY_AUTH_TOKEN_PATH; or set those, or RAY_AUTH_TOKEN, yourself).",
-    ),
-    device: str = flag(
-        "device",
-        "-d",
-        help="auto (cuda when the cluster has GPUs), cpu or cuda (one GPU per model actor).",
-    ),
+    model: Path | None = _MODEL,
+    address: str | None = _ADDRESS,
+    connect_timeout: float = _CONNECT_TIMEOUT,
+    auth_token_file: Path | None = _AUTH_TOKEN_FILE,
+    device: str = _DEVICE,
     allow_private_urls: bool = flag("allow_private_urls"),
-    backend: str = flag(
-        "backend",
-        help="auto, onnxruntime or openvino, chosen in each model actor as `score` chooses.",
-    ),
+    backend: str = _BACKEND,
     precision: str = flag("precision"),
-    threads: int | None = flag(
-        "threads", min=1, help="Intra-op threads per model actor (default: its CPUs)."
-    ),
-    num_actors: int | None = typer.Option(
-        None,
-        "--num-actors",
-        min=1,
-        help="Model actors (default: one per GPU with cuda; with cpu, enough actors of up to "
-        "4 CPUs to use half the cluster's CPUs).",
-    ),
-    actor_cpus: float | None = typer.Option(
-        None,
-        "--actor-cpus",
-        min=0.01,
-        help="CPUs each model actor reserves; it runs that many onnxruntime threads "
-        "(default: 1 with cuda; with cpu, half the cluster's CPUs over the actors, at most 4, "
-        "or all of them with --decode-cpus 0).",
-    ),
-    decode_cpus: float | None = typer.Option(
-        None,
-        "--decode-cpus",
-        min=0.0,
-        help="CPUs each decoding task reserves (default 1; 0: decoding shares the cores with "
-        "the model actors, at most one task per CPU, as on a 1-CPU cluster).",
-    ),
-    shard_rows: int | None = typer.Option(
-        None,
-        "--shard-rows",
-        min=1,
-        help="Write a shard every N rows (default: from the number of inputs, about 32 "
-        "shards per run, 8 to 1024 rows each).",
-    ),
-    flush_seconds: float = typer.Option(
-        10.0,
-        "--flush-seconds",
-        min=0.1,
-        help="Also write a shard when its oldest row has waited this long, so a killed run "
-        "keeps its work.",
-    ),
+    threads: int | None = _THREADS,
+    num_actors: int | None = _NUM_ACTORS,
+    actor_cpus: float | None = _ACTOR_CPUS,
+    decode_cpus: float | None = _DECODE_CPUS,
+    shard_rows: int | None = _SHARD_ROWS,
+    flush_seconds: float = _FLUSH_SECONDS,
     batch_size: int = flag("batch_size", "-b", min=1),
-    workers: int | None = flag(
-        "workers",
-        min=0,
-        help="Most decoding tasks at once (default: as the CPUs allow; 0: one).",
-    ),
-    memory_budget: str = flag(
-        "memory_budget",
-        help="Memory that decoding may use at once across the run (e.g. 512M, 2G): each "
-        "decoding task reserves 256 MiB of it from Ray's scheduler.",
-    ),
+    workers: int | None = _WORKERS,
+    memory_budget: str = _MEMORY_BUDGET,
     max_bytes: int = flag("max_bytes", min=1),
     timeout: float = flag("timeout", min=0.1),
     top: int = flag("top", "-k", min=0, max=17),
     percentiles: bool = flag("percentiles"),
     clip: bool = flag("clip"),
-    resume: bool = typer.Option(
-        True,
-        "--resume/--no-resume",
-        help="Skip inputs this model already scored in --out (default); --no-resume empties it.",
-    ),
+    resume: bool = _RESUME,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
     """Score GIFs on a Ray cluster with Ray Data (needs `pip install 'gifsent[ray]'`)."""

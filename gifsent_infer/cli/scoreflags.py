@@ -1,10 +1,10 @@
 """The scoring flags, made from `gifsent_infer.options.ScoreOptions`: every command that scores
 (`score`, `ray`, and the coming `serve`) declares each of its scoring options with
-`flag("name")`, whose flag name and default come from the field, and turns the parsed
-values back into one ScoreOptions with `options_from(locals())`.
+`flag("name")`, whose flag name, default and help come from the field (its metadata), and
+turns the parsed values back into one ScoreOptions with `options_from(locals())`.
 
 A command's parameter for a scoring option is named like the field (`batch_size`, `top`,
-`percentiles`...); tests/infer/test_score_flags.py checks that `score` and `ray` offer every
+`percentiles`...); tests/infer/test_score_options.py checks that `score` and `ray` offer every
 field, under its flag, with its default.
 """
 
@@ -24,32 +24,6 @@ __all__ = ["DEFAULTS", "check_engine_choices", "flag", "options_from", "size_tex
 DEFAULTS = ScoreOptions()
 _FIELDS = {f.name: f for f in dataclasses.fields(ScoreOptions)}
 
-# Longer help than the field's one-liner, where the flag needs it; the commands share it.
-HELP: dict[str, str] = {
-    "model": "Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location).",
-    "backend": "auto (CUDA: onnxruntime; CPU: the faster of openvino and onnxruntime for this "
-    "model at its precision, measured once and cached per model, machine and library "
-    "versions), onnxruntime or openvino.",
-    "device": "auto, cpu or cuda (cuda never falls back silently).",
-    "precision": "auto (default: bf16 when OpenVINO runs on a CPU with native bf16 and the "
-    "model's recorded bf16 check holds, mean Spearman >= 0.99 vs fp32; else fp32), fp32 "
-    "(bit-reproducible scores), or bf16 (OpenVINO on native-bf16 CPUs only).",
-    "threads": "Inference intra-op threads (default: one per core).",
-    "batch_size": "GIFs per model call.",
-    "workers": "Threads reading and decoding GIFs (default: one per core, max 8; 0: none).",
-    "memory_budget": "Memory that decoding may use at once, whatever --workers is (e.g. 512M, "
-    "2G); a larger input waits, then decodes alone.",
-    "max_bytes": "Largest input file or download, in bytes (default 64 MiB).",
-    "timeout": "Seconds allowed to download one URL: connect, headers, redirects and body in all.",
-    "allow_private_urls": "Also fetch URLs on loopback, private and link-local addresses "
-    "(refused by default, so that scoring users' URLs cannot reach this machine's network).",
-    "top": "A `top` column with the K highest emotions ('happiness:0.91 amusement:0.85' in "
-    "CSV, a list in JSON); 0 leaves it out.",
-    "percentiles": "Add <emotion>_pct columns: the percentile (0-100) of each score among the "
-    "model's training GIFs.",
-    "clip": "Clip scores to [0, 1] (new GIFs can score outside the training GIFs' range).",
-}
-
 
 def size_text(n: int) -> str:
     """Bytes as the shortest exact size text parse_size reads back: 1073741824 -> "1G"."""
@@ -61,11 +35,12 @@ def size_text(n: int) -> str:
 
 def flag(name: str, *short: str, help: str | None = None, **kwargs: Any) -> Any:
     """The typer option of the ScoreOptions field `name`: its flag (plus `short` aliases), its
-    default (the memory budget as size text, e.g. "1G") and help (HELP, else the field's)."""
+    default (the memory budget as size text, e.g. "1G") and help (the field's, unless
+    `help` gives the command's own)."""
     default = getattr(DEFAULTS, name)
     if name == "memory_budget":
         default = size_text(default)
-    text = help or HELP.get(name) or _FIELDS[name].metadata["help"]
+    text = help or _FIELDS[name].metadata["help"]
     return typer.Option(default, ScoreOptions.flag(name), *short, help=text, **kwargs)
 
 

@@ -7,21 +7,23 @@ of a Scorer, and waits while the budget is spent. An input larger than the whole
 waits until nothing else is decoding and then runs alone, so every input still gets a row.
 
 The footprint estimate is deliberately coarse and errs high; it is made from the header
-only (nothing is decoded to estimate a decode): for a GIF, the bytes themselves plus the
-canvas's pixels times what the compositor keeps per pixel (packed uint32 canvas, one packed
-copy per sampled frame, a saved region, index and colour temporaries).
+only (nothing is decoded to estimate a decode), by each format's header probe in the format
+registry (`formats.Format.peak_bytes`): for a GIF, the bytes themselves plus the canvas's
+pixels times what the compositor keeps per pixel; for a video, its frame size from the
+container's header times the decoder's reference frames and the frames kept, so a long,
+small, low-bitrate video is sized by what it decodes to, not by its file.
 """
 
 from __future__ import annotations
 
 import re
-import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from gifsent_infer.contract import SamplingSpec
-from gifsent_infer.reading.gifio import ReaderLimits, is_gif
+from gifsent_infer.reading.formats import format_of, unknown_peak_bytes
+from gifsent_infer.reading.gifio import ReaderLimits
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # 1 GiB of decoding at once; with the model, runtime and
 # the raw bytes of the inputs in flight, a run stays within ~2 GB at any --workers.
@@ -56,16 +58,16 @@ class MemoryBudget:
 
 
 def estimate_decode_bytes(data: bytes, spec: SamplingSpec, limits: ReaderLimits) -> int:
-    """Bytes that sampling `data` with `spec` may hold at its peak (an overestimate)."""
-    if not is_gif(data[:6]) or len(data) < 10:
-        return 4 * len(data) + (1 << 20)  # not decoded as a GIF (an error row, or another reader)
-    width, height = struct.unpack("<HH", data[6:10])
-    pixels = min(max(width * height, 1), limits.max_canvas_pixels)
-    # frames kept: one packed copy per distinct sampled frame, never more than the reader's
-    # decoded-pixel limit lets exist
-    kept = min(spec.num_frames, max(1, limits.max_decoded_pixels // pixels))
-    per_pixel = 4 * kept + 32  # + canvas, saved region, index/colour/mask temporaries
-    return 2 * len(data) + pixels * per_pixel
+    """Bytes that sampling `data` with `spec` may hold at its peak (an overestimate), from
+    its format's header probe; content in no format, or whose header is unreadable, will be
+    an error row and is sized from its bytes."""
+    fmt = format_of(data[:4096])
+    if fmt is None:
+        return unknown_peak_bytes(data)
+    try:
+        return int(fmt.peak_bytes(data, spec, limits))
+    except Exception:  # a header the probe cannot read (MediaError, an FFmpeg error...): the
+        return unknown_peak_bytes(data)  # decode will say why in the row; the estimate never does
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)

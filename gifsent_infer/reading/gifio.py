@@ -127,7 +127,7 @@ class SampleInfo:
     segments: int  # S
     padded_frames: int  # sampled frames whose time wrapped past the end (loop padding)
     padding: float  # padded_frames / (S * T)
-    format: str = "gif"  # the container/format read (gifsent_infer.reading.media.FORMATS)
+    format: str = "gif"  # the container/format read (gifsent_infer.reading.formats.FORMATS)
 
 
 @dataclass
@@ -215,7 +215,8 @@ def _skip_sub_blocks(data: bytes, pos: int, what: str) -> int:
             return pos
 
 
-def parse_structure(data: bytes, limits: ReaderLimits) -> _Structure:
+def _parse_screen(data: bytes, limits: ReaderLimits) -> tuple[_Structure, int]:
+    """The header, logical screen descriptor and global colour table: (structure, position)."""
     if len(data) < 6 or not is_gif(data):
         raise GifError(
             f"not a GIF file (starts with {data[:6]!r}, expected b'GIF87a' or b'GIF89a')"
@@ -239,8 +240,76 @@ def parse_structure(data: bytes, limits: ReaderLimits) -> _Structure:
             raise GifError("truncated file: ends inside the global colour table")
         palette = data[pos : pos + size]
         pos += size
+    return _Structure(width, height, palette), pos
 
-    st = _Structure(width, height, palette)
+
+def _parse_frame(
+    data: bytes,
+    pos: int,
+    st: _Structure,
+    gce: tuple[int, int, int | None] | None,
+    limits: ReaderLimits,
+    decoded_pixels: int,
+) -> tuple[int, int]:
+    """Parse the image descriptor at `pos` and its data onto `st.frames`:
+    (position after it, decoded pixels so far)."""
+    n = len(data)
+    if pos + 10 > n:
+        raise GifError(f"truncated file: ends inside frame {len(st.frames)}'s descriptor")
+    left, top, fw, fh, fpacked = struct.unpack_from("<HHHHB", data, pos + 1)
+    pos += 10
+    index = len(st.frames)
+    if index >= limits.max_frames:
+        raise GifError(f"more than {limits.max_frames} frames (frame limit)")
+    if fw * fh > limits.max_canvas_pixels:
+        raise GifError(
+            f"frame {index} is {fw}x{fh} = {fw * fh} pixels, over the limit of "
+            f"{limits.max_canvas_pixels} (decompression bomb?)"
+        )
+    decoded_pixels += max(st.width * st.height, fw * fh)
+    if decoded_pixels > limits.max_decoded_pixels:
+        raise GifError(
+            f"more than {limits.max_decoded_pixels} decoded pixels by frame {index} "
+            f"({st.width}x{st.height} canvas; decoded-pixel limit)"
+        )
+    local = None
+    if fpacked & 0x80:
+        size = 3 << ((fpacked & 7) + 1)
+        if pos + size > n:
+            raise GifError(f"truncated file: ends inside frame {index}'s colour table")
+        local = data[pos : pos + size]
+        pos += size
+    if pos >= n:
+        raise GifError(f"truncated file: ends before frame {index}'s image data")
+    bits = data[pos]
+    if not 1 <= bits <= 11:
+        raise GifError(f"corrupt frame {index}: LZW minimum code size {bits}")
+    start = pos + 1
+    pos = _skip_sub_blocks(data, start, f"frame {index}'s image data")
+    delay, disposal, transparency = gce if gce is not None else (0, 0, None)
+    st.frames.append(
+        _Frame(
+            left=left,
+            top=top,
+            width=fw,
+            height=fh,
+            interlace=bool(fpacked & 0x40),
+            palette=local,
+            lzw_bits=bits,
+            data=slice(start, pos),
+            delay_cs=delay,
+            disposal=disposal,
+            transparency=transparency,
+            has_gce=gce is not None,
+        )
+    )
+    return pos, decoded_pixels
+
+
+def parse_structure(data: bytes, limits: ReaderLimits) -> _Structure:
+    """Every frame's place in `data` and its settings, checked against `limits`, without
+    decoding any image data."""
+    st, pos = _parse_screen(data, limits)
     gce: tuple[int, int, int | None] | None = None  # (delay_cs, disposal, transparency)
     decoded_pixels = 0
     n = len(data)
@@ -267,55 +336,7 @@ def parse_structure(data: bytes, limits: ReaderLimits) -> _Structure:
                 gce = (delay, (flags >> 2) & 7, tindex if flags & 1 else None)
             pos = end
         elif tag == 0x2C:  # image descriptor
-            if pos + 10 > n:
-                raise GifError(f"truncated file: ends inside frame {len(st.frames)}'s descriptor")
-            left, top, fw, fh, fpacked = struct.unpack_from("<HHHHB", data, pos + 1)
-            pos += 10
-            index = len(st.frames)
-            if index >= limits.max_frames:
-                raise GifError(f"more than {limits.max_frames} frames (frame limit)")
-            if fw * fh > limits.max_canvas_pixels:
-                raise GifError(
-                    f"frame {index} is {fw}x{fh} = {fw * fh} pixels, over the limit of "
-                    f"{limits.max_canvas_pixels} (decompression bomb?)"
-                )
-            decoded_pixels += max(canvas, fw * fh)
-            if decoded_pixels > limits.max_decoded_pixels:
-                raise GifError(
-                    f"more than {limits.max_decoded_pixels} decoded pixels by frame {index} "
-                    f"({width}x{height} canvas; decoded-pixel limit)"
-                )
-            local = None
-            if fpacked & 0x80:
-                size = 3 << ((fpacked & 7) + 1)
-                if pos + size > n:
-                    raise GifError(f"truncated file: ends inside frame {index}'s colour table")
-                local = data[pos : pos + size]
-                pos += size
-            if pos >= n:
-                raise GifError(f"truncated file: ends before frame {index}'s image data")
-            bits = data[pos]
-            if not 1 <= bits <= 11:
-                raise GifError(f"corrupt frame {index}: LZW minimum code size {bits}")
-            start = pos + 1
-            pos = _skip_sub_blocks(data, start, f"frame {index}'s image data")
-            delay, disposal, transparency = gce if gce is not None else (0, 0, None)
-            st.frames.append(
-                _Frame(
-                    left=left,
-                    top=top,
-                    width=fw,
-                    height=fh,
-                    interlace=bool(fpacked & 0x40),
-                    palette=local,
-                    lzw_bits=bits,
-                    data=slice(start, pos),
-                    delay_cs=delay,
-                    disposal=disposal,
-                    transparency=transparency,
-                    has_gce=gce is not None,
-                )
-            )
+            pos, decoded_pixels = _parse_frame(data, pos, st, gce, limits, decoded_pixels)
             gce = None
         else:
             if not st.frames:

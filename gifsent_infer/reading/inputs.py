@@ -3,8 +3,8 @@
 Expansion decides *which* inputs there are; reading happens later, in the worker pool, so a
 slow disk or server never holds up the model. Every input the user named explicitly gets a
 row even when it is not a GIF; files met while walking a folder or a glob are taken when
-their content is a GIF (or their name ends in .gif, so that a broken .gif gets an error row
-instead of vanishing).
+their content is in a format of the registry (`formats.py`), or their name ends like one
+(.gif, .mp4, ...: so that a broken file gets an error row instead of vanishing).
 """
 
 from __future__ import annotations
@@ -30,8 +30,13 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from gifsent_infer.errors import USAGE, GifsentError
+from gifsent_infer.reading.formats import (
+    MEDIA_SUFFIXES,
+    SNIFF_BYTES,
+    describe_non_gif,  # noqa: F401 (re-exported: it was defined here)
+    sniff_format,
+)
 from gifsent_infer.reading.gifio import DEFAULT_LIMITS
-from gifsent_infer.reading.media import MEDIA_SUFFIXES, SNIFF_BYTES, sniff_format
 from gifsent_infer.reading.netpolicy import ALLOW_HINT, address_refusal
 from gifsent_infer.version import __version__
 
@@ -188,6 +193,94 @@ def _walk(folder: Path, recursive: bool) -> Iterable[tuple[Path, os.stat_result 
         stack.extend(reversed(subdirs))
 
 
+class _Expander:
+    """The state of one expand_inputs call: items in order, notes, what was skipped."""
+
+    def __init__(self, recursive: bool) -> None:
+        self.recursive = recursive
+        self.items: list[InputItem] = []
+        self.notes: list[str] = []
+        self.seen: set[str] = set()
+        self.skipped = 0
+        self.missing: list[str] = []
+
+    def add(self, item: InputItem, key: str) -> None:
+        if key not in self.seen:
+            self.seen.add(key)
+            self.items.append(item)
+
+    def add_file(self, path: Path, st: os.stat_result | str) -> None:
+        key = os.path.normpath(os.path.abspath(path))
+        if isinstance(st, str):
+            self.add(InputItem(name=str(path), path=path, error=st), key)
+        elif not stat.S_ISREG(st.st_mode):
+            self.add(
+                InputItem(name=str(path), path=path, error=not_regular_reason(st.st_mode)), key
+            )
+        else:
+            self.add(InputItem(name=str(path), path=path), key)
+
+    def add_folder(self, folder: Path) -> int:
+        n = 0
+        for p, st in _walk(folder, self.recursive):
+            if isinstance(st, str) or _looks_like_gif(p, st):
+                self.add_file(p, st)
+                n += 1
+            else:
+                self.skipped += 1
+        return n
+
+    def add_glob(self, arg: str) -> None:
+        found = 0
+        for m in sorted(glob.glob(os.path.expanduser(arg), recursive=True)):
+            mp = Path(m)
+            mst = _stat(mp)
+            if not isinstance(mst, str) and stat.S_ISDIR(mst.st_mode):
+                found += self.add_folder(mp)
+            elif isinstance(mst, str) or _looks_like_gif(mp, mst):
+                self.add_file(mp, mst)
+                found += 1
+            else:
+                self.skipped += 1
+        if not found:
+            self.notes.append(f"{display_name(arg)}: the pattern matched no GIFs")
+
+    def one(self, arg: str) -> None:
+        if is_url(arg):
+            self.add(InputItem(name=arg, url=arg), arg)
+            return
+        path = Path(arg).expanduser() if arg.startswith("~") else Path(arg)
+        st = _stat(path)
+        if not isinstance(st, str) and stat.S_ISDIR(st.st_mode):
+            if self.add_folder(path) == 0:
+                self.notes.append(f"{display_name(arg)}: no GIFs in this folder")
+            return
+        if not isinstance(st, str) or st != "no such file or folder":
+            self.add_file(path, st)  # named explicitly: always a row, GIF or not
+            return
+        if _has_glob(arg):
+            self.add_glob(arg)
+            return
+        self.missing.append(arg)
+        self.add(InputItem(name=arg, error="no such file or folder"), "missing:" + arg)
+
+    def finish(self) -> Expansion:
+        if self.skipped:
+            self.notes.append(f"skipped {self.skipped} file(s) that are not GIFs")
+        if all(i.error for i in self.items):  # nothing real: a typo or an empty folder
+            what = "; ".join(
+                self.notes
+                + [f"{display_name(m)}: no such file or folder" for m in self.missing]
+                + [
+                    f"{display_name(i.name)}: {i.error}"
+                    for i in self.items
+                    if i.name not in self.missing
+                ]
+            )
+            raise NoInputsError(f"nothing to score ({what or 'no inputs given'})")
+        return Expansion(items=self.items, notes=self.notes)
+
+
 def expand_inputs(
     args: Iterable[str],
     *,
@@ -205,95 +298,22 @@ def expand_inputs(
     folders are dedup'd by the name they were met under, so two symlinks to one file keep
     one row each. Raises NoInputsError when nothing at all is found to score.
     """
-    items: list[InputItem] = []
-    notes: list[str] = []
-    seen: set[str] = set()
-    skipped = 0
-    missing: list[str] = []
-
-    def add(item: InputItem, key: str) -> None:
-        if key not in seen:
-            seen.add(key)
-            items.append(item)
-
-    def add_file(path: Path, st: os.stat_result | str) -> None:
-        key = os.path.normpath(os.path.abspath(path))
-        if isinstance(st, str):
-            add(InputItem(name=str(path), path=path, error=st), key)
-        elif not stat.S_ISREG(st.st_mode):
-            add(InputItem(name=str(path), path=path, error=not_regular_reason(st.st_mode)), key)
-        else:
-            add(InputItem(name=str(path), path=path), key)
-
-    def add_folder(folder: Path) -> int:
-        nonlocal skipped
-        n = 0
-        for p, st in _walk(folder, recursive):
-            if isinstance(st, str) or _looks_like_gif(p, st):
-                add_file(p, st)
-                n += 1
-            else:
-                skipped += 1
-        return n
-
-    def one(arg: str) -> None:
-        nonlocal skipped
-        if is_url(arg):
-            add(InputItem(name=arg, url=arg), arg)
-            return
-        path = Path(arg).expanduser() if arg.startswith("~") else Path(arg)
-        st = _stat(path)
-        if not isinstance(st, str) and stat.S_ISDIR(st.st_mode):
-            if add_folder(path) == 0:
-                notes.append(f"{display_name(arg)}: no GIFs in this folder")
-            return
-        if not isinstance(st, str) or st != "no such file or folder":
-            add_file(path, st)  # named explicitly: always a row, GIF or not
-            return
-        if _has_glob(arg):
-            matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True))
-            found = 0
-            for m in matches:
-                mp = Path(m)
-                mst = _stat(mp)
-                if not isinstance(mst, str) and stat.S_ISDIR(mst.st_mode):
-                    found += add_folder(mp)
-                elif isinstance(mst, str) or _looks_like_gif(mp, mst):
-                    add_file(mp, mst)
-                    found += 1
-                else:
-                    skipped += 1
-            if not found:
-                notes.append(f"{display_name(arg)}: the pattern matched no GIFs")
-            return
-        missing.append(arg)
-        add(InputItem(name=arg, error="no such file or folder"), "missing:" + arg)
-
+    ex = _Expander(recursive)
     for arg in args:
-        if arg == "-":
-            if stdin is None:
-                raise NoInputsError("'-' given but there is no standard input to read")
-            data = _read_stdin(stdin, max_stdin_bytes or DEFAULT_MAX_BYTES)
-            if isinstance(data, InputItem):
-                add(data, "stdin:")
-                continue
-            for line in data:
-                line = line.strip()
-                if line and not line.startswith("#") and line != "-":
-                    one(line)
-        else:
-            one(arg)
-
-    if skipped:
-        notes.append(f"skipped {skipped} file(s) that are not GIFs")
-    if all(i.error for i in items):  # nothing real: a typo or an empty folder is a usage error
-        what = "; ".join(
-            notes
-            + [f"{display_name(m)}: no such file or folder" for m in missing]
-            + [f"{display_name(i.name)}: {i.error}" for i in items if i.name not in missing]
-        )
-        raise NoInputsError(f"nothing to score ({what or 'no inputs given'})")
-    return Expansion(items=items, notes=notes)
+        if arg != "-":
+            ex.one(arg)
+            continue
+        if stdin is None:
+            raise NoInputsError("'-' given but there is no standard input to read")
+        data = _read_stdin(stdin, max_stdin_bytes or DEFAULT_MAX_BYTES)
+        if isinstance(data, InputItem):
+            ex.add(data, "stdin:")
+            continue
+        for line in data:
+            line = line.strip()
+            if line and not line.startswith("#") and line != "-":
+                ex.one(line)
+    return ex.finish()
 
 
 STDIN_NAME = "<stdin>"
@@ -337,31 +357,6 @@ def _size_text(n: int) -> str:
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
-
-
-def describe_non_gif(head: bytes) -> str:
-    """A row's reason for content that is not a GIF, naming what it looks like."""
-    if not head:
-        return "empty file (0 bytes)"
-    kinds = [
-        (b"\x89PNG", "a PNG image"),
-        (b"\xff\xd8\xff", "a JPEG image"),
-        (b"RIFF", "a RIFF file (WebP?)"),
-        (b"\x1aE\xdf\xa3", "a WebM/Matroska video"),
-        (b"<", "HTML/XML text"),
-        (b"{", "JSON text"),
-    ]
-    if head[4:8] == b"ftyp":
-        what = "an MP4/MOV video"
-    else:
-        what = next((k for magic, k in kinds if head.startswith(magic)), "")
-    if not what:
-        try:
-            head.decode("utf-8")
-            what = "text"
-        except UnicodeDecodeError:
-            what = "unknown binary data"
-    return f"not a GIF or other supported image/video (content looks like {what}, starts with {head[:8]!r})"
 
 
 def read_file(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:

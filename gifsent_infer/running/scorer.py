@@ -398,7 +398,7 @@ class Scorer:
 
 
 def sample_content(data: bytes, spec: SamplingSpec, limits: ReaderLimits) -> SampledGif:
-    """An input's bytes (GIF, WebP, APNG/PNG, MP4/MOV, WebM/MKV: gifsent_infer.reading.media) -> its
+    """An input's bytes (any format of the registry, gifsent_infer.reading.formats) -> its
     sampled frames; a GifError (media.MediaError) for unsupported or bad content. Local
     scoring and Ray scoring both prepare inputs here."""
     return read_media(data, spec, limits=limits)

@@ -39,6 +39,7 @@ from typing import Any
 
 from gifsent_infer.contract import EMOTIONS, ModelDocument
 from gifsent_infer.errors import USAGE, GifsentError
+from gifsent_infer.reading.formats import by_suffix
 from gifsent_infer.running.readable import PCT_SUFFIX, demo_warning, percentile, scale_note
 
 DEFAULT_TOP_N = 8  # GIFs per emotion gallery
@@ -46,8 +47,6 @@ DEFAULT_PAGE_SIZE = 50  # table rows per page
 MAX_ERROR_ITEMS = 1000  # error rows listed in full; the table holds all of them
 THUMB_SIDE = 96  # pixels, longer side of an embedded thumbnail
 THUMB_FRAMES = 16  # frames kept in an embedded thumbnail (evenly over the GIF's duration)
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".m4v", ".ogv")
-IMAGE_SUFFIXES = (".gif", ".webp", ".png", ".apng", ".jpg", ".jpeg")
 
 Warn = Callable[[str], None]
 
@@ -138,8 +137,8 @@ def media_kind(path: str) -> str:
     """'img', 'video', or '' (not shown: a URL, bytes, or an unknown type)."""
     if "://" in path or path.startswith("<"):
         return ""  # remote inputs are never fetched by an offline report
-    suffix = Path(path).suffix.lower()
-    if suffix in VIDEO_SUFFIXES:
+    fmt = by_suffix(Path(path).suffix)  # the format registry: what a name usually holds
+    if fmt is not None and fmt.kind == "video":
         return "video"
     return "img"  # GIFs are recognised by content, so any local name may be one
 

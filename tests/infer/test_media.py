@@ -28,7 +28,7 @@ from media_support import convert, ffmpeg, ffmpeg_frames, mutations, real_corpus
 from PIL import Image
 
 from gifsent_infer.contract import SamplingSpec
-from gifsent_infer.reading import gifio, media
+from gifsent_infer.reading import decoders, gifio, media
 from gifsent_infer.reading.gifio import GifError, ReaderLimits
 from gifsent_infer.reading.media import MediaError, probe_media, read_media, sniff_format
 
@@ -504,7 +504,7 @@ def test_long_video_decodes_only_from_keyframes_before_the_sampled_frames(work):
     pts = np.array([pk.pts for pk in packets])
     order = np.argsort(pts, kind="stable")
     idx, _ = gifio.sample_indices(np.full(len(pts), 40.0), spec)
-    ranges = media._plan(packets, order, np.unique(idx).tolist())
+    ranges = decoders._plan(packets, order, np.unique(idx).tolist())
     decoded = sum(b - a for a, b in ranges)
     assert len(ranges) == 4 and decoded < 4 * 30 and len(packets) == 500
     assert ranges[-1][1] < 400  # stops after the last needed frame (t = 15.04 s)

@@ -69,3 +69,28 @@ def test_execute_runs_skips_and_reruns(tmp_path):
 
 def test_the_pipeline_runs_the_four_stages_in_order():
     assert STAGES == ("scores", "features", "search", "report")
+
+
+def test_the_scores_stage_makes_the_splits_with_the_configured_seed(tmp_path):
+    """The stage that owns the splits takes them from the run's seed (and fractions), and a
+    new seed reruns it: caught here, not only by the whole CLI run in test_bugs_train.py."""
+    from gifsent_train.demo_data import make_demo_data
+    from gifsent_train.splits import load_splits, make_splits
+    from gifsent_train.stages import ScoresStage
+
+    data = tmp_path / "demo"
+    make_demo_data(data, n_gifs=30, comparisons_per_gif=10, seed=1, size_range=(32, 40))
+    fractions = (0.6, 0.2, 0.2)
+    cfg = TrainConfig(data_dir=str(data), seed=7, split_fractions=fractions)
+    ctx = Context(cfg, RunLayout(tmp_path / "run").ensure(), Seen())
+    stage = ScoresStage()
+    stage.execute(ctx)
+    splits = load_splits(ctx.layout.splits)
+    ids = sorted(g for ids in splits.values() for g in ids)
+    want = make_splits(ids, seed=7, fractions=fractions)
+    assert want != make_splits(ids, seed=0, fractions=fractions), "the seeds must differ here"
+    assert splits == want
+    assert json.loads(ctx.layout.splits.read_text())["seed"] == 7
+    before = stage.inputs(ctx)
+    ctx.config = TrainConfig(data_dir=str(data), seed=8, split_fractions=fractions)
+    assert stage.inputs(ctx) != before  # another seed: the stage is not current any more
