@@ -4,19 +4,21 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The demo writes everything (data, runs, models, scores.csv) under this folder.
 DEMO_HOME ?= $(CURDIR)/demo-home
+# Extra arguments for scripts/demo.py, e.g. DEMO_ARGS="--preset tiny --n-gifs 60" (tests).
+DEMO_ARGS ?=
 
-.PHONY: install browser demo test lint bench clean
+.PHONY: install browser postgres demo test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[cpu,train,dev,ray,openvino]"
+	$(PY) -m pip install --quiet -e ".[cpu,train,dev,ray,openvino,collect,serve,parquet,ann]"
 	touch $@
 
 install: $(VENV)/.installed
 
 demo: install
-	GIFSENT_HOME=$(DEMO_HOME) $(PY) scripts/demo.py
+	GIFSENT_HOME=$(DEMO_HOME) $(PY) scripts/demo.py $(DEMO_ARGS)
 
 # The report's browser tests drive headless Chromium: install Debian's when it is missing and
 # we are root with apt (a no-op otherwise; the tests then skip, or fail under CI=true).
@@ -26,7 +28,15 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
-test: install browser
+# The collect tests run a real PostgreSQL server (started by the tests as the postgres user in
+# a temporary folder): install Debian's when it is missing and we are root with apt.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's postgresql for the collect tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	fi
+
+test: install browser postgres
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q

@@ -1,24 +1,31 @@
-"""Ray Data scoring against the local CLI on the same GIFs: fixed cost and per-GIF overhead;
-and what a killed driver keeps (--resume).
+"""Ray Data scoring into a Delta Lake table against the old shard folder and the local CLI on
+the same GIFs (fixed cost per run and cost per GIF), and what a killed driver keeps.
 
-    .venv/bin/python benchmarks/bench_ray.py                      # 40 and 200 generated GIFs
-    .venv/bin/python benchmarks/bench_ray.py --small 50 --large 400 --num-cpus 2
-    .venv/bin/python benchmarks/bench_ray.py --resume --gifs ../shared/gifs/real --count 238
+    .venv/bin/python benchmarks/bench_ray.py             # both parts, defaults (~10 min, 2 cores)
+    .venv/bin/python benchmarks/bench_ray.py --quick     # a smoke run (~2 min)
+    .venv/bin/python benchmarks/bench_ray.py --part overhead --small 40 --large 200
+    .venv/bin/python benchmarks/bench_ray.py --part resume --counts 238,1000
 
-Both paths score --small and then --large GIFs into a fresh output (no resume), with the
-same model and batch size; a straight line through the two timings splits each path into
-a fixed cost (start-up: for Ray, building the dataset and starting the actor pool, which
-every run pays) and a cost per GIF. `ray.init` of a local instance is timed on its own.
-On a 2-core machine this measures Ray's overhead, not its scaling: decoding tasks, the
-model actor and the driver share the same two cores.
+Overhead: each path scores --small and then --large GIFs into a fresh output (no resume),
+with the same model and batch size, in its own process (one warm-up, then --repeat rounds
+over both sizes; medians): the local CLI; `score_with_ray` into a Delta table (this tree);
+and `score_with_ray` into the old shard folder (the tree at --old-rev, extracted with `git
+archive`). A straight line through the two timings splits each path into a fixed cost and
+a cost per GIF. On a 2-core machine this measures overhead, not scaling.
 
-Model and GIFs are bench_infer.py's (a small CNN on 16 frames of 112x112; 160x120 GIFs of
-12 frames), so the numbers compare with that benchmark's.
+Resume: a one-node cluster (ray.cluster_utils, --num-cpus CPUs) stays up; every run is a
+separate `gifsent-infer ray --address` driver. For each of --counts: a full run (its wall
+time T sets the kill point), a driver SIGKILLed at --kill-at * T (start-up included) and
+one hard-exiting after receiving --kill-at of the rows, each followed by a rerun; the table
+is read with deltalake after each (one row per input is checked).
+
+Every part prints the load average before and after it. Model and GIFs are bench_infer.py's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -31,6 +38,9 @@ from machine import cpu_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_infer import build_model, make_gifs
+
+REPO = Path(__file__).resolve().parents[1]
+OLD_REV = "1c03ae2"  # the last commit with the shard folder (before the Delta table)
 
 
 def widen(model: Path, out: Path, c1: int, c2: int) -> Path:
@@ -72,6 +82,8 @@ def time_local(model: Path, gifs: Path, out: Path, batch_size: int) -> float:
 
 
 def time_ray(model: Path, gifs: Path, out: Path, batch_size: int, args) -> float:
+    """score_with_ray of whichever gifsent_infer this process imports (the table, or the
+    old tree's shard folder)."""
     from gifsent_infer.scaleout.distributed import score_with_ray
 
     t = time.perf_counter()
@@ -86,11 +98,12 @@ def time_ray(model: Path, gifs: Path, out: Path, batch_size: int, args) -> float
         decode_cpus=args.decode_cpus,
     )
     assert s.failed == 0 and s.scored == s.inputs
-    time_ray.layout = (  # type: ignore[attr-defined]
-        f"{s.num_actors} actor(s) x {s.actor_cpus:g} CPU ({s.threads} onnxruntime threads), "
-        f"decoding tasks reserve {s.decode_cpus:g} CPU"
-    )
     return time.perf_counter() - t
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min)"
 
 
 def fit(n1: int, t1: float, n2: int, t2: float) -> tuple[float, float]:
@@ -118,110 +131,204 @@ def _driver(gifs: Path, model: Path, out: Path, address: str, extra: list[str]) 
     ]
 
 
-def _committed_rows(out: Path) -> int:
-    """Rows a plain reader sees (pyarrow's dataset discovery, as pandas.read_parquet)."""
-    import pyarrow.parquet as pq
+def _committed_rows(out: Path) -> tuple[int, int]:
+    """(rows, ok rows) of the table's latest snapshot (deltalake), checked one per input."""
+    from deltalake import DeltaTable
 
-    if not out.is_dir() or not any(p.suffix == ".parquet" for p in out.iterdir()):
-        return 0
-    paths = pq.read_table(str(out), columns=["path"]).column("path").to_pylist()
+    if not (out / "_delta_log").is_dir():
+        return 0, 0
+    t = DeltaTable(str(out)).to_pyarrow_table(columns=["path", "status"])
+    paths = t.column("path").to_pylist()
     assert len(paths) == len(set(paths)), "a path appears twice"
-    return len(paths)
+    return len(paths), t.column("status").to_pylist().count("ok")
+
+
+def _gifs(root: Path, args, count: int) -> Path:
+    gifs = root / f"gifs{count}"
+    if args.gifs:  # copies of the given GIFs under distinct names, to `count` files
+        src = sorted(p for p in Path(args.gifs).iterdir() if p.suffix.lower() == ".gif")
+        gifs.mkdir()
+        for i in range(count):
+            shutil.copyfile(src[i % len(src)], gifs / f"{i:05d}-{src[i % len(src)].name}")
+    else:
+        make_gifs(gifs, count)
+    return gifs
 
 
 def bench_resume(args) -> None:
-    """Kill a driver at --kill-at of a full run's wall time, count what it left, rerun.
-
-    A cluster (ray.cluster_utils, one node of --num-cpus CPUs, in a private temp folder)
-    stays up for the whole benchmark; each run is a separate driver process joining it
-    with --address, as on a real cluster. Run 1 is complete (its time T sets the kill
-    point); run 2, into a fresh folder, is SIGKILLed at kill_at * T; run 3 resumes it.
-    """
+    """Kill a driver at --kill-at of a full run's wall time (and after --kill-at of the rows),
+    count what the table kept, rerun; for each of --counts."""
     import signal
     import subprocess
 
     from ray.cluster_utils import Cluster
 
-    from gifsent_infer.scaleout.distributed import read_manifest
-
     root = Path(tempfile.mkdtemp(prefix="bray-", dir="/tmp"))
     os.environ["RAY_TMPDIR"] = str(root / "r")  # our own ray_current_cluster, sockets, logs
     cluster = None
+    print(f"resume: {load()}")
     try:
         model = Path(args.model) if args.model else build_model(root / "m.onnx")
-        gifs = root / "gifs"
-        if args.gifs:  # copies of the given GIFs under distinct names, to --count files
-            src = sorted(p for p in Path(args.gifs).iterdir() if p.suffix.lower() == ".gif")
-            gifs.mkdir()
-            for i in range(args.count):
-                shutil.copyfile(src[i % len(src)], gifs / f"{i:05d}-{src[i % len(src)].name}")
-        else:
-            make_gifs(gifs, args.count)
         cluster = Cluster(
             initialize_head=True,
             head_node_args={"num_cpus": args.num_cpus, "include_dashboard": False},
         )
         address = cluster.address
         extra = [x for x in (args.driver_args or "").split() if x]
-
-        fulls = []  # the first run also warms the cluster's worker pool and the page cache
-        for k in range(1 + args.repeat):
-            out = root / f"full{k}"
-            t = time.perf_counter()
-            subprocess.run(_driver(gifs, model, out, address, extra), check=True)
-            fulls.append(time.perf_counter() - t)
-        full = statistics.median(fulls[1:])
-        n = _committed_rows(out)
-
         print(f"machine: {os.cpu_count()} CPUs; one-node cluster with {args.num_cpus} CPUs")
-        print(f"inputs: {n} GIFs ({'copies of ' + args.gifs if args.gifs else 'generated'})")
-        print(
-            f"full run: {full:.1f} s (median of {args.repeat} after a warm-up run of "
-            f"{fulls[0]:.1f} s; driver start-up included)"
-        )
-        # two ways to kill the driver "at 60%": SIGKILL from outside at 60% of the full
-        # run's wall time (start-up included, so fewer than 60% of the GIFs are scored by
-        # then), and a hard exit once it has received 60% of the rows (GIFSENT_RAY_FAULT)
-        received = max(1, round(args.kill_at * n))
-        for how in ("time", "rows"):
-            out = root / f"killed-{how}"
-            env = dict(os.environ)
-            if how == "rows":
-                env["GIFSENT_RAY_FAULT"] = f"received:{received}"
-            proc = subprocess.Popen(_driver(gifs, model, out, address, extra), env=env)
-            if how == "time":
-                time.sleep(args.kill_at * full)
-                alive = proc.poll() is None
-                proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            if how == "rows":
-                alive = proc.returncode == 137  # os._exit(137) at the fault point
-            kept = _committed_rows(out)
-
-            t = time.perf_counter()
-            subprocess.run(_driver(gifs, model, out, address, extra), check=True)
-            rerun = time.perf_counter() - t
-            last = (read_manifest(out) or {}).get("runs", [{}])[-1]
-            assert _committed_rows(out) == n
-            when = (
-                f"at {args.kill_at:.0%} of the wall time ({args.kill_at * full:.1f} s)"
-                if how == "time"
-                else f"after receiving {received} rows ({args.kill_at:.0%})"
-            )
+        for count in (int(c) for c in args.counts.split(",")):
+            gifs = _gifs(root, args, count)
+            fulls = []  # the first run also warms the cluster's worker pool and the page cache
+            for k in range(1 + args.repeat):
+                out = root / f"full{count}-{k}"
+                t = time.perf_counter()
+                subprocess.run(_driver(gifs, model, out, address, extra), check=True)
+                fulls.append(time.perf_counter() - t)
+            full = statistics.median(fulls[1:])
+            n, _ = _committed_rows(out)
             print(
-                f"driver killed {when}{'' if alive else ' [it had already finished]'}: "
-                f"{kept} rows on disk ({kept / n:.0%}); rerun {rerun:.1f} s scored "
-                f"{last.get('scored', 0) + last.get('failed', 0)} "
-                f"(missing: {n - kept}), skipped {last.get('skipped')}"
+                f"inputs: {n} GIFs ({'copies of ' + args.gifs if args.gifs else 'generated'}); "
+                f"full run: {full:.1f} s (median of {args.repeat} after a warm-up run of "
+                f"{fulls[0]:.1f} s; driver start-up included); {load()}"
             )
+            # two ways to kill the driver "at 60%": SIGKILL from outside at 60% of the full
+            # run's wall time (start-up included, so fewer than 60% of the GIFs are scored by
+            # then), and a hard exit once it has received 60% of the rows (GIFSENT_RAY_FAULT)
+            received = max(1, round(args.kill_at * n))
+            for how in ("time", "rows"):
+                out = root / f"killed-{how}-{count}"
+                env = dict(os.environ)
+                if how == "rows":
+                    env["GIFSENT_RAY_FAULT"] = f"received:{received}"
+                proc = subprocess.Popen(_driver(gifs, model, out, address, extra), env=env)
+                if how == "time":
+                    time.sleep(args.kill_at * full)
+                    alive = proc.poll() is None
+                    proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                if how == "rows":
+                    alive = proc.returncode == 137  # os._exit(137) at the fault point
+                kept, kept_ok = _committed_rows(out)
+
+                t = time.perf_counter()
+                subprocess.run(_driver(gifs, model, out, address, extra), check=True)
+                rerun = time.perf_counter() - t
+                assert _committed_rows(out)[0] == n
+                when = (
+                    f"SIGKILL at {args.kill_at:.0%} of the wall time ({args.kill_at * full:.1f} s)"
+                    if how == "time"
+                    else f"hard exit after receiving {received} rows ({args.kill_at:.0%})"
+                )
+                print(
+                    f"  {when}{'' if alive else ' [it had already finished]'}: {kept} rows "
+                    f"in the table ({kept / n:.0%}), each once; rerun {rerun:.1f} s scored "
+                    f"the {n - kept_ok} missing, skipped {kept_ok}"
+                )
     finally:
         if cluster is not None:
             cluster.shutdown()
         shutil.rmtree(root, ignore_errors=True)
+    print(f"resume done: {load()}")
+
+
+def _worker(args) -> None:
+    """One path's timings (run in its own process): --worker local|ray, printed as JSON."""
+    root = Path(args.root)
+    model, sets = Path(args.model), {n: root / f"gifs{n}" for n in (args.small, args.large)}
+    if args.worker == "local":
+        run = lambda n, out: time_local(model, sets[n], out.with_suffix(".jsonl"), args.batch_size)  # noqa: E731
+    else:
+        import ray
+
+        ray.init(
+            address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False
+        )
+        run = lambda n, out: time_ray(model, sets[n], out, args.batch_size, args)  # noqa: E731
+    tag = f"{args.worker}-{os.getpid()}"
+    run(args.small, root / f"{tag}-warm")
+    times: dict[int, list[float]] = {args.small: [], args.large: []}
+    for r in range(args.repeat):
+        for n in times:
+            times[n].append(run(n, root / f"{tag}-{n}-{r}"))
+    print("RESULT " + json.dumps({n: statistics.median(v) for n, v in times.items()}))
+
+
+def _run_worker(kind: str, args, root: Path, model: Path, pythonpath: Path) -> dict[int, float]:
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--worker", "local" if kind == "local" else "ray"]
+    cmd += ["--root", str(root), "--model", str(model), "--small", str(args.small)]
+    cmd += ["--large", str(args.large), "--repeat", str(args.repeat)]
+    cmd += ["--batch-size", str(args.batch_size), "--num-cpus", str(args.num_cpus)]
+    for flag in ("num_actors", "actor_cpus", "decode_cpus"):
+        if getattr(args, flag) is not None:
+            cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"the {kind} worker failed:\n{proc.stderr[-3000:]}")
+    return {int(k): v for k, v in json.loads(line[7:]).items()}
+
+
+def bench_overhead(args) -> None:
+    """The local CLI, Ray into a Delta table, Ray into the old shard folder: same GIFs."""
+    import subprocess
+
+    root = Path(tempfile.mkdtemp(prefix="bench-ray-"))
+    print(f"overhead: {load()}")
+    try:
+        model = build_model(root / "m.onnx")
+        if args.model_width:
+            c1, c2 = (int(x) for x in args.model_width.split(","))
+            model = widen(model, root / "wide.onnx", c1, c2)
+        for n in (args.small, args.large):
+            make_gifs(root / f"gifs{n}", n)
+        old = root / "old-tree"  # the shard-folder gifsent_infer, importable on its own
+        old.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", args.old_rev, "gifsent_infer"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+        paths = {"local CLI": REPO, "Ray -> Delta table": REPO, "Ray -> old folder": old}
+        res = {}
+        for name, tree in paths.items():
+            kind = "local" if name == "local CLI" else "ray"
+            res[name] = _run_worker(kind, args, root, model, tree)
+            print(f"  {name}: done ({load()})")
+        print(f"machine: {os.cpu_count()} CPUs; Ray local instance with num_cpus={args.num_cpus}")
+        print(f"model: {args.model_width or '16,32'} conv channels; old folder: {args.old_rev}")
+        print(f"{'path':20} {args.small:>6} GIFs {args.large:>6} GIFs {'fixed':>8} {'per GIF':>9}")
+        lines = {}
+        for name, t in res.items():
+            fixed, per = lines[name] = fit(args.small, t[args.small], args.large, t[args.large])
+            print(
+                f"{name:20} {t[args.small]:9.2f} s {t[args.large]:9.2f} s {fixed:7.2f} s "
+                f"{per * 1000:7.2f} ms"
+            )
+        base = lines["local CLI"]
+        for name in ("Ray -> Delta table", "Ray -> old folder"):
+            fixed, per = lines[name]
+            print(
+                f"{name} over the local CLI: {fixed - base[0]:+.2f} s per run, "
+                f"{(per - base[1]) * 1000:+.2f} ms per GIF"
+            )
+        d, o = lines["Ray -> Delta table"], lines["Ray -> old folder"]
+        print(
+            f"Delta table over the old folder: {d[0] - o[0]:+.2f} s per run, "
+            f"{(d[1] - o[1]) * 1000:+.2f} ms per GIF"
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"overhead done: {load()}")
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("all", "overhead", "resume"), default="all")
+    ap.add_argument("--quick", action="store_true", help="small settings: a smoke run")
     ap.add_argument("--small", type=int, default=40)
     ap.add_argument("--large", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=8)
@@ -230,77 +337,31 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--actor-cpus", type=float, default=None)
     ap.add_argument("--decode-cpus", type=float, default=None)
     ap.add_argument("--repeat", type=int, default=3, help="runs per point (median)")
-    ap.add_argument("--resume", action="store_true", help="measure what a killed driver keeps")
-    ap.add_argument("--count", type=int, default=238, help="--resume: GIFs")
-    ap.add_argument("--gifs", default=None, help="--resume: copy GIFs from this folder")
-    ap.add_argument("--model", default=None, help="--resume: an exported model (default: bench)")
-    ap.add_argument("--kill-at", type=float, default=0.6, help="--resume: fraction of a run")
-    ap.add_argument("--driver-args", default="", help="--resume: more `gifsent-infer ray` args")
+    ap.add_argument("--old-rev", default=OLD_REV, help="the tree with the shard folder")
+    ap.add_argument("--counts", default="238,1000", help="resume: GIFs per case")
+    ap.add_argument("--gifs", default=None, help="resume: copy GIFs from this folder")
+    ap.add_argument("--model", default=None, help="resume: an exported model (default: bench)")
+    ap.add_argument("--kill-at", type=float, default=0.6, help="resume: fraction of a run")
+    ap.add_argument("--driver-args", default="", help="resume: more `gifsent-infer ray` args")
     ap.add_argument(
         "--model-width",
         default=None,
         help="C1,C2: conv channels of a heavier model (e.g. 64,128: model-bound; default: "
         "bench_infer's 16,32, decode-bound)",
     )
+    ap.add_argument("--worker", choices=("local", "ray"), help=argparse.SUPPRESS)
+    ap.add_argument("--root", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    print(f"CPU: {cpu_line()}")
-    if args.resume:
-        bench_resume(args)
+    if args.worker:
+        _worker(args)
         return
-
-    import ray
-
-    root = Path(tempfile.mkdtemp(prefix="bench-ray-"))
-    try:
-        model = build_model(root / "m.onnx")
-        if args.model_width:
-            c1, c2 = (int(x) for x in args.model_width.split(","))
-            model = widen(model, root / "wide.onnx", c1, c2)
-        sets = {}
-        for n in (args.small, args.large):
-            sets[n] = root / f"gifs{n}"
-            make_gifs(sets[n], n)
-
-        t = time.perf_counter()
-        ray.init(
-            address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False
-        )
-        t_init = time.perf_counter() - t
-
-        # one warm-up of each (worker processes, page cache), then interleaved runs; medians
-        time_ray(model, sets[args.small], root / "warm", args.batch_size, args)
-        time_local(model, sets[args.small], root / "warm.jsonl", args.batch_size)
-        runs: dict[str, dict[int, list[float]]] = {"local": {}, "ray": {}}
-        for _ in range(args.repeat):
-            for n, folder in sets.items():
-                runs["local"].setdefault(n, []).append(
-                    time_local(model, folder, root / f"local{n}.jsonl", args.batch_size)
-                )
-                runs["ray"].setdefault(n, []).append(
-                    time_ray(model, folder, root / f"ray{n}", args.batch_size, args)
-                )
-        ray.shutdown()
-        res = {k: {n: statistics.median(v) for n, v in d.items()} for k, d in runs.items()}
-
-        print(f"machine: {os.cpu_count()} CPUs; Ray local instance with num_cpus={args.num_cpus}")
-        print(f"model: {args.model_width or '16,32'} conv channels; Ray layout: {time_ray.layout}")  # type: ignore[attr-defined]
-        print(f"ray.init (local instance): {t_init:.2f} s, paid once per driver")
-        print(f"{'path':6} {'GIFs':>5} {'seconds':>8} {'GIFs/s':>7}")
-        for name, times in res.items():
-            for n, secs in times.items():
-                print(f"{name:6} {n:5d} {secs:8.2f} {n / secs:7.1f}")
-        lines = {
-            k: fit(args.small, v[args.small], args.large, v[args.large]) for k, v in res.items()
-        }
-        for name, (fixed, per) in lines.items():
-            print(f"{name:6} fixed {fixed:6.2f} s   per GIF {per * 1000:7.2f} ms")
-        extra = (lines["ray"][1] - lines["local"][1]) * 1000
-        print(
-            f"Ray overhead: {lines['ray'][0] - lines['local'][0]:.2f} s per run, "
-            f"{extra:+.2f} ms per GIF ({lines['ray'][1] / lines['local'][1]:.2f}x the local cost per GIF)"
-        )
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    if args.quick:
+        args.small, args.large, args.repeat, args.counts = 10, 40, 1, "60"
+    print(f"CPU: {cpu_line()}")
+    if args.part in ("all", "overhead"):
+        bench_overhead(args)
+    if args.part in ("all", "resume"):
+        bench_resume(args)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,11 @@ from gifsent_infer.contract import (
     OUTPUT_NAME,
     PRECISIONS,
     SCHEMA_VERSION,
+    SEGMENT_SCORES,
+    STD_NAME,
+    Intervals,
     ModelDocument,
+    output_meanings,
 )
 from gifsent_infer.paths import default_model_path, models_dir
 from gifsent_models.onnx import (
@@ -240,6 +244,9 @@ class ExportOptions:
     # (export/checks.py): bf16 (OpenVINO, where the CPU has it: what --precision auto reads)
     # and optionally int8 (every recipe; slow on big encoders, so not by default).
     measure: tuple[str, ...] = ("bf16",)
+    # Fuse the head with the run's seed refits of it (checkpoints/seed<r>-<head>.pt) into one
+    # graph that runs the encoder once: `scores` is their mean, `scores_std` their spread.
+    ensemble: bool = False
     progress: Progress | None = None
     warn: Progress | None = None
 
@@ -389,6 +396,8 @@ def _load(checkpoint_path: Path, out: str | os.PathLike | None, opts: ExportOpti
             f"{checkpoint_path} holds a {loaded.head_name} head, not {opts.expect_head}"
         )
     run = run if run is not None else run_for_checkpoint(checkpoint_path)
+    if opts.ensemble:
+        loaded = _ensemble(loaded, run, opts)
     loaded.encoder.eval(), loaded.head.eval(), loaded.scorer.eval()
 
     metrics = dict(loaded.document.metrics)
@@ -401,6 +410,7 @@ def _load(checkpoint_path: Path, out: str | os.PathLike | None, opts: ExportOpti
         checkpoint_sha256=loaded.sha256,
         metrics=metrics,
         **_run_provenance(run, loaded.document),
+        **_outputs_and_intervals(loaded, run, opts, progress),
     )
     out_path = (
         Path(out)
@@ -471,13 +481,140 @@ def _build_part(job: _Job) -> _Built:
     return _build_encoder(job)
 
 
+def graph_outputs(loaded) -> tuple[str, ...]:
+    """The fp32 full graph's output names: scores, the timeline, and an ensemble's spread."""
+    from gifsent_models.heads import EnsembleHead
+
+    names = (OUTPUT_NAME, SEGMENT_SCORES)
+    return (*names, STD_NAME) if isinstance(loaded.head, EnsembleHead) else names
+
+
 def fused_module(loaded) -> tuple[Any, tuple[str, ...]]:
     """The torch module the fused graph is exported from, and its output names.
 
-    The one place that says what the full graph computes (frames -> scores): a new output of
-    the fused graph is added here (a module returning a tuple, and its names in order).
+    The one place that says what the full graph computes (frames -> named outputs): a new
+    output of the fused graph is added here (gifsent_models.scorer.OUTPUTS and graph_outputs).
     """
-    return loaded.scorer, (OUTPUT_NAME,)
+    names = (*graph_outputs(loaded), *fused_extra_outputs(loaded.scorer))
+    return loaded.scorer.with_outputs(names), names
+
+
+def _ensemble(loaded, run: RunLayout | None, opts: ExportOptions):
+    """`loaded` with its head replaced by an EnsembleHead of it and the run's seed refits."""
+    from gifsent_models.checkpoint import load_checkpoint
+    from gifsent_models.heads import EnsembleHead
+    from gifsent_models.scorer import GifScorer
+
+    paths = run.seed_checkpoints(loaded.head_name) if run is not None else []
+    if len(paths) < 2 or paths[0].resolve() != Path(loaded.path).resolve():
+        raise ExportError(
+            f"--ensemble needs the run's seed refits of the {loaded.head_name} head next to "
+            f"{loaded.path} (checkpoints/seed1-{loaded.head_name}.pt ...; trained with seeds >= 2 "
+            "by this version of gifsent-train); found none"
+        )
+    heads = [loaded.head]
+    for p in paths[1:]:
+        other = load_checkpoint(p, encoder_weights=opts.encoder_weights)
+        if other.head_name != loaded.head_name or not _same_weights(other.encoder, loaded.encoder):
+            raise ExportError(f"{p} does not share {loaded.path}'s encoder and head kind")
+        heads.append(other.head)
+    head = EnsembleHead(heads).eval()
+    return dataclasses.replace(loaded, head=head, scorer=GifScorer(loaded.encoder, head).eval())
+
+
+def _same_weights(a, b) -> bool:
+    import torch
+
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _outputs_and_intervals(loaded, run: RunLayout | None, opts: ExportOptions, progress) -> dict:
+    """Schema-3 fields: what each output means and, from the run, the conformal calibration of
+    this many heads. Reduced precisions (encoder merged with a scores-only head) carry scores."""
+    from gifsent_models.heads import EnsembleHead
+
+    k = len(loaded.head.heads) if isinstance(loaded.head, EnsembleHead) else 1
+    outputs = output_meanings(loaded.head_name, k)
+    if opts.reduced or opts.part != "full":
+        outputs = {OUTPUT_NAME: outputs[OUTPUT_NAME]}
+    found = run.intervals(loaded.head_name, k) if run is not None else None
+    intervals = Intervals.from_dict(found) if found else None
+    if intervals is not None and intervals.needs_std and STD_NAME not in outputs:
+        intervals = None
+    if intervals is None:
+        progress("no conformal calibration in the run for this graph: no intervals")
+    return {"outputs": outputs, "intervals": intervals}
+
+
+def _check_named_outputs(job: _Job, model: onnx.ModelProto, names: tuple[str, ...]) -> None:
+    """Every output besides scores equals PyTorch's on every installed backend."""
+    import torch
+
+    opts = job.opts
+    extra = [n for n in names if n != OUTPUT_NAME]
+    if not extra:
+        return
+    frames = job.eval_frames
+    with torch.inference_mode():
+        parts = [
+            job.loaded.scorer.named_outputs(
+                torch.from_numpy(np.ascontiguousarray(frames[i : i + opts.batch_size])), extra
+            )
+            for i in range(0, len(frames), opts.batch_size)
+        ]
+    for name in extra:
+        ref = np.concatenate([p[name].numpy() for p in parts])
+        for backend in installed_backends():
+            got = run_session(
+                open_graph(model, backend=backend), frames, batch_size=opts.batch_size, output=name
+            )
+            worst = float(np.abs(got - ref).max())
+            if not worst <= opts.atol:
+                raise ParityError(
+                    f"the graph's {name} output differs from PyTorch on {backend} by {worst:.3g} "
+                    f"(tolerance {opts.atol:.3g})"
+                )
+
+
+def fused_extra_outputs(scorer) -> tuple[str, ...]:
+    """The fused graph's outputs beyond `scores`: `features` [B, D], the segment-mean
+    encoder features (embeddings; gifsent_models.scorer.pool_features)."""
+    return ("features",) if "features" in scorer.available_outputs else ()
+
+
+def document_with_features(document: ModelDocument) -> ModelDocument:
+    """The document with `features` in its `outputs` mapping (schema 3)."""
+    from gifsent_infer.contract import features_meaning
+
+    base = document.outputs or {OUTPUT_NAME: "scores [batch, 17] in the target scale"}
+    return dataclasses.replace(document, outputs={**base, **features_meaning()})
+
+
+def check_features_parity(model, scorer, frames: np.ndarray, atol: float, batch_size: int) -> None:
+    """The graph's `features` output equals PyTorch's pooled encoder features on every
+    installed backend (tolerance scaled to the features' size, like the encoder's)."""
+    import torch
+
+    with torch.inference_mode():
+        ref = np.concatenate(
+            [
+                scorer.compute(
+                    torch.from_numpy(np.ascontiguousarray(frames[i : i + 4])), ("features",)
+                )["features"].numpy()
+                for i in range(0, len(frames), 4)
+            ]
+        )
+    tol = _features_tolerance(ref, atol)
+    for backend in installed_backends():
+        engine = open_graph(model, backend=backend)
+        got = run_session(engine, frames, batch_size=batch_size, output="features")
+        worst = float(np.abs(got - ref).max())
+        if not worst <= tol:
+            raise ParityError(
+                f"the graph's features output differs from PyTorch on {backend} by {worst:.3g} "
+                f"(tolerance {tol:.3g})"
+            )
 
 
 def _build_full(job: _Job) -> _Built:
@@ -501,6 +638,11 @@ def _build_full(job: _Job) -> _Built:
     parity = _fp32_parity(
         model, job.eval_frames[:n], job.ref_scores[:n], opts.atol, opts.batch_size
     )
+    # the timeline and an ensemble's spread against PyTorch; features with its own tolerance
+    _check_named_outputs(job, model, tuple(n for n in outputs if n != "features"))
+    if "features" in outputs:
+        check_features_parity(model, job.loaded.scorer, job.eval_frames, opts.atol, opts.batch_size)
+        job.document = document_with_features(job.document)
     return _Built(model=model, parity=parity, simplified=simplified)
 
 

@@ -185,6 +185,15 @@ MeasureOpt = Annotated[
         "reads) and int8 (every int8 recipe; slow on big encoders). --measure none records nothing.",
     ),
 ]
+EnsembleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ensemble",
+        help="Fuse the head with the run's seed refits of it into one graph (the encoder runs "
+        "once): scores are their mean, and a scores_std output gives their spread, which "
+        "scales the calibrated intervals (gifsent-infer --intervals).",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 
 
@@ -208,6 +217,7 @@ def export(
     check_on: CheckOnOpt = None,
     measure: MeasureOpt = None,
     encoder_weights: EncoderWeightsOpt = None,
+    ensemble: EnsembleOpt = False,
     as_json: JsonOpt = False,
     version: bool = version_option("gifsent-export"),
 ) -> None:
@@ -232,6 +242,7 @@ def export(
         check_backends=check_on or None,
         measure=_measure(measure),
         expect_head=model.value if model not in (None, Head.best) else None,
+        ensemble=ensemble,
         progress=lambda msg: err.print(f"[dim]·[/] {msg}"),
         warn=lambda msg: err.print(f"[yellow]warning:[/] {msg}"),
     )

@@ -4,6 +4,12 @@ An exported ONNX graph carries a JSON document under the metadata key ``gifsent`
 this module defines that document, parses it, and refuses what it does not understand.
 Graph I/O: input ``frames`` uint8 ``[batch, S*T, crop, crop, 3]`` RGB, output ``scores``
 float32 ``[batch, 17]`` in the target scale below. Everything numeric happens in the graph.
+Further outputs are found by name, never by position, and the document's ``outputs``
+(schema 3) says what each one means: ``segment_scores`` ``[batch, S, 17]`` (the timeline),
+``features`` ``[batch, D]`` (the encoder's features averaged over segments: embeddings)
+and, for a graph fusing K heads, ``scores_std`` ``[batch, 17]`` (their spread; ``scores`` is
+then their mean). Its ``intervals`` (schema 3) hold the split-conformal calibration that
+turns a score into an interval with a stated coverage.
 """
 
 from __future__ import annotations
@@ -16,14 +22,29 @@ from typing import Any
 
 from gifsent_infer.errors import GifsentError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Versions this runtime reads. 2 added the optional `provenance` and `score_quantiles`
-# fields; a version-1 document (older exports) loads with both absent.
-SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+# fields, 3 the optional `outputs` and `intervals`; older documents load with them absent.
+SUPPORTED_SCHEMA_VERSIONS = (1, 2, 3)
 _V2_FIELDS = ("provenance", "score_quantiles")
+_V3_FIELDS = ("outputs", "intervals")
 METADATA_KEY = "gifsent"
 INPUT_NAME = "frames"
 OUTPUT_NAME = "scores"
+SEGMENT_SCORES = "segment_scores"  # [batch, S, 17]: the timeline
+STD_NAME = "scores_std"  # [batch, 17]: spread of a K-head graph's heads
+FEATURES_OUTPUT = "features"  # [batch, D]: the encoder's features, mean over segments
+FEATURES_MEANING = (
+    "pooled encoder features [batch, D]: the encoder's per-segment features averaged over "
+    "the S segments (the vector the head reads), for embeddings and similarity search"
+)
+# What `segment_scores` is, per head (the contract's `outputs` carries the model's line).
+SEGMENT_MEANINGS = {
+    "maxpool": "the head applied to each segment's features alone (what the max pools over)",
+    "rnn": "the head applied to the LSTM state after each segment (the running estimate; "
+    "the last segment's value is the score)",
+    "linear": "the linear map of each segment's features (their mean is the score)",
+}
 
 # GIFGIF's emotions, in GIFGIF's order; this is also the order of the `scores` output.
 EMOTIONS: tuple[str, ...] = (
@@ -382,6 +403,120 @@ class ScoreQuantiles:
         return _from_dict(cls, data, "score_quantiles")
 
 
+def features_meaning() -> dict[str, str]:
+    """The `outputs` entry of the fused graph's `features` output (export adds it)."""
+    return {FEATURES_OUTPUT: FEATURES_MEANING}
+
+
+def output_meanings(head: str, heads: int = 1) -> dict[str, str]:
+    """The `outputs` entry export writes for a graph of `heads` heads of kind `head`."""
+    k = f"the mean of {heads} {head} heads' " if heads > 1 else ""
+    out = {
+        OUTPUT_NAME: (f"{k}scores" if k else "scores")
+        + " [batch, 17] in the target scale, EMOTIONS order",
+        SEGMENT_SCORES: "per-segment scores [batch, S, 17], segments in time order starting at "
+        "t_s = s * duration / S: "
+        + (f"the mean over {heads} {head} heads of " if heads > 1 else "")
+        + SEGMENT_MEANINGS[head],
+    }
+    if heads > 1:
+        out[STD_NAME] = (
+            f"spread (population standard deviation) of the {heads} heads' scores [batch, 17]"
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Intervals:
+    """Split-conformal score intervals, calibrated on the dev split (schema 3).
+
+    For emotion e at coverage level c: interval = score -/+ q[e][i] * scale, where `levels[i]`
+    is c and scale is max(scores_std, std_floor) when `normalized[e]` (adaptive: wider where
+    the heads disagree) and 1 otherwise. q is the ceil((n + 1) c)-th smallest dev value of
+    |target - score| / scale, so a new exchangeable GIF's target lies in its interval with
+    probability >= c (marginally, per emotion).
+    """
+
+    levels: tuple[float, ...]  # coverage levels in (0, 1), strictly increasing
+    q: dict[str, tuple[float, ...]]  # emotion -> one quantile per level, non-decreasing
+    normalized: dict[str, bool]  # emotion -> scale by the heads' spread
+    heads: int = 1  # heads fused in the graph (normalized needs >= 2 and `scores_std`)
+    std_floor: float = 1e-3  # spreads below this count as this
+    gifs: int = 0  # dev GIFs calibrated on
+    source: str = "dev split"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", tuple(float(v) for v in self.levels))
+        _check(isinstance(self.q, dict), "intervals.q must be a JSON object")
+        _check(isinstance(self.normalized, dict), "intervals.normalized must be a JSON object")
+        object.__setattr__(self, "q", {e: tuple(float(v) for v in vs) for e, vs in self.q.items()})
+        object.__setattr__(self, "normalized", {e: bool(v) for e, v in self.normalized.items()})
+        lv = self.levels
+        _check(
+            len(lv) >= 1 and all(0.0 < v < 1.0 for v in lv) and all(a < b for a, b in pairwise(lv)),
+            "intervals.levels must be strictly increasing coverages in (0, 1)",
+        )
+        for name in ("q", "normalized"):
+            _check(
+                set(getattr(self, name)) == set(EMOTIONS),
+                f"intervals.{name} must have the {NUM_EMOTIONS} emotions",
+            )
+        for e, vs in self.q.items():
+            _check(
+                len(vs) == len(lv)
+                and all(math.isfinite(v) and v >= 0 for v in vs)
+                and all(a <= b for a, b in pairwise(vs)),
+                f"intervals.q[{e!r}] must hold {len(lv)} non-decreasing numbers >= 0",
+            )
+        _check(isinstance(self.heads, int) and self.heads >= 1, "intervals.heads must be >= 1")
+        _check(
+            self.heads >= 2 or not any(self.normalized.values()),
+            "intervals.normalized needs a graph of at least 2 heads",
+        )
+        _check(self.std_floor > 0, "intervals.std_floor must be positive")
+
+    @property
+    def needs_std(self) -> bool:
+        return any(self.normalized.values())
+
+    def half_width(self, level: float, std=None):
+        """The interval's half-width per emotion: float64 [..., 17] (std: scores_std [..., 17])."""
+        import numpy as np
+
+        i = self.level_index(level)
+        q = np.array([self.q[e][i] for e in EMOTIONS], np.float64)
+        norm = np.array([self.normalized[e] for e in EMOTIONS])
+        if not norm.any():
+            return q if std is None else np.broadcast_to(q, np.shape(std)).copy()
+        _check(std is not None, "these intervals are scaled by scores_std; pass it")
+        scale = np.where(norm, np.maximum(np.asarray(std, np.float64), self.std_floor), 1.0)
+        return q * scale
+
+    def level_index(self, level: float) -> int:
+        for i, v in enumerate(self.levels):
+            if abs(v - level) < 1e-9:
+                return i
+        raise ContractError(
+            f"the model's intervals are calibrated for coverage "
+            f"{', '.join(f'{v:g}' for v in self.levels)}, not {level:g}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "levels": list(self.levels),
+            "q": {e: list(self.q[e]) for e in EMOTIONS},
+            "normalized": {e: self.normalized[e] for e in EMOTIONS},
+            "heads": self.heads,
+            "std_floor": self.std_floor,
+            "gifs": self.gifs,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Intervals:
+        return _from_dict(cls, data, "intervals")
+
+
 @dataclass(frozen=True)
 class ModelDocument:
     """The metadata document stored under the `gifsent` key of every exported graph."""
@@ -399,6 +534,9 @@ class ModelDocument:
     schema_version: int = SCHEMA_VERSION
     provenance: Provenance | None = None  # schema 2: what the model was trained on
     score_quantiles: ScoreQuantiles | None = None  # schema 2: training score distribution
+    # schema 3: the graph's outputs by name -> what each means (None: `scores` only)
+    outputs: dict[str, str] | None = None
+    intervals: Intervals | None = None  # schema 3: conformal calibration on dev
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "emotions", tuple(self.emotions))
@@ -414,6 +552,23 @@ class ModelDocument:
             _check(
                 self.provenance is None and self.score_quantiles is None,
                 "provenance and score_quantiles need gifsent schema version 2",
+            )
+        if self.schema_version < 3:
+            _check(
+                self.outputs is None and self.intervals is None,
+                "outputs and intervals need gifsent schema version 3",
+            )
+        if self.outputs is not None:
+            _check(
+                isinstance(self.outputs, dict)
+                and OUTPUT_NAME in self.outputs
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in self.outputs.items()),
+                f"outputs must map output names to descriptions and include {OUTPUT_NAME!r}",
+            )
+        if self.intervals is not None and self.intervals.needs_std:
+            _check(
+                self.outputs is not None and STD_NAME in self.outputs,
+                f"intervals scaled by the heads' spread need a {STD_NAME!r} output",
             )
         _check(
             self.emotions == EMOTIONS,
@@ -441,7 +596,13 @@ class ModelDocument:
             "checkpoint_sha256": self.checkpoint_sha256,
             **({"provenance": self.provenance.to_dict()} if self.provenance else {}),
             **({"score_quantiles": self.score_quantiles.to_dict()} if self.score_quantiles else {}),
+            **({"outputs": dict(self.outputs)} if self.outputs is not None else {}),
+            **({"intervals": self.intervals.to_dict()} if self.intervals else {}),
         }
+
+    def describes(self, name: str) -> bool:
+        """True when the document says the graph has output `name` (`scores` always)."""
+        return name == OUTPUT_NAME or (self.outputs is not None and name in self.outputs)
 
     @property
     def is_demo(self) -> bool:
@@ -459,6 +620,8 @@ class ModelDocument:
         known = {f.name for f in fields(cls)}
         if version < 2:
             known -= set(_V2_FIELDS)
+        if version < 3:
+            known -= set(_V3_FIELDS)
         unknown = sorted(set(data) - known)
         _check(not unknown, f"gifsent metadata: unknown field(s) {unknown}")
         missing = sorted({"sampling", "normalization", "encoder", "head", "target"} - set(data))
@@ -483,6 +646,8 @@ class ModelDocument:
                 if data.get("score_quantiles")
                 else None
             ),
+            outputs=data.get("outputs"),
+            intervals=Intervals.from_dict(data["intervals"]) if data.get("intervals") else None,
         )
 
     @classmethod

@@ -47,7 +47,8 @@ class ScoreOptions:
         default=None,
         metadata=_flag(
             "--model",
-            "Exported .onnx model (default: $GIFSENT_MODEL, then gifsent-export's location).",
+            "Exported .onnx model, or a name or id from `gifsent-infer models` (default: "
+            "$GIFSENT_MODEL, then gifsent-export's location, then ./demo-home/models).",
         ),
     )
     # "auto": CUDA -> onnxruntime; CPU -> measured once per model, machine and library
@@ -168,10 +169,65 @@ class ScoreOptions:
             "--clip", "Clip scores to [0, 1] (new GIFs can score outside the training GIFs' range)."
         ),
     )
+    # A folder for each ok input's pooled encoder features (.npy shards + a Parquet index,
+    # gifsent_infer.writing.embeddings), from the same model call as its scores; None: none.
+    # An output extra like top: similarity search wants the vectors, not only the 17 scores.
+    embeddings: str | None = field(
+        default=None,
+        metadata=_flag(
+            "--embeddings",
+            (
+                "Also write each GIF's pooled encoder features (the vector the head reads) to "
+                "this folder: .npy shards + index.parquet, for `gifsent-infer search --like "
+                "GIF --embeddings DIR`."
+            ),
+        ),
+    )
+    # When in the GIF: the model's per-segment scores with each segment's start time, for
+    # search and moderation that want the moment, not only the average. Off: a row per GIF
+    # stays 17 numbers, and models exported before the timeline still work.
+    timeline: bool = field(
+        default=False,
+        metadata=_flag(
+            "--timeline",
+            (
+                "Add a `timeline` column: each segment's 17 scores and start time in seconds "
+                "(compact JSON in CSV), to see when in the GIF an emotion happens. Needs a model "
+                "exported with segment scores."
+            ),
+        ),
+    )
+    # A finer timeline than the model's S segments (a multiple of S; MaxPool and linear heads);
+    # the scores keep the model's sampling. None: the model's S. Costs a second sampling pass.
+    segments: int | None = field(
+        default=None,
+        metadata=_flag(
+            "--segments",
+            (
+                "With --timeline: sample the timeline at N segments, a multiple of the model's "
+                "S, for a finer one (MaxPool and linear heads); the scores keep the model's "
+                "sampling."
+            ),
+        ),
+    )
+    # How sure: <emotion>_lo/_hi holding the true score with this probability (split-conformal
+    # on the model's dev split). None: no intervals; the model must be calibrated for the level.
+    intervals: float | None = field(
+        default=None,
+        metadata=_flag(
+            "--intervals",
+            (
+                "Add <emotion>_lo/<emotion>_hi columns holding the true score with this "
+                "probability (e.g. 0.9; calibrated on the model's dev split), and "
+                "<emotion>_std for a model fusing several heads."
+            ),
+        ),
+    )
 
     def __post_init__(self) -> None:
-        if isinstance(self.model, os.PathLike):  # a Path is welcome; store it as text
-            object.__setattr__(self, "model", os.fspath(self.model))
+        for name in ("model", "embeddings"):  # a Path is welcome; store it as text
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
         self._check()
 
     def _check(self) -> None:
@@ -187,6 +243,12 @@ class ScoreOptions:
         need(self.max_bytes >= 1, "max_bytes", "must be at least 1 byte")
         need(self.timeout > 0, "timeout", "must be more than 0 seconds")
         need(0 <= self.top <= 17, "top", "must be between 0 and 17")
+        need(self.segments is None or self.segments >= 1, "segments", "must be at least 1")
+        need(
+            self.intervals is None or 0 < self.intervals < 1,
+            "intervals",
+            "must be a coverage between 0 and 1, e.g. 0.9",
+        )
 
     def replace(self, **changes: Any) -> ScoreOptions:
         """A copy with some options changed (checked like a new one)."""

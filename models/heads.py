@@ -8,6 +8,12 @@ affine map. Its weights are not trained by gradient descent but solved in closed
 Each head's config is a small dataclass that owns its defaults and limits; `head_config`
 turns a plain dict (from a search space, a JSON run config or a checkpoint) into one,
 rejecting unknown keys and out-of-range values, and `create_head` builds the module.
+Named outputs (the fused graph's, see gifsent_models.scorer): every head gives `scores`
+[B, 17] and `segment_scores` [B, S, 17], the timeline (what each value means per head is
+gifsent_infer.contract.SEGMENT_MEANINGS); an `EnsembleHead` of K heads on one encoder adds
+`scores_std` [B, 17], the spread of its heads. `head_outputs(head, x, names)` computes any
+of them from one pass over the features.
+
 Outputs are linear: the targets are min-max scaled Bradley-Terry strengths trained with
 MSE, and a squashing output would make the already "too conservative" predictions worse.
 """
@@ -21,7 +27,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from gifsent_infer.contract import HEADS, NUM_EMOTIONS
+from gifsent_infer.contract import (
+    HEADS,
+    NUM_EMOTIONS,
+    OUTPUT_NAME,
+    SEGMENT_SCORES,
+    STD_NAME,
+)
 from gifsent_infer.errors import USAGE, GifsentError
 
 
@@ -152,6 +164,11 @@ class MaxPoolHead(nn.Module):
         # (B, S, D) -> (B, D): the strongest response of each feature over the segments.
         return self.mlp(x.amax(dim=1))
 
+    def segment_scores(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, S, D) -> (B, S, 17): the head on each segment's features alone, i.e. what the
+        # max pools over (the MLP acts on the last axis; dropout is off in eval mode).
+        return self.mlp(x)
+
 
 class RNNHead(nn.Module):
     name = "rnn"
@@ -171,6 +188,16 @@ class RNNHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x)  # (B, S, hidden): the last layer's output at every segment
         return self.fc(out[:, -1])  # the final segment's output -> (B, 17)
+
+    def segment_scores(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, S, D) -> (B, S, 17): the FC layer on the state after each segment, the running
+        # estimate; its last segment is the head's score.
+        out, _ = self.lstm(x)
+        return self.fc(out)
+
+    def scores_and_segments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seg = self.segment_scores(x)  # the LSTM runs once for both outputs
+        return seg[:, -1], seg
 
 
 class LinearHead(nn.Module):
@@ -198,6 +225,69 @@ class LinearHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, S, D) -> (B, D): the mean feature over segments, the ridge baseline's pooling.
         return self.fc(x.mean(dim=1))
+
+    def segment_scores(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, S, D) -> (B, S, 17): the linear map of each segment's features; their mean over
+        # segments is the score (the map is affine).
+        return self.fc(x)
+
+
+class EnsembleHead(nn.Module):
+    """K heads of one kind on the same encoder features: `scores` is their mean, `scores_std`
+    their spread (population standard deviation over the K heads), `segment_scores` the mean
+    of their timelines. The encoder runs once for all K."""
+
+    def __init__(self, heads: list[nn.Module]) -> None:
+        super().__init__()
+        if not heads:
+            raise HeadConfigError("an ensemble needs at least one head")
+        names = {h.name for h in heads}
+        if len(names) != 1:
+            raise HeadConfigError(f"an ensemble's heads must be of one kind, got {sorted(names)}")
+        self.heads = nn.ModuleList(heads)
+        self.name = heads[0].name
+        self.config = heads[0].config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([h(x) for h in self.heads]).mean(dim=0)
+
+
+def head_output_names(head: nn.Module) -> tuple[str, ...]:
+    """The named outputs `head` can give: scores and segment_scores; ensembles add scores_std."""
+    names = (OUTPUT_NAME, SEGMENT_SCORES)
+    return (*names, STD_NAME) if isinstance(head, EnsembleHead) else names
+
+
+def _one_head(head: nn.Module, x: torch.Tensor, timeline: bool):
+    if not timeline:
+        return head(x), None
+    both = getattr(head, "scores_and_segments", None)
+    if both is not None:
+        return both(x)
+    return head(x), head.segment_scores(x)
+
+
+def head_outputs(head: nn.Module, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
+    """Features [B, S, D] -> {name: tensor} for each of `names` (see head_output_names)."""
+    names = tuple(names)
+    unknown = [n for n in names if n not in head_output_names(head)]
+    if unknown:
+        raise HeadConfigError(
+            f"{head.name} head has no output(s) {unknown}; it gives {list(head_output_names(head))}"
+        )
+    timeline = SEGMENT_SCORES in names
+    if isinstance(head, EnsembleHead):
+        parts = [_one_head(h, x, timeline) for h in head.heads]
+        scores = torch.stack([p[0] for p in parts])  # (K, B, 17)
+        out = {OUTPUT_NAME: scores.mean(dim=0)}
+        if STD_NAME in names:
+            out[STD_NAME] = scores.std(dim=0, unbiased=False)
+        if timeline:
+            out[SEGMENT_SCORES] = torch.stack([p[1] for p in parts]).mean(dim=0)
+    else:
+        scores, seg = _one_head(head, x, timeline)
+        out = {OUTPUT_NAME: scores, SEGMENT_SCORES: seg}
+    return {n: out[n] for n in names}
 
 
 _MODULES: dict[str, type] = {"maxpool": MaxPoolHead, "rnn": RNNHead, "linear": LinearHead}

@@ -13,7 +13,7 @@ provenance; `register_encoder` takes a hand-written factory for anything else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from gifsent_infer.contract import SamplingSpec
@@ -114,6 +114,7 @@ def build_encoder(
     default_source: str = "",
     default_downloads: bool = False,
     finish: Callable[[Encoder], None] | None = None,
+    published: Mapping[str, str] | None = None,
 ) -> Encoder:
     """Build encoder `name`: resolve its weights, build the network, load them, record provenance.
 
@@ -126,6 +127,10 @@ def build_encoder(
     default_downloads: finding the default weights may download them; then random_init
         skips them instead of fetching weights that would be thrown away.
     finish(encoder): a last step after loading or random initialisation (drop a classifier).
+    published: sha256 -> what that weights file is (e.g. "the published Kinetics-400
+        checkpoint of Hara et al."), for encoders whose weights are a file the user brings:
+        the description then says what is known — the file's name and sha256, and the
+        published checkpoint only when the sha256 is one recorded for it (`weights_claim`).
 
     The rules, for every encoder: given weights always win (a missing file is an error);
     without them the default weights are used when available, else random_init=True gives
@@ -155,7 +160,23 @@ def build_encoder(
     if finish is not None:
         finish(encoder)
     encoder.set_weights_provenance(path=weights.resolve(), source=source, sha256=sha)
+    if published is not None:
+        encoder.description = (
+            f"{encoder.description}; {weights_claim(weights.name, sha, published)}"
+        )
     return encoder
+
+
+def weights_claim(file_name: str, sha256: str, published: Mapping[str, str]) -> str:
+    """What a weights file is known to be: the recorded label when its sha256 is recorded,
+    else only its name and sha256."""
+    label = published.get(sha256)
+    if label:
+        return f"weights: {label} ({file_name}, sha256 {sha256[:12]})"
+    return (
+        f"weights: the file {file_name} (sha256 {sha256[:12]}), not a checkpoint whose sha256 "
+        "gifsent has recorded as published"
+    )
 
 
 _PARTS = (
@@ -165,6 +186,7 @@ _PARTS = (
     "default_source",
     "default_downloads",
     "finish",
+    "published",
 )
 
 

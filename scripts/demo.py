@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"run folder : {run_layout.root}")
     print(f"report     : {run_layout.report}")
     print(f"model      : {model_path}  (best head on dev: {best_head})")
+    if model_path.parent == Path.cwd() / paths.DEMO_HOME_NAME / "models":
+        print("             `gifsent-infer ./gifs --out scores.csv` run here finds it by default")
     print(f"scores     : {scores_csv}  ({len(test_gifs)} test GIFs)")
     print("seconds    : " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     print(f"html report: {report_html}  (open it in a browser)")

@@ -7,6 +7,15 @@ The picture in the README came from exactly this (the demo model is trained on p
 demo data, so its scores on real GIFs mean nothing; the report says so in its banner).
 `scripts/demo.py --preset tiny` makes a demo-data model in about 3 minutes instead. The PNG
 is quantised to 128 colours to stay small.
+
+docs/report-timeline.png (timeline strips and interval whiskers, README "When in the GIF")::
+
+    gifsent-train demo-data /tmp/demo --n-gifs 200
+    gifsent-train --preset tiny --data /tmp/demo --run-name s8 --segments 8 --seeds 3
+    gifsent-export --run $GIFSENT_HOME/runs/s8 --model rnn --ensemble --out /tmp/s8-rnn.onnx
+    .venv/bin/python scripts/report_screenshot.py /tmp/demo/gifs --model /tmp/s8-rnn.onnx \
+        --score-args="--timeline --intervals 0.9" --top-n 5 --only-galleries \
+        --out docs/report-timeline.png --size 900,700
 """
 
 from __future__ import annotations
@@ -32,6 +41,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "report-real-gifs.png")
     ap.add_argument("--size", default="1100,1000", help="browser window, W,H")
     ap.add_argument("--chromium", default="chromium")
+    ap.add_argument("--model", help="the model to score with (default: the default model)")
+    ap.add_argument("--score-args", default="", help="more `gifsent-infer score` options")
+    ap.add_argument("--top-n", default="8", help="GIFs per gallery")
+    ap.add_argument(
+        "--only-galleries", action="store_true", help="start the picture at the galleries"
+    )
     args = ap.parse_args(argv)
 
     from PIL import Image
@@ -40,11 +55,39 @@ def main(argv: list[str] | None = None) -> None:
         tmp = Path(tmp)
         scores, report = tmp / "real.csv", tmp / "report" / "report.html"
         cli = str(BIN / "gifsent-infer")
-        subprocess.run([cli, str(args.folder), "-o", str(scores), "--percentiles"], check=True)
+        model = ["--model", args.model] if args.model else []
+        subprocess.run(
+            [
+                cli,
+                str(args.folder),
+                "-o",
+                str(scores),
+                "--percentiles",
+                *model,
+                *args.score_args.split(),
+            ],
+            check=True,
+        )
         title = f"gifsent report: {args.folder} (demo model)"
         subprocess.run(
-            [cli, "report", str(scores), "-o", str(report), "--title", title], check=True
+            [
+                cli,
+                "report",
+                str(scores),
+                "-o",
+                str(report),
+                "--title",
+                title,
+                "-n",
+                args.top_n,
+                *model,
+            ],
+            check=True,
         )
+        if args.only_galleries:  # hide what comes before the galleries (a copy; same report)
+            html = report.read_text(encoding="utf-8")
+            css = "<style>header,#model{display:none}</style></head>"
+            report.write_text(html.replace("</head>", css, 1), encoding="utf-8")
         png = tmp / "shot.png"
         with tempfile.TemporaryDirectory(prefix="gifsent-chromium-") as profile:
             subprocess.run(

@@ -34,6 +34,13 @@ def reference_scores(frames: np.ndarray, seed: int = 0) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(mean @ w + b)))
 
 
+def reference_timeline(frames: np.ndarray, spec: SamplingSpec = SPEC, seed: int = 0) -> np.ndarray:
+    """What the test model's `segment_scores` are, in numpy: [B, S*T, H, W, 3] -> [B, S, 17]."""
+    w, b = weights(seed)
+    x = frames.astype(np.float64).reshape(frames.shape[0], spec.segments, -1, 3)
+    return 1.0 / (1.0 + np.exp(-(x.mean(axis=2) / 255.0 @ w + b)))
+
+
 def build_model(
     path: Path,
     *,
@@ -44,9 +51,13 @@ def build_model(
     input_name: str = "frames",
     n_out: int = 17,
     mean_output: str | None = None,
+    timeline: bool = False,
+    std: bool = False,
 ) -> Path:
     """Write a tiny gifsent-contract ONNX model; metadata=None leaves the document out.
-    mean_output names a second output: each GIF's mean RGB in [0, 1], float32 [B, 3]."""
+    mean_output names a second output: each GIF's mean RGB in [0, 1], float32 [B, 3].
+    timeline adds `segment_scores` [B, S, 17]: the scores' function of each segment's own
+    mean colour (reference_timeline); std adds `scores_std` [B, 17] = 0.1 * scores."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -75,6 +86,30 @@ def build_model(
     if mean_output:
         nodes.append(helper.make_node("Identity", ["m01"], [mean_output]))
         outputs.append(helper.make_tensor_value_info(mean_output, TensorProto.FLOAT, [batch, 3]))
+    if timeline:
+        nodes += [
+            helper.make_node("Reshape", ["x", "seg_shape"], ["xs"]),  # [B, S, T*H*W, 3]
+            helper.make_node("ReduceMean", ["xs", "axis2"], ["ms"], keepdims=0),  # [B, S, 3]
+            helper.make_node("Mul", ["ms", "inv255"], ["ms01"]),
+            helper.make_node("MatMul", ["ms01", "W"], ["zs"]),
+            helper.make_node("Add", ["zs", "b"], ["ls"]),
+            helper.make_node("Sigmoid", ["ls"], ["segment_scores"]),
+        ]
+        inits += [
+            numpy_helper.from_array(np.array([0, spec.segments, -1, 3], np.int64), "seg_shape"),
+            numpy_helper.from_array(np.array([2], np.int64), "axis2"),
+        ]
+        outputs.append(
+            helper.make_tensor_value_info(
+                "segment_scores", TensorProto.FLOAT, [batch, spec.segments, n_out]
+            )
+        )
+    if std:
+        nodes.append(helper.make_node("Mul", ["scores", "tenth"], ["scores_std"]))
+        inits.append(numpy_helper.from_array(np.array(0.1, np.float32), "tenth"))
+        outputs.append(
+            helper.make_tensor_value_info("scores_std", TensorProto.FLOAT, [batch, n_out])
+        )
     graph = helper.make_graph(nodes, "gifsent_test", [frames], outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
     if metadata == "auto":

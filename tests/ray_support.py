@@ -1,10 +1,13 @@
 """Helpers for the Ray tests: a private local Ray instance, the local CLI's rows as reference,
-and what a plain reader of an output folder sees."""
+what the readers of a Delta table (deltalake, DuckDB, Polars, pandas) see, and a local S3
+endpoint (moto's server mode on 127.0.0.1)."""
 
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 from gifsent_infer.cli import main
@@ -53,18 +56,97 @@ def assert_same_row(row: dict, ref: dict) -> None:
             assert row[c] == ref[c], (row["path"], c, row[c], ref[c])
 
 
-def pyarrow_rows(out: Path) -> list[dict]:
-    """The folder as a plain reader sees it: pyarrow's dataset discovery (what
-    pandas.read_parquet uses), which skips names starting with "_" or "."."""
-    import pyarrow.parquet as pq
+def reader_rows(table: str | Path, reader: str) -> list[dict]:
+    """The table's latest snapshot as one of the README's readers sees it."""
+    from deltalake import DeltaTable
 
-    if not any(p.suffix == ".parquet" for p in out.iterdir()):
-        return []
-    return pq.read_table(str(out)).to_pylist()
+    uri = str(table)
+    if reader == "deltalake":
+        return DeltaTable(uri).to_pyarrow_table().to_pylist()
+    if reader == "pandas":  # missing values come back as NaN (pandas' null)
+        frame = DeltaTable(uri).to_pandas()
+        return [{k: _plain(v) for k, v in r.items()} for r in frame.to_dict("records")]
+    if reader == "polars":
+        import polars as pl
+
+        return pl.read_delta(uri).to_dicts()
+    if reader == "duckdb":  # DuckDB scans the snapshot's Arrow dataset (no extension needed)
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            con.register("snapshot", DeltaTable(uri).to_pyarrow_dataset())
+            return con.sql("select * from snapshot").arrow().read_all().to_pylist()
+        finally:
+            con.close()
+    raise ValueError(reader)
 
 
-def assert_at_most_once(out: Path) -> list[dict]:
-    rows = pyarrow_rows(out)
-    twice = {p: n for p, n in Counter(r["path"] for r in rows).items() if n > 1}
-    assert not twice, f"a plain reader sees two rows for {sorted(twice)}"
-    return rows
+def _plain(v):
+    """pandas' values as the other readers give them: None for NaN, lists for arrays."""
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return v
+
+
+READERS = ("deltalake", "duckdb", "polars")
+
+
+def assert_exactly_once(table: str | Path, want: dict[str, dict], readers=READERS) -> None:
+    """Every reader sees one row per input, and the local CLI's rows."""
+    for reader in readers:
+        rows = reader_rows(table, reader)
+        twice = {p: n for p, n in Counter(r["path"] for r in rows).items() if n > 1}
+        assert not twice, f"{reader} sees two rows for {sorted(twice)}"
+        assert_same_rows(rows, want)
+
+
+@contextmanager
+def s3_server(bucket: str = "gifsent-test"):
+    """A local S3 endpoint (moto's server mode, on 127.0.0.1 and a free port) with one bucket;
+    the AWS_* variables point this process (and the Ray workers it starts) at it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint)
+        client.create_bucket(Bucket=bucket)
+        yield client, bucket
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
+
+
+def upload_folder(client, bucket: str, folder: Path, prefix: str) -> dict[str, str]:
+    """Upload a folder's files; returns local path -> s3 URI."""
+    names = {}
+    for p in sorted(folder.iterdir()):
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{p.name}", Body=p.read_bytes())
+        names[str(p)] = f"s3://{bucket}/{prefix}/{p.name}"
+    return names
+
+
+def renamed(want: dict[str, dict], names: dict[str, str]) -> dict[str, dict]:
+    """The local CLI's rows under the names the same inputs have in the store."""
+    return {names[k]: {**r, "path": names[k]} for k, r in want.items()}

@@ -15,7 +15,6 @@ MAX_LINES = 120
 BEING_SPLIT = {
     ("export/api.py", "export_checkpoint"),  # load -> one function per part -> write
     ("export/cli.py", "export"),  # its 22 options become one options object with the above
-    ("gifsent_infer/views/report.py", "render"),  # split by section
 }
 
 

@@ -129,19 +129,33 @@ def _pcg(matvec, b: np.ndarray, minv: np.ndarray, rtol: float, maxiter: int) -> 
 
 
 def _fit(
-    w: np.ndarray, lo: np.ndarray, n: int, *, l2: float, tol: float, max_newton: int, max_cg: int
+    w: np.ndarray,
+    lo: np.ndarray,
+    n: int,
+    *,
+    l2: float,
+    tol: float,
+    max_newton: int,
+    max_cg: int,
+    offset: np.ndarray | None = None,
+    init: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
-    """MAP strengths [n] and Fisher-diagonal standard errors [n]; w, lo: intp indices [m]."""
+    """MAP deviations [n] and Fisher-diagonal standard errors [n]; w, lo: intp indices [m].
+
+    ``offset[k]`` is added to comparison k's logit (the prior means' difference, so theta
+    here is the deviation from the prior mean); ``init`` warm-starts Newton.
+    """
     if not l2 > 0:
         raise ValueError(f"l2 must be positive (it keeps unbeaten GIFs finite), got {l2}")
-    theta = np.zeros(n)
+    theta = np.zeros(n) if init is None else np.array(init, dtype=np.float64)
+    off = 0.0 if offset is None else offset
 
     def objective(th: np.ndarray, d: np.ndarray) -> float:
         # sum log(1 + e^-d), computed stably, plus the prior
         loss = np.log1p(np.exp(-np.abs(d))).sum() + np.maximum(-d, 0.0).sum()
         return float(loss + 0.5 * l2 * np.dot(th, th))
 
-    d = np.zeros(len(w))  # theta[w] - theta[lo]
+    d = theta[w] - theta[lo] + off  # the comparisons' logits
     f = objective(theta, d)
     converged = False
     it = 0
@@ -165,7 +179,7 @@ def _fit(
         t = 1.0
         for _ in range(40):  # backtracking (Armijo); Newton's full step nearly always holds
             cand = theta + t * step
-            d_cand = cand[w] - cand[lo]
+            d_cand = cand[w] - cand[lo] + off
             f_cand = objective(cand, d_cand)
             if f_cand <= f + 1e-4 * t * slope + 1e-12 * abs(f):
                 break
@@ -187,11 +201,16 @@ def fit_bradley_terry(
     tol: float = 1e-7,
     max_newton: int = 100,
     max_cg: int = 500,
+    prior_mean: np.ndarray | None = None,
+    init: np.ndarray | None = None,
 ) -> BTFit:
     """Fit one emotion: ``winners[k]`` beat ``losers[k]``, indices in ``range(n_items)``.
 
     ``tol`` bounds max_i |gradient_i| / H_ii at convergence (about the size of the last
-    Newton step, in logits).
+    Newton step, in logits). ``prior_mean`` [n_items] moves the Gaussian prior's centre
+    from 0 to these strengths (a model's guesses: GIFs with few votes stay near them);
+    ``init`` [n_items] starts Newton from earlier strengths (an incremental refit; the
+    optimum is the same, it is only reached in fewer steps).
     """
     w = np.asarray(winners).astype(np.intp, copy=False)
     lo = np.asarray(losers).astype(np.intp, copy=False)
@@ -199,7 +218,25 @@ def fit_bradley_terry(
         raise ValueError("winners and losers must be 1-d arrays of the same length")
     if len(w) and (min(w.min(), lo.min()) < 0 or max(w.max(), lo.max()) >= n_items):
         raise ValueError(f"comparison indices must lie in [0, {n_items})")
-    theta, se, it, ok = _fit(w, lo, n_items, l2=l2, tol=tol, max_newton=max_newton, max_cg=max_cg)
+    mean = None if prior_mean is None else np.asarray(prior_mean, dtype=np.float64)
+    if mean is not None and mean.shape != (n_items,):
+        raise ValueError(f"prior_mean must have shape ({n_items},), got {mean.shape}")
+    start = None
+    if init is not None:
+        start = np.asarray(init, dtype=np.float64) - (0.0 if mean is None else mean)
+    theta, se, it, ok = _fit(
+        w,
+        lo,
+        n_items,
+        l2=l2,
+        tol=tol,
+        max_newton=max_newton,
+        max_cg=max_cg,
+        offset=None if mean is None else mean[w] - mean[lo],
+        init=start,
+    )
+    if mean is not None:
+        theta = theta + mean
     counts = np.bincount(w, minlength=n_items) + np.bincount(lo, minlength=n_items)
     return BTFit(strength=theta, stderr=se, comparisons=counts, iterations=it, converged=ok)
 

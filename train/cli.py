@@ -85,7 +85,7 @@ _OPTIONS = {
         typer.Option(
             None,
             "--data",
-            help="Data folder (votes CSV + GIFs). Default: $GIFSENT_HOME/data/gifgif.",
+            help="Data folder (votes CSV + GIFs), or a `collect` votes database (.sqlite). Default: $GIFSENT_HOME/data/gifgif.",
         ),
     ),
     "votes": (
@@ -388,6 +388,15 @@ def demo_data_command(
         raise typer.Exit(1) from None
     typer.echo(f"demo data: {out}" + (f" ({res})" if isinstance(res, (str, Path)) else ""))
     typer.echo(f"next:      gifsent-train --preset demo --data {out}")
+
+
+def _add_collect() -> None:
+    from gifsent_train.collect.cli import app as collect_app
+
+    app.add_typer(collect_app, name="collect")
+
+
+_add_collect()
 
 
 def main(argv: list[str] | None = None) -> None:

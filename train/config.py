@@ -116,6 +116,8 @@ class TrainConfig:
         if self.votes:
             return Path(self.votes).expanduser()
         d = self.data_path()
+        if _is_votes_db(d):  # `gifsent-train collect`'s database, read directly
+            return d
         if not d.is_dir():
             return None
         found = sorted(d.glob("*.csv.gz")) + sorted(d.glob("*.csv"))
@@ -126,6 +128,14 @@ class TrainConfig:
         if self.gifs:
             return Path(self.gifs).expanduser()
         d = self.data_path()
+        if _is_votes_db(d):  # the folder `gifsent-train collect --gifs` served
+            from gifsent_train.collect.storage import Store
+
+            store = Store.open(d, migrate=False)
+            try:
+                return Path(store.get_meta("gifs_dir") or d.parent)
+            finally:
+                store.close()
         for sub in ("gifs", "images"):
             if (d / sub).is_dir():
                 return d / sub
@@ -284,3 +294,9 @@ def no_data_message(cfg: TrainConfig) -> str:
         f"  or make the procedural demo dataset:       gifsent-train demo-data DIR "
         f"&& gifsent-train run --data DIR --preset demo"
     )
+
+
+def _is_votes_db(path: Path) -> bool:
+    from gifsent_train.collect.storage import is_database
+
+    return path.is_file() and is_database(path)

@@ -54,8 +54,9 @@ decide ("neither"), more often for similar GIFs. Rows of all emotions are shuffl
 and a few corrupt rows (an empty id) are sprinkled in, as in GIFGIF's file.
 
 Files (in ``out``): ``votes.csv.gz`` (GIFGIF's format, header ``metric,left,right,choice``),
-``gifs/<id>.gif`` (13-character alphanumeric ids), ``truth.csv`` (id and the 17 true
-strengths), ``demo.json`` (parameters and counts). Deterministic by seed.
+``gifs/<id>.gif`` (13-character alphanumeric ids), ``truth.csv`` (id, the 17 true
+strengths, and for moment GIFs ``moment_start``/``moment_end``/``duration`` in seconds on the
+GIF's clamped-delay timeline, so a timeline can be judged; read with ``read_moments``), ``demo.json`` (parameters and counts). Deterministic by seed.
 """
 
 from __future__ import annotations
@@ -150,22 +151,23 @@ ID_LENGTH = 13
 UNDECIDED = "neither"
 
 
+def _matrix(latents, weights) -> np.ndarray:
+    """float64 [latents, 17 emotions] from {emotion: {latent: weight}}."""
+    a = np.zeros((len(latents), len(EMOTIONS)))
+    for k, e in enumerate(EMOTIONS):
+        for name, wgt in weights[e].items():
+            a[latents.index(name), k] = wgt
+    return a
+
+
 def weight_matrix() -> np.ndarray:
     """float64 [8 latents, 17 emotions]."""
-    a = np.zeros((len(LATENTS), len(EMOTIONS)))
-    for k, e in enumerate(EMOTIONS):
-        for name, wgt in EMOTION_WEIGHTS[e].items():
-            a[LATENTS.index(name), k] = wgt
-    return a
+    return _matrix(LATENTS, EMOTION_WEIGHTS)
 
 
 def temporal_weight_matrix() -> np.ndarray:
     """float64 [4 temporal latents, 17 emotions]."""
-    a = np.zeros((len(TEMPORAL_LATENTS), len(EMOTIONS)))
-    for k, e in enumerate(EMOTIONS):
-        for name, wgt in TEMPORAL_WEIGHTS[e].items():
-            a[TEMPORAL_LATENTS.index(name), k] = wgt
-    return a
+    return _matrix(TEMPORAL_LATENTS, TEMPORAL_WEIGHTS)
 
 
 def strength_parts(
@@ -451,8 +453,9 @@ def _gif_bytes(
     rng: np.random.Generator,
     size_range: tuple[int, int],
     moment_share: float = DEFAULT_MOMENT_SHARE,
-) -> tuple[bytes, int]:
-    """One GIF for latent z [12]: varied size, frame count and delays; returns (bytes, frames)."""
+) -> tuple[bytes, int, tuple[float, float, float] | None]:
+    """One GIF for latent z [12]: varied size, frame count and delays; returns (bytes, frames,
+    moment), moment = (start, end, duration) in seconds of its emotional moment, or None."""
     width = int(rng.integers(size_range[0], size_range[1] + 1))
     height = int(rng.integers(size_range[0], size_range[1] + 1))
     kind = rng.random()
@@ -492,7 +495,11 @@ def _gif_bytes(
             loop=0,
             optimize=False,
         )
-    return buf.getvalue(), n_frames
+    moment = None
+    if motion is not None and motion.moment is not None and n_frames > 1:
+        a, b = motion.moment
+        moment = (a * duration, b * duration, duration)
+    return buf.getvalue(), n_frames, moment
 
 
 # ----------------------------------------------------------------------------- the dataset
@@ -560,11 +567,11 @@ def make_demo_data(
     votes_path = out / "votes.csv.gz"
     rows = _write_votes(votes_path, ids, [a[order].tolist() for a in votes], corrupt_at)
     gifs = out / "gifs"
-    frame_counts = _write_gifs(
+    frame_counts, moments = _write_gifs(
         gifs, ids, latent, seed, set(missing_idx), (size_range, moment_share), progress
     )
     truth_path = out / "truth.csv"
-    _write_truth(truth_path, ids, strength)
+    _write_truth(truth_path, ids, strength, moments)
 
     meta = {
         "format": "gifsent-demo-data",
@@ -653,32 +660,56 @@ def _write_votes(path: Path, ids: list[str], votes: list[list], corrupt_at: set[
     return rows
 
 
-def _write_gifs(gifs: Path, ids, latent, seed: int, skip: set[int], look, progress) -> dict:
+def _write_gifs(gifs: Path, ids, latent, seed: int, skip: set[int], look, progress):
     """One GIF per id (but the `skip` indices), each from its own generator, so a GIF
-    depends only on (seed, index); look: (size_range, moment_share). id -> frames."""
+    depends only on (seed, index); look: (size_range, moment_share). Returns (id -> frames,
+    id -> (moment start, end, duration) in seconds for GIFs with a moment)."""
     size_range, moment_share = look
     if gifs.exists():
         shutil.rmtree(gifs)
     gifs.mkdir()
     frame_counts = {}
+    moments: dict[str, tuple[float, float, float]] = {}
     for i, gif_id in enumerate(ids):
         if i not in skip:
-            data, n_frames = _gif_bytes(
+            data, n_frames, moment = _gif_bytes(
                 latent[i], np.random.default_rng([seed, 1, i]), size_range, moment_share
             )
             (gifs / f"{gif_id}.gif").write_bytes(data)
             frame_counts[gif_id] = n_frames
+            if moment is not None:
+                moments[gif_id] = moment
         if progress:
             progress("demo gifs", i + 1, len(ids))
-    return frame_counts
+    return frame_counts, moments
 
 
-def _write_truth(path: Path, ids: list[str], strength) -> None:
+def _write_truth(path: Path, ids: list[str], strength, moments: dict) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["id", *EMOTIONS])
+        w.writerow(["id", *EMOTIONS, *MOMENT_COLUMNS])
         for i, gif_id in enumerate(ids):
-            w.writerow([gif_id, *(f"{v:.9g}" for v in strength[i])])
+            m = moments.get(gif_id)
+            when = [f"{v:.6g}" for v in m] if m else ["", "", ""]
+            w.writerow([gif_id, *(f"{v:.9g}" for v in strength[i]), *when])
+
+
+# truth.csv's moment columns, in seconds: the GIF's short emotional moment [start, end) on its
+# timeline of `duration` seconds (empty for GIFs without one: their expression shows throughout)
+MOMENT_COLUMNS = ("moment_start", "moment_end", "duration")
+
+
+def read_moments(path: str | os.PathLike) -> dict[str, tuple[float, float, float]]:
+    """truth.csv -> id -> (moment start, end, GIF duration) in seconds, for GIFs with a moment
+    (empty for truth files without the moment columns)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    out: dict[str, tuple[float, float, float]] = {}
+    with opener(path, "rt", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if all(row.get(c) for c in MOMENT_COLUMNS):
+                a, b, d = (float(row[c]) for c in MOMENT_COLUMNS)
+                out[row["id"]] = (a, b, d)
+    return out
 
 
 def read_truth(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:

@@ -111,6 +111,25 @@ class RunLayout:
     def checkpoint(self, head: str) -> Path:  # the best checkpoint of a head on dev
         return self.checkpoints / f"best-{head}.pt"
 
+    def seed_checkpoint(self, head: str, r: int) -> Path:  # the best config refit, seed r >= 1
+        return self.checkpoints / f"seed{r}-{head}.pt"
+
+    def seed_checkpoints(self, head: str) -> list[Path]:
+        """best-<head>.pt and its seed refits seed1-, seed2-... (what a K-head export fuses)."""
+        found, r = [self.checkpoint(head)], 1
+        while self.seed_checkpoint(head, r).is_file():
+            found.append(self.seed_checkpoint(head, r))
+            r += 1
+        return found if found[0].is_file() else []
+
+    def intervals(self, head: str, heads: int) -> dict[str, Any] | None:
+        """The conformal calibration (a contract Intervals dict) of `head` with `heads` seeds
+        fused, from metrics.json's intervals.<head>.k<heads>, or None."""
+        doc = read_json(self.metrics, None)
+        entry = (doc.get("intervals") or {}).get(head) if isinstance(doc, dict) else None
+        k = entry.get(f"k{heads}") if isinstance(entry, dict) else None
+        return k.get("calibration") if isinstance(k, dict) else None
+
     @property
     def metrics(self) -> Path:  # all metrics of the run (JSON)
         return self.root / "metrics.json"

@@ -188,6 +188,20 @@ class Stage:
 # ------------------------------------------------------------------ stage: scores
 
 
+def _votes_fingerprint(votes: Path) -> str:
+    """The votes file's sha256; a `collect` database's vote count and last id (its file alone
+    would miss votes still in the write-ahead log)."""
+    from gifsent_train.collect.storage import Store, is_database
+
+    if not is_database(votes):
+        return _sha_file(votes)
+    store = Store.open(votes, migrate=False)
+    try:
+        return store.fingerprint()
+    finally:
+        store.close()
+
+
 class ScoresStage(Stage):
     """Votes -> Bradley-Terry scores, target scale, splits (and agreement with a truth file)."""
 
@@ -209,7 +223,7 @@ class ScoresStage(Stage):
         truth = cfg.truth_path()
         return _sha_obj(
             {
-                "votes": _sha_file(votes),
+                "votes": _votes_fingerprint(votes),
                 "gifs": sorted(ctx.gif_index),
                 "truth": _sha_file(truth) if truth and truth.is_file() else "",
                 "seed": cfg.seed,
@@ -447,6 +461,29 @@ def truth_map(cfg: TrainConfig) -> dict[str, np.ndarray] | None:
     return dict(zip(ids, vals, strict=True))
 
 
+def where_and_how_sure(cfg: TrainConfig, data, spec, fitted: dict, truth) -> dict:
+    """metrics.json's "intervals" (per head: conformal calibration on dev and coverage on test,
+    K = 1 and K = seeds) and "timeline" (per head: peak-in-moment rate vs chance on the test
+    GIFs with a known moment; absent without a truth file holding moments)."""
+    from gifsent_train import study
+    from gifsent_train.demo_data import read_moments
+
+    out: dict = {"intervals": {}}
+    for head, models in fitted.items():
+        try:
+            out["intervals"][head] = study.interval_study(models, data)
+        except ValueError as e:  # too few dev GIFs for any level: say so in the metrics
+            out["intervals"][head] = {"error": str(e)}
+    p = cfg.truth_path()
+    moments = read_moments(p) if p and p.is_file() else {}
+    if moments:
+        out["timeline"] = {
+            head: study.timeline_study(models[0], data, moments, spec, truth)
+            for head, models in fitted.items()
+        }
+    return out
+
+
 class SearchStage(Stage):
     """Baselines, the randomized search per head, seeds, checkpoints and metrics.json."""
 
@@ -509,6 +546,8 @@ class SearchStage(Stage):
         )
         baselines = study.Baselines.fit(data)
         heads, trials = self._fit_heads(ctx, data, baselines, fit_defaults, w_train)
+        fitted: dict[str, list] = {}  # head -> [its model, then its seed refits]
+        truth = truth_map(cfg)
         doc = study.evaluate_study(
             data,
             baselines,
@@ -524,11 +563,16 @@ class SearchStage(Stage):
             fit_defaults=fit_defaults,
             seed=cfg.seed,
             w_train=w_train,
-            truth=truth_map(cfg),
+            truth=truth,
             scale=_target_scale(lay),
             trials=trials,
             on_seed=lambda head, r, n: ctx.reporter.progress(f"seeds {head}", r, n),
+            fitted=fitted,
         )
+        # issue 22: the seed refits kept for `gifsent-export --ensemble`, and the timeline and
+        # interval numbers of every head
+        self._save_refits(ctx, heads, fitted)
+        doc.update(where_and_how_sure(cfg, data, ctx.encoder.spec, fitted, truth))
         # The shipped model: the head best on dev (ties: the order of cfg.heads).
         lay.link_best(doc["best_head"])
         ctx.reporter.log(f"best head on dev: {doc['best_head']} -> {lay.best_checkpoint}")
@@ -554,6 +598,7 @@ class SearchStage(Stage):
 
         cfg, lay = ctx.config, ctx.layout
         encoder = ctx.encoder if ctx.encoder is not None else make_encoder(cfg)
+        ctx.encoder = encoder  # the seed refits are saved with it too (_save_refits)
         scale = _target_scale(lay)
         heads: dict[str, study.HeadFit] = {}
         all_trials: list = []
@@ -573,6 +618,24 @@ class SearchStage(Stage):
             config = fit.entry["head_config"]
             save_best(lay.checkpoint(head), encoder, head, config, fit.model, scale, fit.metrics)
         return heads, all_trials
+
+    @staticmethod
+    def _save_refits(ctx: Context, heads: dict, fitted: dict[str, list]) -> None:
+        """checkpoints/seed<r>-<head>.pt for each seed refit (what --ensemble fuses)."""
+        lay, scale = ctx.layout, _target_scale(ctx.layout)
+        for head, models in fitted.items():
+            fit = heads[head]
+            for r, model in enumerate(models[1:], start=1):
+                config = fit.entry["head_config"]
+                save_best(
+                    lay.seed_checkpoint(head, r),
+                    ctx.encoder,
+                    head,
+                    config,
+                    model,
+                    scale,
+                    fit.metrics,
+                )
 
     def _search(self, ctx: Context, head: str, data, fit_defaults, w_train):
         """The randomized search of one head: (its best as a study.HeadFit, its trials)."""
@@ -674,6 +737,7 @@ def _extra_markdown(m: dict, data: dict, temporal: str = "") -> str:
             lines += [block]
     if temporal:
         lines += [temporal]
+    lines += [b for b in (R.timeline_markdown(m), R.intervals_markdown(m)) if b]
     models = m.get("models", {})
     if "bt_ceiling" in models or any("truth_agreement" in v for v in models.values()):
         lines += ["## Agreement with the true emotion strengths (demo data, test split)", ""]

@@ -68,7 +68,16 @@ def certainty_weights(stderr, cap: float = 10.0) -> np.ndarray:
 
 
 def repeat_seeds(
-    head: str, trial, data, base_fit, seeds: int, seed: int, w_train=None, first=None, on_fit=None
+    head: str,
+    trial,
+    data,
+    base_fit,
+    seeds: int,
+    seed: int,
+    w_train=None,
+    first=None,
+    on_fit=None,
+    models_out: list | None = None,
 ):
     """Predictions on test [seeds, N, 17] and summaries of `trial`'s config over `seeds` fits.
 
@@ -101,6 +110,8 @@ def repeat_seeds(
         )
         summaries.append(evaluate(model, data))
         preds.append(predict(model, data.x["test"]))
+        if models_out is not None:
+            models_out.append(model)
     return np.stack(preds), summaries
 
 
@@ -192,6 +203,84 @@ def ceiling_hits(trials, max_epochs: int) -> list[dict]:
     return out
 
 
+# -- where and how sure (issue 22): the seeds' intervals and the timeline ---------------------
+
+
+def _stacked(models, x) -> np.ndarray:
+    from gifsent_train.fit import predict
+
+    return np.stack([predict(m, x) for m in models])  # [K, N, 17]
+
+
+def interval_study(models: list, data, levels=None) -> dict:
+    """Split-conformal intervals of one head's seed models, calibrated on dev, measured on test:
+    for K = 1 (the best model alone, plain intervals) and K = len(models) (their mean, scaled by
+    their spread where that is narrower on dev). {"k1": {...}, "k<K>": {...}}, each with
+    "calibration" (a contract Intervals dict, what export stores) and "test" (conformal.evaluate)."""
+    from gifsent_train.conformal import DEFAULT_LEVELS, calibrate, evaluate
+
+    levels = levels or DEFAULT_LEVELS
+    dev, test = _stacked(models, data.x["dev"]), _stacked(models, data.x["test"])
+    out = {}
+    for k in sorted({1, len(models)}):
+        d_mean, t_mean = dev[:k].mean(0), test[:k].mean(0)
+        d_std = dev[:k].std(0) if k > 1 else None
+        t_std = test[:k].std(0) if k > 1 else None
+        iv = calibrate(data.y["dev"], d_mean, d_std, levels=levels, heads=k)
+        out[f"k{k}"] = {
+            "calibration": iv.to_dict(),
+            "test": evaluate(iv, data.y["test"], t_mean, t_std),
+        }
+    return out
+
+
+def segment_in_moment(spec, n_segments: int, moment: tuple[float, float, float]) -> np.ndarray:
+    """bool [S]: whether each segment's middle sampled time falls inside the moment.
+
+    Segment s starts at s * D / S and holds T frames at 1 / fps apart (taken modulo D)."""
+    start, end, duration = moment
+    t = np.arange(n_segments) * duration / n_segments
+    mid = (t + (spec.frames_per_segment - 1) / (2.0 * spec.fps)) % max(duration, 1e-9)
+    return (mid >= start) & (mid < end)
+
+
+def timeline_study(model, data, moments: dict, spec, truth: dict | None, top: int = 3) -> dict:
+    """How often the timeline peaks inside a moment GIF's true moment, vs chance.
+
+    For each test GIF with a moment, the `top` emotions with the highest true strength (the
+    ones its moment carries) each give a hit when their segment_scores peak in a segment inside
+    the moment; chance is the share of segments inside it. Returns rate, chance, their ratio."""
+    import torch
+
+    from gifsent_models.heads import head_outputs
+
+    ids = data.ids["test"]
+    rows = [i for i, g in enumerate(ids) if g in moments and (truth is None or g in truth)]
+    if not rows:
+        return {"gifs": 0}
+    model.eval()
+    with torch.no_grad():
+        x = torch.as_tensor(data.x["test"][rows], dtype=torch.float32)
+        seg = head_outputs(model, x, ("segment_scores",))["segment_scores"].numpy()
+    hits, chance = [], []
+    for j, i in enumerate(rows):
+        inside = segment_in_moment(spec, seg.shape[1], moments[ids[i]])
+        emotions = (
+            np.argsort(-truth[ids[i]])[:top] if truth is not None else np.arange(seg.shape[2])
+        )
+        for e in emotions:
+            hits.append(bool(inside[int(np.argmax(seg[j, :, e]))]))
+        chance.append(float(inside.mean()))
+    rate, base = float(np.mean(hits)), float(np.mean(chance))
+    return {
+        "gifs": len(rows),
+        "segments": int(seg.shape[1]),
+        "peak_in_moment": round(rate, 4),
+        "chance": round(base, 4),
+        "ratio": round(rate / base, 3) if base > 0 else None,
+    }
+
+
 # --- the evaluation of a finished search -------------------------------------------------------
 
 
@@ -241,12 +330,15 @@ def evaluate_study(
     scale=None,
     trials: Sequence = (),
     on_seed: Callable[[str, int, int], None] | None = None,
+    fitted: dict[str, list] | None = None,
 ) -> dict:
     """The metrics document of a search: baselines, each head over `settings["seeds"]` fit
     seeds, the head best on dev (`best_head`; ties: the order of `heads`), paired tests of
     each head against each baseline on the test GIFs, the per-emotion table, agreement with
     the true emotions (demo data: `truth`, with the vote-noise ceiling through `scale`) and
-    the epoch-ceiling hits among `trials`. on_seed(head, repeat, seeds): progress."""
+    the epoch-ceiling hits among `trials`. on_seed(head, repeat, seeds): progress. `fitted`,
+    when given, receives head -> [its model, then its seed refits] (issue 22: saved for
+    `gifsent-export --ensemble` and calibrated by `interval_study`)."""
     from gifsent_train.fit import predict
 
     seeds = settings["seeds"]
@@ -263,13 +355,16 @@ def evaluate_study(
     for head, fit in heads.items():
         models[head] = {**fit.metrics, **fit.entry}
         preds[head] = predict(fit.model, data.x["test"])
+        refits: list = []
         if fit.trial is None:  # closed form: every seed gives the same
             seed_preds[head], summaries = preds[head][None], [fit.metrics] * seeds
         else:
             curves[head] = {**fit.curves, "best_epoch": fit.entry["best_epoch"]}
             seed_preds[head], summaries = _refit_seeds(
-                head, fit, preds[head], data, fit_defaults, seeds, seed, w_train, on_seed
+                head, fit, preds[head], data, fit_defaults, seeds, seed, w_train, on_seed, refits
             )
+        if fitted is not None:
+            fitted[head] = [fit.model, *refits]
         models[head]["seeds"] = spread(summaries)
     best_head = min(heads, key=lambda h: models[h]["dev"]["rmse"])
     for key in ("mean", "ridge"):
@@ -288,7 +383,9 @@ def evaluate_study(
     }
 
 
-def _refit_seeds(head, fit: HeadFit, test_pred, data, fit_defaults, seeds, seed, w_train, on_seed):
+def _refit_seeds(
+    head, fit: HeadFit, test_pred, data, fit_defaults, seeds, seed, w_train, on_seed, refits=None
+):
     def on_fit(r: int) -> None:
         if on_seed is not None:
             on_seed(head, r + 1, seeds)
@@ -305,6 +402,7 @@ def _refit_seeds(head, fit: HeadFit, test_pred, data, fit_defaults, seeds, seed,
         w_train=w_train,
         first=(test_pred, fit.metrics),
         on_fit=on_fit,
+        models_out=refits,
     )
 
 

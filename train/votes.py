@@ -131,19 +131,20 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def read_votes(path: str | os.PathLike) -> Votes:
-    """Stream GIFGIF's votes CSV (plain or gzip) into :class:`Votes`; see the module policy."""
-    path = Path(path)
-    ids: dict[str, int] = {}
-    win = {e: array("i") for e in EMOTIONS}
-    lose = {e: array("i") for e in EMOTIONS}
-    # metric name as written -> (winner append, loser append, emotion); hot loop, so the
-    # bound methods are looked up once
-    sinks = {e: (win[e].append, lose[e].append, e) for e in EMOTIONS}
-    stats = VoteStats()
-    choices: Counter[str] = Counter()
-    rows = 0
-    undecided: Counter[str] = Counter()  # emotion -> undecided rows
+    """Stream GIFGIF's votes CSV (plain or gzip) into :class:`Votes`; see the module policy.
 
+    A votes database of `gifsent-train collect` (SQLite file) reads the same way, straight
+    from its votes table.
+    """
+    from gifsent_train.collect.storage import Store, is_database
+
+    if is_database(path):
+        store = Store.open(path, migrate=False)
+        try:
+            return _tally((r.emotion, r.left, r.right, r.choice) for r in store.votes())
+        finally:
+            store.close()
+    path = Path(path)
     try:
         with _open_text(path) as text:
             reader = csv.reader(text)
@@ -159,52 +160,67 @@ def read_votes(path: str | os.PathLike) -> Votes:
                     f"{path}: header {header!r} lacks column(s) {missing}; "
                     f"expected {','.join(HEADER)}"
                 )
-            cm, cl, cr, cc = (names.index(h) for h in HEADER)
-            width = max(cm, cl, cr, cc) + 1
-            corrupt = stats.corrupt
-            for row in reader:
-                rows += 1
-                if len(row) < width:
-                    if not row:  # a blank line is not a vote
-                        rows -= 1
-                        continue
-                    corrupt["malformed"] += 1
-                    continue
-                left, right = row[cl].strip(), row[cr].strip()
-                if not left or not right:
-                    corrupt["empty_id"] += 1
-                    continue
-                sink = sinks.get(row[cm]) or sinks.get(row[cm].strip().lower())
-                if sink is None:
-                    corrupt["unknown_metric"] += 1
-                    continue
-                if left == right:
-                    corrupt["same_gif"] += 1
-                    continue
-                li = ids.get(left)
-                if li is None:
-                    li = ids[left] = len(ids)
-                ri = ids.get(right)
-                if ri is None:
-                    ri = ids[right] = len(ids)
-                choice = row[cc]
-                if choice not in ("left", "right"):
-                    choice = choice.strip().lower()
-                if choice == "left":
-                    sink[0](li)
-                    sink[1](ri)
-                elif choice == "right":
-                    sink[0](ri)
-                    sink[1](li)
-                else:
-                    undecided[sink[2]] += 1
-                    choices[choice] += 1
+            return _tally(reader, tuple(names.index(h) for h in HEADER))
     except (EOFError, gzip.BadGzipFile, OSError, csv.Error) as err:
         if isinstance(err, FileNotFoundError):
             raise
         raise VotesFormatError(f"{path}: unreadable votes file ({err})") from err
 
-    stats.rows = rows
+
+def _tally(rows: Iterable, columns: tuple[int, int, int, int] = (0, 1, 2, 3)) -> Votes:
+    """Rows (metric, left, right, choice at ``columns``) -> :class:`Votes`, by the module's policy."""
+    ids: dict[str, int] = {}
+    win = {e: array("i") for e in EMOTIONS}
+    lose = {e: array("i") for e in EMOTIONS}
+    # metric name as written -> (winner append, loser append, emotion); hot loop, so the
+    # bound methods are looked up once
+    sinks = {e: (win[e].append, lose[e].append, e) for e in EMOTIONS}
+    stats = VoteStats()
+    choices: Counter[str] = Counter()
+    rows_read = 0
+    undecided: Counter[str] = Counter()  # emotion -> undecided rows
+    cm, cl, cr, cc = columns
+    width = max(columns) + 1
+    corrupt = stats.corrupt
+    for row in rows:
+        rows_read += 1
+        if len(row) < width:
+            if not row:  # a blank line is not a vote
+                rows_read -= 1
+                continue
+            corrupt["malformed"] += 1
+            continue
+        left, right = row[cl].strip(), row[cr].strip()
+        if not left or not right:
+            corrupt["empty_id"] += 1
+            continue
+        sink = sinks.get(row[cm]) or sinks.get(row[cm].strip().lower())
+        if sink is None:
+            corrupt["unknown_metric"] += 1
+            continue
+        if left == right:
+            corrupt["same_gif"] += 1
+            continue
+        li = ids.get(left)
+        if li is None:
+            li = ids[left] = len(ids)
+        ri = ids.get(right)
+        if ri is None:
+            ri = ids[right] = len(ids)
+        choice = row[cc]
+        if choice not in ("left", "right"):
+            choice = choice.strip().lower()
+        if choice == "left":
+            sink[0](li)
+            sink[1](ri)
+        elif choice == "right":
+            sink[0](ri)
+            sink[1](li)
+        else:
+            undecided[sink[2]] += 1
+            choices[choice] += 1
+
+    stats.rows = rows_read
     for e, k in undecided.items():
         stats.non_decisive_per_emotion[e] = k
     stats.non_decisive = sum(undecided.values())

@@ -3,6 +3,7 @@
     gifsent-infer ./gifs --out scores.csv          # `score` is the default command
     gifsent-infer score a.gif https://x/y.gif -o - # rows to stdout
     gifsent-infer info [MODEL]                     # the model's contract
+    gifsent-infer models                           # the models found here (--model NAME)
     gifsent-infer search scores.csv --emotion happiness --top 20
     gifsent-infer search scores.csv --like happiness=0.9,surprise=0.6
 
@@ -11,7 +12,7 @@ exits, the library raises. Results go to stdout or the output file; progress, wa
 the summary go to stderr. Exit codes: 0 all inputs scored, 1 some inputs failed, 2 usage,
 model or device errors. Only this package (gifsent_infer/cli/) imports typer and rich:
 `app.py` holds the command group, `common.py` what all three CLIs share, and each command
-has its own module (score.py, info.py, search.py, report.py, ray.py).
+has its own module (score.py, info.py, models.py, search.py, report.py, ray.py).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import typer
 
 from gifsent_infer.cli.common import SuggestingGroup, suggest_command, version_option
 
-SUBCOMMANDS = ("score", "info", "search", "report", "ray")
+SUBCOMMANDS = ("score", "info", "models", "search", "report", "ray", "serve")
 _GROUP_OPTIONS = ("--help", "-h", "--version")
 
 

@@ -34,8 +34,11 @@ __all__ = [
     "lossless_stdout",
     "print_provenance",
     "progress_bar",
+    "rate_note",
+    "run_progress",
     "short",
     "silence_stdout",
+    "stdout_console",
     "suggest_command",
     "version_option",
 ]
@@ -154,3 +157,118 @@ def progress_bar(
         disable=quiet or (terminal_only and not console.is_terminal),
         transient=transient,
     )
+
+
+PROGRESS_MODES = ("auto", "bar", "lines", "none")
+DEFAULT_PROGRESS_EVERY = 10.0  # seconds between progress lines off a terminal
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class LinesProgress:
+    """Progress for logs (nohup, CI, containers): one plain line every `every` seconds on
+    `console`, "progress: 120/238 (50%), 3.1 GIFs/s, 2 error(s), ETA 0:00:38", and a last one
+    when the run ends if a line was printed before it."""
+
+    def __init__(
+        self,
+        every: float = DEFAULT_PROGRESS_EVERY,
+        console: Console | None = None,
+        label: str = "progress",
+    ):
+        import time
+
+        self.label = label
+        self.every = max(0.1, every)
+        self.console = console if console is not None else err
+        self._now = time.monotonic
+        self.total = 0
+        self.done = 0
+        self.errors = 0
+        self.printed = 0
+        self.start_t = self.last_t = 0.0
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self.start_t = self.last_t = self._now()
+
+    def advance(self, ok: bool = True) -> None:
+        self.done += 1
+        self.errors += 0 if ok else 1
+        now = self._now()
+        if now - self.last_t >= self.every:
+            self.last_t = now
+            self.emit(now)
+
+    def line(self, now: float) -> str:
+        elapsed = max(1e-9, now - self.start_t)
+        rate = self.done / elapsed
+        pct = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        left = self.total - self.done
+        eta = f", ETA {_clock(left / rate)}" if rate > 0 and left > 0 else ""
+        return (
+            f"{self.label}: {self.done}/{self.total}{pct}, {rate:.1f} GIFs/s, "
+            f"{self.errors} error(s), elapsed {_clock(elapsed)}{eta}"
+        )
+
+    def emit(self, now: float) -> None:
+        self.console.print(escape(self.line(now)), soft_wrap=True)
+        self.printed += 1
+
+    def stop(self) -> None:
+        if self.printed and self.done:
+            self.emit(self._now())
+
+
+class BarProgress:
+    """The rich bar (progress_bar) behind the same start/advance/stop calls."""
+
+    def __init__(self, quiet: bool, terminal_only: bool, label: str = "scoring") -> None:
+        self.bar = progress_bar(quiet, terminal_only=terminal_only)
+        self.task = None
+        self.label = label
+
+    def start(self, total: int) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task(self.label, total=total)
+
+    def advance(self, ok: bool = True) -> None:
+        if self.task is not None:
+            self.bar.advance(self.task)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.bar.stop()
+
+
+def run_progress(
+    mode: str, quiet: bool, every: float = DEFAULT_PROGRESS_EVERY, label: str = "scoring"
+):
+    """What `--progress` asks for: "bar" (rich, even off a terminal), "lines" (LinesProgress),
+    "none", or "auto": the bar on a terminal, lines otherwise. --quiet means none."""
+    check_choice("--progress", mode, PROGRESS_MODES)
+    if quiet or mode == "none":
+        return BarProgress(quiet=True, terminal_only=True, label=label)
+    if mode == "auto":
+        mode = "bar" if err.is_terminal else "lines"
+    if mode == "lines":
+        return LinesProgress(every, label="progress" if label == "scoring" else label)
+    return BarProgress(quiet=False, terminal_only=False, label=label)
+
+
+def rate_note(n_scored: int, seconds: float) -> str:
+    """ " (3.1 GIFs/s)" for a summary line, counting the GIFs scored; empty when none was
+    (a refused URL in 0.0 s is not 387 GIFs/s) or no time was measured."""
+    if n_scored == 0 or seconds <= 0:
+        return ""
+    return f" ({n_scored / seconds:.1f} GIFs/s)"
+
+
+def stdout_console() -> Console:
+    """A console for tables on stdout. Off a terminal (a pipe, a file) it never wraps: rich
+    would fold cells at 80 columns, splitting a long path across lines; on a terminal, the
+    terminal's width."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 100_000)

@@ -67,6 +67,18 @@ def info(
         ),
         ("input", f"frames uint8 [batch, {s.num_frames}, {s.crop}, {s.crop}, 3]"),
         ("output", f"scores float32 [batch, {len(doc.emotions)}]"),
+        *((f"output {k}", v) for k, v in (doc.outputs or {}).items() if k != "scores"),
+        (
+            "intervals",
+            (
+                f"split-conformal on {doc.intervals.gifs} dev GIFs, coverage "
+                f"{', '.join(f'{v:g}' for v in doc.intervals.levels)}, {doc.intervals.heads} "
+                f"head(s), {sum(doc.intervals.normalized.values())} emotion(s) scaled by "
+                "the heads' spread (--intervals)"
+            )
+            if doc.intervals
+            else "none (--intervals needs a model exported with its run's calibration)",
+        ),
         (
             "normalization",
             f"(x * {doc.normalization.scale:g} - mean {list(doc.normalization.mean)}) "

@@ -8,15 +8,15 @@ import typer
 from rich.markup import escape
 
 from gifsent_infer.cli.app import app
-from gifsent_infer.cli.common import err, fail
+from gifsent_infer.cli.common import err, fail, run_progress
 
 
 @app.command()
 def report(
-    scores: Path = typer.Argument(
+    scores: str = typer.Argument(
         ...,
-        help="A scores file written by `gifsent-infer` (CSV, JSONL or JSON) or a "
-        "`gifsent-infer ray` output folder.",
+        help="A scores file written by `gifsent-infer` (CSV, JSONL, JSON or Parquet), or the "
+        "Delta table `gifsent-infer ray` writes (a folder or an s3://... URI).",
     ),
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write."),
     model: Path | None = typer.Option(
@@ -43,12 +43,34 @@ def report(
     provenance. Works offline; open it in any browser."""
     from gifsent_infer.views.report import ReportError, write_report
 
+    progress = run_progress(
+        "auto", quiet=not embed, label="thumbnails"
+    )  # thumbnails are the slow part
+    started = False
+
+    def on_thumb(done: int, total: int) -> None:
+        nonlocal started
+        if not started:
+            progress.start(total)
+            started = True
+        progress.advance(True)
+
     try:
         s = write_report(
-            scores, out, model=model, top_n=top_n, page_size=page_size, embed=embed, title=title
+            scores,
+            out,
+            model=model,
+            top_n=top_n,
+            page_size=page_size,
+            embed=embed,
+            title=title,
+            on_thumb=on_thumb,
         )
     except ReportError as e:
         raise fail(str(e)) from None
+    finally:
+        if started:
+            progress.stop()
     for note in s.notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
     embedded = f", {s.embedded} thumbnails embedded" if embed else ""

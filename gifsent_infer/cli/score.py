@@ -20,7 +20,8 @@ from gifsent_infer.cli.common import (
     fail,
     lossless_stdout,
     print_provenance,
-    progress_bar,
+    rate_note,
+    run_progress,
     short,
     silence_stdout,
 )
@@ -37,13 +38,16 @@ def score(
         "read one of those per line from stdin. GIFs are recognised by content.",
     ),
     out: str = typer.Option(
-        "-", "--out", "-o", help="Output file (.csv, .jsonl or .json), or - for stdout."
+        "-",
+        "--out",
+        "-o",
+        help="Output file (.csv, .jsonl, .json or .parquet), or - for stdout.",
     ),
     fmt: str | None = typer.Option(
         None,
         "--format",
         "-f",
-        help="csv, jsonl or json (default: from --out's extension; CSV on stdout).",
+        help="csv, jsonl, json or parquet (default: from --out's extension; CSV on stdout).",
     ),
     model: Path | None = flag("model", "-m"),
     device: str = flag("device", "-d"),
@@ -68,6 +72,19 @@ def score(
     top: int = flag("top", "-k", min=0, max=17),
     percentiles: bool = flag("percentiles"),
     clip: bool = flag("clip"),
+    timeline: bool = flag("timeline"),
+    segments: int | None = flag("segments", min=1),
+    intervals: float | None = flag("intervals", min=0.0, max=1.0),
+    embeddings: Path | None = flag("embeddings"),
+    progress_mode: str = typer.Option(
+        "auto",
+        "--progress",
+        help="auto (a bar on a terminal, else a line every --progress-every seconds), bar, "
+        "lines or none.",
+    ),
+    progress_every: float = typer.Option(
+        10.0, "--progress-every", min=0.1, help="Seconds between progress lines (--progress lines)."
+    ),
 ) -> None:
     """Score GIFs: one row per input with path, sha256, model id, status, error, frames,
     duration, segments, padding, the top emotions and the 17 emotion scores (0 = the least
@@ -81,9 +98,12 @@ def score(
     items = _inputs(inputs, recursive, opts.max_bytes, quiet)
     scorer = _scorer(opts)
     _print_model(scorer, quiet)
-    tally = _run(scorer, items, target, fmt, opts, resume=resume, out=out, quiet=quiet)
+    progress = run_progress(progress_mode, quiet, progress_every)
+    tally = _run(
+        scorer, items, target, fmt, opts, resume=resume, out=out, progress=progress, quiet=quiet
+    )
     if not quiet:
-        _print_summary(tally, out)
+        _print_summary(tally, out, opts)
     raise typer.Exit(1 if tally.failed else 0)
 
 
@@ -103,6 +123,8 @@ def _output(out: str, fmt: str | None, resume: bool):
         if target.kind != STREAM:  # /dev/null, a FIFO: CSV unless --format says otherwise
             raise fail(str(e)) from None
         fmt = "csv"
+    if fmt == "parquet" and target.kind != FILE:
+        raise fail("Parquet needs an output file (--out scores.parquet), not stdout or a stream")
     if resume and target.kind != FILE:
         raise fail("--resume needs an output file (--out FILE), not stdout or a stream")
     return target, fmt
@@ -129,16 +151,18 @@ def _inputs(inputs: list[str], recursive: bool, max_bytes: int, quiet: bool):
 def _scorer(opts: ScoreOptions):
     import warnings
 
-    from gifsent_infer.running.scorer import Scorer
+    from gifsent_infer.running.extras import ExtrasError
+    from gifsent_infer.running.scorer import DemoModelWarning, Scorer
     from gifsent_infer.running.session import DeviceError, ModelError
 
     try:
         with warnings.catch_warnings():  # the CLI prints the session's warnings itself
             warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", DemoModelWarning)  # print_provenance says it
             return Scorer.from_options(opts)
     except ImportError as e:  # the backend is missing: the message is the install line
         raise fail(str(e)) from None
-    except (ModelError, DeviceError) as e:
+    except (ModelError, DeviceError, ExtrasError) as e:  # ExtrasError: --timeline/--intervals
         raise fail(str(e), exit_code_of(e)) from None
 
 
@@ -162,9 +186,19 @@ def _print_model(scorer, quiet: bool) -> None:
 
 
 def _run(
-    scorer, items, target, fmt: str, opts: ScoreOptions, *, resume: bool, out: str, quiet: bool
+    scorer,
+    items,
+    target,
+    fmt: str,
+    opts: ScoreOptions,
+    *,
+    resume: bool,
+    out: str,
+    progress,
+    quiet: bool,
 ):
-    """score_to_file with the progress bar and resume note; user errors exit here."""
+    """score_to_file with progress (common.run_progress) and the resume note; user errors
+    exit here."""
     from gifsent_infer.errors import GifsentError
     from gifsent_infer.writing.outpath import STDOUT
     from gifsent_infer.writing.run import score_to_file
@@ -178,16 +212,15 @@ def _run(
                 f"per {escape(str(src))}{torn}; they are skipped unless their content changed"
             )
 
-    progress = progress_bar(quiet)
-    task = None
+    started = False
 
     def on_start(n_inputs: int) -> None:
-        nonlocal task
+        nonlocal started
         if not quiet:
             dest = "stdout" if out == "-" else out
             err.print(f"scoring {n_inputs} input(s) -> {escape(dest)} ({fmt})")
-        progress.start()
-        task = progress.add_task("scoring", total=n_inputs)
+        progress.start(n_inputs)
+        started = True
 
     if target.kind == STDOUT:
         lossless_stdout()
@@ -202,10 +235,10 @@ def _run(
                 resume=resume,
                 on_resume=on_resume,
                 on_start=on_start,
-                on_result=lambda _r: progress.advance(task),
+                on_result=lambda r: progress.advance(r.status != "error"),
             )
         finally:
-            if task is not None:  # started by on_start
+            if started:
                 progress.stop()
     except BrokenPipeError:  # `gifsent-infer ... -o - | head`: the reader left; stop quietly
         silence_stdout()
@@ -214,17 +247,19 @@ def _run(
         raise fail(str(e), exit_code_of(e)) from None
 
 
-def _print_summary(tally, out: str) -> None:
+def _print_summary(tally, out: str, opts: ScoreOptions) -> None:
     from gifsent_infer.reading.inputs import display_name
 
     elapsed = tally.seconds
-    rate = (tally.ok + tally.failed) / elapsed if elapsed > 0 else 0.0
     resumed = f", {tally.skipped} already scored" if tally.skipped else ""
     colour = "red" if tally.failed else "green"
     err.print(
-        f"[{colour}]scored {tally.ok}, failed {tally.failed}{resumed}[/] in {elapsed:.1f} s "
-        f"({rate:.1f} GIFs/s)" + ("" if out == "-" else f" -> {escape(out)}")
+        f"[{colour}]scored {tally.ok}, failed {tally.failed}{resumed}[/] in {elapsed:.1f} s"
+        + rate_note(tally.ok, elapsed)
+        + ("" if out == "-" else f" -> {escape(out)}")
     )
+    if opts.embeddings and tally.ok:
+        err.print(f"embeddings of {tally.ok} GIF(s) -> {escape(opts.embeddings)}")
     for path, reason in tally.failures:
         err.print(f"  [red]failed[/] {escape(display_name(path))}: {escape(reason)}")
     if tally.failed > len(tally.failures):

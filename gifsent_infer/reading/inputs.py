@@ -38,6 +38,7 @@ from gifsent_infer.reading.formats import (
 )
 from gifsent_infer.reading.gifio import DEFAULT_LIMITS
 from gifsent_infer.reading.netpolicy import ALLOW_HINT, address_refusal
+from gifsent_infer.reading.stores import StoreError, is_store_uri, list_objects
 from gifsent_infer.version import __version__
 
 DEFAULT_MAX_BYTES = DEFAULT_LIMITS.max_file_bytes  # per input, files and downloads alike
@@ -193,6 +194,25 @@ def _walk(folder: Path, recursive: bool) -> Iterable[tuple[Path, os.stat_result 
         stack.extend(reversed(subdirs))
 
 
+_NO_OBJECT = "no such object or prefix"
+
+
+def _store_items(uri: str, recursive: bool) -> tuple[list[InputItem], int, str]:
+    """(items, objects skipped as not media, a note) for an object-store URI: the object
+    itself (named explicitly: always a row), or the media objects under a prefix."""
+    try:
+        kind, objects = list_objects(uri, recursive)
+    except StoreError as e:
+        return [InputItem(name=uri, url=uri, error=str(e))], 0, ""
+    if kind == "missing":
+        return [InputItem(name=uri, url=uri, error=_NO_OBJECT)], 0, ""
+    if kind == "object":
+        return [InputItem(name=uri, url=uri)], 0, ""
+    taken = [o for o in objects if o.uri.lower().endswith(MEDIA_SUFFIXES)]
+    note = "" if taken else f"{display_name(uri)}: no GIFs under this prefix"
+    return [InputItem(name=o.uri, url=o.uri) for o in taken], len(objects) - len(taken), note
+
+
 class _Expander:
     """The state of one expand_inputs call: items in order, notes, what was skipped."""
 
@@ -248,6 +268,13 @@ class _Expander:
     def one(self, arg: str) -> None:
         if is_url(arg):
             self.add(InputItem(name=arg, url=arg), arg)
+            return
+        if is_store_uri(arg):  # an object or a prefix in object storage (reading/stores.py)
+            found, skipped, note = _store_items(arg, self.recursive)
+            for item in found:
+                self.add(item, item.name)
+            self.skipped += skipped
+            self.notes.extend([note] if note else [])
             return
         path = Path(arg).expanduser() if arg.startswith("~") else Path(arg)
         st = _stat(path)
@@ -316,7 +343,43 @@ def expand_inputs(
     return ex.finish()
 
 
+def explicit_item(name: str) -> InputItem:
+    """The item of one input named exactly (a manifest's row): a URL, a store object or a
+    file; never expanded (a folder or a missing file is an error row, read as such)."""
+    if is_url(name) or is_store_uri(name):
+        return InputItem(name=name, url=name)
+    path = Path(name).expanduser() if name.startswith("~") else Path(name)
+    st = _stat(path)
+    if isinstance(st, str):
+        return InputItem(name=name, path=path, error=st)
+    if stat.S_ISDIR(st.st_mode):
+        return InputItem(name=name, path=path, error="is a folder")
+    if not stat.S_ISREG(st.st_mode):
+        return InputItem(name=name, path=path, error=not_regular_reason(st.st_mode))
+    return InputItem(name=name, path=path)
+
+
 STDIN_NAME = "<stdin>"
+
+
+BINARY_SHARE = 0.3  # of bytes that are control characters or not UTF-8: not a list of names
+
+
+def looks_binary(data: bytes) -> bool:
+    """True for bytes that are not a list of names: a NUL byte, or control characters
+    (other than tab, CR, LF) together with a share of over BINARY_SHARE of bytes that are
+    control characters or not UTF-8. Names that are not UTF-8, or hold a control character,
+    stay a list: they are a few bytes of a line, random data is half of them."""
+    if b"\0" in data:
+        return True
+    if not data:
+        return False
+    controls = sum(1 for b in data if (b < 32 and b not in (9, 10, 13)) or b == 127)
+    if controls == 0:
+        return False
+    text = data.decode("utf-8", "surrogateescape")
+    invalid = sum(1 for ch in text if "\udc80" <= ch <= "\udcff")
+    return (controls + invalid) / len(data) > BINARY_SHARE
 
 
 def _read_stdin(stdin: TextIO | BinaryIO, max_bytes: int) -> list[str] | InputItem:
@@ -336,7 +399,7 @@ def _read_stdin(stdin: TextIO | BinaryIO, max_bytes: int) -> list[str] | InputIt
                 error=f"input is over the {_size_text(max_bytes)} limit (--max-bytes)",
             )
         return InputItem(name=STDIN_NAME, data=bytes(data))
-    if b"\0" in data:
+    if looks_binary(bytes(data[:65536])):
         raise NoInputsError(
             "standard input holds binary data that is not a GIF or other supported media; '-' reads a list of paths or "
             "URLs, one per line, or the bytes of one GIF (cat x.gif | gifsent-infer -)"
@@ -665,12 +728,31 @@ def read_item(
         if len(item.data) > max_bytes:
             raise InputError(_over_limit(len(item.data), max_bytes, "input"))
         return item.data
+    if item.url is not None and is_store_uri(item.url):
+        return read_store_object(item.url, max_bytes=max_bytes)
     if item.url is not None:
         return fetch_url(
             item.url, max_bytes=max_bytes, timeout=timeout, allow_private=allow_private
         )
     assert item.path is not None
     return read_file(item.path, max_bytes=max_bytes)
+
+
+def read_store_object(uri: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of an object-store object (reading/stores.py), refusing objects over
+    `max_bytes` before reading them; raises InputError."""
+    from gifsent_infer.reading.stores import object_size, read_object
+
+    try:
+        size = object_size(uri)
+        if size > max_bytes:
+            raise InputError(_over_limit(size, max_bytes, "object"))
+        data = read_object(uri, max_bytes)
+    except StoreError as e:
+        raise InputError(str(e)) from None
+    if len(data) > max_bytes:
+        raise InputError(f"object grew over the {_size_text(max_bytes)} limit while being read")
+    return data
 
 
 def sha256(data: bytes) -> str:

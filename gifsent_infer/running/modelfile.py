@@ -20,6 +20,9 @@ __all__ = [
     "HOW_TO_GET_A_MODEL",
     "ModelError",
     "document_from",
+    "known_model_files",
+    "model_by_name",
+    "no_model_message",
     "read_document",
     "read_metadata",
     "read_metadata_bytes",
@@ -54,7 +57,13 @@ def resolve_model(model: str | os.PathLike | None = None) -> Path:
             hint = f"; it holds {', '.join(found)}" if found else "; it holds no .onnx file"
             raise ModelError(f"--model {path} is a folder, not an .onnx file{hint}")
         if not path.is_file():
-            raise ModelError(f"model file {path} does not exist (from --model)")
+            named = model_by_name(str(model))
+            if named is not None:
+                return named
+            raise ModelError(
+                f"model file {path} does not exist (from --model), and no model in "
+                f"`gifsent-infer models` has that name or id"
+            )
         return path
     env = os.environ.get(paths.MODEL_ENV)
     if env:
@@ -65,10 +74,57 @@ def resolve_model(model: str | os.PathLike | None = None) -> Path:
     found = paths.find_default_model()
     if found is not None and found.is_file():
         return found
+    raise ModelError(no_model_message())
+
+
+def known_model_files() -> list[Path]:
+    """What `gifsent-infer models` lists: $GIFSENT_MODEL (if it exists), then every .onnx in
+    the default lookup's folders, each once."""
+    files: list[Path] = []
+    env = os.environ.get(paths.MODEL_ENV)
+    if env and Path(env).expanduser().is_file():
+        files.append(Path(env).expanduser())
+    for p in paths.models_nearby():
+        if all(p.resolve() != f.resolve() for f in files):
+            files.append(p)
+    return files
+
+
+def model_by_name(name: str) -> Path | None:
+    """A model of `known_model_files` named by its file stem ("gifsent-rnn"), file name, or
+    its id (the file's sha256, or a prefix of 6 or more hex digits); None when none is.
+    Several models matching one id prefix is a ModelError listing them."""
+    from gifsent_infer.files import file_sha256
+
+    if os.sep in name or "/" in name:
+        return None
+    files = known_model_files()
+    for p in files:
+        if name in (p.stem, p.name):
+            return p
+    key = name.lower()
+    if len(key) < 6 or any(c not in "0123456789abcdef" for c in key):
+        return None
+    hits = [p for p in files if file_sha256(p).startswith(key)]
+    if len(hits) > 1:
+        raise ModelError(f"model id {name} matches several models: {', '.join(map(str, hits))}")
+    return hits[0] if hits else None
+
+
+def no_model_message() -> str:
+    """Where the default lookup looked, what .onnx files lie nearby, and how to get a model."""
+    looked = "\n".join(f"  - {p}" for p in paths.default_model_candidates())
+    nearby = paths.models_nearby()
+    near = (
+        "\nFound nearby (pass one with --model FILE):\n"
+        + "\n".join(f"  - {p}" for p in nearby[:10])
+        if nearby
+        else ""
+    )
     default = paths.default_model_path("rnn")
-    raise ModelError(
+    return (
         f"no model given and none found: --model was not given, ${paths.MODEL_ENV} is not set, "
-        f"and {default} does not exist.\n" + HOW_TO_GET_A_MODEL.format(default=default)
+        f"and none of these exists:\n{looked}{near}\n" + HOW_TO_GET_A_MODEL.format(default=default)
     )
 
 

@@ -210,6 +210,9 @@ class Readable:
         if scores is not None and self.clip:
             scores = {e: min(1.0, max(0.0, v)) for e, v in scores.items()}
             out.update(scores)
+            for key in [k for k in out if k.endswith(("_lo", "_hi"))]:  # extras.py's intervals
+                if isinstance(out[key], float):
+                    out[key] = min(1.0, max(0.0, out[key]))
         if self.top:
             out[TOP_COLUMN] = top_emotions(scores, self.top) if scores is not None else None
         return out

@@ -34,6 +34,8 @@ __all__ = [
     "INFO_COLUMNS",
     "INT_COLUMNS",
     "arrow_schema",
+    "arrow_schema_for",
+    "arrow_table",
     "f32",
     "resume_plan",
     "score_row",
@@ -129,6 +131,40 @@ def arrow_schema(columns: tuple[str, ...] = COLUMNS):
                 else pa.string()
             )
     return pa.schema([(c, types[c]) for c in columns])
+
+
+def arrow_schema_for(columns: Sequence[str] = COLUMNS):
+    """The Arrow schema of a row with `columns`: `arrow_schema()`'s types for the row's own
+    columns (so a local Parquet file and Ray's shards agree), readable.py's extras after them:
+    `<emotion>_pct` float64, `top` a list of {emotion, score}."""
+    import pyarrow as pa
+
+    base = arrow_schema()
+    fields = []
+    for c in columns:
+        if c in base.names:
+            fields.append(base.field(c))
+        elif c == "top":
+            item = pa.struct([("emotion", pa.string()), ("score", pa.float64())])
+            fields.append(pa.field(c, pa.list_(item)))
+        elif c.endswith("_pct"):
+            fields.append(pa.field(c, pa.float64()))
+        else:
+            fields.append(pa.field(c, pa.string()))
+    return pa.schema(fields)
+
+
+def arrow_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] = COLUMNS):
+    """Rows as a pyarrow Table of `arrow_schema_for(columns)` (NaN/inf scores become null)."""
+    import math
+
+    import pyarrow as pa
+
+    def clean(v: Any) -> Any:
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    data = [{c: clean(r.get(c)) for c in columns} for r in rows]
+    return pa.Table.from_pylist(data, schema=arrow_schema_for(columns))
 
 
 def resume_plan(

@@ -31,6 +31,7 @@ import numpy as np
 from gifsent_infer.contract import (
     EMOTIONS,
     OUTPUT_NAME,
+    SEGMENT_SCORES,
     ModelDocument,
     Provenance,
     SamplingSpec,
@@ -58,12 +59,15 @@ from gifsent_infer.reading.inputs import (
 from gifsent_infer.reading.media import read_media
 from gifsent_infer.reading.selftest import check_gif_decoder
 from gifsent_infer.running.batch import run_pipeline
+from gifsent_infer.running.extras import RowExtras
 from gifsent_infer.running.rows import f32, score_row
 from gifsent_infer.running.session import DeviceError, ModelError, ModelSession, resolve_model
 
 __all__ = [
+    "DemoModelWarning",
     "DeviceError",
     "ModelError",
+    "Prepared",
     "ScoreResult",
     "Scorer",
     "Source",
@@ -95,6 +99,14 @@ class ScoreResult:
     # The model's further outputs asked for by name (score_many(outputs=...)), this input's
     # slice of each: e.g. "segment_scores" float32 [S, 17], "features" float32 [D].
     extras: dict[str, np.ndarray] | None = None
+    # With timeline=True: {"start_s": [S seconds], "<emotion>": [S scores], ...} (extras.py).
+    timeline: dict[str, list[float]] | None = None
+    # With intervals=c: "<emotion>_lo" / "<emotion>_hi" (and "<emotion>_std" for a K-head
+    # model) -> value: the calibrated interval holding the true score with probability c.
+    intervals: dict[str, float] | None = None
+    # What kind of failure an error row is: the reader's exception class ("InputError" for
+    # reading/downloading, "GifError"/"MediaError" for content, "MemoryError"...); "" when ok.
+    error_kind: str = ""
 
     @property
     def ok(self) -> bool:
@@ -116,9 +128,35 @@ class ScoreResult:
     def to_row(self) -> dict[str, Any]:
         """One output row: path, sha256, model_id, status, error, format, frames, duration, segments,
         padding, then the 17 scores (None where not available)."""
-        return score_row(
+        row = score_row(
             self.path, self.sha256, self.model_id, self.status, self.error, self.info, self.scores
         )
+        if self.intervals is not None:
+            row.update(self.intervals)
+        if self.timeline is not None:
+            row["timeline"] = self.timeline
+        return row
+
+    def interval(self, emotion: str) -> tuple[float, float] | None:
+        """(lo, hi) of `emotion`'s calibrated interval, or None without intervals."""
+        if not self.intervals:
+            return None
+        return self.intervals[emotion + "_lo"], self.intervals[emotion + "_hi"]
+
+
+class DemoModelWarning(UserWarning):
+    """A Scorer was made on a model trained on the procedural demo data: its scores on real
+    GIFs mean nothing. Silence it the usual way:
+    `warnings.filterwarnings("ignore", category=DemoModelWarning)`."""
+
+
+def warn_demo(model_path: Path) -> None:
+    import warnings
+
+    from gifsent_infer.contract import DEMO_WARNING
+
+    # one warning site: Python's default filter shows it once per process
+    warnings.warn(f"{model_path.name}: {DEMO_WARNING}", DemoModelWarning, stacklevel=3)
 
 
 def _one_line(text: str) -> str:
@@ -132,6 +170,11 @@ class _Context:
     info: SampleInfo | None
     status: str
     error: str = ""
+    error_kind: str = ""
+
+
+# What Scorer.prepare hands to Scorer.complete: the input's name, sha256, sample info, status.
+Prepared = _Context
 
 
 class Scorer:
@@ -154,6 +197,12 @@ class Scorer:
         see gifsent_infer.reading.netpolicy).
     memory_budget: bytes that decoding inputs may hold at once, across all workers and
         threads sharing this Scorer (see gifsent_infer.reading.budget).
+    timeline: every result carries `timeline` (the model's `segment_scores`, with each
+        segment's start time); ExtrasError (exit 2) for a model without that output.
+    intervals: a coverage level the model was calibrated for (e.g. 0.9): every result carries
+        `intervals` (<emotion>_lo/_hi, and _std for a K-head model); ExtrasError otherwise.
+    segments: with timeline, sample the timeline at this many segments (a multiple of the
+        model's S; MaxPool and linear heads) while scores keep the model's sampling.
     """
 
     def __init__(
@@ -168,16 +217,28 @@ class Scorer:
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         backend: str = "auto",
         precision: str = "auto",
+        timeline: bool = False,
+        intervals: float | None = None,
+        segments: int | None = None,
     ) -> None:
         check_gif_decoder()  # once per process: a Pillow upgrade must fail loudly, not decode wrongly
         self.model_path: Path = resolve_model(model)
         self.session = ModelSession(
             self.model_path, device=device, threads=threads, backend=backend, precision=precision
         )
+        if self.session.document.is_demo:
+            warn_demo(self.model_path)
         self.limits = limits
         self.timeout = timeout
         self.allow_private_urls = allow_private_urls
         self.budget = MemoryBudget(memory_budget)  # shared by all workers and threads
+        self.row_extras = RowExtras.for_model(
+            self.session.document,
+            self.session.output_names,
+            timeline=timeline,
+            intervals=intervals,
+            segments=segments,
+        )
         self.options = ScoreOptions(
             model=str(self.model_path),
             device=device,
@@ -188,6 +249,9 @@ class Scorer:
             timeout=timeout,
             allow_private_urls=allow_private_urls,
             memory_budget=memory_budget,
+            timeline=timeline,
+            intervals=intervals,
+            segments=segments,
         )
 
     @classmethod
@@ -207,6 +271,9 @@ class Scorer:
             memory_budget=options.memory_budget,
             backend=options.backend,
             precision=options.precision,
+            timeline=options.timeline,
+            intervals=options.intervals,
+            segments=options.segments,
         )
         # the caller's batch, workers and row extras, with the model resolved to its file
         scorer.options = options.replace(model=str(scorer.model_path))
@@ -285,23 +352,45 @@ class Scorer:
         MissingOutputError (exit 2) at once when the model lacks one.
         """
         model_id = self.model_id
-        extra = tuple(n for n in outputs if n != OUTPUT_NAME)
-        self.session.require_outputs(extra)
-        infer: Callable[[np.ndarray], Any] = self.session.run
-        if extra:
-
-            def infer(frames: np.ndarray) -> list[dict[str, np.ndarray]]:
-                out = self.session.run_outputs(frames, (OUTPUT_NAME, *extra))
-                return [{k: v[i] for k, v in out.items()} for i in range(len(frames))]
-
         return run_pipeline(
             sources,
             lambda s: self._prepare(s, skip),
-            infer,
+            self._infer(outputs),
             lambda ctx, row: self._complete(ctx, row, model_id),
             batch_size=batch_size,
             workers=workers,
         )
+
+    def _infer(self, outputs: Sequence[str] = ()) -> Callable[[np.ndarray], Any]:
+        """The model call for stacked frames: scores [B, 17], or with extra outputs (asked
+        here or by the row extras: timeline, intervals) one dict of this input's outputs per
+        row. MissingOutputError at once when the model lacks one."""
+        wanted = (*outputs, *self.row_extras.outputs)
+        extra = tuple(dict.fromkeys(n for n in wanted if n != OUTPUT_NAME))
+        self.session.require_outputs(extra)
+        if not extra:
+            return self.session.run
+
+        def infer(frames: np.ndarray) -> list[dict[str, np.ndarray]]:
+            out = self._run_extra(frames, extra)
+            return [{k: v[i] for k, v in out.items()} for i in range(len(frames))]
+
+        return infer
+
+    def _run_extra(self, frames: np.ndarray, extra: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """One batch with extra outputs. With a finer timeline (--segments N) each input's
+        frames hold the model's sampling, then the N-segment one: the first gives the scores,
+        the second runs as N / S groups of S segments whose segment_scores are put end to end."""
+        if self.row_extras.segments is None:
+            return self.session.run_outputs(frames, (OUTPUT_NAME, *extra))
+        n = self.spec.num_frames
+        rest = tuple(x for x in extra if x != SEGMENT_SCORES)
+        out = self.session.run_outputs(np.ascontiguousarray(frames[:, :n]), (OUTPUT_NAME, *rest))
+        groups = np.ascontiguousarray(frames[:, n:]).reshape(-1, *frames.shape[2:])
+        groups = groups.reshape(-1, n, *frames.shape[2:])  # [B * N / S, S * T, H, W, 3]
+        seg = self.session.run_outputs(groups, (SEGMENT_SCORES,))[SEGMENT_SCORES]
+        out[SEGMENT_SCORES] = seg.reshape(len(frames), self.row_extras.segments, seg.shape[-1])
+        return out
 
     def score_frames(self, frames: np.ndarray) -> np.ndarray:
         """Run the model on frames already sampled for it.
@@ -318,7 +407,24 @@ class Scorer:
         """Sample a decoded GIF (gifio.decode_gif) with the model's spec and score it: float32 [17]."""
         return self.score_frames(sample_decoded(decoded, self.spec).frames)
 
-    # --- the two halves of the pipeline ----------------------------------------------------
+    # --- the two halves of the pipeline, for callers that batch themselves (the service) ----
+    def prepare(self, source: Source) -> tuple[np.ndarray | None, Prepared]:
+        """Read and decode one input under the memory budget, as score_many does: (frames
+        uint8 [S*T, crop, crop, 3], context) or (None, context) for an error row. Never raises
+        for a bad input. Stack the frames of several inputs, run them with `run_batch` and
+        turn each row back into a result with `complete`."""
+        return self._prepare(source, None)
+
+    def run_batch(self, frames: np.ndarray) -> Sequence[Any]:
+        """The model on stacked frames [B, S*T, crop, crop, 3] in one call: one row per input
+        for `complete` (float32 [17] scores, or a dict with the row extras' outputs)."""
+        return self._infer()(frames)
+
+    def complete(self, prepared: Prepared, row: np.ndarray | None) -> ScoreResult:
+        """The result for a prepared input and its row of run_batch's output (None for an
+        error row): the same result score_many gives."""
+        return self._complete(prepared, row, self.model_id)
+
     def _read(self, source: Source) -> tuple[str, bytes]:
         max_bytes = self.limits.max_file_bytes
         if isinstance(source, InputItem):
@@ -372,8 +478,14 @@ class Scorer:
                 return None, _Context(path, digest, None, SKIPPED)
             with self.budget.hold(estimate_decode_bytes(data, self.spec, self.limits)):
                 sampled = sample_content(data, self.spec, self.limits)
+                fine = self.row_extras.fine_spec
+                if fine is not None:  # --segments: the timeline's own sampling, after it
+                    more = sample_content(data, fine, self.limits).frames
+                    sampled = dataclasses.replace(
+                        sampled, frames=np.concatenate([sampled.frames, more])
+                    )
         except Exception as e:  # one odd file must not stop a run of thousands: it gets a row
-            return None, _Context(path, digest, None, ERROR, failure_reason(e))
+            return None, _Context(path, digest, None, ERROR, failure_reason(e), type(e).__name__)
         return sampled.frames, _Context(path, digest, sampled.info, OK)
 
     def _complete(
@@ -385,6 +497,9 @@ class Scorer:
             row = row[OUTPUT_NAME]
         if row is not None:
             scores = {e: f32(v) for e, v in zip(EMOTIONS, row, strict=True)}
+        more = self.row_extras.values(
+            scores, extras, ctx.info.duration_s if ctx.info is not None else None
+        )
         return ScoreResult(
             path=ctx.path,
             status=ctx.status,
@@ -394,6 +509,9 @@ class Scorer:
             info=ctx.info,
             scores=scores,
             extras=extras,
+            timeline=more.pop("timeline", None),
+            intervals=more or None,
+            error_kind=ctx.error_kind,
         )
 
 

@@ -1,55 +1,41 @@
-"""Score GIFs on a Ray cluster with Ray Data: decode on CPU tasks, onnxruntime in an actor pool, shards on disk.
+"""Score GIFs on a Ray cluster with Ray Data: decode on CPU tasks, onnxruntime in an actor pool,
+scores committed to a Delta Lake table.
 
     from gifsent_infer.scaleout.distributed import score_with_ray, read_scores
-    summary = score_with_ray(["gifs/", "https://x/y.gif"], "gifsent-rnn.onnx", "scores/",
-                             address="auto", device="cuda", num_actors=4)
-    rows = read_scores("scores/")            # one dict per input, the local CLI's columns
+    summary = score_with_ray(["s3://bucket/gifs/", "https://x/y.gif"], "gifsent-rnn.onnx",
+                             "s3://bucket/scores", address="auto", device="cuda", num_actors=4)
+    rows = read_scores("s3://bucket/scores")   # one dict per input, the local CLI's columns
 
 The pipeline (one Ray Data dataset, streamed):
 
-    inputs (driver: expand files/folders/globs/URLs like gifsent-infer)
-      -> read, hash, decode, sample     CPU tasks, `read_batch` inputs per task
+    inputs (driver: expand files/folders/globs/URLs/object-store prefixes like gifsent-infer,
+            or read a manifest listing them)
+      -> read, hash, decode, sample     CPU tasks, `read_batch` inputs per task; object-store
+                                        inputs are read by the workers straight from the store
       -> run the model                  actor pool, one ModelSession per actor, made once
-      -> rows back to the driver        which writes them as shards (one writer per folder)
+      -> rows back to the driver        which commits them to the table (one writer)
 
 Under Ray Client (ray://) the driver is not a Ray worker and cannot run Ray Data's
 executor: the same pipeline then runs in a task on the cluster, which passes its blocks to
 the driver through a queue actor.
 
-Output folder (on the driver's disk; a shared filesystem only if other machines read it)::
-
-    out_dir/part-g<generation>-<key>.parquet|.jsonl   committed score rows, the local CLI's columns
-    out_dir/_staged-part-g...parquet|jsonl.staged       replacement rows not yet committed
-    out_dir/_manifest.json                              a summary, rebuilt after each run
-
-Exactly once, for any reader at any instant. Every file is written under a temporary
-name starting with "." and renamed into place, so nobody sees half a file. Readers of
-plain files (pandas, pyarrow, Spark: they skip names starting with "_" or "."; DuckDB and
-shell globs: no "*.parquet" matches ".staged") see only the committed `part-*` shards,
-and those never hold two rows for one input path:
-
-- rows for inputs without a committed row yet are written as committed shards directly;
-- rows that replace a committed row (an error retried, a file whose content changed,
-  another model's row) are written as staged shards, which readers ignore; the commit
-  then, per staged shard, first rewrites every committed shard holding one of its inputs
-  without those rows (atomic replace under the same name; removed when empty), then
-  renames the staged shard into place. In between an input may have no row, never two.
-
-A driver killed at any point leaves a folder with at most one row per input; the next
-run (or `commit_staged`) first finishes the commit (it is idempotent), so no finished
-work is lost. Shards are flushed every `shard_rows` rows or `flush_seconds` seconds,
-whichever comes first, so a killed run keeps nearly everything it scored. One driver
-per output folder at a time.
+The output is a Delta Lake table (delta_table.py) at a local path or an object-store URI:
+one row per input keyed by `path`, every commit atomic, readers (DuckDB, Polars, pandas,
+Spark, Trino, deltalake) always on a whole snapshot. Rows are committed every `shard_rows`
+rows or `flush_seconds` seconds, whichever comes first, so a killed run keeps nearly
+everything it scored; rows of inputs the table lacks are appended, rows that replace a row
+are MERGEd on `path`. One driver per table at a time.
 
 Resume matches the local CLI: an input is skipped when an ok row of the same model
-(model id = sha256 of the model file) exists for its path with the same content hash.
+(model id = sha256 of the model file) exists for its path with the same content hash (an
+anti-join of the inputs against the table's rows for this model, then the hash check in the
+decoding task).
 
-Ray is optional (the `ray` extra) and imported inside functions only; importing this
-module costs nothing.
+Ray is optional (the `ray` extra, which brings deltalake) and imported inside functions only;
+importing this module costs nothing.
 
-This module is the scoring pipeline; joining the cluster, the actor/CPU plan and the fault
-hooks are in ray_cluster.py, the output folder (shards, commit, manifest, read_scores) in
-ray_shards.py. Their public names are re-exported here.
+Joining the cluster, the actor/CPU plan and the fault hooks are in ray_cluster.py, the table
+in delta_table.py. Their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -65,7 +51,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +67,21 @@ from gifsent_infer.reading.inputs import (
     read_item,
     sha256,
 )
-from gifsent_infer.running.rows import COLUMNS, resume_plan, score_row
+from gifsent_infer.reading.stores import store_env
+from gifsent_infer.running.rows import COLUMNS, arrow_schema, resume_plan, score_row
 from gifsent_infer.running.scorer import failure_reason, sample_content
+from gifsent_infer.scaleout.delta_table import (
+    DEFAULT_RETENTION_HOURS,
+    ScoresTableError,
+    TableWriter,
+    auto_commit_rows,
+    delete_other_rows,
+    ensure_table,
+    read_scores,
+    scan_keys,
+    table_location,
+    tidy,
+)
 
 # cluster plumbing and the output folder live in their own modules; their public names are
 # re-exported here, where users and the README have always imported them from
@@ -103,64 +102,30 @@ from gifsent_infer.scaleout.ray_cluster import (
     use_auth_token_file,
     worker_fault_marker,
 )
-from gifsent_infer.scaleout.ray_shards import (
-    FORMATS,
-    MANIFEST,
-    MANIFEST_FORMAT,
-    STAGED_PREFIX,
-    STAGED_SUFFIX,
-    ShardWriter,
-    auto_shard_rows,
-    check_columns,
-    clear_folder,
-    commit_staged,
-    list_shards,
-    list_staged,
-    read_manifest,
-    read_scores,
-    read_shard,
-    rebuild_manifest,
-    remove_temporaries,
-    row_schema,
-    scan_committed,
-    shard_generation,
-    shard_key,
-    shard_name,
-    write_shard,
-)
+
+# cluster plumbing and the output folder live in their own modules; their public names are
+# re-exported here, where users and the README have always imported them from
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_S",
     "DEFAULT_FLUSH_SECONDS",
-    "FORMATS",
-    "MANIFEST",
-    "MANIFEST_FORMAT",
+    "DEFAULT_RETENTION_HOURS",
     "RAY_INSTALL_HINT",
-    "STAGED_PREFIX",
-    "STAGED_SUFFIX",
     "ClusterError",
     "RayRunError",
     "RaySummary",
     "ResourcePlan",
-    "auto_shard_rows",
-    "commit_staged",
+    "ScoresTableError",
+    "auto_commit_rows",
     "connect_ray",
     "import_ray",
-    "list_shards",
-    "list_staged",
     "node_cpus",
     "plan_actors",
-    "read_manifest",
     "read_scores",
-    "read_shard",
-    "rebuild_manifest",
     "refresh_ray_auth",
     "resolve_address",
     "score_with_ray",
-    "shard_key",
-    "shard_name",
     "use_auth_token_file",
-    "write_shard",
 ]
 
 DEFAULT_FLUSH_SECONDS = 10.0
@@ -184,10 +149,14 @@ def _read_batch(
     timeout: float,
     done_ref: list,
     allow_private: bool = False,
+    env: dict | None = None,
 ):
     """pyarrow batch of inputs -> one row each with the sampled frames as bytes (or an error)."""
     import pyarrow as pa
     import ray
+
+    for key, value in (env or {}).items():  # the stores' settings, unless this node has its own
+        os.environ.setdefault(key, value)
 
     spec_ = SamplingSpec.from_dict(spec)
     limits_ = ReaderLimits(**limits)
@@ -322,20 +291,22 @@ class _ScoreActor:
 def _indexed_rows_schema():
     import pyarrow as pa
 
-    return pa.schema([("index", pa.int64()), *row_schema()])
+    return pa.schema([("index", pa.int64()), *arrow_schema()])
 
 
 @dataclass
 class RaySummary:
-    out_dir: Path
-    manifest: Path
+    table: str  # the Delta table's location (a local path or an object-store URI)
     model_id: str
-    generation: int
+    version: int  # the table's version when the run ended
     inputs: int
-    scored: int = 0  # ok rows written by this run
-    failed: int = 0  # error rows written by this run
+    scored: int = 0  # ok rows committed by this run
+    failed: int = 0  # error rows committed by this run
     skipped: int = 0  # already scored (resume)
-    shards: list[str] = field(default_factory=list)  # written by this run (committed names)
+    commits: int = 0  # table commits of this run's rows
+    removed: int = 0  # rows of other inputs removed (resume=False)
+    compacted: int = 0  # small files rewritten into larger ones after the run
+    vacuumed: int = 0  # files past the retention deleted after the run
     seconds: float = 0.0
     device: str = "cpu"
     num_actors: int = 1
@@ -343,9 +314,8 @@ class RaySummary:
     threads: int | None = 1  # onnxruntime threads per model actor
     decode_cpus: float = 1.0  # CPUs Ray reserves per decoding task
     decode_tasks: int | None = None  # most decoding tasks at once (None: as CPUs allow)
-    shard_rows: int = 0
+    shard_rows: int = 0  # rows per commit
     flush_seconds: float = DEFAULT_FLUSH_SECONDS
-    recovered: int = 0  # staged shards a killed run left, committed before this run
 
 
 def score_with_ray(
@@ -358,7 +328,6 @@ def score_with_ray(
     num_actors: int | None = None,
     actor_cpus: float | None = None,
     resume: bool = True,
-    format: str = "parquet",
     read_batch: int = 8,
     shard_rows: int | None = None,
     flush_seconds: float = DEFAULT_FLUSH_SECONDS,
@@ -370,12 +339,19 @@ def score_with_ray(
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
     auth_token_file: str | os.PathLike | None = None,
     ray_init_kwargs: dict | None = None,
+    manifest: str | os.PathLike | None = None,
+    manifest_column: str | None = None,
+    retention_hours: float = DEFAULT_RETENTION_HOURS,
+    vacuum: bool = True,
+    compact: bool = True,
     **scoring: Any,
 ) -> RaySummary:
-    """Score GIFs with Ray Data into Parquet/JSONL shards plus a manifest under `out_dir`.
+    """Score GIFs with Ray Data into the Delta Lake table at `out_dir` (a path or a URI).
 
-    sources: files, folders, glob patterns and http(s) URLs, expanded on the driver as
-        `gifsent-infer` does; paths must be readable by the workers (a shared filesystem).
+    sources: files, folders, globs, http(s) URLs and object-store URIs/prefixes, expanded
+        as `gifsent-infer` does (local paths: on a shared filesystem; objects are read by
+        the workers). manifest: a Parquet/CSV/JSONL file listing one more input per row
+        (column `manifest_column`, default path/url/uri).
     model: the .onnx file (None: options.model, then $GIFSENT_MODEL, then gifsent-export's
         location); it is shipped to the actors through Ray's object store.
     options: the scoring options (gifsent_infer.options.ScoreOptions), as the local CLI takes
@@ -386,30 +362,30 @@ def score_with_ray(
         allow, 0: one); memory_budget is what decoding may hold at once across the run
         (each decoding task reserves `decode_memory` of it from Ray's scheduler); max_bytes,
         timeout and allow_private_urls apply to every input; top, percentiles and clip add
-        the local CLI's extra columns to the shards.
+        the local CLI's extra columns to the table.
     address: the Ray cluster ("auto", "host:6379", "ray://host:10001", "local"); used only
         when this process has not joined Ray yet (then Ray is left as it was found when
-        done); None: $RAY_ADDRESS, else a new local instance. connect_timeout: seconds to
-        reach and join it before ClusterError. auth_token_file: the cluster's token
-        (token authentication; or set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN[_PATH]).
-    num_actors, actor_cpus, decode_cpus: model actors, the CPUs each reserves, and the CPUs
-        each decoding task reserves (default: plan_actors).
-    read_batch: GIFs per decoding task; decode_memory: bytes Ray reserves per decoding task.
-    shard_rows, flush_seconds: a shard is written every shard_rows rows (default:
-        auto_shard_rows of the inputs to score) or flush_seconds seconds, whichever first.
-    limits: the reader's other limits (its max_file_bytes is options.max_bytes).
-    resume: keep the rows already in `out_dir` and skip inputs scored before by this
-        model with the same content; False empties `out_dir` first.
-    Raises ImportError (with the install hint) without Ray, ClusterError, NoInputsError,
-    ModelError, DeviceError, ReadableError, OptionsError, ValueError; bad GIFs become error rows.
+        done); None: $RAY_ADDRESS, else a new local instance. connect_timeout: a deadline
+        for joining that holds whatever Ray does (ClusterError). auth_token_file: the
+        cluster's token (or set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN[_PATH]).
+    num_actors, actor_cpus, decode_cpus: the actor and decoding plan (default: plan_actors).
+    read_batch: GIFs per decoding task; decode_memory: bytes Ray reserves per task.
+    shard_rows, flush_seconds: commit every shard_rows rows (default: auto_commit_rows) or
+        flush_seconds seconds, whichever first.
+    limits: the reader's other limits (max_file_bytes is options.max_bytes). resume: skip
+        inputs with an ok row of this model for the same content; False rescores all
+        (MERGEd), then removes rows of inputs not named. retention_hours, vacuum, compact:
+        what happens after the run (delta_table.tidy).
+    Raises ImportError (the install hint), ValueError and GifsentErrors (ClusterError,
+    NoInputsError, ManifestError, ScoresTableError, ModelError, ...); bad GIFs: error rows.
     """
     from gifsent_infer.running.readable import Readable
     from gifsent_infer.running.session import read_document, resolve_model
 
     opts = ray_options(options, model, scoring)
-    _check_arguments(opts, format, read_batch, shard_rows, flush_seconds, connect_timeout)
-    if actor_cpus is not None and not actor_cpus > 0:
-        raise ValueError(f"actor_cpus must be > 0, got {actor_cpus}")
+    _check_arguments(
+        opts, read_batch, shard_rows, flush_seconds, connect_timeout, actor_cpus, retention_hours
+    )
     ray = import_ray()
     start = time.perf_counter()
     reset_faults()
@@ -420,7 +396,6 @@ def score_with_ray(
     model_bytes = model_path.read_bytes()
     job = _Job(
         opts=opts,
-        format=format,
         spec=document.sampling,
         columns=readable.columns(COLUMNS),
         decorate=readable.decorate,
@@ -432,13 +407,8 @@ def score_with_ray(
         progress_bars=progress_bars,
     )
 
-    if isinstance(sources, (str, os.PathLike)):
-        sources = [sources]
-    items = expand_inputs([str(s) for s in sources], recursive=recursive).items
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a folder for the shards")
-
+    items = _expand(sources, manifest, manifest_column, recursive)
+    location = table_location(out_dir)
     started_here = False
     if not ray.is_initialized():  # first, so that a cluster we cannot join changes nothing
         if auth_token_file is not None:
@@ -447,26 +417,44 @@ def score_with_ray(
         started_here = True
     try:
         device, plan = _cluster_plan(ray, opts, num_actors, actor_cpus, decode_cpus, decode_memory)
-        summary = _score_into(
-            ray,
-            job,
-            device,
-            plan,
-            items,
-            out,
-            resume=resume,
-            shard_rows=shard_rows,
-            flush_seconds=flush_seconds,
-        )
+        # the table only now: a usage error above must leave it as it was
+        dt = ensure_table(location, retention_hours, job.columns)
+        summary = _score_into(ray, job, device, plan, items, dt, resume, shard_rows, flush_seconds)
     finally:
         if started_here:
             ray.shutdown()
     fault_point("scored")
-    commit_staged(out)
-    fault_point("committed")
-    summary.seconds = time.perf_counter() - start
-    rebuild_manifest(out, run=_run_record(summary), columns=job.columns)
+    if not resume:
+        summary.removed = delete_other_rows(dt, {i.name for i in items})
+    summary.__dict__.update(tidy(dt, retention_hours, vacuum, compact))
+    summary.version, summary.seconds = dt.version(), time.perf_counter() - start
     return summary
+
+
+def _expand(
+    sources: Sequence[str | os.PathLike] | str | os.PathLike,
+    manifest: str | os.PathLike | None,
+    manifest_column: str | None,
+    recursive: bool,
+) -> list[InputItem]:
+    """The run's inputs: the sources expanded, then the manifest's rows (one item per name)."""
+    from gifsent_infer.reading.inputs import NoInputsError
+    from gifsent_infer.reading.manifest import manifest_items
+
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    items: list[InputItem] = []
+    if sources:
+        items = expand_inputs([str(s) for s in sources], recursive=recursive).items
+    if manifest is not None:
+        seen = {i.name for i in items}
+        listed = [i for i in manifest_items(manifest, manifest_column) if i.name not in seen]
+        if not listed and not items:
+            raise NoInputsError(f"nothing to score (the manifest {manifest} lists no inputs)")
+        items += listed
+    if not items:
+        raise NoInputsError("nothing to score (no inputs given)")
+    return items
 
 
 def ray_options(
@@ -486,17 +474,21 @@ def ray_options(
 
 def _check_arguments(
     opts: ScoreOptions,
-    format: str,
     read_batch: int,
     shard_rows: int | None,
     flush_seconds: float,
     connect_timeout: float,
+    actor_cpus: float | None = None,
+    retention_hours: float = DEFAULT_RETENTION_HOURS,
 ) -> None:
     from gifsent_infer.running.precision import PRECISION_CHOICES
     from gifsent_infer.running.session import BACKENDS, DEVICES
 
+    if actor_cpus is not None and not actor_cpus > 0:
+        raise ValueError(f"actor_cpus must be > 0, got {actor_cpus}")
+    if retention_hours < 0:
+        raise ValueError(f"retention_hours must be >= 0, got {retention_hours}")
     for name, value, choices in (
-        ("format", format, FORMATS),
         ("device", opts.device, DEVICES),
         ("backend", opts.backend, BACKENDS),
         ("precision", opts.precision, PRECISION_CHOICES),
@@ -517,7 +509,6 @@ class _Job:
     """What every part of one Ray run shares: the options, the model and the row's columns."""
 
     opts: ScoreOptions
-    format: str  # of the shards: parquet or jsonl
     spec: SamplingSpec
     columns: tuple[str, ...]  # COLUMNS plus the readable extras
     decorate: Callable[[dict], dict]  # adds top/percentiles, clips (readable.Readable)
@@ -529,15 +520,17 @@ class _Job:
     progress_bars: bool
 
 
-def decode_tasks_cap(plan_cap: int | None, workers: int | None, budget: int, each: int) -> int:
-    """Most decoding tasks at once: the CPU plan's cap, --workers (0 counts as 1), and the
-    memory budget over what each task reserves (at least one task)."""
-    caps = [max(1, budget // max(1, each))]
-    if plan_cap is not None:
-        caps.append(plan_cap)
+def decode_tasks_cap(
+    plan_cap: int | None, slots: float, workers: int | None, budget: int, each: int
+) -> int | None:
+    """Most decoding tasks at once: --workers (0 counts as 1) and the memory budget over what
+    each task reserves, where tighter than what the CPUs allow (`plan_cap`, else `slots`
+    tasks); else the plan's cap (None: Ray schedules by its reservations, as before)."""
+    allowed = plan_cap if plan_cap is not None else slots
+    tight = max(1, budget // max(1, each))
     if workers is not None:
-        caps.append(max(1, workers))
-    return min(caps)
+        tight = min(tight, max(1, workers))
+    return tight if tight < allowed else plan_cap
 
 
 def _cluster_plan(
@@ -570,7 +563,12 @@ def _cluster_plan(
         decode_cpus,
         opts.threads,
     )
-    cap = decode_tasks_cap(plan.decode_tasks, opts.workers, opts.memory_budget, decode_memory)
+    cpus = sum(node_cpus(ray)) or resources.get("CPU", 1.0)
+    free = cpus - plan.num_actors * plan.actor_cpus  # CPUs the decoding tasks may reserve
+    slots = free / plan.decode_cpus if plan.decode_cpus > 0 else float("inf")
+    cap = decode_tasks_cap(
+        plan.decode_tasks, slots, opts.workers, opts.memory_budget, decode_memory
+    )
     return device, dataclasses.replace(plan, decode_tasks=cap)
 
 
@@ -580,34 +578,23 @@ def _score_into(
     device: str,
     plan: ResourcePlan,
     items: list[InputItem],
-    out: Path,
-    *,
+    dt,
     resume: bool,
     shard_rows: int | None,
     flush_seconds: float,
 ) -> RaySummary:
-    """Prepare the folder (resume or empty it), then run the pipeline into its shards."""
-    # the folder only now: a usage error above must leave it as it was
-    out.mkdir(parents=True, exist_ok=True)
-    remove_temporaries(out)
-    recovered = 0
-    if not resume:
-        clear_folder(out)
-    else:  # finish what a killed run left (its staged replacements) before deciding
-        recovered = len(commit_staged(out))
-        check_columns(out, job.columns)
+    """Decide what the table lacks (the anti-join on path for this model), then run the
+    pipeline into it."""
     fault_point("recovered")
-    committed = scan_committed(out)
-    generation = max((shard_generation(p) for p in list_shards(out)), default=0) + 1
     names = {i.name for i in items}
-    _, done = resume_plan(committed, names, job.model_id)  # the rows stay in their shards
+    committed = scan_keys(dt)
+    _, done = resume_plan(committed, names, job.model_id) if resume else ([], {})
     replaces = {r["path"] for r in committed} & names
-    rows_per_shard = shard_rows or auto_shard_rows(len(items) - len(done))
+    rows_per_commit = shard_rows or auto_commit_rows(len(items) - len(done))
     summary = RaySummary(
-        out_dir=out,
-        manifest=out / MANIFEST,
+        table=dt.table_uri,
         model_id=job.model_id,
-        generation=generation,
+        version=dt.version(),
         inputs=len(items),
         device=device,
         num_actors=plan.num_actors,
@@ -615,40 +602,19 @@ def _score_into(
         threads=plan.threads,
         decode_cpus=plan.decode_cpus,
         decode_tasks=plan.decode_tasks,
-        shard_rows=rows_per_shard,
+        shard_rows=rows_per_commit,
         flush_seconds=flush_seconds,
-        recovered=recovered,
     )
-    writer = ShardWriter(
-        out, generation, job.format, rows_per_shard, flush_seconds, replaces, job.columns
-    )
+    writer = TableWriter(dt, rows_per_commit, flush_seconds, replaces, job.columns)
     try:
         _run(ray, summary, items, writer, job, done)
-    except Exception as e:  # Ray's and Ray Data's failures: say it in one line
+    except Exception as e:  # Ray's, Ray Data's and the table's failures: one line
         first = (str(e).strip().splitlines() or [""])[0]
         raise RayRunError(
-            f"the Ray run failed: {type(e).__name__}: {first[:300]}; the {len(writer.names)} "
-            f"shard(s) it wrote are kept, and rerunning the command resumes"
+            f"the Ray run failed: {type(e).__name__}: {first[:300]}; the {writer.commits} "
+            f"commit(s) it made are kept, and rerunning the command resumes"
         ) from e
     return summary
-
-
-def _run_record(summary: RaySummary) -> dict[str, Any]:
-    """What the manifest records about this run."""
-    return {
-        "generation": summary.generation,
-        "model_id": summary.model_id,
-        "inputs": summary.inputs,
-        "scored": summary.scored,
-        "failed": summary.failed,
-        "skipped": summary.skipped,
-        "device": summary.device,
-        "num_actors": summary.num_actors,
-        "actor_cpus": summary.actor_cpus,
-        "shard_rows": summary.shard_rows,
-        "seconds": round(summary.seconds, 3),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
 
 
 def _stream(make_iter: Callable[[], Iterator], wait: Callable[[], float | None]) -> Iterator:
@@ -704,7 +670,7 @@ def _stream(make_iter: Callable[[], Iterator], wait: Callable[[], float | None])
 
 def _drain(
     make_iter: Callable[[], Iterator],
-    writer: ShardWriter,
+    writer: TableWriter,
     threaded: bool = True,
     decorate: Callable[[dict], dict] | None = None,
 ) -> None:
@@ -731,7 +697,7 @@ def _run(
     ray,
     summary: RaySummary,
     items: list[InputItem],
-    writer: ShardWriter,
+    writer: TableWriter,
     job: _Job,
     done: dict[str, str],
 ) -> None:
@@ -762,6 +728,7 @@ def _run(
         "read_batch": job.read_batch,
         "decode_memory": job.decode_memory,
         "progress_bars": job.progress_bars,
+        "store_env": store_env(),  # workers read object stores with the driver's settings
         "fault_marker": worker_fault_marker(),  # tests (ray_cluster)
         "backend": opts.backend,
         "precision": opts.precision,
@@ -792,7 +759,7 @@ def _run(
     else:
         _drain(lambda: _blocks(records, model_bytes, done, plan), writer, decorate=decorate)
     summary.scored, summary.failed, summary.skipped = writer.scored, writer.failed, writer.skipped
-    summary.shards = sorted(writer.names)
+    summary.commits = writer.commits
 
 
 def _remote_blocks(records: list[dict], model_bytes: bytes, done: dict, plan: dict, q) -> int:
@@ -842,6 +809,7 @@ def _blocks(records: list[dict], model_bytes: bytes, done: dict, plan: dict) -> 
             "limits": plan["limits"],
             "timeout": plan["timeout"],
             "allow_private": plan["allow_private"],
+            "env": plan["store_env"],
             "done_ref": [ray.put(done)] if done else [],
         },
         num_cpus=plan["decode_cpus"],

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,9 @@ DEFAULT_CONNECT_TIMEOUT_S = 30.0
 # A deterministic fault at a stage boundary of the driver: GIFSENT_RAY_FAULT=STAGE:N makes
 # the driver exit hard (os._exit, no clean-up, like SIGKILL) at the Nth boundary named
 # STAGE of a run; `fault_hook(stage, n)`, if set (a module attribute), is called at every
-# boundary. Stages: recovered, shard, received, scored, trimmed, published, committed (see
-# the fault_point calls in distributed.py and ray_shards.py).
+# boundary. Stages: recovered, received, commit, committed, scored (see
+# the fault_point calls in distributed.py and delta_table.py). GIFSENT_RAY_FAULT=STAGE:N@S
+# instead SIGKILLs the driver S seconds after that boundary (inside a commit, say).
 # A worker dying mid-run: GIFSENT_RAY_WORKER_FAULT=<marker file> makes the first model or
 # encoder actor that gets a batch exit hard (like an OOM kill), once per marker file. The
 # driver reads it when a run starts and hands it to the actors (whose processes do not
@@ -58,8 +59,16 @@ def fault_point(stage: str) -> None:
     n = _fault_counts[stage] = _fault_counts.get(stage, 0) + 1
     if fault_hook is not None:
         fault_hook(stage, n)
-    if os.environ.get(FAULT_ENV) == f"{stage}:{n}":
+    want, _, delay = os.environ.get(FAULT_ENV, "").partition("@")
+    if want != f"{stage}:{n}":
+        return
+    if not delay:
         os._exit(137)
+    # STAGE:N@SECONDS: SIGKILL this process that long after the boundary, from a timer
+    # thread, so that it lands inside what follows (a table commit in native code)
+    timer = threading.Timer(float(delay), os.kill, (os.getpid(), signal.SIGKILL))
+    timer.daemon = True
+    timer.start()
 
 
 def worker_fault_marker() -> str | None:
@@ -80,9 +89,16 @@ def crash_once(marker: str | None) -> None:
 
 
 class ClusterError(GifsentError, RuntimeError):
-    """The Ray cluster cannot be reached, or refused this driver (the CLI exits 2)."""
+    """The Ray cluster cannot be reached, or refused this driver (the CLI exits 2).
+
+    stuck: joining outlived the connect timeout and was abandoned inside Ray's native code;
+    Ray cannot be used again in this process, which should exit (the CLI does, at once)."""
 
     exit_code = USAGE
+
+    def __init__(self, message: str, *, stuck: bool = False) -> None:
+        super().__init__(message)
+        self.stuck = stuck
 
 
 def import_ray():
@@ -144,32 +160,35 @@ def _probe(host: str, port: int, deadline: float, address: str) -> None:
         time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
 
 
-@contextmanager
-def _time_limit(seconds: float | None, what: str):
-    """Raise ClusterError if the body runs past `seconds` (None: no limit; main thread only:
-    SIGALRM)."""
-    if (
-        seconds is None
-        or threading.current_thread() is not threading.main_thread()
-        or not hasattr(signal, "setitimer")
-    ):
-        yield
-        return
+class _Join:
+    """ray.init on a watchdog thread: the caller waits at most until the deadline, whatever
+    Ray's native code does (a C++ connect that never returns cannot be interrupted by a
+    Python signal handler, and does not hold the GIL, so the waiting thread keeps running).
+    A join that outlives the deadline is abandoned: the thread stays blocked in Ray, which
+    this process can no longer use (see ClusterError.stuck)."""
 
-    def expire(_sig, _frame):
-        raise ClusterError(what)
+    def __init__(self, ray, address: str, kwargs: dict) -> None:
+        self.error: BaseException | None = None
+        self.done = threading.Event()
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        def run() -> None:
+            try:
+                ray.init(address=address, **kwargs)
+            except BaseException as e:  # handed to the waiting thread
+                self.error = e
+            finally:
+                self.done.set()
+
+        self.thread = threading.Thread(target=run, name="gifsent-ray-join", daemon=True)
+
+    def wait(self, seconds: float) -> bool:
+        """Start and wait; True when ray.init returned (or raised: see .error) in time."""
+        self.thread.start()
+        return self.done.wait(max(seconds, 0.01))
 
 
-def _auth_hint(message: str) -> str:
-    if re.search(r"auth|token|unauthenticated", message, re.IGNORECASE):
+def _auth_hint(message: str, always: bool = False) -> str:
+    if always or re.search(r"auth|token|unauthenticated", message, re.IGNORECASE):
         return (
             "; if the cluster uses token authentication (Ray's default for new clusters), "
             "set RAY_AUTH_MODE=token and the "
@@ -236,36 +255,89 @@ def connect_ray(
     if addr != "local":
         host, port = _host_port(addr)
         _probe(host, port, deadline, addr)
+        if addr.startswith("ray://"):
+            _check_client_token(addr, host, port, deadline)
     kwargs.update(init_kwargs or {})
-    left = deadline - time.monotonic()
-    # a local instance's processes would inherit the capture: only joining is captured
-    log = _CapturedStderr(enabled=addr != "local")
-    try:
-        with (
-            log,
-            _time_limit(
-                None if addr == "local" else left,  # starting a local instance: no limit
-                f"the Ray cluster at {addr} accepted a connection but did not let this driver "
-                f"join within {timeout:g} s (is it a Ray port? does it expect token "
-                "authentication?); raise --connect-timeout or check the address",
-            ),
-        ):
-            ray.init(address=addr, **kwargs)
-    except ClusterError as e:
-        _quiet_shutdown(ray)
-        raise ClusterError(f"{e}{_auth_hint(log.text)}") from None
-    except Exception as e:
+    if addr == "local":  # starting a local instance: no deadline, and nothing to capture
+        ray.init(address=addr, **kwargs)
+        return
+    _join(ray, addr, kwargs, deadline, timeout)
+
+
+def _join(ray, addr: str, kwargs: dict, deadline: float, timeout: float) -> None:
+    """ray.init(address=addr) within the deadline (a watchdog thread, see _Join), its native
+    log captured; ClusterError with a one-line reason otherwise."""
+    log = _CapturedStderr()
+    join = _Join(ray, addr, kwargs)
+    with log:
+        finished = join.wait(deadline - time.monotonic())
+        if not finished:
+            # Ray's native code goes on writing to fd 2 from the abandoned thread: keep it
+            # captured, and give Python's stderr the real one for the error line
+            log.detach()
+    if not finished:
+        raise ClusterError(
+            f"the Ray cluster at {addr} accepted a connection but did not let this driver "
+            f"join within {timeout:g} s (is it a Ray port? does it expect token "
+            f"authentication?); raise --connect-timeout or check the address"
+            f"{_auth_hint(log.text, always=True)}",
+            stuck=True,
+        )
+    if join.error is not None:
+        e = join.error
         _quiet_shutdown(ray)
         first = (str(e).strip().splitlines() or [""])[0]
         # Ray reports a refused token only in its C++ log (captured); its exception just
         # says that it failed to connect
-        refused = re.search(r"InvalidAuthToken|Unauthenticated", log.text)
+        refused = re.search(r"InvalidAuthToken|Unauthenticated|UNAUTHENTICATED", log.text)
         reason = "the cluster refused this driver's token (InvalidAuthToken)" if refused else ""
         raise ClusterError(
             f"cannot join the Ray cluster at {addr}: {reason or f'{type(e).__name__}: {first}'}"
             f"{_auth_hint(f'{e} {log.text}')}"
-        ) from None
+        )
     log.replay()
+
+
+def _check_client_token(addr: str, host: str, port: int, deadline: float) -> None:
+    """Ray Client (ray://) retries a refused token until its own timeout and then reports a
+    connection timeout; one ping with this driver's token tells at once (ClusterError)."""
+    try:
+        import grpc
+        import ray.core.generated.ray_client_pb2 as pb
+        import ray.core.generated.ray_client_pb2_grpc as pb_grpc
+        from ray._private.grpc_utils import init_grpc_channel
+        from ray.util.client.worker import GRPC_OPTIONS
+    except ImportError:  # a Ray without these internals: Ray Client's own errors stand
+        return
+    refresh_ray_auth()
+    channel = None
+    try:
+        channel = init_grpc_channel(f"{host}:{port}", options=GRPC_OPTIONS, asynchronous=False)
+        stub = pb_grpc.RayletDriverStub(channel)
+        left = max(0.5, deadline - time.monotonic())
+        stub.ClusterInfo(pb.ClusterInfoRequest(type=pb.ClusterInfoType.PING), timeout=left)
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.UNAUTHENTICATED:
+            given = "a wrong token" if _token_configured() else "no token"
+            raise ClusterError(
+                f"the Ray cluster at {addr} refused this driver's token ({given}: "
+                f"{e.details() or 'unauthenticated'}); pass the cluster's token with "
+                "--auth-token-file, or set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or "
+                "RAY_AUTH_TOKEN_PATH (`ray get-auth-token` prints it on the head node)"
+            ) from None
+        # anything else (still starting, a proxy, a deadline): ray.init decides below
+    except Exception:
+        pass
+    finally:
+        if channel is not None:
+            with suppress(Exception):
+                channel.close()
+
+
+def _token_configured() -> bool:
+    return os.environ.get("RAY_AUTH_MODE") == "token" and bool(
+        os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+    )
 
 
 class _CapturedStderr:
@@ -302,6 +374,20 @@ class _CapturedStderr:
         self._file.seek(0)
         self.text = self._file.read().decode("utf-8", "replace")
         self._file.close()
+
+    def detach(self) -> None:
+        """Leave fd 2 captured (a thread we gave up on still writes there) and point Python's
+        stderr at the real one; read what was captured so far."""
+        if self._saved is None:
+            return
+        with suppress(Exception):
+            sys.stderr.flush()
+        self._file.flush()
+        self._file.seek(0)
+        self.text = self._file.read().decode("utf-8", "replace")
+        real = os.fdopen(self._saved, "w", buffering=1, encoding="utf-8", errors="replace")
+        sys.stderr = real
+        self._saved = None  # fd 2 stays on the capture file from here on
 
     def replay(self) -> None:
         if self.text:

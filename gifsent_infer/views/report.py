@@ -61,19 +61,24 @@ class ReportError(GifsentError, ValueError):
 
 
 def load_rows(source: str | os.PathLike) -> list[dict[str, Any]]:
-    """Score rows of a scores file or of a Ray output folder (part-*.parquet|jsonl shards)."""
+    """Score rows of a scores file or of a `gifsent-infer ray` Delta table (a local folder or
+    an object-store URI; its latest snapshot)."""
+    from gifsent_infer.scaleout.delta_table import is_score_table, is_uri, read_scores
     from gifsent_infer.writing.outputs import ScoresFileError, read_rows
 
+    try:
+        if is_score_table(source):
+            return read_scores(source)
+    except (ImportError, GifsentError) as e:  # no deltalake, or not a table of scores
+        raise ReportError(str(e)) from None
+    if is_uri(source):
+        raise ReportError(f"{source} is not a Delta table of scores (no _delta_log there)")
     source = Path(source)
     if source.is_dir():
-        from gifsent_infer.scaleout.distributed import list_shards, read_scores
-
-        if not list_shards(source):
-            raise ReportError(f"{source} is a folder without score shards (part-*.parquet|jsonl)")
-        try:
-            return read_scores(source)
-        except ImportError as e:  # parquet shards need pyarrow
-            raise ReportError(str(e)) from None
+        raise ReportError(
+            f"{source} is a folder but not a Delta table of scores (written by "
+            "`gifsent-infer ray`); give a scores file or a table"
+        )
     if not source.is_file():
         raise ReportError(f"{source} does not exist")
     try:
@@ -262,16 +267,85 @@ def ordinal(pct: float) -> str:
     return f"{n}{suffix}"
 
 
-def _bars(scores: list[float], pcts: list[float] | None, highlight: str = "") -> str:
-    """A CSS bar chart of 17 emotions: bar height = score clipped to [0, 1]."""
+def _bars(
+    scores: list[float],
+    pcts: list[float] | None,
+    highlight: str = "",
+    intervals: list[tuple[float, float]] | None = None,
+) -> str:
+    """A CSS bar chart of 17 emotions: bar height = score clipped to [0, 1]; with intervals,
+    each bar carries its whisker (_whisker)."""
     out = ['<div class="bars" role="img" aria-label="emotion scores">']
     for k, (e, s) in enumerate(zip(EMOTIONS, scores, strict=True)):
         h = max(0.0, min(1.0, s)) * 100
         tip = f"{e} {s:.3f}" + (f" ({ordinal(pcts[k])} percentile)" if pcts else "")
         cls = "bar hl" if e == highlight else "bar"
+        whisker = ""
+        if intervals is not None:
+            tip += f", interval {intervals[k][0]:.3f} to {intervals[k][1]:.3f}"
+            whisker = _whisker(*intervals[k])
         out.append(
-            f'<span class="{cls} e{k}" title="{_e(tip)}"><i style="height:{h:.1f}%"></i></span>'
+            f'<span class="{cls} e{k}" title="{_e(tip)}"><i style="height:{h:.1f}%"></i>'
+            f"{whisker}</span>"
         )
+    out.append("</div>")
+    return "".join(out)
+
+
+# --- timeline strip and interval whiskers (--timeline / --intervals rows) --------------------
+
+STRIP_EMOTIONS = 3  # rows of a card's strip: the GIF's top emotions
+
+
+def _intervals_of(row: dict[str, Any]) -> list[tuple[float, float]] | None:
+    """[(lo, hi)] x 17 from a row's <emotion>_lo / _hi columns, or None."""
+    got = [(_finite(row.get(e + "_lo")), _finite(row.get(e + "_hi"))) for e in EMOTIONS]
+    if any(lo is None or hi is None for lo, hi in got):
+        return None
+    return got  # type: ignore[return-value]
+
+
+def _timeline_of(row: dict[str, Any]) -> dict[str, list[float]] | None:
+    tl = row.get("timeline")
+    if isinstance(tl, str) and tl:
+        try:
+            tl = json.loads(tl)
+        except ValueError:
+            return None
+    if not isinstance(tl, dict) or not isinstance(tl.get("start_s"), list):
+        return None
+    n = len(tl["start_s"])
+    ok = all(isinstance(tl.get(e), list) and len(tl[e]) == n for e in EMOTIONS)
+    return tl if ok and n > 0 else None
+
+
+def _whisker(lo: float, hi: float) -> str:
+    """A vertical line from lo to hi (clipped to the bar's [0, 1]) over a bar."""
+    a, b = max(0.0, min(1.0, lo)) * 100, max(0.0, min(1.0, hi)) * 100
+    return f'<b class="wh" style="bottom:{a:.1f}%;height:{max(b - a, 0.5):.1f}%"></b>'
+
+
+def _strip(timeline: dict[str, list[float]] | None, scores: list[float]) -> str:
+    """The GIF's timeline as a strip: its top emotions x S segments, each cell as dark as the
+    segment's score relative to that emotion's range over the GIF (title: time and score)."""
+    if timeline is None:
+        return ""
+    starts = timeline["start_s"]
+    top = sorted(range(len(EMOTIONS)), key=lambda k: (-scores[k], k))[:STRIP_EMOTIONS]
+    out = [
+        f'<div class="strip" role="img" aria-label="timeline: {len(starts)} segments" '
+        f'style="grid-template-columns:repeat({len(starts)},1fr)">'
+    ]
+    for k in top:
+        e = EMOTIONS[k]
+        vals = [float(v) for v in timeline[e]]
+        lo, hi = min(vals), max(vals)
+        for t, v in zip(starts, vals, strict=True):
+            a = 0.15 + 0.85 * ((v - lo) / (hi - lo) if hi > lo else 1.0)
+            tip = f"{e} at {float(t):.2f} s: {v:.3f}"
+            out.append(
+                f'<i class="e{k}" data-emotion="{e}" style="opacity:{a:.2f}" title="{_e(tip)}"></i>'
+            )
     out.append("</div>")
     return "".join(out)
 
@@ -279,6 +353,8 @@ def _bars(scores: list[float], pcts: list[float] | None, highlight: str = "") ->
 def _media(kind: str, src: str, name: str, cls: str = "") -> str:
     if not src or not kind:
         return f'<div class="nomedia {cls}">not shown</div>'
+    if kind == "thumb":  # an embedded thumbnail: its CSS class carries the data: URI once
+        return f'<div class="{cls} bg {_e(src)}" role="img" aria-label="{_e(name)}"></div>'
     if kind == "video":
         return (
             f'<video class="{cls}" src="{_e(src)}" muted loop autoplay playsinline '
@@ -323,6 +399,232 @@ def _contract_rows(doc: ModelDocument, model_path: Path | None) -> list[tuple[st
     return rows
 
 
+@dataclass
+class _Item:
+    """One row as the page shows it."""
+
+    path: str
+    name: str
+    kind: str  # "img", "video", "thumb" (an embedded thumbnail, by CSS class) or ""
+    src: str  # relative URL, or the thumbnail's CSS class for kind "thumb"
+    status: str
+    error: str
+    scores: list[float] | None
+    pcts: list[float] | None
+    # --timeline / --intervals rows: the timeline dict and [(lo, hi)] x 17 (strip, whiskers)
+    timeline: dict[str, list[float]] | None = None
+    intervals: list[tuple[float, float]] | None = None
+
+    def as_json(self) -> list[Any]:
+        # [path, name, kind, src, status, error, scores (4 decimals) | null, pcts | null]
+        return [
+            self.path,
+            self.name,
+            self.kind,
+            self.src,
+            self.status,
+            self.error,
+            [round(v, 4) for v in self.scores] if self.scores is not None else None,
+            [round(v, 1) for v in self.pcts] if self.pcts is not None else None,
+        ]
+
+
+class _Thumbs:
+    """Embedded thumbnails, each made once and shipped once: a CSS class per GIF whose
+    background is the data: URI, used by every gallery card and table row showing it."""
+
+    def __init__(self, on_thumb: Callable[[int, int], None] | None = None, total: int = 0):
+        self.by_path: dict[str, str | None] = {}  # path -> CSS class, None when undecodable
+        self.uris: dict[str, str] = {}  # CSS class -> data: URI
+        self.on_thumb = on_thumb
+        self.total = total
+
+    def get(self, path: str, local: Path) -> str | None:
+        if path not in self.by_path:
+            uri = thumbnail_uri(local)
+            cls = f"t{len(self.uris)}" if uri else None
+            if cls and uri:
+                self.uris[cls] = uri
+            self.by_path[path] = cls
+            if self.on_thumb is not None:
+                self.on_thumb(len(self.by_path), self.total)
+        return self.by_path[path]
+
+    def css(self) -> str:
+        return "".join(f".{c}{{background-image:url({u})}}" for c, u in self.uris.items())
+
+
+def _items(
+    rows: Sequence[dict[str, Any]],
+    out_dir: Path,
+    bases: Sequence[Path],
+    document: ModelDocument | None,
+    thumbs: _Thumbs | None,
+) -> list[_Item]:
+    items = []
+    for row in rows:
+        path = str(row.get("path") or "")
+        status = str(row.get("status") or "")
+        scores = _scores(row) if status == "ok" else None
+        # error rows show no picture: their file failed to decode (or is a bomb)
+        kind = media_kind(path) if path and scores is not None else ""
+        src = relative_src(path, out_dir, bases) if kind else ""
+        name = Path(path).name if kind else path
+        if thumbs is not None and kind == "img":
+            local = Path(urllib.parse.unquote(src))
+            cls = thumbs.get(path, local if local.is_absolute() else out_dir / local)
+            if cls:
+                kind, src = "thumb", cls
+        pcts = _pcts(row, scores, document) if scores is not None else None
+        more = (_timeline_of(row), _intervals_of(row)) if scores is not None else (None, None)
+        items.append(
+            _Item(path, name, kind, src, status, str(row.get("error") or ""), scores, pcts, *more)
+        )
+    return items
+
+
+def _page_head(title: str, extra_css: str) -> str:
+    digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode()
+    # No network, no plugins, no other scripts: only ours (by hash), images and video from
+    # files, relative paths or data: URIs (embedded thumbnails are CSS backgrounds).
+    csp = (
+        "default-src 'none'; img-src 'self' file: data:; media-src 'self' file: data:; "
+        f"style-src 'unsafe-inline'; script-src 'sha256-{digest}'; base-uri 'none'; "
+        "form-action 'none'"
+    )
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{_e(title)}</title>"
+        f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">'
+        f"<style>{_CSS}{_palette_css()}{extra_css}</style></head><body>"
+    )
+
+
+def _header_section(
+    title: str,
+    source_name: str,
+    counts: tuple[int, int, int],
+    warning: str | None,
+    notes: Sequence[str],
+) -> str:
+    n_rows, n_ok, n_err = counts
+    p = [f"<header><h1>{_e(title)}</h1>"]
+    p.append(
+        f'<p class="meta">{_e(source_name)} · <span id="n-rows">{n_rows}</span> rows, '
+        f'<span id="n-ok">{n_ok}</span> scored, <span id="n-err">{n_err}</span> '
+        f"error(s) · written {_e(time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))}</p>"
+    )
+    if warning:
+        p.append(f'<p class="demo" id="demo-warning">{_e(warning)}</p>')
+    p += [f'<p class="note">{_e(note)}</p>' for note in notes]
+    p.append("</header>")
+    return "".join(p)
+
+
+def _model_section(document: ModelDocument | None, model_path: Path | None) -> str:
+    p = ['<section id="model"><h2>Model</h2>']
+    if document is None:
+        p.append('<p class="note">No model document: provenance and percentiles unknown.</p>')
+    else:
+        p.append('<table class="kv">')
+        for k, v in _contract_rows(document, model_path):
+            p.append(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>")
+        p.append("</table>")
+    p.append('<p class="legend">')
+    for k, e in enumerate(EMOTIONS):
+        p.append(f'<span class="key"><i class="e{k}"></i>{_e(e)}</span> ')
+    p.append("</p></section>")
+    return "".join(p)
+
+
+def _card(it: _Item, k: int, emotion: str) -> str:
+    assert it.scores is not None
+    pct = f" · {ordinal(it.pcts[k])} %ile" if it.pcts else ""
+    return (
+        f'<figure class="card" data-path="{_e(it.path)}" data-score="{it.scores[k]!r}">'
+        f"{_media(it.kind, it.src, it.name, 'thumb')}"
+        f'<figcaption><span class="name" title="{_e(it.path)}">{_e(it.name)}</span>'
+        f'<span class="score">{it.scores[k]:.3f}{pct}</span></figcaption>'
+        f"{_bars(it.scores, it.pcts, emotion, it.intervals)}{_strip(it.timeline, it.scores)}"
+        "</figure>"
+    )
+
+
+def _galleries_section(ok: Sequence[_Item], top_n: int) -> str:
+    p = [f'<section id="galleries"><h2>Top {top_n} GIFs per emotion</h2>']
+    p.append(
+        '<nav class="toc">' + " ".join(f'<a href="#g-{e}">{e}</a>' for e in EMOTIONS) + "</nav>"
+    )
+    for k, e in enumerate(EMOTIONS):
+        ranked = sorted(ok, key=lambda it, k=k: (-it.scores[k], it.path))[:top_n]
+        p.append(f'<section class="gallery" id="g-{e}" data-emotion="{e}"><h3>{e}</h3>')
+        p.append('<div class="cards">')
+        p += [_card(it, k, e) for it in ranked]
+        if not ranked:
+            p.append('<p class="note">no scored GIFs</p>')
+        p.append("</div></section>")
+    p.append("</section>")
+    return "".join(p)
+
+
+def column_label(emotion: str) -> str:
+    """The table header's short label: 5 letters, 6 where 5 are shared ("contem"/"conten")."""
+    for n in range(5, len(emotion) + 1):
+        label = emotion[:n]
+        if sum(1 for e in EMOTIONS if e.startswith(label)) == 1:
+            return label
+    return emotion
+
+
+def _table_section() -> str:
+    # filled by the script from the JSON data block
+    p = ['<section id="all"><h2>All rows</h2>']
+    p.append(
+        '<div class="controls"><input id="filter" type="search" placeholder="filter by path or '
+        'error…" aria-label="filter"> <select id="status" aria-label="status">'
+        '<option value="">all</option><option value="ok">ok</option>'
+        '<option value="error">errors</option></select> '
+        '<button id="prev" type="button">◀ prev</button> <span id="pageinfo"></span> '
+        '<button id="next" type="button">next ▶</button></div>'
+    )
+    p.append(
+        '<div class="scroll"><table id="rows"><thead><tr><th>GIF</th><th data-key="path" class="sortable">path</th>'
+    )
+    p.append('<th data-key="status" class="sortable">status</th><th>top</th><th>emotions</th>')
+    for e in EMOTIONS:
+        p.append(f'<th data-key="{e}" class="sortable num" title="{e}">{column_label(e)}</th>')
+    p.append("</tr></thead><tbody></tbody></table></div>")
+    p.append('<noscript><p class="note">The table needs JavaScript.</p></noscript></section>')
+    return "".join(p)
+
+
+def _errors_section(errors: Sequence[_Item]) -> str:
+    p = [f'<section id="errors"><h2>Errors ({len(errors)})</h2><ul class="errors">']
+    for it in errors[:MAX_ERROR_ITEMS]:
+        p.append(
+            f'<li data-path="{_e(it.path)}"><span class="name">{_e(it.path)}</span>: '
+            f'<span class="reason">{_e(it.error or it.status)}</span></li>'
+        )
+    p.append("</ul>")
+    if len(errors) > MAX_ERROR_ITEMS:
+        p.append(f'<p class="note">… and {len(errors) - MAX_ERROR_ITEMS} more: see the table.</p>')
+    p.append("</section>")
+    return "".join(p)
+
+
+def _data_section(items: Sequence[_Item], page_size: int) -> str:
+    data = {
+        "emotions": list(EMOTIONS),
+        "pageSize": page_size,
+        "rows": [it.as_json() for it in items],
+    }
+    return (
+        f'<script type="application/json" id="data">{_json_for_script(data)}</script>'
+        f"<script>{_SCRIPT}</script></body></html>\n"
+    )
+
+
 def render(
     rows: Sequence[dict[str, Any]],
     *,
@@ -336,146 +638,33 @@ def render(
     page_size: int = DEFAULT_PAGE_SIZE,
     embed: bool = False,
     title: str = "gifsent report",
+    demo: bool = False,
+    on_thumb: Callable[[int, int], None] | None = None,
 ) -> tuple[str, int]:
-    """The report's HTML and the number of embedded thumbnails."""
+    """The report's HTML and the number of embedded thumbnails.
+
+    demo: show the demo warning even without a model document (the score file said so).
+    on_thumb(done, total): after each thumbnail made (embed), for progress."""
     bases = list(bases) or [Path.cwd()]
-    items = []  # one per row: (path, name, kind, src, status, error, scores, pcts)
-    thumbs: dict[str, str | None] = {}
-    for row in rows:
-        path = str(row.get("path") or "")
-        status = str(row.get("status") or "")
-        scores = _scores(row) if status == "ok" else None
-        # error rows show no picture: their file failed to decode (or is a bomb)
-        kind = media_kind(path) if path and scores is not None else ""
-        src = relative_src(path, out_dir, bases) if kind else ""
-        if embed and kind == "img" and status == "ok":
-            local = Path(urllib.parse.unquote(src))
-            local = local if local.is_absolute() else out_dir / local
-            if path not in thumbs:
-                thumbs[path] = thumbnail_uri(local)
-            src = thumbs[path] or src
-        name = Path(path).name if kind else path
-        pcts = _pcts(row, scores, document) if scores is not None else None
-        items.append((path, name, kind, src, status, str(row.get("error") or ""), scores, pcts))
-    ok = [it for it in items if it[6] is not None]
-    errors = [it for it in items if it[4] not in ("ok", "skipped")]
-    embedded = sum(1 for v in thumbs.values() if v)
+    thumbs = _Thumbs(on_thumb, len({str(r.get("path")) for r in rows if r.get("status") == "ok"}))
+    items = _items(rows, out_dir, bases, document, thumbs if embed else None)
+    ok = [it for it in items if it.scores is not None]
+    errors = [it for it in items if it.status not in ("ok", "skipped")]
+    warning = demo_warning(document) if document is not None else None
+    if warning is None and demo:
+        from gifsent_infer.contract import DEMO_WARNING
 
-    p: list[str] = []
-    w = p.append
-    w("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>")
-    w("<meta name='viewport' content='width=device-width, initial-scale=1'>")
-    w(f"<title>{_e(title)}</title>")
-    script = _SCRIPT
-    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
-    # No network, no plugins, no other scripts: only ours (by hash), images and video from
-    # files, relative paths or data: URIs.
-    csp = (
-        "default-src 'none'; img-src 'self' file: data:; media-src 'self' file: data:; "
-        f"style-src 'unsafe-inline'; script-src 'sha256-{digest}'; base-uri 'none'; "
-        "form-action 'none'"
-    )
-    w(f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">')
-    w(f"<style>{_CSS}{_palette_css()}</style></head><body>")
-    w(f"<header><h1>{_e(title)}</h1>")
-    w(
-        f'<p class="meta">{_e(source_name)} · <span id="n-rows">{len(items)}</span> rows, '
-        f'<span id="n-ok">{len(ok)}</span> scored, <span id="n-err">{len(errors)}</span> '
-        f"error(s) · written {_e(time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))}</p>"
-    )
-    if document is not None and demo_warning(document):
-        w(f'<p class="demo" id="demo-warning">{_e(demo_warning(document))}</p>')
-    for note in notes:
-        w(f'<p class="note">{_e(note)}</p>')
-    w("</header>")
-
-    # model
-    w('<section id="model"><h2>Model</h2>')
-    if document is None:
-        w('<p class="note">No model document: provenance and percentiles unknown.</p>')
-    else:
-        w('<table class="kv">')
-        for k, v in _contract_rows(document, model_path):
-            w(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>")
-        w("</table>")
-    w('<p class="legend">')
-    for k, e in enumerate(EMOTIONS):
-        w(f'<span class="key"><i class="e{k}"></i>{_e(e)}</span> ')
-    w("</p></section>")
-
-    # galleries
-    w(f'<section id="galleries"><h2>Top {top_n} GIFs per emotion</h2>')
-    w('<nav class="toc">' + " ".join(f'<a href="#g-{e}">{e}</a>' for e in EMOTIONS) + "</nav>")
-    for k, e in enumerate(EMOTIONS):
-        ranked = sorted(ok, key=lambda it, k=k: (-it[6][k], it[0]))[:top_n]
-        w(f'<section class="gallery" id="g-{e}" data-emotion="{e}"><h3>{e}</h3>')
-        w('<div class="cards">')
-        for path, name, kind, src, _, _, scores, pcts in ranked:
-            pct = f" · {ordinal(pcts[k])} %ile" if pcts else ""
-            w(
-                f'<figure class="card" data-path="{_e(path)}" data-score="{scores[k]!r}">'
-                f"{_media(kind, src, name, 'thumb')}"
-                f'<figcaption><span class="name" title="{_e(path)}">{_e(name)}</span>'
-                f'<span class="score">{scores[k]:.3f}{pct}</span></figcaption>'
-                f"{_bars(scores, pcts, e)}</figure>"
-            )
-        if not ranked:
-            w('<p class="note">no scored GIFs</p>')
-        w("</div></section>")
-    w("</section>")
-
-    # table (filled by the script from the JSON below)
-    w('<section id="all"><h2>All rows</h2>')
-    w(
-        '<div class="controls"><input id="filter" type="search" placeholder="filter by path or '
-        'error…" aria-label="filter"> <select id="status" aria-label="status">'
-        '<option value="">all</option><option value="ok">ok</option>'
-        '<option value="error">errors</option></select> '
-        '<button id="prev" type="button">◀ prev</button> <span id="pageinfo"></span> '
-        '<button id="next" type="button">next ▶</button></div>'
-    )
-    w(
-        '<div class="scroll"><table id="rows"><thead><tr><th>GIF</th><th data-key="path" class="sortable">path</th>'
-    )
-    w('<th data-key="status" class="sortable">status</th><th>top</th><th>emotions</th>')
-    for e in EMOTIONS:
-        w(f'<th data-key="{e}" class="sortable num" title="{e}">{e[:5]}</th>')
-    w("</tr></thead><tbody></tbody></table></div>")
-    w('<noscript><p class="note">The table needs JavaScript.</p></noscript></section>')
-
-    # errors
-    w(f'<section id="errors"><h2>Errors ({len(errors)})</h2><ul class="errors">')
-    for path, _, _, _, status, error, _, _ in errors[:MAX_ERROR_ITEMS]:
-        w(
-            f'<li data-path="{_e(path)}"><span class="name">{_e(path)}</span>: '
-            f'<span class="reason">{_e(error or status)}</span></li>'
-        )
-    w("</ul>")
-    if len(errors) > MAX_ERROR_ITEMS:
-        w(f'<p class="note">… and {len(errors) - MAX_ERROR_ITEMS} more: see the table.</p>')
-    w("</section>")
-
-    data = {
-        "emotions": list(EMOTIONS),
-        "pageSize": page_size,
-        # [path, name, kind, src, status, error, scores (4 decimals) | null, pcts | null]
-        "rows": [
-            [
-                path,
-                name,
-                kind,
-                src,
-                status,
-                error,
-                [round(s, 4) for s in scores] if scores is not None else None,
-                [round(v, 1) for v in pcts] if pcts is not None else None,
-            ]
-            for path, name, kind, src, status, error, scores, pcts in items
-        ],
-    }
-    w(f'<script type="application/json" id="data">{_json_for_script(data)}</script>')
-    w(f"<script>{script}</script></body></html>\n")
-    return "".join(p), embedded
+        warning = f"WARNING: {DEMO_WARNING}"
+    page = [
+        _page_head(title, thumbs.css()),
+        _header_section(title, source_name, (len(items), len(ok), len(errors)), warning, notes),
+        _model_section(document, model_path),
+        _galleries_section(ok, top_n),
+        _table_section(),
+        _errors_section(errors),
+        _data_section(items, page_size),
+    ]
+    return "".join(page), len(thumbs.uris)
 
 
 def write_report(
@@ -487,17 +676,28 @@ def write_report(
     page_size: int = DEFAULT_PAGE_SIZE,
     embed: bool = False,
     title: str | None = None,
+    on_thumb: Callable[[int, int], None] | None = None,
 ) -> ReportSummary:
-    """Read `source` (scores file or Ray output folder), write the HTML report to `out`."""
+    """Read `source` (scores file or Ray's Delta table), write the HTML report to `out`.
+
+    The score file's own provenance (writing.provenance: its sidecar or Parquet metadata)
+    says whether a demo model made it: the demo banner shows from that alone, model or not.
+    on_thumb(done, total): after each embedded thumbnail (progress)."""
+    from gifsent_infer.scaleout.delta_table import is_uri
+
     if top_n < 1 or page_size < 1:
         raise ReportError("top_n and page_size must be at least 1")
-    source = Path(source)
     rows = load_rows(source)
+    remote = is_uri(source)
+    source = Path(source) if not remote else Path(str(source).rstrip("/").rsplit("/", 1)[-1])
     model_path, document, note = find_model(rows, model)
     notes = [note] if note else []
+    meta = None if remote else _score_file_metadata(source)
+    if meta is not None and document is None:
+        notes.append(score_file_note(meta))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    bases = [Path.cwd(), source if source.is_dir() else source.parent]
+    bases = [Path.cwd()] if remote else [Path.cwd(), source if source.is_dir() else source.parent]
     text, embedded = render(
         rows,
         out_dir=out.parent,
@@ -510,6 +710,8 @@ def write_report(
         page_size=page_size,
         embed=embed,
         title=title or f"gifsent report: {source.name}",
+        demo=bool(meta and meta.get("is_demo")),
+        on_thumb=on_thumb,
     )
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -518,6 +720,22 @@ def write_report(
     n_err = sum(1 for r in rows if r.get("status") not in ("ok", "skipped"))
     return ReportSummary(
         out, len(rows), n_ok, n_err, embedded, out.stat().st_size, model_path, notes
+    )
+
+
+def _score_file_metadata(source: Path) -> dict[str, Any] | None:
+    from gifsent_infer.writing.provenance import read_score_metadata
+
+    return read_score_metadata(source)
+
+
+def score_file_note(meta: dict[str, Any]) -> str:
+    """What the score file says about the model that made it (when the model is not here)."""
+    return (
+        f"per the score file: scored by {meta.get('model_file', '?')} "
+        f"(id {str(meta.get('model_id', ''))[:12]}), trained on {meta.get('provenance', '?')}; "
+        f"{meta.get('backend', '?')} {meta.get('precision', '?')}, gifsent "
+        f"{meta.get('gifsent_version', '?')}, {meta.get('written', '')}"
     )
 
 
@@ -549,7 +767,11 @@ figcaption .name{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .bars{display:flex;align-items:flex-end;height:32px;gap:1px;margin-top:4px}
 .bar{flex:1;height:100%;display:flex;align-items:flex-end;background:#f0f0f0}
 .bar i{display:block;width:100%}.bar.hl{outline:1px solid #000}
+.bar{position:relative}.bar b.wh{position:absolute;left:45%;width:10%;min-width:1px;background:#000}
+.strip{display:grid;gap:1px;margin-top:3px;height:18px}.strip i{display:block;min-height:4px}
 .nomedia{color:#888;font-size:12px;width:64px}
+.bg{background-size:contain;background-repeat:no-repeat;background-position:center}
+#rows .bg.row{display:inline-block;width:64px;height:48px;background-color:#eee}
 .controls{margin:.5em 0}.scroll{overflow-x:auto}#filter{width:20em}
 #rows{border-collapse:collapse;font-size:12px}
 #rows th,#rows td{border-bottom:1px solid #e4e4e4;padding:2px 4px;text-align:left}
@@ -633,6 +855,7 @@ function ordinal(p){
 function media(r){
   if(!r[2]||!r[3])return el("span","nomedia","not shown");
   var m;
+  if(r[2]==="thumb"){m=el("span","row bg "+r[3]);m.setAttribute("role","img");m.title=r[1];return m;}
   if(r[2]==="video"){m=el("video","row");m.muted=true;m.loop=true;m.preload="none";}
   else{m=el("img","row");m.loading="lazy";m.decoding="async";m.alt=r[1];}
   m.src=r[3];return m;

@@ -1,5 +1,9 @@
 """Emotion-aware GIF search over a scores file: rank by one emotion, or by closeness to a profile.
 
+Ranking by an emotion uses its score (``by="score"``) or, for files scored with
+``--intervals``, the lower end of its calibrated interval (``by="lower"``): a confident 0.58
+then comes before a 0.62 that could be anything from 0.3 to 0.9.
+
 A profile names some emotions and the scores wanted for them (``happiness=0.9,surprise=0.6``);
 GIFs are ranked by the Euclidean distance between their scores and the profile over the
 named emotions only, so unnamed emotions do not matter. Only rows with status "ok" are ranked.
@@ -29,7 +33,7 @@ class SearchError(GifsentError, ValueError):
 class Hit:
     rank: int  # 1-based
     path: str
-    value: float  # the emotion's score (--emotion) or the distance to the profile (--like)
+    value: float  # the emotion's score or lower bound (--emotion), or the distance (--like)
     scores: dict[str, float]  # all 17 scores of the GIF
     sha256: str = ""
 
@@ -85,15 +89,37 @@ def _hits(rows: Iterable[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str
     return out
 
 
+BY = ("score", "lower")
+
+
+def _lower(row: dict[str, Any], emotion: str) -> float | None:
+    try:
+        v = float(row[emotion + "_lo"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
 def rank_by_emotion(
-    rows: Iterable[dict[str, Any]], emotion: str, top: int | None = 20
+    rows: Iterable[dict[str, Any]], emotion: str, top: int | None = 20, by: str = "score"
 ) -> list[Hit]:
-    """GIFs with the highest score for `emotion` first (ties by path, for a stable order)."""
+    """GIFs with the highest score (by="score") or interval lower bound (by="lower") for
+    `emotion` first (ties by path, for a stable order)."""
     emotion = check_emotion(emotion)
-    scored = sorted(_hits(rows), key=lambda rs: (-rs[1][emotion], rs[0]["path"]))
+    if by not in BY:
+        raise SearchError(f"--by must be one of {', '.join(BY)}, not {by!r}")
+    hits = [
+        (row, s, s[emotion] if by == "score" else _lower(row, emotion)) for row, s in _hits(rows)
+    ]
+    if by == "lower" and any(v is None for _, _, v in hits):
+        raise SearchError(
+            f"--by lower needs the {emotion}_lo column on every scored row: score the GIFs with "
+            "`gifsent-infer score --intervals 0.9` (a model exported with intervals)"
+        )
+    scored = sorted(hits, key=lambda r: (-r[2], r[0]["path"]))
     return [
-        Hit(i + 1, row["path"], s[emotion], s, row.get("sha256") or "")
-        for i, (row, s) in enumerate(scored[:top] if top else scored)
+        Hit(i + 1, row["path"], v, s, row.get("sha256") or "")
+        for i, (row, s, v) in enumerate(scored[:top] if top else scored)
     ]
 
 
@@ -115,18 +141,32 @@ def rank_by_profile(
     ]
 
 
+def _rows(source: str | os.PathLike) -> list[dict[str, Any]]:
+    """A scores file's rows, or the latest snapshot of `gifsent-infer ray`'s Delta table."""
+    from gifsent_infer.scaleout.delta_table import is_score_table, read_scores
+
+    try:
+        if is_score_table(source):
+            return read_scores(source)
+    except (ImportError, GifsentError) as e:
+        raise SearchError(str(e)) from None
+    return read_rows(source).rows
+
+
 def search(
     scores_file: str | os.PathLike,
     *,
     emotion: str | None = None,
     like: str | dict[str, float] | None = None,
     top: int | None = 20,
+    by: str = "score",
 ) -> list[Hit]:
-    """Rank the GIFs of a scores file by `emotion` or by closeness to the profile `like`."""
+    """Rank the GIFs of a scores file (or Ray's Delta table) by `emotion` (its score or,
+    by="lower", its interval's lower bound) or by closeness to the profile `like`."""
     if (emotion is None) == (like is None):
         raise SearchError("give exactly one of --emotion EMOTION or --like emotion=score,...")
-    rows = read_rows(scores_file).rows
+    rows = _rows(scores_file)
     if emotion is not None:
-        return rank_by_emotion(rows, emotion, top)
+        return rank_by_emotion(rows, emotion, top, by)
     profile = parse_profile(like) if isinstance(like, str) else dict(like or {})
     return rank_by_profile(rows, profile, top)

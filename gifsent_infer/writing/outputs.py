@@ -26,8 +26,15 @@ from gifsent_infer.files import atomic_open, fsync_dir
 # the row's columns and types are rows.py's; re-exported here, where they were first
 from gifsent_infer.running.rows import COLUMNS, FLOAT_COLUMNS, INFO_COLUMNS, INT_COLUMNS  # noqa: F401
 
-FORMATS = ("csv", "jsonl", "json")
-_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
+FORMATS = ("csv", "jsonl", "json", "parquet")
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+}
+PARQUET_INSTALL = "Parquet output needs pyarrow: pip install 'gifsent[parquet]'"
 
 
 class ScoresFileError(GifsentError, ValueError):
@@ -47,8 +54,8 @@ def detect_format(out: str | os.PathLike, explicit: str | None = None) -> str:
     fmt = _EXTENSIONS.get(Path(out).suffix.lower())
     if fmt is None:
         raise ValueError(
-            f"cannot tell the format of {out} from its extension; name it .csv, .jsonl or .json "
-            "or pass --format csv|jsonl|json"
+            f"cannot tell the format of {out} from its extension; name it .csv, .jsonl, .json "
+            "or .parquet, or pass --format csv|jsonl|json|parquet"
         )
     return fmt
 
@@ -72,6 +79,10 @@ def _csv_cell(value: Any) -> str:
     value = _clean(value)
     if value is None:
         return ""
+    if isinstance(value, dict):  # the `timeline` column: compact JSON
+        from gifsent_infer.running.extras import timeline_cell
+
+        return timeline_cell(value)
     if isinstance(value, list):  # the `top` column: "happiness:0.91 amusement:0.85"
         from gifsent_infer.running.readable import format_top
 
@@ -79,6 +90,10 @@ def _csv_cell(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+# readable.PCT_SUFFIX and extras' LO/HI/STD suffixes: float columns beside the 17 scores
+_FLOAT_SUFFIXES = ("_pct", "_lo", "_hi", "_std")
 
 
 def _typed(row: dict[str, Any]) -> dict[str, Any]:
@@ -89,10 +104,14 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
             out[key] = "" if key in ("path", "sha256", "model_id", "status", "error") else None
         elif key in INT_COLUMNS:
             out[key] = int(value)
-        elif key in FLOAT_COLUMNS or key.endswith("_pct"):  # readable.PCT_SUFFIX
+        elif key in FLOAT_COLUMNS or key.endswith(_FLOAT_SUFFIXES):
             out[key] = float(value)
         else:
             out[key] = value
+    if isinstance(out.get("timeline"), str):  # extras.TIMELINE_COLUMN: JSON back to a dict
+        from gifsent_infer.running.extras import timeline_from_cell
+
+        out["timeline"] = timeline_from_cell(out["timeline"])
     if isinstance(out.get("top"), str):  # "happiness:0.91 ..." back to the JSON form
         from gifsent_infer.running.readable import top_from_cell
 
@@ -105,6 +124,12 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
 ENCODING, ERRORS = "utf-8", "surrogateescape"
 
 
+def json_row(row: dict[str, Any], columns: tuple[str, ...] = COLUMNS) -> dict[str, Any]:
+    """A row as the JSON and JSON Lines outputs hold it: `columns` in order, NaN/inf as null
+    (the service answers with these too)."""
+    return {c: _clean(row.get(c)) for c in columns}
+
+
 def _encode(row: dict[str, Any], fmt: str, columns: tuple[str, ...] = COLUMNS) -> str:
     if fmt == "csv":
         cells = [_csv_cell(row.get(c)) for c in columns]
@@ -114,7 +139,7 @@ def _encode(row: dict[str, Any], fmt: str, columns: tuple[str, ...] = COLUMNS) -
         quoting = csv.QUOTE_ALL if any("\r" in c for c in cells) else csv.QUOTE_MINIMAL
         csv.writer(buf, lineterminator="\n", quoting=quoting).writerow(cells)
         return buf.getvalue()
-    return json.dumps({c: _clean(row.get(c)) for c in columns}, ensure_ascii=False) + "\n"
+    return json.dumps(json_row(row, columns), ensure_ascii=False) + "\n"
 
 
 def _csv_header(columns: tuple[str, ...] = COLUMNS) -> str:
@@ -208,9 +233,27 @@ def parse_rows(text: str, fmt: str, path: Path = Path("<text>")) -> ReadResult:
     return ReadResult(rows, dropped)
 
 
+def read_parquet_rows(path: Path) -> ReadResult:
+    """Rows of a Parquet scores file (pyarrow needed)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ScoresFileError(PARQUET_INSTALL) from None
+    if not path.is_file():
+        raise ScoresFileError(f"{path} does not exist")
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise ScoresFileError(f"{path} is not a readable Parquet file: {e}") from None
+    _check_columns(table.column_names, path)
+    return ReadResult(table.to_pylist(), 0)
+
+
 def read_rows(path: str | os.PathLike, fmt: str | None = None) -> ReadResult:
-    """Read a scores file (CSV, JSON Lines or JSON; by `fmt`, extension, or content)."""
+    """Read a scores file (CSV, JSON Lines, JSON or Parquet; by `fmt`, extension, or content)."""
     path = Path(path)
+    if fmt == "parquet" or (fmt is None and path.suffix.lower() == ".parquet"):
+        return read_parquet_rows(path)
     text = _read_text(path)
     if fmt is None:
         fmt = _EXTENSIONS.get(path.suffix.lower()) or _sniff(text)
@@ -311,8 +354,10 @@ class FileSink(RowSink):
         fmt: str,
         keep: list[dict[str, Any]] | None = None,
         columns: tuple[str, ...] = COLUMNS,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self.out = Path(out)
+        self.metadata = metadata  # provenance: Parquet metadata, else the .meta.json sidecar
         self.fmt = fmt
         self.columns = tuple(columns)  # COLUMNS, plus readable.py's top/percentile columns
         self.partial = partial_path(self.out)
@@ -344,6 +389,11 @@ class FileSink(RowSink):
 
     def finish(self) -> None:
         self._close()
+        if self.metadata is not None and self.fmt != "parquet":
+            # first the sidecar, then the scores file: whenever it exists, so does its sidecar
+            from gifsent_infer.writing.provenance import write_sidecar
+
+            write_sidecar(self.out, self.metadata)
         if self.fmt == self.pfmt and not self.dedupe:
             os.replace(self.partial, self.out)
             fsync_dir(self.out.parent)
@@ -352,10 +402,37 @@ class FileSink(RowSink):
         if self.dedupe:
             last = {row["path"]: i for i, row in enumerate(rows)}
             rows = [row for i, row in enumerate(rows) if last[row["path"]] == i]
-        with atomic_open(self.out, "w", encoding=ENCODING, errors=ERRORS, newline="") as f:
-            write_rows(f, rows, self.fmt, self.columns)
+        if self.fmt == "parquet":
+            write_parquet(self.out, rows, self.columns, self.metadata)
+        else:
+            with atomic_open(self.out, "w", encoding=ENCODING, errors=ERRORS, newline="") as f:
+                write_rows(f, rows, self.fmt, self.columns)
         self.partial.unlink(missing_ok=True)
         fsync_dir(self.out.parent)
+
+
+def write_parquet(
+    out: str | os.PathLike,
+    rows: Iterable[dict[str, Any]],
+    columns: tuple[str, ...] = COLUMNS,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Rows as one Parquet file (rows.arrow_table's schema, Ray's shard types), atomically;
+    `metadata` (the provenance document) under the file's key-value metadata key "gifsent"."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ScoresFileError(PARQUET_INSTALL) from None
+    from gifsent_infer.files import atomic_path
+    from gifsent_infer.running.rows import arrow_table
+
+    table = arrow_table(rows, columns)
+    if metadata is not None:
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), b"gifsent": json.dumps(metadata).encode()}
+        )
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
 
 
 def write_rows(

@@ -25,6 +25,7 @@ where the rows done so far are, and whether a rerun with resume continues; Broke
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +37,8 @@ from gifsent_infer.options import ScoreOptions
 from gifsent_infer.reading.inputs import InputItem
 from gifsent_infer.running.rows import COLUMNS, resume_plan
 from gifsent_infer.running.scorer import Scorer, ScoreResult
-from gifsent_infer.writing.outpath import STDOUT, STREAM, OutputTarget
+from gifsent_infer.writing.embeddings import FEATURES_OUTPUT
+from gifsent_infer.writing.outpath import FILE, STDOUT, STREAM, OutputTarget
 from gifsent_infer.writing.outputs import (
     FileSink,
     Previous,
@@ -78,8 +80,11 @@ def _open_sink(
     columns: tuple[str, ...],
     keep: list[dict[str, Any]] | None,
     out_label: str,
+    metadata: dict[str, Any] | None = None,
 ) -> tuple[RowSink, str]:
     """The sink for `target`, and where a stopped run's rows are ("" when nowhere)."""
+    if fmt == "parquet" and target.kind != FILE:
+        raise ScoreRunError(f"Parquet needs an output file (--out scores.parquet), not {out_label}")
     if target.kind == STDOUT:
         return StreamSink(sys.stdout, fmt, columns), ""
     if target.kind == STREAM:  # written in place, never replaced (/dev/null, a FIFO)
@@ -89,7 +94,7 @@ def _open_sink(
             raise ScoreRunError(f"cannot open --out {out_label}: {e.strerror or e}") from None
         return StreamSink(stream, fmt, columns), ""
     try:
-        file_sink = FileSink(target.path, fmt, keep, columns)
+        file_sink = FileSink(target.path, fmt, keep, columns, metadata)
     except OSError as e:
         raise ScoreRunError(f"cannot write --out {out_label}: {e.strerror or e}") from None
     return file_sink, f"; rows so far are in {file_sink.partial}"
@@ -110,6 +115,7 @@ def score_to_file(
     on_resume: Callable[[Previous, int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[ScoreResult], None] | None = None,
+    embeddings: str | os.PathLike | None = None,
 ) -> ScoreTally:
     """Score `items` into `target` (outpath.check_output's answer) in format `fmt`.
 
@@ -122,13 +128,22 @@ def score_to_file(
     on_resume(previous, n_done): after the earlier rows are read (n_done inputs to skip).
     on_start(n_inputs): once the output is open, before the first input.
     on_result(result): after each input (skipped ones too), e.g. to advance a progress bar.
+    embeddings: a folder for each ok input's pooled encoder features (writing.embeddings),
+        from the same model call as its scores; the model needs a `features` output
+        (MissingOutputError, exit 2, before anything is scored). Not with resume: skipped
+        inputs would have no vector.
     """
     if options is not None:
         from gifsent_infer.running.readable import Readable
 
         readable = Readable.for_options(scorer.document, options)
-        columns, decorate = readable.columns(COLUMNS), readable.decorate
+        # readable.py's top/percentile columns, then extras.py's interval and timeline ones
+        columns = (*readable.columns(COLUMNS), *scorer.row_extras.columns())
+        decorate = readable.decorate
         batch_size, workers = options.batch_size, options.workers
+        if embeddings is None:
+            embeddings = options.embeddings
+    emb = _open_embeddings(scorer, embeddings, resume)
     keep = None
     done: dict[str, str] = {}
     if resume:
@@ -139,7 +154,11 @@ def score_to_file(
         keep, done = resume_plan(prev.rows, {item.name for item in items}, scorer.model_id)
         if on_resume is not None:
             on_resume(prev, len(done))
-    sink, kept_in = _open_sink(target, fmt, columns, keep, target.given)
+    from gifsent_infer.writing.provenance import score_file_metadata
+
+    sink, kept_in = _open_sink(
+        target, fmt, columns, keep, target.given, score_file_metadata(scorer)
+    )
     if on_start is not None:
         on_start(len(items))
 
@@ -151,8 +170,11 @@ def score_to_file(
             batch_size=batch_size,
             workers=workers,
             skip=(lambda path, sha: done.get(path) == sha) if done else None,
+            outputs=(FEATURES_OUTPUT,) if emb is not None else (),
         )
         for r in results:
+            if emb is not None and r.ok and r.extras:
+                emb.add(r.path, r.sha256, r.model_id, r.extras[FEATURES_OUTPUT])
             if r.status == "skipped":
                 tally.skipped += 1
             else:
@@ -177,5 +199,26 @@ def score_to_file(
         again = " (fix the cause and rerun with --resume)" if kept_in else ""
         raise ScoreRunError(f"scoring stopped: {type(e).__name__}: {e}{kept_in}{again}") from None
     sink.finish()
+    if emb is not None:
+        emb.finish()
     tally.seconds = time.perf_counter() - start
     return tally
+
+
+def _open_embeddings(scorer: Scorer, folder: str | os.PathLike | None, resume: bool):
+    """The embeddings writer for `folder` (None: none), checked before anything is scored."""
+    if folder is None:
+        return None
+    if resume:
+        raise ScoreRunError(
+            "--embeddings needs every input's vector: run without --resume (or write the "
+            "embeddings in a separate run)"
+        )
+    scorer.session.require_outputs((FEATURES_OUTPUT,), why="--embeddings")
+    from gifsent_infer.writing.embeddings import EmbeddingsError, EmbeddingsWriter
+    from gifsent_infer.writing.provenance import score_file_metadata
+
+    try:
+        return EmbeddingsWriter(folder, metadata=score_file_metadata(scorer))
+    except (EmbeddingsError, OSError) as e:
+        raise ScoreRunError(str(e)) from None

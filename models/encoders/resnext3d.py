@@ -43,6 +43,11 @@ RESNEXT101_FILE = "resnext-101-kinetics.pth"
 RESNEXT101_SOURCE = (
     "Hara et al., Kinetics-400 ResNeXt-101 (kenshohara/video-classification-3d-cnn-pytorch)"
 )
+# sha256 -> what the file is. Only a file whose sha256 is recorded here is described as the
+# published Kinetics checkpoint; any other Hara-format file (a fine-tune, random weights in a
+# check) is described by its name and sha256. None is recorded yet: the authors publish no
+# checksum, and this project has not downloaded the file to take one. Add it when verified.
+RESNEXT101_PUBLISHED: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -213,12 +218,13 @@ define_encoder(
         RESNEXT101,
         name=name,
         spec=spec,
-        description="3D ResNeXt-101 (cardinality 32, shortcut B) pretrained on Kinetics-400 "
-        "(Hara et al. 2018); 2048-d per 16x112x112 clip",
+        description="3D ResNeXt-101 (cardinality 32, shortcut B; Hara et al. 2018's network); "
+        "2048-d per 16x112x112 clip",
     ),
     default_spec=RESNEXT101_SPEC,
     load=load_hara_checkpoint,
     default_weights=_default_weights,
+    published=RESNEXT101_PUBLISHED,
 )
 define_encoder(
     "resnext3d-tiny",

@@ -85,7 +85,7 @@ def test_fp32_export_matches_pytorch_through_the_contract(work, head, tmp_path):
         doc.sampling.crop,
         3,
     ]
-    assert [o.name for o in model.graph.output] == ["scores"]
+    assert [o.name for o in model.graph.output] == ["scores", "segment_scores", "features"]
 
     # Three GIFs the parity check did not see, at a batch size it did not use.
     frames = sampled(work["eval"][-3:], doc.sampling, 3)
@@ -94,6 +94,24 @@ def test_fp32_export_matches_pytorch_through_the_contract(work, head, tmp_path):
         want = loaded.scorer(torch.from_numpy(frames)).numpy()
     assert got.shape == (3, 17) and got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+
+def test_fused_features_equal_the_encoder_graphs_pooled_output(work, tmp_path):
+    """The fused graph's `features` [B, D] is the encoder graph's [B, S, D] averaged over
+    segments, from the same model call as the scores (to 1e-5)."""
+    ckpt = work["ckpt"]["maxpool"]
+    fused = tmp_path / "fused.onnx"
+    export_checkpoint(ckpt, fused, parity_gifs=work["eval"])
+    enc = tmp_path / "enc.onnx"
+    export_checkpoint(ckpt, enc, part="encoder", parity_gifs=work["eval"])
+    doc = document_of(fused)
+    frames = sampled(work["eval"][-3:], doc.sampling, 3)
+    engine = open_engine(fused, backend="onnxruntime", device="cpu")
+    scores, feats = engine.run_all({"frames": frames}, ["scores", "features"])
+    per_segment = open_engine(enc, backend="onnxruntime", device="cpu").run(frames, "features")
+    assert feats.shape == (3, doc.encoder.feature_dim) and per_segment.ndim == 3
+    np.testing.assert_allclose(feats, per_segment.mean(axis=1), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(scores, ort_scores(fused, frames), rtol=0, atol=0)
 
 
 def test_fp32_parity_on_real_gifs(work, real_gifs, tmp_path):

@@ -1,6 +1,7 @@
 """Joining a Ray cluster: what `pip install 'gifsent[ray]'` installs covers Ray Client; an address
-where nobody listens fails fast with exit 2 and one line; token authentication is passed
-through; actors and decoding tasks are planned to fit the cluster."""
+where nobody listens fails fast with exit 2 and one line; a port that accepts and never
+answers (Ray's native connect hangs there) exits 2 within the connect timeout + 5 s; token
+authentication is passed through; actors and decoding tasks are planned to fit the cluster."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def _ray_requirement():
     from packaging.requirements import Requirement
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    (req,) = [Requirement(r) for r in project["optional-dependencies"]["ray"]]
+    reqs = [Requirement(r) for r in project["optional-dependencies"]["ray"]]
+    assert {r.name for r in reqs} == {"ray", "deltalake"}  # scores go to a Delta table
+    (req,) = [r for r in reqs if r.name == "ray"]
     return req
 
 
@@ -81,6 +84,68 @@ def test_an_address_where_nobody_listens_fails_fast_with_one_line(scheme, tmp_pa
     # 3 s of retries, plus starting Python and importing Ray on a loaded machine
     assert 3 <= took < 60, took
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("part-*"))
+
+
+class SilentListener:
+    """A TCP port that accepts connections and never answers; records when it first accepted."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.first: float | None = None
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.first is None:
+                self.first = time.monotonic()
+            self.conns.append(conn)  # held open, never read from or written to
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_a_silent_listener_exits_2_within_the_connect_timeout(scheme, tmp_path):
+    """Ray's native GCS connect never returns from such a port (a Python alarm cannot stop
+    it); the join runs on a watchdog thread, so the deadline holds. Timed from the listener's
+    first accepted connection (the driver's own start-up, imports included, is not part of
+    the connect timeout), to the exit."""
+    pytest.importorskip("ray")
+    from infer_support import build_model, write_gifs
+
+    model = build_model(tmp_path / "m.onnx")
+    write_gifs(tmp_path / "gifs", 2)
+    listener = SilentListener()
+    address = f"{scheme}127.0.0.1:{listener.port}"
+    args = [sys.executable, "-c", "from gifsent_infer.cli import main; main()", "ray"]
+    args += [str(tmp_path / "gifs"), "--out", str(tmp_path / "out"), "--model", str(model)]
+    args += ["--address", address, "--connect-timeout", "5"]
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        ended = time.monotonic()
+    finally:
+        listener.close()
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert listener.first is not None, "the driver never connected"
+    assert ended - listener.first < 5 + 5, ended - listener.first
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("trained on: ")]
+    assert len(lines) == 1, lines
+    assert address in lines[0] and "within 5 s" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_addresses_parse_with_ray_default_ports(monkeypatch):

@@ -1,8 +1,7 @@
-"""Ray Data on a local Ray instance (2 CPUs): scoring gives the local CLI's rows exactly once (killed workers, resume); features fill the local cache."""
+"""Ray Data on a local Ray instance (2 CPUs): scoring into a Delta table gives the local CLI's rows exactly once (killed workers, resume, a killed driver); features fill the local cache."""
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,19 +11,14 @@ pytest.importorskip("ray.data")
 pytest.importorskip("pyarrow")
 
 from infer_support import build_model, gif_bytes, write_bad_inputs_folder, write_gifs  # noqa: E402
-from ray_support import assert_same_rows, local_rows  # noqa: E402
+from ray_support import assert_exactly_once, assert_same_rows, local_rows  # noqa: E402
 
 from gifsent_infer.scaleout import ray_cluster  # noqa: E402
-from gifsent_infer.scaleout.distributed import (  # noqa: E402
-    MANIFEST,
-    list_shards,
-    read_manifest,
-    read_scores,
-    read_shard,
-    score_with_ray,
-)
+from gifsent_infer.scaleout.distributed import read_scores, score_with_ray  # noqa: E402
 
-# small shards and batches, so that a dozen inputs spread over several tasks and shards
+pytest.importorskip("deltalake")
+
+# small commits and batches, so that a dozen inputs spread over several tasks and commits
 SMALL = {"read_batch": 3, "batch_size": 2, "shard_rows": 4}
 
 
@@ -52,11 +46,13 @@ def setup(tmp_path_factory):
     return model, gifs
 
 
-def shard_paths(out: Path) -> Counter:
-    return Counter(r["path"] for p in list_shards(out) for r in read_shard(p, ["path"]))
+def history(out: Path) -> list[str]:
+    from deltalake import DeltaTable
+
+    return [h["operation"] for h in reversed(DeltaTable(str(out)).history())]
 
 
-def test_matches_local_cli_row_for_row(setup, tmp_path):
+def test_matches_local_cli_row_for_row_for_every_reader(setup, tmp_path):
     model, gifs = setup
     want = local_rows(model, gifs, tmp_path / "local.jsonl")
     assert len(want) == 12
@@ -68,14 +64,10 @@ def test_matches_local_cli_row_for_row(setup, tmp_path):
     bad = {Path(r["path"]).name: r["error"] for r in rows if r["status"] == "error"}
     assert set(bad) == {"truncated.gif", "zero.gif", "text.gif"}
     assert "empty file" in bad["zero.gif"] and "not a GIF" in bad["text.gif"]
-
-    shards = list_shards(tmp_path / "out")
-    assert len(shards) >= 3 and all(p.suffix == ".parquet" for p in shards)
-    assert max(shard_paths(tmp_path / "out").values()) == 1
-    manifest = read_manifest(tmp_path / "out")
-    assert manifest["rows"] == 12 and manifest["ok"] == 9 and manifest["error"] == 3
-    assert sorted(s["name"] for s in manifest["shards"]) == [p.name for p in shards]
-    assert manifest["runs"][-1]["scored"] == 9
+    # one commit per 4 rows (appends: the table had none of them), then a compaction
+    assert summary.commits == 3
+    assert history(tmp_path / "out") == ["CREATE TABLE", *["WRITE"] * 3, "OPTIMIZE"]
+    assert_exactly_once(tmp_path / "out", want, ("deltalake", "duckdb", "polars", "pandas"))
 
 
 def test_killed_workers_lose_and_duplicate_nothing(setup, tmp_path, monkeypatch):
@@ -84,12 +76,10 @@ def test_killed_workers_lose_and_duplicate_nothing(setup, tmp_path, monkeypatch)
     marker = tmp_path / "actor.died"
     # the model actor dies on its first batch: Ray Data restarts it and retries the batch
     monkeypatch.setenv(ray_cluster.WORKER_FAULT_ENV, str(marker))
-    summary = score_with_ray([gifs], model, tmp_path / "out", format="jsonl", **SMALL)
+    summary = score_with_ray([gifs], model, tmp_path / "out", **SMALL)
     assert marker.exists()
     assert summary.scored + summary.failed == 12
-    assert max(shard_paths(tmp_path / "out").values()) == 1
-    assert_same_rows(read_scores(tmp_path / "out"), want)
-    assert all(p.suffix == ".jsonl" for p in list_shards(tmp_path / "out"))
+    assert_exactly_once(tmp_path / "out", want, ("deltalake",))
 
 
 def test_resume_skips_scored_inputs_and_retries_errors(setup, tmp_path):
@@ -106,20 +96,25 @@ def test_resume_skips_scored_inputs_and_retries_errors(setup, tmp_path):
     (part / "broken.gif").write_bytes(gif_bytes(43))  # fixed: the error row is retried
     second = score_with_ray([part], model, out, **SMALL)
     assert (second.scored, second.failed, second.skipped) == (5, 0, 4)
-    assert second.generation == first.generation + 1
+    assert second.version > first.version
 
+    want = local_rows(model, part, tmp_path / "local.jsonl")
     rows = read_scores(out)
-    assert_same_rows(rows, local_rows(model, part, tmp_path / "local.jsonl"))
+    assert_same_rows(rows, want)
     assert all(r["status"] == "ok" for r in rows)
-    # superseded rows (the old error, the old content) were removed from the older shards
-    assert max(shard_paths(out).values()) == 1
+    # the old error row and the old content's row were replaced (MERGE), not added to
+    assert "MERGE" in history(out)
+    assert_exactly_once(out, want, ("deltalake",))
 
     again = score_with_ray([part], model, out, **SMALL)
-    assert (again.scored, again.failed, again.skipped) == (0, 0, 9)
+    assert (again.scored, again.failed, again.skipped, again.commits) == (0, 0, 9, 0)
 
-    fresh = score_with_ray([part], model, out, resume=False, **SMALL)
-    assert (fresh.scored, fresh.skipped, fresh.generation) == (9, 0, 1)
-    assert (out / MANIFEST).is_file() and len(read_scores(out)) == 9
+    # --no-resume: every row rescored and MERGEd; rows of inputs not named are removed
+    fresh = score_with_ray([part / "g00001.gif", part / "g00002.gif"], model, out, resume=False)
+    assert (fresh.scored, fresh.skipped, fresh.removed) == (2, 0, 7)
+    assert [Path(r["path"]).name for r in read_scores(out)] == ["g00001.gif", "g00002.gif"]
+    # time travel: the snapshot before the --no-resume run still has all nine
+    assert len(read_scores(out, version=again.version)) == 9
 
 
 def test_killed_driver_keeps_its_shards_and_the_rerun_scores_only_the_rest(
@@ -133,21 +128,20 @@ def test_killed_driver_keeps_its_shards_and_the_rerun_scores_only_the_rest(
         pass
 
     def kill(stage: str, n: int) -> None:
-        if (stage, n) == ("shard", 3):
+        if (stage, n) == ("committed", 2):
             raise Killed
 
     monkeypatch.setattr(ray_cluster, "fault_hook", kill)
-    with pytest.raises(Killed):  # the driver dies right after writing its third shard
+    with pytest.raises(Killed):  # the driver dies right after its second commit
         score_with_ray([gifs], model, out, **SMALL)
     monkeypatch.setattr(ray_cluster, "fault_hook", None)
     kept = read_scores(out)
-    assert len(kept) == 3 * SMALL["shard_rows"]  # all three shards, 4 rows each
+    assert len(kept) == 2 * SMALL["shard_rows"]  # both commits, 4 rows each
     ok = sum(r["status"] == "ok" for r in kept)
     again = score_with_ray([gifs], model, out, **SMALL)
     # only what is missing (and error rows, which are always retried) is scored again
     assert again.skipped == ok and again.scored + again.failed == 12 - ok
-    assert_same_rows(read_scores(out), want)
-    assert max(shard_paths(out).values()) == 1
+    assert_exactly_once(out, want, ("deltalake",))
 
 
 def test_an_actor_holding_every_cpu_still_gets_its_inputs_decoded(setup, tmp_path):
@@ -207,12 +201,12 @@ def test_cli_ray_command(setup, tmp_path, capsys):
         pytest.skip("`gifsent-infer ray` is not wired into gifsent_infer/cli.py yet")
     model, gifs = setup
     out = tmp_path / "out"
-    args = ["ray", str(gifs), "--out", str(out), "--model", str(model), "--format", "jsonl"]
+    args = ["ray", str(gifs), "--out", str(out), "--model", str(model)]
     with pytest.raises(SystemExit) as e:
-        cli.main([*args, "--shard-rows", "5", "--flush-seconds", "30"])
+        cli.main([*args, "--commit-rows", "5", "--commit-seconds", "30", "--no-compact"])
     assert e.value.code == 1  # three bad inputs
     assert "scored 9, failed 3" in capsys.readouterr().err
-    assert sorted(len(read_shard(p)) for p in list_shards(out)) == [2, 5, 5]
+    assert history(out) == ["CREATE TABLE", "WRITE", "WRITE", "WRITE"]  # 5 + 5 + 2 rows
     with pytest.raises(SystemExit) as e:
         cli.main([*args, "--device", "cuda", "--no-resume"])
     assert e.value.code == 2 and "no GPUs" in capsys.readouterr().err

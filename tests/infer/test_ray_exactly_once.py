@@ -1,6 +1,7 @@
-"""Exactly once for plain readers at every instant: a rerun that replaces error rows, killed at
-each stage boundary (a deterministic fault hook) and once with a real SIGKILL, never shows
-pyarrow two rows for one input, and the next run ends with the local CLI's rows."""
+"""Exactly once for readers at every instant: a rerun that replaces error rows (MERGE) and adds
+rows (append), killed at each stage boundary (a deterministic fault hook) and once with a real
+SIGKILL inside a commit, never shows a reader two rows for one input or a row of neither run,
+and the next run ends with the local CLI's rows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,19 +20,20 @@ pytest.importorskip("pyarrow")
 
 from infer_support import build_model, gif_bytes, write_gifs  # noqa: E402
 from ray_support import (  # noqa: E402
-    assert_at_most_once,
+    assert_exactly_once,
     assert_same_row,
-    assert_same_rows,
     init_local_ray,
     local_rows,
-    pyarrow_rows,
+    reader_rows,
 )
 
-from gifsent_infer.scaleout import distributed, ray_cluster  # noqa: E402
+from gifsent_infer.scaleout import ray_cluster  # noqa: E402
 from gifsent_infer.scaleout.distributed import read_scores, score_with_ray  # noqa: E402
 
+pytest.importorskip("deltalake")
+
 REPO = Path(__file__).resolve().parents[2]
-# two rows per shard: the error rows of the first run land in several shards
+# two rows per commit: the error rows of the first run land in several commits
 SMALL = {"read_batch": 2, "batch_size": 2, "shard_rows": 2}
 BROKEN = ("b1.gif", "b2.gif", "b3.gif")
 
@@ -66,22 +67,18 @@ def first_run(tmp_path_factory):
     return model, gifs, base, old, want
 
 
-def pyarrow_file(path: Path) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_table(path, columns=["path"]).to_pylist()
-    except FileNotFoundError:  # replaced or removed in the meantime
-        return []
-
-
 class Killed(BaseException):
     """The driver 'dies' here: nothing after this point of score_with_ray runs."""
 
 
 def assert_old_or_new(out: Path, old: dict, want: dict) -> None:
-    """At most one row per input, and each row is the first run's or the final one."""
-    for r in assert_at_most_once(out):
+    """Every input of the first run has one row, each the first run's or the final one
+    (new inputs: none yet, or the final one)."""
+    rows = reader_rows(out, "deltalake")
+    paths = [r["path"] for r in rows]
+    assert len(paths) == len(set(paths)), "a reader sees two rows for one input"
+    assert set(old) <= set(paths), "an input of the first run lost its row"
+    for r in rows:
         ref = want[r["path"]] if r["status"] == "ok" else old[r["path"]]
         assert_same_row(r, ref)
 
@@ -105,10 +102,8 @@ def test_every_stage_boundary_of_a_rerun_keeps_readers_exactly_once(
     s = score_with_ray([gifs], model, out, **SMALL)
     assert (s.scored, s.failed, s.skipped) == (5, 0, 5)
     stages = {st for st, _ in seen}
-    assert {"recovered", "shard", "scored", "trimmed", "published", "committed"} <= stages
-    assert_same_rows(pyarrow_rows(out), want)
-    assert_same_rows(read_scores(out), want)
-    assert not distributed.list_staged(out)
+    assert {"recovered", "commit", "committed", "scored"} <= stages
+    assert_exactly_once(out, want, ("deltalake",))
 
     # now kill the driver at each of those boundaries in turn; then a plain rerun finishes
     for stage, n in seen:
@@ -129,70 +124,26 @@ def test_every_stage_boundary_of_a_rerun_keeps_readers_exactly_once(
         monkeypatch.setattr(ray_cluster, "fault_hook", None)
         again = score_with_ray([gifs], model, out, **SMALL)
         assert again.scored + again.skipped == 10 and again.failed == 0, (stage, n)
-        assert_same_rows(pyarrow_rows(out), want)
-        assert_same_rows(read_scores(out), want)
+        assert_exactly_once(out, want, ("deltalake",))
 
 
-def test_commit_is_idempotent_and_readers_ignore_staged_files(first_run, tmp_path):
-    """Staged shards are invisible to pyarrow and pandas; committing twice changes nothing."""
-    model, gifs, base, _old, want = first_run
-    out = tmp_path / "out"
-    shutil.copytree(base, out)
-    with pytest.MonkeyPatch.context() as mp:
-
-        def stop(stage: str, n: int) -> None:
-            if stage == "scored":
-                raise Killed
-
-        mp.setattr(ray_cluster, "fault_hook", stop)
-        with pytest.raises(Killed):
-            score_with_ray([gifs], model, out, **SMALL)
-    staged = distributed.list_staged(out)
-    assert staged and all(p.name.startswith("_") and p.suffix == ".staged" for p in staged)
-    pandas = pytest.importorskip("pandas")
-    frame = pandas.read_parquet(out)
-    # the first run's 8 rows plus the 2 new inputs (committed directly); the replacements
-    # of the 3 error rows are staged, so the error rows are still what readers see
-    assert len(frame) == 10 and frame["path"].is_unique
-    errors = frame[frame["status"] == "error"]
-    assert sorted(Path(p).name for p in errors["path"]) == list(BROKEN)
-    assert len(distributed.commit_staged(out)) == len(staged)
-    names = sorted(p.name for p in distributed.list_shards(out))
-    assert (
-        distributed.commit_staged(out) == []
-        and sorted(p.name for p in distributed.list_shards(out)) == names
-    )
-    assert_same_rows(read_scores(out), want)
-
-
-def test_sigkilled_rerun_leaves_no_duplicates(first_run, tmp_path):
-    """The issue's repro with a real SIGKILL: kill the rerun's driver as soon as one of its
-    `part-g0002-*` shards appears; pyarrow must still see one row per input."""
+def test_sigkilled_around_a_commit_leaves_no_duplicates(first_run, tmp_path):
+    """A real SIGKILL 10 ms after the rerun's second commit starts (around its commits of
+    new and replaced rows): readers see old or new rows only, and the next run ends with
+    the local CLI's rows (test_ray_optional checks what a kill inside a commit leaves)."""
     model, gifs, base, old, want = first_run
     out = tmp_path / "out"
     shutil.copytree(base, out)
     env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONPATH": str(REPO)}
+    # the rerun's rows: 2 new inputs (appended) and 3 replacements (merged); commits of
+    # two rows: the replacements' first MERGE is the third commit at the latest
+    env[ray_cluster.FAULT_ENV] = "commit:2@0.01"
     args = [sys.executable, "-c", "from gifsent_infer.cli import main; main()"]
-    args += ["ray", str(gifs), "--out", str(out)]
-    args += ["--model", str(model), "--quiet"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    broken = {str(gifs / name) for name in BROKEN}
-    deadline, checked = time.monotonic() + 240, set()
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            new = [p for p in out.glob("part-g0002-*.parquet") if p not in checked]
-            # the first visible shard of the rerun that holds a replacement of an error row
-            if any(broken & {r["path"] for r in pyarrow_file(p)} for p in new):
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            checked.update(new)
-            time.sleep(0.005)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode in (-signal.SIGKILL, 0), err.decode()[-2000:]
+    args += ["ray", str(gifs), "--out", str(out), "--model", str(model), "--quiet"]
+    args += ["--commit-rows", "2"]
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert_old_or_new(out, old, want)
     again = score_with_ray([gifs], model, out, **SMALL)
     assert again.failed == 0
-    assert_same_rows(pyarrow_rows(out), want)
+    assert_exactly_once(out, want)

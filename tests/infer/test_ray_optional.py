@@ -1,4 +1,6 @@
-"""The Ray path without Ray: importing costs nothing, a missing Ray says how to install it; shard bookkeeping."""
+"""The Ray path without Ray: importing costs nothing, a missing Ray says how to install it; the
+Delta table writer's commits (by rows, by time, MERGE for replacements), object-store and
+manifest inputs."""
 
 from __future__ import annotations
 
@@ -7,20 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from gifsent_infer.contract import EMOTIONS
-from gifsent_infer.scaleout.distributed import (
-    _drain,
-    auto_shard_rows,
-    list_shards,
-    list_staged,
-    read_manifest,
-    read_scores,
-    read_shard,
-    rebuild_manifest,
-    shard_name,
-    write_shard,
-)
-from gifsent_infer.scaleout.ray_shards import ShardWriter
+from gifsent_infer.scaleout.distributed import _drain, auto_commit_rows
 
 
 def test_import_does_not_import_ray_and_missing_ray_gives_the_hint(tmp_path):
@@ -56,34 +48,6 @@ def row(path: str, sha: str, status: str = "ok", score: float = 0.5) -> dict:
     return r
 
 
-def test_shard_names_are_keyed_by_content_not_order():
-    a, b = row("a.gif", "aa"), row("b.gif", "bb")
-    assert shard_name([a, b], 1, "jsonl") == shard_name([b, a], 1, "jsonl")
-    assert shard_name([a, b], 1, "jsonl") != shard_name([a, row("b.gif", "cc")], 1, "jsonl")
-    assert shard_name([a], 1, "jsonl") != shard_name([a], 2, "jsonl")
-
-
-def test_rebuild_keeps_one_row_per_input_newest_generation_first(tmp_path: Path):
-    out = tmp_path
-    write_shard(out, [row("a.gif", "aa"), row("b.gif", "bb", "error")], 1, "jsonl")
-    write_shard(out, [row("c.gif", "cc")], 1, "jsonl")
-    # a later run rescored b (now fixed) and a (content changed)
-    write_shard(out, [row("b.gif", "b2", score=0.7), row("a.gif", "a2", score=0.9)], 2, "jsonl")
-    # a crash between writing a rewritten shard and removing the old one leaves a duplicate
-    write_shard(out, [row("c.gif", "cc"), row("d.gif", "dd")], 1, "jsonl")
-    (out / ".part-g0001-junk.tmp").write_text("a torn temporary file")
-
-    manifest = rebuild_manifest(out)
-    assert manifest["rows"] == 4 and manifest["ok"] == 4 and manifest["error"] == 0
-    paths = [r["path"] for p in list_shards(out) for r in read_shard(p)]
-    assert sorted(paths) == ["a.gif", "b.gif", "c.gif", "d.gif"]
-    rows = {r["path"]: r for r in read_scores(out)}
-    assert rows["a.gif"]["sha256"] == "a2" and rows["a.gif"]["happiness"] == 0.9
-    assert rows["b.gif"]["status"] == "ok"
-    assert rebuild_manifest(out)["shards"] == manifest["shards"]  # idempotent
-    assert read_manifest(out)["rows"] == 4
-
-
 class Block:
     """What Ray Data hands the driver: a block of score rows (here without pyarrow)."""
 
@@ -106,39 +70,172 @@ def blocks(n_blocks: int, per_block: int, pause: float):
         time.sleep(pause)
 
 
-def test_shards_flush_by_rows(tmp_path: Path):
-    w = ShardWriter(tmp_path, 1, "jsonl", rows=3, seconds=3600.0, replaces=set())
+def table(tmp_path: Path):
+    pytest.importorskip("deltalake")
+    from gifsent_infer.scaleout.delta_table import ensure_table
+
+    return ensure_table(tmp_path / "t")
+
+
+def commits(dt) -> list[tuple[str, int]]:
+    """(operation, rows it wrote) of each commit after the table's creation, oldest first."""
+    out = []
+    for h in reversed(dt.history()):
+        if h["operation"] == "CREATE TABLE":
+            continue
+        m = h.get("operationMetrics", {})
+        out.append((h["operation"], int(m.get("num_added_rows", m.get("num_output_rows", 0)))))
+    return out
+
+
+def test_rows_are_committed_by_rows(tmp_path: Path):
+    from gifsent_infer.scaleout.delta_table import TableWriter, read_scores
+
+    dt = table(tmp_path)
+    w = TableWriter(dt, rows=3, seconds=3600.0, replaces=set())
     _drain(lambda: blocks(4, 2, 0.0), w)
-    sizes = sorted(len(read_shard(p)) for p in list_shards(tmp_path))
-    assert sizes == [2, 3, 3] and (w.scored, w.failed) == (8, 0)
+    dt.update_incremental()
+    assert commits(dt) == [("WRITE", 3), ("WRITE", 3), ("WRITE", 2)]
+    assert (w.scored, w.failed, w.commits) == (8, 0, 3)
+    assert [r["path"] for r in read_scores(tmp_path / "t")] == [f"g{k:03d}.gif" for k in range(8)]
 
 
-def test_shards_flush_by_time_while_the_pipeline_is_busy(tmp_path: Path, monkeypatch):
-    """Rows arriving every 0.6 s with a 0.1 s flush interval are on disk before the next
+def test_rows_are_committed_by_time_while_the_pipeline_is_busy(tmp_path: Path, monkeypatch):
+    """Rows arriving every 0.6 s with a 0.1 s commit interval are committed before the next
     block comes, though the row limit (1000) is never reached."""
     from gifsent_infer.scaleout import ray_cluster
+    from gifsent_infer.scaleout.delta_table import TableWriter, open_table
 
+    dt = table(tmp_path)
     written: list[tuple[float, int]] = []
     t0 = time.monotonic()
     monkeypatch.setattr(
         ray_cluster,
         "fault_hook",
         lambda stage, n: (
-            stage == "shard" and written.append((time.monotonic() - t0, len(list_shards(tmp_path))))
+            stage == "committed"
+            and written.append((time.monotonic() - t0, open_table(tmp_path / "t").version()))
         ),
     )
-    w = ShardWriter(tmp_path, 1, "jsonl", rows=1000, seconds=0.1, replaces=set())
+    w = TableWriter(dt, rows=1000, seconds=0.1, replaces=set())
     _drain(lambda: blocks(3, 2, 0.6), w)
-    assert [n for _, n in written] == [1, 2, 3]
-    # block k arrives at ~0.6*k s; its shard is written ~0.1 s later, before block k+1
+    assert [v for _, v in written] == [1, 2, 3]
+    # block k arrives at ~0.6*k s; its commit is made ~0.1 s later, before block k+1
     for k, (t, _) in enumerate(written):
-        assert 0.6 * k + 0.05 < t < 0.6 * k + 0.5, written
-    assert sorted(len(read_shard(p)) for p in list_shards(tmp_path)) == [2, 2, 2]
+        assert 0.6 * k + 0.05 < t < 0.6 * k + 0.55, written
 
 
-def test_replacement_rows_are_staged_and_shard_rows_follow_the_input_count(tmp_path: Path):
-    w = ShardWriter(tmp_path, 2, "jsonl", rows=100, seconds=3600.0, replaces={"g001.gif"})
-    _drain(lambda: blocks(1, 3, 0.0), w)
-    assert [len(read_shard(p)) for p in list_shards(tmp_path)] == [2]
-    assert [[r["path"] for r in read_shard(p)] for p in list_staged(tmp_path)] == [["g001.gif"]]
-    assert [auto_shard_rows(n) for n in (1, 238, 1000, 10_000, 100_000)] == [8, 8, 32, 313, 1024]
+def test_replacement_rows_are_merged_and_commit_rows_follow_the_input_count(tmp_path: Path):
+    from gifsent_infer.scaleout.delta_table import TableWriter, read_scores
+
+    dt = table(tmp_path)
+    first = TableWriter(dt, rows=100, seconds=3600.0, replaces=set())
+    first.add([row("g000.gif", "a", "error"), row("g001.gif", "b")])
+    first.flush()
+    again = TableWriter(dt, rows=100, seconds=3600.0, replaces={"g000.gif", "g001.gif"})
+    again.add([row("g000.gif", "a2", score=0.25), row("g002.gif", "c")])
+    again.flush()
+    dt.update_incremental()
+    assert [op for op, _ in commits(dt)] == ["WRITE", "WRITE", "MERGE"]
+    rows = {r["path"]: r for r in read_scores(tmp_path / "t")}
+    assert sorted(rows) == ["g000.gif", "g001.gif", "g002.gif"]
+    assert rows["g000.gif"]["status"] == "ok" and rows["g000.gif"]["happiness"] == 0.25
+    assert [auto_commit_rows(n) for n in (1, 238, 1000, 10_000, 100_000)] == [8, 8, 32, 313, 1024]
+
+
+def test_a_folder_that_is_not_a_table_is_refused(tmp_path: Path):
+    pytest.importorskip("deltalake")
+    from gifsent_infer.scaleout.delta_table import ScoresTableError, ensure_table
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "part-g0001-0123456789abcdef01234567.parquet").write_bytes(b"PAR1")
+    with pytest.raises(ScoresTableError, match="older gifsent"):
+        ensure_table(old)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ScoresTableError, match="is a file"):
+        ensure_table(tmp_path / "file")
+    other = tmp_path / "other"
+    import deltalake
+    import pyarrow as pa
+
+    deltalake.write_deltalake(str(other), pa.table({"x": [1]}))
+    with pytest.raises(ScoresTableError, match="not a gifsent score table"):
+        ensure_table(other)
+
+
+def test_store_inputs_list_read_and_keep_the_limits():
+    """Any fsspec filesystem works as an input store (here fsspec's memory://): a prefix is
+    listed (GIFs by name), an object named explicitly always gets a row, the size limit is
+    checked before reading, a missing object is an error row."""
+    fsspec = pytest.importorskip("fsspec")
+    pytest.importorskip("pyarrow")
+    from infer_support import gif_bytes
+
+    from gifsent_infer.reading.inputs import InputError, expand_inputs, read_item
+
+    mem = fsspec.filesystem("memory")
+    mem.pipe("/gifsent-t/in/a.gif", gif_bytes(1))
+    mem.pipe("/gifsent-t/in/sub/b.gif", gif_bytes(2))
+    mem.pipe("/gifsent-t/in/notes.txt", b"hello")
+    items = expand_inputs(["memory://gifsent-t/in", "memory://gifsent-t/in/notes.txt"]).items
+    names = [i.name for i in items]
+    assert names[-1] == "memory://gifsent-t/in/notes.txt" and len(names) == 3
+    assert sorted(n.rsplit("/", 1)[1] for n in names[:2]) == ["a.gif", "b.gif"]
+    assert read_item(items[0]) in (gif_bytes(1), gif_bytes(2))
+    with pytest.raises(InputError, match="over the"):
+        read_item(items[0], max_bytes=10)
+    (missing,) = expand_inputs(["memory://gifsent-t/nope.gif", "memory://gifsent-t/in"]).items[:1]
+    assert missing.error == "no such object or prefix"
+
+
+def test_manifest_rows_are_inputs_named_exactly(tmp_path: Path):
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gifsent_infer.reading.manifest import ManifestError, manifest_items, read_manifest_names
+
+    (tmp_path / "a.gif").write_bytes(b"GIF89a")
+    listed = [str(tmp_path / "a.gif"), "", str(tmp_path / "gone.gif"), str(tmp_path)]
+    listed += ["https://example.com/x.gif", "s3://bucket/k.gif", str(tmp_path / "a.gif")]
+    pq.write_table(pa.table({"id": list(range(7)), "url": listed}), tmp_path / "m.parquet")
+    items = manifest_items(tmp_path / "m.parquet")
+    assert [i.name for i in items] == [listed[0], *listed[2:6]]  # blanks and repeats dropped
+    assert [i.error for i in items] == [None, "no such file or folder", "is a folder", None, None]
+    assert items[3].url == listed[4] and items[4].url == listed[5]
+    (tmp_path / "m.csv").write_text("name,n\n007.gif,1\n")
+    assert read_manifest_names(tmp_path / "m.csv", "name") == ["007.gif"]  # text, not 7
+    (tmp_path / "m.jsonl").write_text('{"path": "x.gif"}\n{"path": null}\n')
+    assert read_manifest_names(tmp_path / "m.jsonl") == ["x.gif"]
+    with pytest.raises(ManifestError, match="--manifest-column"):
+        read_manifest_names(tmp_path / "m.csv")
+    with pytest.raises(ManifestError, match="no such file"):
+        read_manifest_names(tmp_path / "nope.parquet")
+
+
+def test_what_a_driver_killed_inside_a_commit_leaves_is_in_no_snapshot(tmp_path: Path):
+    """A SIGKILL between a commit's data files and its log entry leaves data files no log
+    entry names (here: a file holding every row again) and a temporary log file; readers and
+    the next commit ignore both (a timed SIGKILL rarely lands there: an append takes ~5 ms)."""
+    import pyarrow.parquet as pq
+    from ray_support import reader_rows
+
+    from gifsent_infer.scaleout.delta_table import TableWriter, open_table, read_scores
+
+    dt = table(tmp_path)
+    w = TableWriter(dt, rows=100, seconds=3600.0, replaces=set())
+    w.add([row(f"g{k}.gif", f"s{k}") for k in range(3)])
+    w.flush()
+    t = tmp_path / "t"
+    orphan = pq.read_table(next(t.glob("*.parquet")))
+    pq.write_table(
+        orphan, t / "part-00000-0badc0de-0000-0000-0000-000000000000-c000.snappy.parquet"
+    )
+    (t / "_delta_log" / "_commit_0badc0de.json.tmp").write_text('{"add": {"path": "x"}}')
+    for reader in ("deltalake", "duckdb", "polars"):
+        assert sorted(r["path"] for r in reader_rows(t, reader)) == ["g0.gif", "g1.gif", "g2.gif"]
+    w.add([row("g3.gif", "s3")])
+    w.flush()  # the next commit after such a kill
+    assert [r["path"] for r in read_scores(t)] == ["g0.gif", "g1.gif", "g2.gif", "g3.gif"]
+    assert open_table(t).version() == 2

@@ -14,6 +14,7 @@ import pytest
 from gifsent_infer.contract import (
     DEMO_WARNING,
     EMOTIONS,
+    SCHEMA_VERSION,
     ContractError,
     ModelDocument,
     Provenance,
@@ -65,7 +66,7 @@ def test_schema_2_round_trips_provenance_and_quantiles():
     q = compute_quantiles(np.random.default_rng(0).random((50, 17)))
     doc = dataclasses.replace(make_document(), provenance=DEMO, score_quantiles=q)
     again = ModelDocument.from_json(doc.to_json())
-    assert again == doc and again.schema_version == 2
+    assert again == doc and again.schema_version == SCHEMA_VERSION
     assert again.is_demo and again.provenance.train_gifs == 480
     assert len(again.score_quantiles.levels) == 101 and again.score_quantiles.gifs == 50
 

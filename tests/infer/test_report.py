@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import urllib.parse
@@ -71,9 +72,7 @@ def _ok_rows(path: Path) -> list[dict]:
 # --- without a browser -----------------------------------------------------------------------
 
 
-def test_load_rows_reads_csv_jsonl_json_and_ray_folders(scored, tmp_path):
-    from gifsent_infer.scaleout.distributed import write_shard
-
+def test_load_rows_reads_csv_jsonl_json_and_ray_tables(scored, tmp_path):
     csv_rows = load_rows(scored["csv"])
     assert len(csv_rows) == 9
     jsonl_rows = load_rows(scored["root"] / "s.jsonl")
@@ -83,19 +82,22 @@ def test_load_rows_reads_csv_jsonl_json_and_ray_folders(scored, tmp_path):
     ]
     for a, b in zip(sorted(jsonl_rows, key=key), sorted(csv_rows, key=key), strict=True):
         assert a["happiness"] == b["happiness"] and a["top"] == b["top"]
-    folder = tmp_path / "ray-out"
-    folder.mkdir()
-    write_shard(folder, csv_rows[:5], 1, "jsonl")
-    write_shard(folder, csv_rows[5:], 1, "parquet")
-    from_ray = load_rows(folder)
-    assert [r["path"] for r in from_ray] == sorted(r["path"] for r in csv_rows)
-    for r in from_ray:
-        want = next(c for c in csv_rows if c["path"] == r["path"])
-        assert r["happiness"] == want["happiness"] and r["status"] == want["status"]
+    if importlib.util.find_spec("deltalake") is not None:  # the `ray` extra's table
+        from gifsent_infer.scaleout.delta_table import TableWriter, ensure_table
+
+        table = tmp_path / "ray-out"
+        writer = TableWriter(ensure_table(table), 5, 3600.0, set())
+        writer.add(reversed(jsonl_rows))
+        writer.flush()
+        from_ray = load_rows(table)
+        assert [r["path"] for r in from_ray] == sorted(r["path"] for r in csv_rows)
+        for r in from_ray:
+            want = next(c for c in csv_rows if c["path"] == r["path"])
+            assert r["happiness"] == want["happiness"] and r["status"] == want["status"]
     with pytest.raises(ReportError, match="does not exist"):
         load_rows(tmp_path / "nope.csv")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ReportError, match="without score shards"):
+    with pytest.raises(ReportError, match="not a Delta table"):
         load_rows(tmp_path / "empty")
 
 
@@ -162,7 +164,9 @@ def test_embed_makes_small_animated_thumbnails(scored, tmp_path):
     s = write_report(scored["csv"], out, model=scored["model"], embed=True)
     assert s.embedded == 8
     text = out.read_text(encoding="utf-8")
-    uri = text.split('src="data:image/gif;base64,')[1].split('"')[0]
+    # each thumbnail once (a CSS class), however many cards and table rows show its GIF
+    assert text.count("data:image/gif;base64,") == 8
+    uri = text.split("url(data:image/gif;base64,")[1].split(")")[0]
     import base64
     import io
 

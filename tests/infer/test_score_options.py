@@ -23,7 +23,7 @@ def _params(command: str) -> dict[str, object]:
     return {p.name: p for p in group.commands[command].params}  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("command", ["score", "ray"])
+@pytest.mark.parametrize("command", ["score", "ray", "serve"])
 def test_every_score_option_is_a_flag_with_the_fields_default(command):
     params = _params(command)
     defaults = ScoreOptions()
@@ -160,17 +160,17 @@ def test_ray_rows_equal_the_local_clis_under_every_option(local_ray, tmp_path):
     assert all(len(r["top"]) == 5 for r in ray_rows if r["status"] == "ok")
     _assert_same_rows(ray_rows, local_rows)
 
-    # the extras off: the plain columns (a folder holds one kind of row: a fresh one)
+    # the extras off: the plain columns (a table holds one kind of row: a fresh one)
     plain = ["--device", "cpu", "--top", "0", "--batch-size", "2"]
     local = tmp_path / "plain.jsonl"
     assert _cli(["score", gifs, "-m", model, "-o", local, "-q", *plain]) == 1
     out2 = tmp_path / "ray-plain"
-    assert _cli(["ray", gifs, "-m", model, "-o", out2, "-f", "jsonl", "-q", *plain]) == 1
+    assert _cli(["ray", gifs, "-m", model, "-o", out2, "-q", *plain]) == 1
     _assert_same_rows(
         read_scores(out2), [json.loads(line) for line in local.read_text().splitlines()]
     )
-    # resuming a folder with other extra columns is refused, and changes nothing
-    assert _cli(["ray", gifs, "-m", model, "-o", out2, "-f", "jsonl", "-q", "--top", "2"]) == 2
+    # resuming a table with other extra columns is refused, and changes nothing
+    assert _cli(["ray", gifs, "-m", model, "-o", out2, "-q", "--top", "2"]) == 2
 
 
 def test_the_model_actor_runs_at_the_options_precision(local_ray, tmp_path):
@@ -182,3 +182,22 @@ def test_the_model_actor_runs_at_the_options_precision(local_ray, tmp_path):
     ref = [local_ray.put(model.read_bytes())]
     with pytest.raises(DeviceError, match="bf16"):
         _ScoreActor(ref, file_sha256(model), "cpu", 1, None, "onnxruntime", "bf16")
+
+
+@pytest.mark.parametrize(
+    ("plan_cap", "slots", "workers", "budget", "want"),
+    [
+        (None, 2.0, None, 1 << 30, None),  # the default budget (4 tasks) binds not on 2 CPUs
+        (None, 16.0, None, 1 << 30, 4),  # ... but on 16: 1 GiB of 256 MiB tasks
+        (None, 16.0, 3, 1 << 30, 3),  # --workers 3
+        (None, 16.0, 0, 1 << 30, 1),  # --workers 0: one at a time
+        (2, float("inf"), None, 100 << 20, 1),  # decoding sharing 2 CPUs, a 100 MiB budget
+        (2, float("inf"), 8, 1 << 30, 2),  # never more than the plan allows
+    ],
+)
+def test_ray_decoding_tasks_follow_workers_and_the_memory_budget(
+    plan_cap, slots, workers, budget, want
+):
+    from gifsent_infer.scaleout.distributed import DEFAULT_DECODE_MEMORY, decode_tasks_cap
+
+    assert decode_tasks_cap(plan_cap, slots, workers, budget, DEFAULT_DECODE_MEMORY) == want

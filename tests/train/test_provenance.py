@@ -16,7 +16,7 @@ from support import tiny_checkpoint as make_checkpoint
 
 from gifsent_export.api import export_checkpoint
 from gifsent_export.frames import generate_gifs
-from gifsent_infer.contract import DEMO_WARNING, EMOTIONS, EncoderInfo
+from gifsent_infer.contract import DEMO_WARNING, EMOTIONS, SCHEMA_VERSION, EncoderInfo
 from gifsent_infer.running.readable import percentile
 from gifsent_infer.running.session import read_document
 from gifsent_train.bradley_terry import BTScores, minmax_target, write_scores_csv
@@ -82,7 +82,7 @@ def test_export_writes_provenance_and_training_quantiles(tmp_path, capsys):
     out = tmp_path / "m.onnx"
     export_checkpoint(run.checkpoint("rnn"), out, parity_count=2)
     doc = read_document(out)
-    assert doc.schema_version == 2 and doc.is_demo
+    assert doc.schema_version == SCHEMA_VERSION and doc.is_demo
     p = doc.provenance
     assert p.dataset_kind == "procedural-demo" and "seed 3" in p.dataset_name
     assert (p.gifs, p.train_gifs, p.run_id) == (N_GIFS, 6, "demo-run")

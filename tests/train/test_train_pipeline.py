@@ -81,6 +81,10 @@ def test_whole_small_run(demo_dir, tmp_path, capsys):
         ("linear", "mean"),
     }
     assert metrics["models"]["rnn"]["seeds"]["test"]["rmse"]["std"] > 0
+    # issue 22: the seed refits are kept for --ensemble, with their conformal calibration
+    assert [p.name for p in run.seed_checkpoints("rnn")] == ["best-rnn.pt", "seed1-rnn.pt"]
+    assert set(metrics["intervals"]["rnn"]) == {"k1", "k2"}
+    assert run.intervals("rnn", 2)["heads"] == 2 and "## How sure" in report
     # --max-epochs 6 with patience 4: a trial still improving at epoch 6 is flagged
     for t in (json.loads(p.read_text()) for p in run.trials.glob("*-[0-9]*.json")):
         hit = not t["stopped_early"] and t["epochs_run"] == 6

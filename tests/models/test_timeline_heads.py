@@ -1,0 +1,108 @@
+"""Named outputs of the heads and the fused scorer: the timeline (segment_scores) known by
+construction, K-head ensembles equal to K separate heads, and both exported by name to ONNX."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from support import TINY_HEADS
+
+from gifsent_infer.contract import NUM_EMOTIONS
+from gifsent_models.heads import EnsembleHead, create_head, head_outputs
+from gifsent_models.registry import create_encoder
+from gifsent_models.scorer import GifScorer, NamedOutputs
+
+NAMES = ("scores", "segment_scores")
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    with torch.no_grad():
+        yield
+
+
+def _features(b=3, s=5, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, s, d, generator=g)
+
+
+def test_linear_timeline_is_the_map_of_each_segment_known_by_construction():
+    head = create_head("linear", 4).eval()
+    w = torch.zeros(NUM_EMOTIONS, 4)
+    w[0, 0], w[1, 1] = 1.0, 2.0  # amusement reads feature 0; anger twice feature 1
+    head.set_affine(w, torch.zeros(NUM_EMOTIONS))
+    x = torch.zeros(1, 4, 4)
+    x[0, :, 0] = torch.tensor([0.1, 0.9, 0.3, 0.2])  # amusement peaks in segment 1
+    x[0, :, 1] = torch.tensor([0.0, 0.0, 0.0, 0.5])  # anger only in the last segment
+    out = head_outputs(head, x, NAMES)
+    seg = out["segment_scores"][0]
+    np.testing.assert_allclose(seg[:, 0], [0.1, 0.9, 0.3, 0.2], atol=1e-6)
+    np.testing.assert_allclose(seg[:, 1], [0.0, 0.0, 0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(out["scores"], seg.mean(0, keepdim=True), atol=1e-6)
+
+
+def test_maxpool_timeline_is_the_head_on_each_segment_alone():
+    head = create_head("maxpool", 8, TINY_HEADS["maxpool"]).eval()
+    x = _features()
+    seg = head_outputs(head, x, NAMES)["segment_scores"]
+    assert seg.shape == (3, 5, NUM_EMOTIONS)
+    for s in range(5):  # a GIF made of segment s alone scores what the timeline says
+        alone = head(x[:, s : s + 1])
+        np.testing.assert_allclose(seg[:, s], alone.detach(), atol=1e-5)
+
+
+def test_rnn_timeline_is_the_running_estimate_in_order():
+    head = create_head("rnn", 8, TINY_HEADS["rnn"]).eval()
+    x = _features()
+    out = head_outputs(head, x, NAMES)
+    seg = out["segment_scores"]
+    for s in range(5):  # after segment s: the head on the first s + 1 segments
+        np.testing.assert_allclose(seg[:, s], head(x[:, : s + 1]).detach(), atol=1e-5)
+    np.testing.assert_allclose(out["scores"], head(x).detach(), atol=1e-6)
+    reversed_seg = head_outputs(head, x.flip(1), NAMES)["segment_scores"]
+    assert not torch.allclose(reversed_seg, seg.flip(1), atol=1e-4)  # order matters
+
+
+@pytest.mark.parametrize("name", ["maxpool", "rnn", "linear"])
+def test_k_head_ensemble_equals_k_separate_heads(name):
+    torch.manual_seed(0)
+    heads = [create_head(name, 8, TINY_HEADS[name]).eval() for _ in range(3)]
+    x = _features()
+    ens = EnsembleHead(heads).eval()
+    out = head_outputs(ens, x, ("scores", "segment_scores", "scores_std"))
+    sep = torch.stack([h(x) for h in heads])
+    sep_seg = torch.stack([head_outputs(h, x, NAMES)["segment_scores"] for h in heads])
+    np.testing.assert_allclose(out["scores"], sep.mean(0).detach(), atol=1e-5)
+    np.testing.assert_allclose(out["scores_std"], sep.std(0, unbiased=False).detach(), atol=1e-5)
+    np.testing.assert_allclose(out["segment_scores"], sep_seg.mean(0).detach(), atol=1e-5)
+    with pytest.raises(ValueError, match="scores_std"):
+        head_outputs(heads[0], x, ("scores_std",))
+
+
+def test_named_outputs_export_by_name_and_match_pytorch(tmp_path):
+    from gifsent_export.parity import open_graph
+    from gifsent_models.onnx import encoder_example, export_proto
+
+    torch.manual_seed(1)
+    enc = create_encoder("resnext3d-tiny", random_init=True).eval()
+    heads = [create_head("rnn", enc.feature_dim, TINY_HEADS["rnn"]).eval() for _ in range(2)]
+    scorer = GifScorer(enc, EnsembleHead(heads)).eval()
+    names = ("scores", "scores_std", "segment_scores")
+    example = encoder_example(enc, batch=2)
+    model = export_proto(NamedOutputs(scorer, names), example=example, output_names=names)
+    engine = open_graph(model, backend="onnxruntime")
+    with torch.no_grad():
+        want = scorer.named_outputs(example, names)
+        singles = [GifScorer(enc, h).named_outputs(example, NAMES) for h in heads]
+    for n in names:
+        got = engine.run(example.numpy(), n)
+        np.testing.assert_allclose(got, want[n].numpy(), atol=1e-5)
+    # the K-head graph equals K separate single-head graphs
+    mean = torch.stack([s["scores"] for s in singles]).mean(0).numpy()
+    np.testing.assert_allclose(engine.run(example.numpy(), "scores"), mean, atol=1e-5)
+    assert [o.name for o in model.graph.output] == list(names)
+    with pytest.raises(ValueError, match="start with"):
+        NamedOutputs(scorer, ("segment_scores",))
+    with pytest.raises(ValueError, match="scores_std"):
+        NamedOutputs(GifScorer(enc, heads[0]), ("scores", "scores_std"))

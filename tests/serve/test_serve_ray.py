@@ -1,0 +1,125 @@
+"""The service as a Ray Serve deployment on a local multi-node cluster
+(ray.cluster_utils.Cluster: a head and one worker node): two replicas serve the same app;
+one replica's process is killed under load. Requests either get the right rows (200) or a
+5xx, never a wrong answer, and the deployment recovers with a new replica."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from infer_support import build_model
+from serve_support import Server, free_port
+from support import gif_bytes
+
+pytest.importorskip("fastapi")
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.serve")
+
+pytestmark = pytest.mark.slow
+
+CLUSTER_DEADLINE_S = 300  # the machine is shared and loaded: Ray starts slowly there
+
+
+@pytest.fixture
+def cluster(monkeypatch):
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    tmp = tempfile.mkdtemp(prefix="gss-", dir="/tmp")  # short: it holds Unix sockets
+    monkeypatch.setenv("RAY_TMPDIR", tmp)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    c.add_node(num_cpus=1)
+    c.wait_for_nodes(timeout=CLUSTER_DEADLINE_S)
+    ray.init(address=c.address, log_to_driver=False, configure_logging=False)
+    try:
+        yield c, tmp
+    finally:
+        from ray import serve
+
+        serve.shutdown()
+        ray.shutdown()
+        c.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replica_pids(s: Server, want: int, deadline_s: float) -> set[int]:
+    pids: set[int] = set()
+    deadline = time.monotonic() + deadline_s
+    while len(pids) < want and time.monotonic() < deadline:
+        try:
+            r = s.request("GET", "/v1/info", timeout=30)
+            if r.status == 200:
+                pids.add(r.json()["pid"])
+        except OSError:
+            pass
+    return pids
+
+
+def test_a_replica_killed_under_load_fails_only_its_requests(cluster):
+    from gifsent_infer.options import ScoreOptions
+    from gifsent_infer.serve.ray_app import deploy
+    from gifsent_infer.serve.settings import ServeOptions
+
+    _, tmp = cluster
+    model = build_model(Path(tmp) / "m.onnx")
+    port = free_port()
+    opts = ScoreOptions(model=str(model), backend="onnxruntime", workers=1, threads=1)
+    deploy(opts, ServeOptions(), replicas=2, replica_cpus=0.5, port=port)
+    s = Server(None, port, None)  # type: ignore[arg-type]
+    gif = gif_bytes(7)
+    first = s.post("/v1/score", gif, "image/gif", timeout=120)
+    assert first.status == 200, first.body
+    want = first.json()
+
+    pids = replica_pids(s, 2, 120)
+    assert len(pids) == 2, "requests did not reach both replicas"
+    victim = min(pids)
+
+    statuses: list[int] = []
+    wrong: list[bytes] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                r = s.post("/v1/score", gif, "image/gif", timeout=60)
+            except OSError:
+                statuses.append(-1)  # the connection broke: not a wrong answer either
+                continue
+            statuses.append(r.status)
+            if r.status == 200 and r.json() != want:
+                wrong.append(r.body)
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    os.kill(victim, signal.SIGKILL)  # a process the cluster we started runs
+    time.sleep(8)
+    stop.set()
+    for t in threads:
+        t.join(90)
+
+    assert not wrong, "a request got a wrong answer"
+    assert statuses and all(st == 200 or st >= 500 or st == -1 for st in statuses), statuses
+    assert statuses.count(200) > 0
+
+    # recovery: Ray Serve replaces the dead replica, and both serve again
+    deadline = time.monotonic() + CLUSTER_DEADLINE_S
+    new: set[int] = set()
+    while time.monotonic() < deadline and not (new - pids):
+        new |= replica_pids(s, 2, 20)
+        time.sleep(1)
+    assert new - pids, "no replacement replica came up"
+    assert victim not in new
+    after = s.post("/v1/score", gif, "image/gif", timeout=120)
+    assert after.status == 200 and after.json() == want
