@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import cpu_line, interleaved
+from machine import cpu_line, interleaved, load_tag
 
 from gifsent_export.frames import generate_gifs, gif_files, load_frames
 from gifsent_export.parity import compare
@@ -164,7 +164,7 @@ def bench_encoder(name: str, args, threads: int, tmp: Path) -> list[dict]:
         rows.append(row)
         print(
             f"  {label:28s} {row['best']:12.2f} {row['median']:8.2f} {row['ratio']:10.2f}x "
-            f"{row['max_abs']:12.2e} {row['spearman']:13.4f} {row['min_spearman']:6.3f}",
+            f"{row['max_abs']:12.2e} {row['spearman']:13.4f} {row['min_spearman']:6.3f} {load_tag()}",
             flush=True,
         )
     encoder.set_channels_last(False)
@@ -220,9 +220,11 @@ def bench_e2e(name: str, args, threads: int, tmp: Path) -> None:
     t0 = time.perf_counter()
     decode_all()
     t_decode = min(t_decode, time.perf_counter() - t0)
-    print(f"  decode+sample alone: {t_decode:.2f} s ({len(paths) / t_decode:.1f} GIFs/s)")
+    print(
+        f"  decode+sample alone: {t_decode:.2f} s ({len(paths) / t_decode:.1f} GIFs/s) {load_tag()}"
+    )
     for backend in installed_backends()[::-1]:
-        s = Scorer(path, device="cpu", backend=backend, threads=threads)
+        s = Scorer(path, device="cpu", backend=backend, threads=threads, precision="fp32")
         s.session.run(decoded[:bs])  # warm-up
         best_model = best_e2e = float("inf")
         for _ in range(2):  # interleaved: model alone, then end to end
@@ -241,7 +243,7 @@ def bench_e2e(name: str, args, threads: int, tmp: Path) -> None:
             f"  {backend:12s} model alone {best_model:.2f} s ({len(paths) / best_model:.1f} GIFs/s); "
             f"end to end {best_e2e:.2f} s ({len(paths) / best_e2e:.1f} GIFs/s, {n_ok} ok); "
             f"ideal (model + decode CPU time / {cores} cores) {ideal:.2f} s: "
-            f"end to end reaches {100 * ideal / best_e2e:.0f}% of it",
+            f"end to end reaches {100 * ideal / best_e2e:.0f}% of it {load_tag()}",
             flush=True,
         )
 
@@ -273,8 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         versions += ", openvino not installed"
     print(f"{cpu_line()}\n{versions}; {threads} threads everywhere")
-    load = os.getloadavg()[0]
-    print(f"load average at start: {load:.2f} (others share this CPU: timings are noisy)")
+    print(f"load average at start: {load_tag()}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.encoders:
             bench_encoder(name, args, threads, Path(tmp))

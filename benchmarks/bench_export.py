@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import interleaved
+from machine import interleaved, load_tag
 
 from gifsent_export.frames import generate_gifs, load_frames
 from gifsent_export.parity import ort_session
@@ -67,7 +67,9 @@ def flops_per_clip(module: torch.nn.Module, x: torch.Tensor, clips: int) -> floa
     return counter.get_total_flops() / clips
 
 
-def bench_encoder(name: str, runs: int, threads: int, peak: float, tmp: Path) -> list[tuple]:
+def bench_encoder(
+    name: str, runs: int, threads: int, peak: float, tmp: Path, calib_gifs: int = 16
+) -> list[tuple]:
     try:
         encoder = create_encoder(name)
     except Exception:  # no pretrained weights here: random weights time the same
@@ -139,10 +141,59 @@ def bench_encoder(name: str, runs: int, threads: int, peak: float, tmp: Path) ->
         rows.append((label, cps))
         print(
             f"  {label:30s} {cps:9.2f} {med:8.2f} {base_t / t:8.2f}x {fp32_t / t:10.2f}x "
-            f"{100 * cps * fpc / peak:10.1f}%"
+            f"{100 * cps * fpc / peak:10.1f}% {load_tag()}"
         )
     print(f"  baseline: {base_name}")
+    if calib_gifs:
+        calibration_memory(enc, spec, calib_gifs, tmp / f"{name}-calib")
     return [(name, label, cps) for label, cps in rows]
+
+
+def calibration_memory(enc, spec, n_gifs: int, tmp: Path) -> None:
+    """Peak memory of int8 calibration per recipe: each recipe quantizes the encoder in a
+    fresh child process on `n_gifs` GIFs (export's default: 16); its max RSS is the figure."""
+    import subprocess
+
+    import onnx
+
+    from gifsent_export.precision import INT8_RECIPES
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    onnx.save(enc, str(tmp / "encoder.onnx"))
+    frames, _ = load_frames(
+        generate_gifs(tmp / "gifs", n_gifs, seed=7, size=spec.size + 16), spec, limit=n_gifs
+    )
+    np.save(tmp / "frames.npy", frames)
+    print(f"  int8 calibration peak memory, {len(frames)} GIFs, each recipe in a fresh process:")
+    for recipe in INT8_RECIPES:
+        if recipe == "mixed":  # calibrates as percentile; its layer search holds no activations
+            continue
+        t0 = time.perf_counter()
+        res = subprocess.run(
+            [sys.executable, __file__, "--calibration-child", recipe, str(tmp)],
+            capture_output=True,
+            text=True,
+        )
+        peak = res.stdout.strip().splitlines()[-1] if res.returncode == 0 else "failed"
+        print(
+            f"    {recipe:10s} peak RSS {peak} ({time.perf_counter() - t0:.0f} s) {load_tag()}",
+            flush=True,
+        )
+
+
+def calibration_child(recipe: str, folder: Path) -> None:
+    import resource
+
+    import onnx
+
+    # a cap, so a recipe that would take the machine's memory fails here instead of
+    # inviting the OOM killer (GIFSENT_BENCH_MEM_CAP_GIB, default 12)
+    cap = int(float(os.environ.get("GIFSENT_BENCH_MEM_CAP_GIB", "12")) * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    frames = np.load(folder / "frames.npy")
+    quantize_encoder(onnx.load(str(folder / "encoder.onnx")), frames, recipe=recipe)
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"{kib / 2**20:.2f} GiB")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -151,22 +202,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--runs", type=int, default=3, help="timed rounds (after 1 warm-up per variant)"
     )
+    ap.add_argument(
+        "--calibration-gifs",
+        type=int,
+        default=16,
+        help="GIFs for the int8 calibration peak-memory figure per recipe (0: skip it)",
+    )
+    ap.add_argument("--calibration-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.calibration_child:
+        calibration_child(args.calibration_child[0], Path(args.calibration_child[1]))
+        return
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     peak, how = cpu_peak()
     print(
         f"torch {torch.__version__}, {threads} threads; FP32 peak {peak / 1e9:.0f} GFLOP/s = {how}"
     )
-    load = os.getloadavg()[0]
-    if load > threads + 0.5:
-        print(
-            f"note: load average {load:.1f} on {threads} cores: other work shares the CPU",
-            file=sys.stderr,
-        )
+    print(f"load average at start: {load_tag()}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.encoders:
-            bench_encoder(name, args.runs, threads, peak, Path(tmp))
+            bench_encoder(name, args.runs, threads, peak, Path(tmp), args.calibration_gifs)
 
 
 if __name__ == "__main__":

@@ -56,3 +56,34 @@ def interleaved(variants: dict[str, Callable[[], object]], runs: int) -> dict[st
             fn()
             times[k].append(time.perf_counter() - t)
     return times
+
+
+# Above this 1-minute load average (per machine, not per core) other jobs share the cores and a
+# figure is not a quiet-machine figure: benchmarks print the load beside every figure and warn.
+QUIET_LOAD = 1.5
+_warned = False
+
+
+def load_average() -> float:
+    """The 1-minute load average (nan where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return float("nan")
+
+
+def load_tag() -> str:
+    """'[load 0.42]' to print beside a figure; warns once on stderr when above QUIET_LOAD."""
+    global _warned
+    load = load_average()
+    if load > QUIET_LOAD and not _warned:
+        _warned = True
+        import sys
+
+        print(
+            f"warning: load average {load:.2f} > {QUIET_LOAD}: other jobs share the cores, so "
+            "these are not quiet-machine figures (rerun with nothing else running)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return f"[load {load:.2f}{' LOADED' if load > QUIET_LOAD else ''}]"

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gifsent_export import checks as checks_mod
 from gifsent_export import frames as gif_frames
+from gifsent_export.checks import MEASURABLE
 from gifsent_export.parity import (
     FP32_ATOL,
     MIN_MEAN_SPEARMAN,
@@ -117,6 +119,8 @@ class ExportResult:
             out["deviation_vs_fp32"]["calibration_source"] = self.calibration_source
             if self.document is not None and "precision_check" in self.document.metrics:
                 out["precision_check"] = self.document.metrics["precision_check"]
+        if self.document is not None and "precision_checks" in self.document.metrics:
+            out["precision_checks"] = self.document.metrics["precision_checks"]
         return out
 
 
@@ -236,6 +240,10 @@ class ExportOptions:
     check_backends: Sequence[str] | None = None
     batch_size: int = 4
     expect_head: str | None = None
+    # What an fp32 full export also measures against fp32 for the contract's recorded check
+    # (export/checks.py): bf16 (OpenVINO, where the CPU has it: what --precision auto reads)
+    # and optionally int8 (every recipe; slow on big encoders, so not by default).
+    measure: tuple[str, ...] = ("bf16",)
     # Fuse the head with the run's seed refits of it (checkpoints/seed<r>-<head>.pt) into one
     # graph that runs the encoder once: `scores` is their mean, `scores_std` their spread.
     ensemble: bool = False
@@ -246,11 +254,19 @@ class ExportOptions:
     def reduced(self) -> bool:
         return self.precision != "fp32"
 
+    @property
+    def measures(self) -> bool:
+        """Does this export record a precision check of its fp32 graph?"""
+        return self.part == "full" and not self.reduced and bool(self.measure)
+
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
         if self.part not in PARTS:
             raise ValueError(f"unknown part {self.part!r}; expected one of {PARTS}")
+        unknown = set(self.measure) - set(MEASURABLE)
+        if unknown:
+            raise ValueError(f"cannot measure {sorted(unknown)}; expected some of {MEASURABLE}")
         if self.part == "head" and self.precision != "fp32":
             raise ValueError(
                 "the head is always exported in fp32 (only the encoder has reduced precisions)"
@@ -276,6 +292,9 @@ class _Job:
     eval_source: str = ""
     ref_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     gate_backends: list[str] = field(default_factory=list)
+    checks: dict[str, Any] = field(default_factory=dict)  # the recorded precision check
+    calibration_source: str = ""
+    parity_n: int = 0  # the first parity_n held-out GIFs are the fp32 parity set
 
     @property
     def encoder(self):
@@ -336,6 +355,8 @@ def export_checkpoint(
             model = built.model
             if opts.part == "encoder":
                 _check_encoder_features(job, model)
+            if opts.measures:
+                _record_checks(job, built)
         _write(job, model)
     deviation = reduced.checks[0][1] if reduced is not None else None
     return ExportResult(
@@ -413,6 +434,8 @@ def _prepare_checks(job: _Job) -> None:
     """Decode the held-out GIFs, score them in PyTorch, and settle the backends to gate on."""
     opts, run = job.opts, job.run
     n_eval = opts.eval_count if opts.reduced else opts.parity_count
+    if opts.measures:  # the parity GIFs first, then more for a ranking check
+        n_eval = max(opts.parity_count, opts.eval_count)
     eval_paths, job.eval_source = _gif_source(
         opts.parity_gifs,
         run.split_files("test") if run is not None else [],
@@ -432,6 +455,7 @@ def _prepare_checks(job: _Job) -> None:
     )
     if len(job.eval_frames) == 0:
         raise ExportError(f"no parity GIFs could be read ({job.eval_source})")
+    job.parity_n = len(job.eval_frames) if opts.reduced else opts.parity_count
 
     job.progress("PyTorch reference scores")
     job.ref_scores = torch_outputs(job.loaded.scorer, job.eval_frames, batch_size=opts.batch_size)
@@ -610,7 +634,10 @@ def _build_full(job: _Job) -> _Built:
         model, simplified = _simplified(model, job.eval_frames[:2], job.warn)
     check_proto(model)
     job.progress(f"parity: {' and '.join(installed_backends())} vs PyTorch")
-    parity = _fp32_parity(model, job.eval_frames, job.ref_scores, opts.atol, opts.batch_size)
+    n = job.parity_n
+    parity = _fp32_parity(
+        model, job.eval_frames[:n], job.ref_scores[:n], opts.atol, opts.batch_size
+    )
     # the timeline and an ensemble's spread against PyTorch; features with its own tolerance
     _check_named_outputs(job, model, tuple(n for n in outputs if n != "features"))
     if "features" in outputs:
@@ -639,7 +666,8 @@ def _build_head(job: _Job) -> _Built:
     job.progress(f"exporting the head ({opts.exporter} exporter, opset {opts.opset})")
     model = _export_head(job, feats)
     check_proto(model)
-    parity = _fp32_parity(model, feats, job.ref_scores, opts.atol, opts.batch_size)
+    n = job.parity_n
+    parity = _fp32_parity(model, feats[:n], job.ref_scores[:n], opts.atol, opts.batch_size)
     return _Built(model=model, parity=parity)
 
 
@@ -666,7 +694,10 @@ def _build_encoder(job: _Job) -> _Built:
     fused32 = merge_encoder_head(enc_model, head_model)
     check_proto(fused32)
     job.progress(f"parity: {' and '.join(installed_backends())} fp32 vs PyTorch")
-    parity = _fp32_parity(fused32, job.eval_frames, job.ref_scores, opts.atol, opts.batch_size)
+    n = job.parity_n
+    parity = _fp32_parity(
+        fused32, job.eval_frames[:n], job.ref_scores[:n], opts.atol, opts.batch_size
+    )
     return _Built(
         model=enc_model,
         parity=parity,
@@ -680,8 +711,9 @@ def _build_encoder(job: _Job) -> _Built:
 def _check_encoder_features(job: _Job, model: onnx.ModelProto) -> None:
     """The written fp32 encoder graph itself must match PyTorch's features."""
     opts = job.opts
-    feats_all = torch_outputs(job.encoder, job.eval_frames, batch_size=opts.batch_size)
-    got = run_session(ort_session(model), job.eval_frames, batch_size=opts.batch_size)
+    frames = job.eval_frames[: job.parity_n]
+    feats_all = torch_outputs(job.encoder, frames, batch_size=opts.batch_size)
+    got = run_session(ort_session(model), frames, batch_size=opts.batch_size)
     tol = _features_tolerance(feats_all, opts.atol)
     worst = float(np.abs(feats_all - got).max())
     if not worst <= tol:
@@ -741,17 +773,28 @@ def _calibration_frames(job: _Job) -> tuple[np.ndarray, str]:
     return calib, source
 
 
-def _reduce_int8(job: _Job, built: _Built) -> _Reduced:
-    """Try the int8 recipes in order; keep the first that holds the ranking gate everywhere."""
-    from gifsent_export.precision import int8_recipes, merge_encoder_head, quantize_encoder
+def _int8_attempts(job: _Job, built: _Built, recipes, *, keep_going: bool):
+    """Quantize with each recipe in turn and judge it on the gate backends; yields
+    (recipe, encoder, checks, refusal or None). Records every recipe in the job's checks."""
+    from gifsent_export.precision import merge_encoder_head, quantize_encoder
 
     opts = job.opts
     fp32_scores = _fp32_reference(job, built)
     calib, source = _calibration_frames(job)
-    refusals: list[str] = []
-    for attempt in int8_recipes(opts.int8_recipe):
+    job.calibration_source = source
+    records = job.checks.setdefault("int8", {})
+    for attempt in recipes:
         job.progress(f"int8 ({attempt}): quantizing the encoder")
-        cand = quantize_encoder(built.encoder, calib, recipe=attempt)
+        report: dict[str, Any] = {}
+        cand = quantize_encoder(
+            built.encoder,
+            calib,
+            recipe=attempt,
+            judge=_MixedJudge(job, built, fp32_scores) if attempt == "mixed" else None,
+            report=report,
+        )
+        kept = report.get("kept_float")
+        refusal, checks = None, []
         try:
             checks = _ranking_on_backends(
                 merge_encoder_head(cand, built.head),
@@ -763,11 +806,62 @@ def _reduce_int8(job: _Job, built: _Built) -> _Reduced:
                 opts.batch_size,
                 job.progress,
                 backends=job.gate_backends,
+                measurements=checks,
             )
         except ParityError as e:
-            refusals.append(str(e))
-            continue
-        return _Reduced(encoder=cand, recipe=attempt, checks=checks, calibration_source=source)
+            refusal = str(e)
+        records[attempt] = checks_mod.int8_record(checks, opts.min_mean_spearman)
+        if kept is not None:
+            records[attempt]["kept_float"] = kept
+        yield attempt, cand, checks, refusal
+        if refusal is None and not keep_going:
+            return
+
+
+class _MixedJudge:
+    """The mixed int8 recipe's measurements (gifsent_export.precision.MixedJudge)."""
+
+    PROBE_GIFS = 16  # layer sensitivity: onnxruntime on the first 16 held-out GIFs
+
+    def __init__(self, job: _Job, built: _Built, fp32_scores: np.ndarray) -> None:
+        self.job, self.built, self.fp32 = job, built, fp32_scores
+        self.gate = job.opts.min_mean_spearman
+
+    def _mean(self, encoder, backend: str, n: int) -> float:
+        from gifsent_export.precision import merge_encoder_head
+
+        fused = merge_encoder_head(encoder, self.built.head)
+        frames = self.job.eval_frames[:n]
+        got = run_session(
+            open_graph(fused, backend=backend), frames, batch_size=self.job.opts.batch_size
+        )
+        value = compare(self.fp32[:n], got).mean_spearman
+        return -1.0 if np.isnan(value) else value
+
+    def probe(self, encoder) -> float:
+        return self._mean(encoder, "onnxruntime", self.PROBE_GIFS)
+
+    def judge(self, encoder) -> float:
+        n = len(self.job.eval_frames)
+        return min(self._mean(encoder, b, n) for b in self.job.gate_backends)
+
+
+def _reduce_int8(job: _Job, built: _Built) -> _Reduced:
+    """Try the int8 recipes in order; keep the first that holds the ranking gate everywhere."""
+    from gifsent_export.precision import int8_recipes
+
+    refusals: list[str] = []
+    for attempt, cand, checks, refusal in _int8_attempts(
+        job, built, int8_recipes(job.opts.int8_recipe), keep_going=False
+    ):
+        if refusal is None:
+            return _Reduced(
+                encoder=cand,
+                recipe=attempt,
+                checks=checks,
+                calibration_source=job.calibration_source,
+            )
+        refusals.append(refusal)
     raise ParityError(
         "int8 cannot keep the ranking with any calibration tried; "
         "refusing to write the graph:\n  " + "\n  ".join(refusals)
@@ -803,8 +897,35 @@ def _apply_reduced(job: _Job, built: _Built, reduced: _Reduced) -> onnx.ModelPro
             for b, d in reduced.checks
         },
     }
+    job.metrics[checks_mod.CHECKS_KEY] = {
+        **checks_mod.new_checks(deviation.n_gifs),
+        **job.checks,
+    }
     job.document = dataclasses.replace(job.document, metrics=job.metrics)
     return fused_low if job.opts.part == "full" else reduced.encoder
+
+
+def _record_checks(job: _Job, built: _Built) -> None:
+    """An fp32 full export's recorded precision check: bf16 (and int8 if asked) vs fp32."""
+    opts = job.opts
+    job.progress(
+        f"recording the precision check ({', '.join(opts.measure)}) on {len(job.eval_frames)} GIFs"
+    )
+    fp32_scores = run_session(ort_session(built.model), job.eval_frames, batch_size=opts.batch_size)
+    record = checks_mod.new_checks(len(job.eval_frames))
+    if "bf16" in opts.measure:
+        record["bf16"] = checks_mod.measure_bf16(
+            built.model, job.eval_frames, fp32_scores, opts.batch_size
+        )
+    if "int8" in opts.measure:
+        from gifsent_export.precision import int8_recipes
+
+        parts = _build_encoder(job)
+        for _ in _int8_attempts(job, parts, int8_recipes(opts.int8_recipe), keep_going=True):
+            pass
+        record["int8"] = job.checks["int8"]
+    job.metrics[checks_mod.CHECKS_KEY] = record
+    job.document = dataclasses.replace(job.document, metrics=job.metrics)
 
 
 # -- write ---------------------------------------------------------------------------------
@@ -857,9 +978,13 @@ def _ranking_on_backends(
     batch_size: int,
     progress: Progress,
     backends: list[str] | None = None,
+    measurements: list[tuple[str, Deviation]] | None = None,
 ) -> list[tuple[str, Deviation]]:
-    """The reduced graph vs fp32 on each backend; ParityError (with every measurement) on failure."""
-    out = []
+    """The reduced graph vs fp32 on each backend; ParityError (with every measurement) on failure.
+
+    `measurements`, when given, receives every (backend, deviation) even when the gate fails.
+    """
+    out = measurements if measurements is not None else []
     for backend in backends or installed_backends()[::-1]:
         progress(f"{precision} ({recipe}) on {backend} vs fp32 on {len(frames)} GIFs")
         low_scores = run_session(

@@ -43,6 +43,7 @@ class Int8Recipe(str, Enum):
     minmax = "minmax"
     percentile = "percentile"
     sensitive = "sensitive"
+    mixed = "mixed"
 
 
 class Part(str, Enum):
@@ -155,8 +156,10 @@ Int8RecipeOpt = Annotated[
     typer.Option(
         "--int8-recipe",
         help="int8 calibration: minmax (every conv in int8), percentile (99.999th-percentile "
-        "ranges), sensitive (percentile; first/last/depthwise convs kept float), or auto (try "
-        "them in that order, keep the first that passes the ranking gate on every backend).",
+        "ranges), sensitive (percentile; first/last/depthwise convs kept float), mixed "
+        "(percentile; the layers that most change the ranking, measured one by one on held-out "
+        "GIFs, kept float until the gate holds), or auto (try them in that order, keep the "
+        "first that passes the ranking gate on every backend).",
     ),
 ]
 CheckOnOpt = Annotated[
@@ -171,6 +174,15 @@ EncoderWeightsOpt = Annotated[
     Path | None,
     typer.Option(
         "--encoder-weights", help="The encoder's weights file, if it moved since training."
+    ),
+]
+MeasureOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--measure",
+        help="What an fp32 export also measures against fp32 and records in the model "
+        "(repeatable): bf16 (default; OpenVINO on a CPU with native bf16, what --precision auto "
+        "reads) and int8 (every int8 recipe; slow on big encoders). --measure none records nothing.",
     ),
 ]
 EnsembleOpt = Annotated[
@@ -203,6 +215,7 @@ def export(
     calibration_count: CalibrationCountOpt = 16,
     int8_recipe: Int8RecipeOpt = Int8Recipe.auto,
     check_on: CheckOnOpt = None,
+    measure: MeasureOpt = None,
     encoder_weights: EncoderWeightsOpt = None,
     ensemble: EnsembleOpt = False,
     as_json: JsonOpt = False,
@@ -227,6 +240,7 @@ def export(
         calibration_count=calibration_count,
         int8_recipe=int8_recipe.value,
         check_backends=check_on or None,
+        measure=_measure(measure),
         expect_head=model.value if model not in (None, Head.best) else None,
         ensemble=ensemble,
         progress=lambda msg: err.print(f"[dim]·[/] {msg}"),
@@ -238,6 +252,21 @@ def export(
         typer.echo(json.dumps(summary, indent=2, sort_keys=True))
         return
     typer.echo("\n".join(_summary_lines(result, summary)))
+
+
+def _measure(values: list[str] | None) -> tuple[str, ...]:
+    from gifsent_export.checks import MEASURABLE
+
+    if not values:
+        return ("bf16",)
+    if values == ["none"]:
+        return ()
+    bad = sorted(set(values) - set(MEASURABLE))
+    if bad:
+        _fail(
+            f"--measure: {', '.join(bad)} is not one of {', '.join(MEASURABLE)} or none", code=USAGE
+        )
+    return tuple(dict.fromkeys(values))
 
 
 def _resolve_checkpoint(model: Head | None, run: Path | None, checkpoint: Path | None):
@@ -322,6 +351,9 @@ def _summary_lines(result, summary: dict) -> list[str]:
             f"{b} {v['mean_spearman']:.4f}" for b, v in sorted(check["backends"].items())
         )
         lines.append(f"gate       recipe {check['recipe']}; mean Spearman per backend: {on}")
+    from gifsent_infer.running.precision import describe_checks
+
+    lines += [f"checked    {line}" for line in describe_checks(summary.get("precision_checks"))]
     return lines
 
 

@@ -18,7 +18,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -131,7 +131,14 @@ class FramesReader:
 #   sensitive   percentile, and the precision-sensitive layers kept float: the first conv (raw
 #               pixels), the last conv (the features the head reads) and depthwise convs (one
 #               filter per channel: nothing averages their rounding error out)
-INT8_RECIPES = ("minmax", "percentile", "sensitive")
+#   mixed       percentile, then the layers kept float are chosen by measurement: each
+#               quantized layer's effect on the ranking is measured (that layer alone back in
+#               float, scored on held-out GIFs), and the most sensitive are kept float until
+#               the gate holds; the export records which (precision_checks.int8.mixed)
+# Every recipe calibrates strided (one batch of intermediate tensors in memory at a time,
+# folded into running ranges or histograms), so calibration memory does not grow with the
+# number of calibration GIFs.
+INT8_RECIPES = ("minmax", "percentile", "sensitive", "mixed")
 
 
 def int8_recipes(choice: str = "auto") -> tuple[str, ...]:
@@ -163,10 +170,14 @@ def quantize_encoder(
     per_channel: bool = True,
     batch_size: int = 1,
     recipe: str = "minmax",
+    judge: MixedJudge | None = None,
+    report: dict | None = None,
 ) -> onnx.ModelProto:
     """Static QDQ int8 quantization of an encoder graph, calibrated on `calibration_frames`.
 
-    recipe: one of INT8_RECIPES (see there).
+    recipe: one of INT8_RECIPES (see there). "mixed" needs `judge` (how a candidate encoder
+    ranks); `report`, when given, receives what the recipe decided ("kept_float": the layers
+    left in float, most sensitive first, with their measured effect).
     """
     import onnx
     from onnxruntime.quantization import (
@@ -204,13 +215,16 @@ def quantize_encoder(
         if recipe == "sensitive":
             # names after pre-processing (shape inference keeps node names)
             exclude = exclude + sensitive_nodes(onnx.load(str(prepared)))
-        extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
-        if recipe == "minmax":
-            # CalibStridedMinMax=1: fold ranges after every batch; otherwise big encoders
-            # keep every intermediate tensor of every calibration batch in memory.
-            extra["CalibStridedMinMax"] = 1
-        else:
+        # CalibStridedMinMax=1 (onnxruntime applies it to every calibrator, despite its name):
+        # fold each batch into the running ranges / histograms, so calibration holds one
+        # batch's intermediate tensors, not every batch's (18 GiB for ResNeXt-101 at 16 GIFs).
+        extra = {"ActivationSymmetric": False, "WeightSymmetric": True, "CalibStridedMinMax": 1}
+        if recipe != "minmax":
             extra["CalibPercentile"] = 99.999
+        if recipe == "mixed":
+            # keep the ReLUs the QDQ pass would fold into a quantization's clamp: a layer put
+            # back in float must read the activation after its ReLU, not before
+            extra["QDQKeepRemovableActivations"] = True
         with _quiet():
             quantize_static(
                 str(prepared),
@@ -224,7 +238,131 @@ def quantize_encoder(
                 nodes_to_exclude=exclude,
                 extra_options=extra,
             )
-        return onnx.load(str(dst))
+        quantized = onnx.load(str(dst))
+        if recipe == "mixed":
+            if judge is None:
+                raise ValueError("the mixed int8 recipe needs a judge (how candidates rank)")
+            quantized, kept = keep_sensitive_float(quantized, onnx.load(str(prepared)), judge)
+            if report is not None:
+                report["kept_float"] = kept
+        return quantized
+
+
+class MixedJudge(Protocol):
+    """How the mixed recipe measures a candidate encoder (mean per-emotion Spearman vs fp32)."""
+
+    gate: float
+
+    def probe(self, encoder: onnx.ModelProto) -> float:
+        """Cheap: one backend, a few held-out GIFs (ranks the layers by sensitivity)."""
+
+    def judge(self, encoder: onnx.ModelProto) -> float:
+        """The gate's measurement: every gate backend, every held-out GIF (the lowest mean)."""
+
+
+def quantized_layers(quantized: onnx.ModelProto) -> list[str]:
+    """Nodes that read a dequantized input: the weight-bearing layers int8 runs, and the ops
+    between them (residual Adds, pooling) whose inputs pass through int8."""
+    dq_out = {o for n in quantized.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return [
+        n.name
+        for n in quantized.graph.node
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+        and n.name
+        and any(i in dq_out for i in n.input)
+    ]
+
+
+def with_float_layers(
+    quantized: onnx.ModelProto, original: onnx.ModelProto, names: set[str]
+) -> onnx.ModelProto:
+    """`quantized` with the layers in `names` computing in float again: each input that comes
+    through a DequantizeLinear reads, instead, the activation before its QuantizeLinear, or
+    the original float weight/bias (from `original`, the graph that was quantized); Q/DQ
+    nodes nothing reads any more are pruned."""
+    import onnx
+
+    out = onnx.ModelProto.FromString(quantized.SerializeToString())
+    graph = out.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    src_nodes = {n.name: n for n in original.graph.node if n.name in names}
+    float_inits = {t.name: t for t in original.graph.initializer}
+    have = {t.name for t in graph.initializer}
+    for node in graph.node:
+        src = src_nodes.get(node.name)
+        if src is None:
+            continue
+        for i, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[i] = q.input[0]  # the activation before quantization
+                continue
+            orig = src.input[i] if i < len(src.input) else ""
+            if orig not in float_inits:
+                continue  # no float original to restore: leave this input quantized
+            restored = onnx.TensorProto()
+            restored.CopyFrom(float_inits[orig])
+            restored.name = f"{orig}__float"
+            if restored.name not in have:
+                graph.initializer.append(restored)
+                have.add(restored.name)
+            node.input[i] = restored.name
+    _prune(graph)
+    return out
+
+
+def _prune(graph) -> None:
+    """Drop nodes nothing reads (repeatedly) and initializers no node reads."""
+    keep_outputs = {o.name for o in graph.output}
+    while True:
+        used = {i for n in graph.node for i in n.input} | keep_outputs
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    used = {i for n in graph.node for i in n.input}
+    for t in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(t)
+
+
+def keep_sensitive_float(
+    quantized: onnx.ModelProto, original: onnx.ModelProto, judge: MixedJudge
+) -> tuple[onnx.ModelProto, list[dict]]:
+    """The accuracy-aware mix: measure each quantized layer's effect on the ranking (that layer
+    alone back in float), then keep the 1, 2, 4, ... most sensitive in float until the gate
+    holds, and the fewest that hold (bisection). Returns the graph and the layers kept float
+    with their measured effect; raises ExportError when even every layer in float fails."""
+    layers = quantized_layers(quantized)
+    base = judge.probe(quantized)
+    effect = {
+        name: judge.probe(with_float_layers(quantized, original, {name})) - base for name in layers
+    }
+    order = sorted(layers, key=lambda n: effect[n], reverse=True)
+    if judge.judge(quantized) >= judge.gate:
+        return quantized, []
+    k, passing = 1, None
+    while passing is None:
+        if judge.judge(with_float_layers(quantized, original, set(order[:k]))) >= judge.gate:
+            passing = k
+        elif k >= len(order):  # every layer float and still failing: the gate will say so
+            kept = [{"layer": n, "spearman_gain": round(effect[n], 6)} for n in order]
+            return with_float_layers(quantized, original, set(order)), kept
+        else:
+            k = min(2 * k, len(order))
+    lo, hi = passing // 2, passing  # lo fails (or is 0), hi holds
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if judge.judge(with_float_layers(quantized, original, set(order[:mid]))) >= judge.gate:
+            hi = mid
+        else:
+            lo = mid
+    kept = order[:hi]
+    record = [{"layer": n, "spearman_gain": round(effect[n], 6)} for n in kept]
+    return with_float_layers(quantized, original, set(kept)), record
 
 
 @contextlib.contextmanager

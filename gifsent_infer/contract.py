@@ -71,6 +71,10 @@ NUM_EMOTIONS = len(EMOTIONS)
 # "rnn" is the LSTM head everywhere a name is needed; "linear" is ridge on segment-mean features
 HEADS = ("maxpool", "rnn", "linear")
 PRECISIONS = ("fp32", "fp16", "int8")
+# `--precision auto` runs bf16 only where the model's recorded bf16 check (metrics
+# "precision_checks", written by gifsent-export) kept at least this mean per-emotion Spearman
+# against fp32: the models are used as rankings, and 0.99 is what bf16 holds on trained heads.
+AUTO_BF16_MIN_MEAN_SPEARMAN = 0.99
 SHORT_GIF_POLICIES = ("loop",)  # segments of a short GIF wrap around the timeline
 RESIZE_FILTERS = ("bilinear", "bicubic", "area")
 # What a model was trained on: GIFGIF's votes, gifsent's procedural demo data, anything else.

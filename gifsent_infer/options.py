@@ -51,14 +51,16 @@ class ScoreOptions:
             "$GIFSENT_MODEL, then gifsent-export's location, then ./demo-home/models).",
         ),
     )
-    # "auto" picks per device from the backend table (gifsent_infer.running.engine).
+    # "auto": CUDA -> onnxruntime; CPU -> measured once per model, machine and library
+    # versions, cached (gifsent_infer.running.autotune over engine.BACKEND_TABLE).
     backend: str = field(
         default="auto",
         metadata=_flag(
             "--backend",
             (
-                "auto (CUDA: onnxruntime; CPU: openvino when installed, else onnxruntime), "
-                "onnxruntime or openvino."
+                "auto (CUDA: onnxruntime; CPU: the faster of openvino and onnxruntime for this "
+                "model at its precision, measured once and cached per model, machine and "
+                "library versions), onnxruntime or openvino."
             ),
         ),
     )
@@ -67,13 +69,17 @@ class ScoreOptions:
         default="auto",
         metadata=_flag("--device", "auto, cpu or cuda (cuda never falls back silently)."),
     )
+    # "auto": bf16 only where OpenVINO runs on a CPU with native bf16 and the model's recorded
+    # bf16 check kept mean Spearman >= 0.99 vs fp32 (running/precision.py); else fp32.
+    # "fp32" pins bit-reproducible scores; "bf16" pins bf16.
     precision: str = field(
-        default="fp32",
+        default="auto",
         metadata=_flag(
             "--precision",
             (
-                "fp32 (default), or bf16: opt-in, OpenVINO on CPUs with native bf16 only (about "
-                "2x faster, scores differ slightly from fp32)."
+                "auto (default: bf16 when OpenVINO runs on a CPU with native bf16 and the "
+                "model's recorded bf16 check holds, mean Spearman >= 0.99 vs fp32; else fp32), "
+                "fp32 (bit-reproducible scores), or bf16 (OpenVINO on native-bf16 CPUs only)."
             ),
         ),
     )

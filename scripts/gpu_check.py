@@ -1,4 +1,4 @@
-"""GPU check (one NVIDIA GPU, under 5 minutes): CUDA really runs gifsent graphs, fp16 agrees with fp32, throughput.
+"""GPU check (one NVIDIA GPU, under 4 minutes): CUDA really runs gifsent graphs, fp16 agrees with fp32, throughput table.
 
 Needs the repo installed with ``.[gpu,train,dev]`` (onnxruntime-gpu, never together with
 onnxruntime). For each encoder (default: efficientnet-lite0 with its ImageNet weights, and
@@ -11,9 +11,14 @@ random LSTM head, it:
   3. checks, on the same GIFs: CUDA fp32 vs CPU fp32 (max abs <= CUDA_FP32_ATOL; CUDA may use
      TF32 convolutions) and CUDA fp16 vs CUDA fp32 (mean Spearman >= 0.98, max abs <= FP16_ATOL);
   4. prints clips/s for fp32 and fp16 on CUDA (and fp32 on CPU for scale);
-  5. runs `gifsent-infer score FOLDER --device cuda` and `--device cpu` as subprocesses on
+  5. prints the table (scripts/gpu_bench.py): GIFs/s of the fused fp32 and fp16 graphs on the
+     CUDA provider with I/O binding at batch 1, 8, 32, 128; the TensorRT provider when it
+     loads; end to end with decoding in N worker processes (how many decode cores one GPU
+     needs); device name, driver and onnxruntime-gpu version;
+  6. runs `gifsent-infer score FOLDER --device cuda` and `--device cpu` as subprocesses on
      the same folder and compares their CSVs (same rows, statuses, scores within CUDA_FP32_ATOL).
-Exit status 0 when every check passes, 1 otherwise.
+Exit status 0 when every check passes, 1 otherwise; 2 with one line ("no CUDA device /
+install gifsent[gpu]") on a machine without a usable CUDA device, before anything heavy loads.
 
     python scripts/gpu_check.py [--encoders efficientnet-lite0 resnext101-kinetics] [--gifs DIR]
 """
@@ -36,7 +41,8 @@ FP16_ATOL = (
     5e-2  # fp16 vs fp32 on CUDA, per score (sanity bound; the ranking check is the real one)
 )
 MIN_MEAN_SPEARMAN = 0.98
-BUDGET_S = 300
+BUDGET_S = 240
+NO_CUDA = 2  # exit status: no usable CUDA device here
 REPO = Path(__file__).resolve().parents[1]
 
 failures: list[str] = []
@@ -146,6 +152,120 @@ def compare_cli(model: Path, folder: Path, tmp: Path) -> None:
         )
 
 
+def check_encoder(name, args, tmp, eval_gifs, cli_folder, t_start):
+    """Export fp32/fp16 for one encoder, check CUDA against the CPU, print the table; the fp32
+    graph's path (None when an export failed)."""
+    from gifsent_export.api import export_checkpoint
+    from gifsent_export.frames import load_frames
+    from gifsent_export.parity import compare
+    from gifsent_infer.running.session import ModelSession
+
+    print(f"\n== {name}", flush=True)
+    ckpt = tmp / f"{name}.pt"
+    make_checkpoint(ckpt, name, args.encoder_weights if name.startswith("resnext101") else None)
+    paths = {}
+    for precision in ("fp32", "fp16"):
+        t0 = time.perf_counter()
+        try:
+            r = export_checkpoint(
+                ckpt,
+                tmp / f"{name}-{precision}.onnx",
+                precision=precision,
+                parity_gifs=eval_gifs,
+                eval_count=32,
+                parity_count=8,
+                measure=(),  # bf16 is a CPU/OpenVINO matter; not measured here
+            )
+        except Exception as e:
+            check(False, f"export {precision}: {e}")
+            return None
+        paths[precision] = r.path
+        extra = ""
+        if r.deviation is not None:
+            extra = f", vs fp32 (CPU): mean Spearman {r.deviation.mean_spearman:.4f}, max abs {r.deviation.max_abs:.2e}"
+        check(
+            True,
+            f"export {precision} ({time.perf_counter() - t0:.0f} s): parity max abs {r.parity.max_abs:.2e}{extra}",
+        )
+    if len(paths) < 2:
+        return None
+    last_fp32 = paths["fp32"]
+    s32 = ModelSession(paths["fp32"], device="cuda")
+    s16 = ModelSession(paths["fp16"], device="cuda")
+    cpu = ModelSession(paths["fp32"], device="cpu")
+    check(
+        s32.provider == "CUDAExecutionProvider" and s16.provider == "CUDAExecutionProvider",
+        f"CUDA provider active (fp32: {s32.provider}, fp16: {s16.provider})",
+    )
+    frames, _ = load_frames(eval_gifs, s32.spec)
+    on_cpu = np.concatenate([cpu.run(frames[i : i + 8]) for i in range(0, len(frames), 8)])
+    on32 = np.concatenate([s32.run(frames[i : i + 8]) for i in range(0, len(frames), 8)])
+    on16 = np.concatenate([s16.run(frames[i : i + 8]) for i in range(0, len(frames), 8)])
+    d = float(np.abs(on32 - on_cpu).max())
+    check(
+        d <= CUDA_FP32_ATOL,
+        f"CUDA fp32 vs CPU fp32 on {len(frames)} GIFs: max abs {d:.2e} <= {CUDA_FP32_ATOL}",
+    )
+    dev = compare(on32, on16)
+    check(
+        dev.mean_spearman >= MIN_MEAN_SPEARMAN and dev.max_abs <= FP16_ATOL,
+        f"CUDA fp16 vs fp32: mean Spearman {dev.mean_spearman:.4f} (>= {MIN_MEAN_SPEARMAN}), "
+        f"max abs {dev.max_abs:.2e} (<= {FP16_ATOL}), mean abs {dev.mean_abs:.2e}",
+    )
+    batch = frames[:8]
+    clips = s32.spec.segments
+    print(f"  throughput, batch {len(batch)} GIFs x {clips} clips:")
+    for label, sess, secs in (
+        ("CUDA fp32", s32, 5.0),
+        ("CUDA fp16", s16, 5.0),
+        ("CPU fp32", cpu, 3.0),
+    ):
+        print(
+            f"    {label:10s} {clips_per_s(sess, batch, clips, secs):9.1f} clips/s",
+            flush=True,
+        )
+    from gpu_bench import print_table
+
+    print_table(
+        paths,
+        cli_folder,
+        budget_s=max(20.0, BUDGET_S - 60 - (time.perf_counter() - t_start)),
+        decode_procs=args.decode_procs,
+    )
+    return last_fp32
+
+
+def preflight() -> str | None:
+    """None when onnxruntime has the CUDA provider and the driver sees a GPU; else the one line
+    that says what is missing (cheap: no torch, no model)."""
+    hint = "install gifsent[gpu] (onnxruntime-gpu, instead of onnxruntime) on a machine with an NVIDIA GPU"
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return f"no CUDA device / install gifsent[gpu]: onnxruntime is not installed; {hint}"
+    providers = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in providers:
+        return (
+            f"no CUDA device / install gifsent[gpu]: onnxruntime {ort.__version__} has no CUDA "
+            f"provider (providers: {', '.join(providers)}); {hint}"
+        )
+    smi = shutil.which("nvidia-smi")
+    listed = ""
+    if smi:
+        try:
+            listed = subprocess.run(
+                [smi, "-L"], capture_output=True, text=True, timeout=30
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            listed = ""
+    if "GPU" not in listed:
+        return (
+            "no CUDA device / install gifsent[gpu]: onnxruntime has the CUDA provider but no "
+            "NVIDIA GPU is visible (nvidia-smi -L lists none); run this on the GPU machine"
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--encoders", nargs="+", default=["efficientnet-lite0", "resnext101-kinetics"])
@@ -158,26 +278,27 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="GIF folder for the CLI comparison (default: ../shared/gifs/real, else generated)",
     )
+    ap.add_argument(
+        "--decode-procs",
+        type=int,
+        nargs="+",
+        default=None,
+        help="decode process counts for the end-to-end rows (default: 1, 2, 4, ... up to the cores)",
+    )
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
+    missing = preflight()
+    if missing:
+        print(missing, file=sys.stderr)
+        return NO_CUDA
 
-    from gifsent_export.api import export_checkpoint
-    from gifsent_export.frames import generate_gifs, load_frames
-    from gifsent_export.parity import compare
+    from gifsent_export.frames import generate_gifs
     from gifsent_infer.running.engine import import_onnxruntime
-    from gifsent_infer.running.session import ModelSession
 
     ort = import_onnxruntime()
-    print(f"onnxruntime {ort.__version__}, providers: {ort.get_available_providers()}")
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        gpu = subprocess.run(
-            [smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
-        print(f"GPU: {gpu}")
+    from gpu_bench import device_line
+
+    print(device_line(ort))
     check(
         "CUDAExecutionProvider" in ort.get_available_providers(),
         "onnxruntime has the CUDA provider",
@@ -194,71 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             cli_folder = tmp / "eval"
         last_fp32 = None
         for name in args.encoders:
-            print(f"\n== {name}", flush=True)
-            ckpt = tmp / f"{name}.pt"
-            make_checkpoint(
-                ckpt, name, args.encoder_weights if name.startswith("resnext101") else None
-            )
-            paths = {}
-            for precision in ("fp32", "fp16"):
-                t0 = time.perf_counter()
-                try:
-                    r = export_checkpoint(
-                        ckpt,
-                        tmp / f"{name}-{precision}.onnx",
-                        precision=precision,
-                        parity_gifs=eval_gifs,
-                        eval_count=32,
-                        parity_count=8,
-                    )
-                except Exception as e:
-                    check(False, f"export {precision}: {e}")
-                    continue
-                paths[precision] = r.path
-                extra = ""
-                if r.deviation is not None:
-                    extra = f", vs fp32 (CPU): mean Spearman {r.deviation.mean_spearman:.4f}, max abs {r.deviation.max_abs:.2e}"
-                check(
-                    True,
-                    f"export {precision} ({time.perf_counter() - t0:.0f} s): parity max abs {r.parity.max_abs:.2e}{extra}",
-                )
-            if len(paths) < 2:
-                continue
-            last_fp32 = paths["fp32"]
-            s32 = ModelSession(paths["fp32"], device="cuda")
-            s16 = ModelSession(paths["fp16"], device="cuda")
-            cpu = ModelSession(paths["fp32"], device="cpu")
-            check(
-                s32.provider == "CUDAExecutionProvider" and s16.provider == "CUDAExecutionProvider",
-                f"CUDA provider active (fp32: {s32.provider}, fp16: {s16.provider})",
-            )
-            frames, _ = load_frames(eval_gifs, s32.spec)
-            on_cpu = np.concatenate([cpu.run(frames[i : i + 8]) for i in range(0, len(frames), 8)])
-            on32 = np.concatenate([s32.run(frames[i : i + 8]) for i in range(0, len(frames), 8)])
-            on16 = np.concatenate([s16.run(frames[i : i + 8]) for i in range(0, len(frames), 8)])
-            d = float(np.abs(on32 - on_cpu).max())
-            check(
-                d <= CUDA_FP32_ATOL,
-                f"CUDA fp32 vs CPU fp32 on {len(frames)} GIFs: max abs {d:.2e} <= {CUDA_FP32_ATOL}",
-            )
-            dev = compare(on32, on16)
-            check(
-                dev.mean_spearman >= MIN_MEAN_SPEARMAN and dev.max_abs <= FP16_ATOL,
-                f"CUDA fp16 vs fp32: mean Spearman {dev.mean_spearman:.4f} (>= {MIN_MEAN_SPEARMAN}), "
-                f"max abs {dev.max_abs:.2e} (<= {FP16_ATOL}), mean abs {dev.mean_abs:.2e}",
-            )
-            batch = frames[:8]
-            clips = s32.spec.segments
-            print(f"  throughput, batch {len(batch)} GIFs x {clips} clips:")
-            for label, sess, secs in (
-                ("CUDA fp32", s32, 5.0),
-                ("CUDA fp16", s16, 5.0),
-                ("CPU fp32", cpu, 3.0),
-            ):
-                print(
-                    f"    {label:10s} {clips_per_s(sess, batch, clips, secs):9.1f} clips/s",
-                    flush=True,
-                )
+            last_fp32 = check_encoder(name, args, tmp, eval_gifs, cli_folder, t_start) or last_fp32
             if time.perf_counter() - t_start > BUDGET_S - 60:
                 print("  (skipping remaining encoders to stay within the time budget)")
                 break

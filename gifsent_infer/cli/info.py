@@ -95,6 +95,7 @@ def info(
             else "(not recorded: --percentiles needs a model exported with gifsent schema 2)",
         ),
         ("metrics", json.dumps(doc.metrics, sort_keys=True) if doc.metrics else "(none recorded)"),
+        ("precision check", _checks_text(doc)),
         ("checkpoint", doc.checkpoint_sha256 or "(not recorded)"),
         ("emotions", ", ".join(doc.emotions)),
         ("backends", _backends_line()),
@@ -106,6 +107,22 @@ def info(
     if warning:
         sys.stdout.flush()  # the table first, then the warning, also when both are piped
         err.print(f"[bold yellow]{escape(warning)}[/]")
+
+
+def _checks_text(doc) -> str:
+    """The recorded precision check (gifsent-export), and what --precision auto runs here."""
+    from gifsent_infer.running.engine import cpu_bf16_reason, installed_backends
+    from gifsent_infer.running.precision import choose_precision, describe_checks, recorded_checks
+
+    lines = describe_checks(recorded_checks(doc))
+    if not lines:
+        lines = [
+            "(none recorded: --precision auto runs this model in fp32; re-export to record one)"
+        ]
+    if "openvino" in installed_backends():
+        auto = choose_precision("auto", "openvino", doc, cpu_bf16_reason)
+        lines.append(f"on openvino here, {auto.reason}")
+    return "\n".join(lines)
 
 
 def _backends_line() -> str:

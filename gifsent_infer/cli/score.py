@@ -180,6 +180,7 @@ def _print_model(scorer, quiet: bool) -> None:
             f"backend [bold]{scorer.backend}[/], device {session.device}, precision "
             f"{session.precision}, provider [bold]{escape(scorer.provider)}[/]{escape(note)}"
         )
+        err.print(f"[dim]precision {escape(session.choice.precision.reason)}[/]")
     for warning in scorer.session.warnings:  # e.g. an int8 model on onnxruntime's CPU provider
         err.print(f"[yellow]warning:[/] {escape(warning)}")
 

@@ -63,8 +63,9 @@ def options_from(values: Mapping[str, Any]) -> ScoreOptions:
 
 def check_engine_choices(opts: ScoreOptions) -> None:
     """Usage errors for a device, backend or precision the engine does not know."""
-    from gifsent_infer.running.session import BACKENDS, DEVICES, RUN_PRECISIONS
+    from gifsent_infer.running.precision import PRECISION_CHOICES
+    from gifsent_infer.running.session import BACKENDS, DEVICES
 
     check_choice("--device", opts.device, DEVICES)
     check_choice("--backend", opts.backend, BACKENDS)
-    check_choice("--precision", opts.precision, RUN_PRECISIONS)
+    check_choice("--precision", opts.precision, PRECISION_CHOICES)

@@ -395,18 +395,9 @@ def _ov_create(model, threads: int | None, precision: str, name: str):
         if reason:
             raise DeviceError(f"--precision bf16 is not usable: {reason}")
     path, data = _source_bytes(model)
-    try:
-        if path is not None:
-            if not path.is_file():
-                raise ModelError(f"model file {path} does not exist")
-            ov_model = core.read_model(str(path))
-        else:
-            ov_model = core.read_model(io.BytesIO(data))
-    except ModelError:
-        raise
-    except Exception as e:  # OpenVINO raises RuntimeError/its own types for bad files
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"openvino cannot load {name}: {msg}") from None
+    if path is not None and not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+
     config = {
         # explicit, always: OpenVINO defaults to bf16 on CPUs that have it
         "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
@@ -415,14 +406,56 @@ def _ov_create(model, threads: int | None, precision: str, name: str):
     }
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
-    try:
-        compiled = core.compile_model(ov_model, "CPU", config)
-    except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"openvino cannot compile {name} for the CPU: {msg}") from None
+    if path is not None:  # a model file: its compiled form is cached (running/ovcache.py)
+        config["CACHE_DIR"] = compiled_cache_dir(path, ov.__version__, config)
+    compiled = _ov_compile_cached(core, path, config) if path is not None else None
+    if compiled is None:
+        ov_model = _ov_read(core, path, data, name)  # ModelError: "cannot load"
+        try:
+            compiled = core.compile_model(ov_model, "CPU", config)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"openvino cannot compile {name} for the CPU: {msg}") from None
     # the protobuf scanner (no onnx package)
     meta = read_metadata(path) if path is not None else read_metadata_bytes(data)
     return OpenVinoEngine(compiled, ov, precision, threads, "", meta)
+
+
+def raw_ort_session(model: str | os.PathLike, providers: list):
+    """A bare onnxruntime InferenceSession with explicit providers (and their options), for
+    tools that need what an Engine hides: I/O binding, the TensorRT provider
+    (scripts/gpu_bench.py). Errors only in the log."""
+    ort = import_onnxruntime()
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(model), sess_options=so, providers=providers)
+
+
+def _ov_read(core, path, data, name: str):
+    try:
+        if path is not None:
+            return core.read_model(str(path))
+        return core.read_model(io.BytesIO(data))
+    except Exception as e:  # OpenVINO raises RuntimeError/its own types for bad files
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"openvino cannot load {name}: {msg}") from None
+
+
+def _ov_compile_cached(core, path: Path, config: dict):
+    """Compile straight from the file: with a warm CACHE_DIR, OpenVINO then loads the compiled
+    blob without reading or converting the ONNX graph. None when that fails (the caller then
+    reads and compiles in two steps, for an error message that says which step failed)."""
+    try:
+        return core.compile_model(str(path), "CPU", config)
+    except Exception:
+        return None
+
+
+def compiled_cache_dir(path: Path, openvino_version: str, config: dict) -> str:
+    from gifsent_infer.running.ovcache import compiled_cache_dir as folder
+    from gifsent_infer.running.ovcache import model_sha256
+
+    return str(folder(model_sha256(path), openvino_version, config))
 
 
 # --- the backend table -------------------------------------------------------------------------

@@ -187,8 +187,9 @@ class Scorer:
     threads: the engine's intra-op threads (None: one per core).
     backend: "auto" (CUDA -> onnxruntime; CPU -> openvino when installed, else onnxruntime),
         "onnxruntime" or "openvino" (ImportError with the install line when not installed).
-    precision: "fp32" (default) or "bf16" (OpenVINO on CPUs with native bf16; DeviceError
-        elsewhere).
+    precision: "auto" (default: bf16 only on OpenVINO with native bf16 and a recorded bf16
+        check of the model that holds; else fp32), "fp32" (bit-reproducible) or "bf16"
+        (OpenVINO on CPUs with native bf16; DeviceError elsewhere).
     limits: the GIF reader's limits; `limits.max_file_bytes` also caps downloads.
     timeout: seconds allowed for downloading one URL (connect, headers and body together).
     allow_private_urls: also fetch URLs on loopback, private and link-local addresses (off by
@@ -215,7 +216,7 @@ class Scorer:
         allow_private_urls: bool = False,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         backend: str = "auto",
-        precision: str = "fp32",
+        precision: str = "auto",
         timeline: bool = False,
         intervals: float | None = None,
         segments: int | None = None,

@@ -33,7 +33,6 @@ from gifsent_infer.running.engine import (
     RUN_PRECISIONS,
     DeviceError,
     Engine,
-    open_engine,
 )
 
 # the model file (finding it, its document) is modelfile.py's; re-exported here, where apps
@@ -77,8 +76,9 @@ class ModelSession:
     `backend` is "auto" (CUDA -> onnxruntime; CPU -> openvino when installed, else
     onnxruntime), "onnxruntime" or "openvino". `device` is "cpu", "cuda" (an error if CUDA
     cannot run it, never a silent CPU fallback) or "auto" (CUDA when it really works, else
-    CPU). `precision` is the run precision: "fp32" (default) or "bf16" (OpenVINO, CPUs with
-    native bf16). `threads` sets the engine's intra-op threads (None: one per core). `run` is
+    CPU). `precision` is the run precision: "auto" (default: bf16 where OpenVINO runs it on a
+    CPU with native bf16 and the model's recorded check holds, else fp32; running/precision.py),
+    "fp32" or "bf16" (OpenVINO, CPUs with native bf16). `threads` sets the engine's intra-op threads (None: one per core). `run` is
     safe to call from several threads at once.
     """
 
@@ -89,18 +89,28 @@ class ModelSession:
         threads: int | None = None,
         *,
         backend: str = "auto",
-        precision: str = "fp32",
+        precision: str = "auto",
     ) -> None:
+        from gifsent_infer.running.autotune import open_for
+
         if device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"model file {self.path} does not exist")
-        self.engine: Engine = open_engine(
-            self.path, backend=backend, device=device, threads=threads, precision=precision
+        self.engine: Engine
+        # the backend (measured on the CPU, cached) and the precision (from the model's
+        # recorded check), each with its reason: running/autotune.py, running/precision.py
+        self.engine, self.choice = open_for(
+            self.path,
+            read_document(self.path),
+            backend=backend,
+            device=device,
+            threads=threads,
+            precision=precision,
         )
         self.provider: str = self.engine.provider
-        self.device_note = self.engine.note  # why auto chose what it chose
+        self.device_note = self.choice.backend_reason  # why auto chose what it chose
         self.document: ModelDocument = document_from(self.engine.metadata(), self.path)
         self.spec = self.document.sampling
         self._check_io()
@@ -142,7 +152,12 @@ class ModelSession:
 
     def describe(self) -> dict:
         """Backend, device, precision, provider, threads, engine version: for logs and `info`."""
-        return {**self.engine.info(), "precision": self.precision, "note": self.device_note}
+        return {
+            **self.engine.info(),
+            "precision": self.precision,
+            "note": self.device_note,
+            "choice": self.choice.to_dict(),
+        }
 
     def _check_io(self) -> None:
         inputs = {i.name: i for i in self.engine.inputs}
@@ -180,7 +195,11 @@ class ModelSession:
         """The model file's sha256: the `model_id` column of every score row."""
         with self._id_lock:
             if self._model_id is None:
-                self._model_id = file_sha256(self.path)
+                from gifsent_infer.running.ovcache import model_sha256
+
+                # memoised per (path, size, mtime): the compiled-model cache and backend auto
+                # hashed this file already (a big model costs seconds to hash)
+                self._model_id = model_sha256(self.path)
             return self._model_id
 
     @property

@@ -238,7 +238,7 @@ class _ScoreActor:
         threads: int | None,
         fault_marker: str | None = None,
         backend: str = "auto",
-        precision: str = "fp32",
+        precision: str = "auto",
     ) -> None:
         import ray
 
@@ -481,7 +481,8 @@ def _check_arguments(
     actor_cpus: float | None = None,
     retention_hours: float = DEFAULT_RETENTION_HOURS,
 ) -> None:
-    from gifsent_infer.running.session import BACKENDS, DEVICES, RUN_PRECISIONS
+    from gifsent_infer.running.precision import PRECISION_CHOICES
+    from gifsent_infer.running.session import BACKENDS, DEVICES
 
     if actor_cpus is not None and not actor_cpus > 0:
         raise ValueError(f"actor_cpus must be > 0, got {actor_cpus}")
@@ -490,7 +491,7 @@ def _check_arguments(
     for name, value, choices in (
         ("device", opts.device, DEVICES),
         ("backend", opts.backend, BACKENDS),
-        ("precision", opts.precision, RUN_PRECISIONS),
+        ("precision", opts.precision, PRECISION_CHOICES),
     ):
         if value not in choices:
             raise ValueError(f"{name} must be one of {choices}, got {value!r}")

@@ -357,7 +357,7 @@ def test_bad_backend_or_precision_is_a_usage_error(model, tmp_path, capsys):
     code, _, err = cli(capsys, tmp_path / "g", "-m", model, "--backend", "tensorrt")
     assert code == 2 and "--backend must be one of auto, onnxruntime, openvino" in err
     code, _, err = cli(capsys, tmp_path / "g", "-m", model, "--precision", "fp8")
-    assert code == 2 and "--precision must be one of fp32, bf16" in err
+    assert code == 2 and "--precision must be one of auto, fp32, bf16" in err
     # bf16 is an OpenVINO option: asking onnxruntime for it is refused with the reason
     code, _, err = cli(
         capsys, tmp_path / "g", "-m", model, "--backend", "onnxruntime", "--precision", "bf16"

@@ -1,0 +1,170 @@
+"""The recorded precision check (metrics.precision_checks) and the accuracy-aware int8 mix:
+what an export measures and writes, and how the mixed recipe keeps layers in float."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from support import tiny_checkpoint  # noqa: E402
+
+from gifsent_export import precision as prec  # noqa: E402
+from gifsent_export.api import export_checkpoint  # noqa: E402
+from gifsent_export.checks import bf16_unavailable  # noqa: E402
+from gifsent_export.frames import generate_gifs, load_frames  # noqa: E402
+from gifsent_export.parity import ort_session, run_session  # noqa: E402
+from gifsent_infer.contract import AUTO_BF16_MIN_MEAN_SPEARMAN  # noqa: E402
+from gifsent_models.checkpoint import load_checkpoint  # noqa: E402
+from gifsent_models.onnx import FEATURES_NAME, export_proto  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("checks")
+    ckpt = root / "tiny.pt"
+    tiny_checkpoint(ckpt, "maxpool")
+    return {
+        "root": root,
+        "ckpt": ckpt,
+        "eval": generate_gifs(root / "eval", 10, seed=21),
+        "calib": generate_gifs(root / "calib", 3, seed=22),
+    }
+
+
+def test_fp32_export_records_its_bf16_check(work, tmp_path):
+    r = export_checkpoint(
+        work["ckpt"], tmp_path / "m.onnx", parity_gifs=work["eval"], eval_count=10
+    )
+    checks = r.document.metrics["precision_checks"]
+    assert checks["gifs"] == 10 and r.parity.n_gifs == 8  # parity keeps its own 8 GIFs
+    bf16 = checks["bf16"]
+    why = bf16_unavailable()
+    if why is not None:
+        assert bf16 == {"skipped": why}
+    else:
+        assert bf16["backend"] == "openvino" and -1 <= bf16["mean_spearman"] <= 1
+        assert bf16["holds"] == (bf16["mean_spearman"] >= AUTO_BF16_MIN_MEAN_SPEARMAN)
+    assert "precision_checks" in r.summary()
+
+
+def test_measure_none_records_nothing(work, tmp_path):
+    r = export_checkpoint(work["ckpt"], tmp_path / "m.onnx", parity_gifs=work["eval"], measure=())
+    assert "precision_checks" not in r.document.metrics
+    with pytest.raises(ValueError, match="cannot measure"):
+        export_checkpoint(work["ckpt"], tmp_path / "x.onnx", measure=("fp8",))
+
+
+def test_refused_int8_recipes_are_kept_in_an_fp32_exports_record(work, tmp_path):
+    r = export_checkpoint(
+        work["ckpt"],
+        tmp_path / "m.onnx",
+        parity_gifs=work["eval"],
+        calibration_gifs=work["calib"],
+        calibration_count=2,
+        eval_count=10,
+        measure=("int8",),
+        int8_recipe="minmax",
+        min_mean_spearman=1.01,  # nothing can hold: every recipe is refused, and recorded
+    )
+    rec = r.document.metrics["precision_checks"]["int8"]["minmax"]
+    assert rec["holds"] is False and rec["gate"] == 1.01 and rec["backends"]
+    assert "bf16" not in r.document.metrics["precision_checks"]  # measured only when asked
+
+
+def test_int8_export_records_every_recipe_it_tried(work, tmp_path):
+    r = export_checkpoint(
+        work["ckpt"],
+        tmp_path / "m.onnx",
+        precision="int8",
+        parity_gifs=work["eval"],
+        calibration_gifs=work["calib"],
+        calibration_count=2,
+        eval_count=10,
+        min_mean_spearman=-1.0,
+    )
+    tried = r.document.metrics["precision_checks"]["int8"]
+    assert list(tried) == ["minmax"] and tried["minmax"]["holds"] is True
+    assert r.document.metrics["precision_check"]["recipe"] == "minmax"
+
+
+@pytest.fixture(scope="module")
+def encoder_graphs(work):
+    loaded = load_checkpoint(work["ckpt"])
+    enc = loaded.encoder.eval()
+    frames, _ = load_frames(work["eval"], enc.spec, limit=6)
+    graph = export_proto(enc, example=torch.from_numpy(frames[:2]), output_names=(FEATURES_NAME,))
+    return graph, frames
+
+
+class FakeJudge:
+    """Layer `key` matters: the probe gains only when it is float; the gate holds only then."""
+
+    gate = 0.5
+
+    def __init__(self, key):
+        self.key = key
+
+    def _has_float(self, enc):
+        return self.key not in prec.quantized_layers(enc)
+
+    def probe(self, enc):
+        return 1.0 if self._has_float(enc) else 0.0
+
+    def judge(self, enc):
+        return 1.0 if self._has_float(enc) else 0.0
+
+
+def test_every_layer_back_in_float_is_the_fp32_graph(encoder_graphs, monkeypatch):
+    graph, frames = encoder_graphs
+    report = {}
+    never = FakeJudge("no such layer")
+    never.gate = 2.0  # no candidate can hold: the search ends with every layer in float
+    all_float = prec.quantize_encoder(graph, frames[:2], recipe="mixed", judge=never, report=report)
+    # nothing made the fake gate hold, so every layer ended in float: exactly fp32 again
+    assert prec.quantized_layers(all_float) == []
+    assert len(report["kept_float"]) > 0
+    want = run_session(ort_session(graph), frames)
+    got = run_session(ort_session(all_float), frames)
+    assert np.array_equal(want, got)
+
+
+def test_mixed_keeps_the_measured_sensitive_layer_and_records_it(encoder_graphs):
+    graph, frames = encoder_graphs
+    holds = FakeJudge("no such layer")
+    holds.gate = -1.0  # the full int8 graph already holds: nothing is kept float
+    report = {}
+    full = prec.quantize_encoder(graph, frames[:2], recipe="mixed", judge=holds, report=report)
+    assert report["kept_float"] == []
+    layers = prec.quantized_layers(full)
+    key = layers[len(layers) // 2]
+    report = {}
+    mixed = prec.quantize_encoder(
+        graph, frames[:2], recipe="mixed", judge=FakeJudge(key), report=report
+    )
+    assert [k["layer"] for k in report["kept_float"]] == [key]
+    assert report["kept_float"][0]["spearman_gain"] == 1.0
+    assert key not in prec.quantized_layers(mixed)
+    assert len(prec.quantized_layers(mixed)) == len(layers) - 1
+    onnx.checker.check_model(mixed)
+
+
+def test_every_recipe_calibrates_strided(encoder_graphs, monkeypatch):
+    """Bounded calibration memory: one batch of intermediate tensors at a time, every recipe."""
+    import onnxruntime.quantization as q
+
+    graph, frames = encoder_graphs
+    seen = {}
+    real = q.quantize_static
+
+    def spy(*args, **kwargs):
+        seen[kwargs["calibrate_method"]] = dict(kwargs["extra_options"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(q, "quantize_static", spy)
+    for recipe in ("minmax", "percentile", "sensitive"):
+        prec.quantize_encoder(graph, frames[:2], recipe=recipe)
+    assert seen and all(extra.get("CalibStridedMinMax") == 1 for extra in seen.values())
