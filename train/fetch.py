@@ -464,17 +464,21 @@ def fetch_gifgif(
         dest=dest, votes=None, images_tar=None, images_dir=None, manifest=manifest_path
     )
     kw = {"timeout": timeout, "retries": retries, "retry_wait": retry_wait}
-    result.votes = _fetch_file(
-        votes_file,
-        base_url,
-        dest,
-        manifest,
-        manifest_path,
-        result,
-        progress=progress,
-        verify_existing=verify_existing,
-        **kw,
-    )
+
+    def fetch(name: str) -> Path:
+        return _fetch_file(
+            name,
+            base_url,
+            dest,
+            manifest,
+            manifest_path,
+            result,
+            progress=progress,
+            verify_existing=verify_existing,
+            **kw,
+        )
+
+    result.votes = fetch(votes_file)
     if not images:
         return result
     images_dir = dest / IMAGES_DIR
@@ -484,17 +488,7 @@ def fetch_gifgif(
         result.reused.append(images_file)
         result.images_dir = images_dir
         return result
-    tar_path = _fetch_file(
-        images_file,
-        base_url,
-        dest,
-        manifest,
-        manifest_path,
-        result,
-        progress=progress,
-        verify_existing=verify_existing,
-        **kw,
-    )
+    tar_path = fetch(images_file)
     result.images_tar = tar_path
     if not extract:
         return result

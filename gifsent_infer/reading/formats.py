@@ -203,6 +203,33 @@ def _video(name: str, demuxer: str) -> Callable[[bytes, ReaderLimits], Reader]:
     return lambda data, limits: decoders.video_reader(data, name, demuxer, limits)
 
 
+def _image_format(
+    name: str,
+    suffixes: tuple[str, ...],
+    sniff: Callable[[bytes], bool],
+    open_: Callable[[bytes, ReaderLimits], Reader],
+) -> Format:
+    """An animated image format read by one of `decoders`' image readers (delays clamped)."""
+    return Format(
+        name, suffixes, "image", sniff, clamp=True, peak_bytes=_image_peak(open_), open=open_
+    )
+
+
+def _video_format(
+    name: str, suffixes: tuple[str, ...], sniff: Callable[[bytes], bool], demuxer: str
+) -> Format:
+    """A video container read by FFmpeg's `demuxer` (delays not clamped)."""
+    return Format(
+        name,
+        suffixes,
+        "video",
+        sniff,
+        clamp=False,
+        peak_bytes=_video_peak(name, demuxer),
+        open=_video(name, demuxer),
+    )
+
+
 REGISTRY: tuple[Format, ...] = (
     Format(
         "gif",
@@ -215,32 +242,20 @@ REGISTRY: tuple[Format, ...] = (
         sample=gifio.read_gif,
         decode=gifio.decode_gif,
     ),
-    Format(
-        "webp",
-        (".webp",),
-        "image",
-        lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP",
-        clamp=True,
-        peak_bytes=_image_peak(decoders.webp_reader),
-        open=decoders.webp_reader,
+    _image_format(
+        "webp", (".webp",), lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP", decoders.webp_reader
     ),
-    Format(
+    _image_format(
         "png",
         (".png",),
-        "image",
         lambda h: h.startswith(_PNG_MAGIC) and not _png_is_animated(h),
-        clamp=True,
-        peak_bytes=_image_peak(decoders.png_reader),
-        open=decoders.png_reader,
+        decoders.png_reader,
     ),
-    Format(
+    _image_format(
         "apng",
         (".apng",),
-        "image",
         lambda h: h.startswith(_PNG_MAGIC) and _png_is_animated(h),
-        clamp=True,
-        peak_bytes=_image_peak(decoders.png_reader),
-        open=decoders.png_reader,
+        decoders.png_reader,
     ),
     Format(
         "avif",
@@ -264,42 +279,10 @@ REGISTRY: tuple[Format, ...] = (
             "convert them to PNG, WebP, AVIF or MP4"
         ),
     ),
-    Format(
-        "mp4",
-        (".mp4", ".m4v"),
-        "video",
-        lambda h: _bmff_brand(h) == "mp4",
-        clamp=False,
-        peak_bytes=_video_peak("mp4", "mov"),
-        open=_video("mp4", "mov"),
-    ),
-    Format(
-        "mov",
-        (".mov",),
-        "video",
-        _is_mov,
-        clamp=False,
-        peak_bytes=_video_peak("mov", "mov"),
-        open=_video("mov", "mov"),
-    ),
-    Format(
-        "webm",
-        (".webm",),
-        "video",
-        lambda h: _is_ebml(h) and b"webm" in h[:64],
-        clamp=False,
-        peak_bytes=_video_peak("webm", "matroska"),
-        open=_video("webm", "matroska"),
-    ),
-    Format(
-        "mkv",
-        (".mkv",),
-        "video",
-        lambda h: _is_ebml(h) and b"webm" not in h[:64],
-        clamp=False,
-        peak_bytes=_video_peak("mkv", "matroska"),
-        open=_video("mkv", "matroska"),
-    ),
+    _video_format("mp4", (".mp4", ".m4v"), lambda h: _bmff_brand(h) == "mp4", "mov"),
+    _video_format("mov", (".mov",), _is_mov, "mov"),
+    _video_format("webm", (".webm",), lambda h: _is_ebml(h) and b"webm" in h[:64], "matroska"),
+    _video_format("mkv", (".mkv",), lambda h: _is_ebml(h) and b"webm" not in h[:64], "matroska"),
 )
 
 # What the `format` column can hold: the formats that are read.
