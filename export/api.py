@@ -617,15 +617,14 @@ def check_features_parity(model, scorer, frames: np.ndarray, atol: float, batch_
             )
 
 
-def _build_full(job: _Job) -> _Built:
-    """fp32 full graph: the fused module exported in one piece, simplified, PyTorch parity."""
+def _exported(job: _Job, module, output_names: Sequence[str]) -> tuple[onnx.ModelProto, str]:
+    """`module` exported at the job's opset with its exporter, simplified when asked (with what
+    simplifying did), and checked."""
     opts = job.opts
-    module, outputs = fused_module(job.loaded)
-    job.progress(f"exporting the fused graph ({opts.exporter} exporter, opset {opts.opset})")
     model = export_proto(
         module,
         example=_example(job.eval_frames, job.encoder.spec),
-        output_names=outputs,
+        output_names=output_names,
         opset=opts.opset,
         exporter=opts.exporter,
     )
@@ -633,6 +632,15 @@ def _build_full(job: _Job) -> _Built:
     if opts.simplify:
         model, simplified = _simplified(model, job.eval_frames[:2], job.warn)
     check_proto(model)
+    return model, simplified
+
+
+def _build_full(job: _Job) -> _Built:
+    """fp32 full graph: the fused module exported in one piece, simplified, PyTorch parity."""
+    opts = job.opts
+    module, outputs = fused_module(job.loaded)
+    job.progress(f"exporting the fused graph ({opts.exporter} exporter, opset {opts.opset})")
+    model, simplified = _exported(job, module, outputs)
     job.progress(f"parity: {' and '.join(installed_backends())} vs PyTorch")
     n = job.parity_n
     parity = _fp32_parity(
@@ -678,17 +686,7 @@ def _build_encoder(job: _Job) -> _Built:
 
     opts = job.opts
     job.progress(f"exporting the encoder ({opts.exporter} exporter, opset {opts.opset})")
-    enc_model = export_proto(
-        job.encoder,
-        example=_example(job.eval_frames, job.encoder.spec),
-        output_names=(FEATURES_NAME,),
-        opset=opts.opset,
-        exporter=opts.exporter,
-    )
-    simplified = ""
-    if opts.simplify:
-        enc_model, simplified = _simplified(enc_model, job.eval_frames[:2], job.warn)
-    check_proto(enc_model)
+    enc_model, simplified = _exported(job, job.encoder, (FEATURES_NAME,))
     feats = torch_outputs(job.encoder, job.eval_frames[:2], batch_size=opts.batch_size)
     head_model = _export_head(job, feats)
     fused32 = merge_encoder_head(enc_model, head_model)
