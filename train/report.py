@@ -130,33 +130,37 @@ def shipped_markdown(m: dict) -> str:
     )
 
 
+def _section(title: str, intro: str, header: str, align: str, rows: list[str]) -> str:
+    """A report section: `## title`, its intro paragraph, then a table (header, alignment row,
+    one line a row)."""
+    return f"## {title}\n\n{intro}\n\n{header}\n{align}\n" + "".join(f"{row}\n" for row in rows)
+
+
 def paired_markdown(paired: list[dict]) -> str:
     """Each head vs each baseline on the same test GIFs (per-GIF squared errors)."""
     if not paired:
         return ""
-    out = io.StringIO()
-    out.write("## Paired comparison with the baselines (test split)\n\n")
-    out.write(
-        "Per test GIF, the squared error averaged over emotions (and over the head's seeds); "
-        "d = head − baseline. Negative ΔMSE: the head is better. 95% bootstrap interval over "
-        "GIFs (2000 resamples) and two-sided Wilcoxon signed-rank p-value (scipy.stats).\n\n"
-    )
-    out.write(
-        "| Head | vs | seeds | RMSE head | RMSE baseline | ΔMSE | 95% interval | p | GIFs better |\n"
-    )
-    out.write("|---|---|---:|---:|---:|---:|---|---:|---:|\n")
+    rows = []
     for r in paired:
         lo, hi = r.get("ci_low"), r.get("ci_high")
         ci = "—" if lo is None or hi is None else f"[{lo:+.2e}, {hi:+.2e}]"
         p = r.get("p_wilcoxon")
         share = r.get("better_share")
-        out.write(
+        rows.append(
             f"| {HEAD_LABELS.get(r['model'], r['model'])} | {HEAD_LABELS.get(r['baseline'], r['baseline'])} "
             f"| {r.get('seeds', 1)} | {_fmt(r['rmse_model'])} | {_fmt(r['rmse_base'])} "
             f"| {r['mse_diff']:+.2e} | {ci} | {'—' if p is None else f'{p:.3g}'} "
-            f"| {'—' if share is None else f'{share:.0%}'} |\n"
+            f"| {'—' if share is None else f'{share:.0%}'} |"
         )
-    return out.getvalue()
+    return _section(
+        "Paired comparison with the baselines (test split)",
+        "Per test GIF, the squared error averaged over emotions (and over the head's seeds); "
+        "d = head − baseline. Negative ΔMSE: the head is better. 95% bootstrap interval over "
+        "GIFs (2000 resamples) and two-sided Wilcoxon signed-rank p-value (scipy.stats).",
+        "| Head | vs | seeds | RMSE head | RMSE baseline | ΔMSE | 95% interval | p | GIFs better |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|",
+        rows,
+    )
 
 
 def temporal_markdown(demo: dict, models: dict) -> str:
@@ -169,28 +173,28 @@ def temporal_markdown(demo: dict, models: dict) -> str:
         k: (models.get(k) or {}).get("truth_agreement", {}).get("spearman", {})
         for k in ("ridge", "maxpool", "rnn")
     }
-    out = io.StringIO()
-    out.write("## Where the signal lives (demo data)\n\n")
-    out.write(
-        f"Temporal share knob {demo.get('temporal_share')}; {demo.get('moment_share', 0):.0%} "
-        "of GIFs show their expression only in a short part of the timeline. Shares of each "
-        "true strength's variance, measured on the generated data: temporal (only motion and "
-        "timing show it), static (any single frame shows it), noise (no pixel shows it). "
-        "Right: Spearman of test predictions against the true strengths.\n\n"
-    )
-    out.write("| Emotion | temporal | static | noise | ridge | MaxPool | LSTM |\n")
-    out.write("|---|---:|---:|---:|---:|---:|---:|\n")
+    rows = []
     for e in EMOTIONS:
         s = shares.get(e)
         if not s:
             continue
         cells = [_fmt(agree[k].get(e)) for k in ("ridge", "maxpool", "rnn")]
-        out.write(
+        rows.append(
             f"| {e} | {s['temporal']:.0%} | {s['static']:.0%} | {s['noise']:.0%} | "
             + " | ".join(cells)
-            + " |\n"
+            + " |"
         )
-    return out.getvalue()
+    return _section(
+        "Where the signal lives (demo data)",
+        f"Temporal share knob {demo.get('temporal_share')}; {demo.get('moment_share', 0):.0%} "
+        "of GIFs show their expression only in a short part of the timeline. Shares of each "
+        "true strength's variance, measured on the generated data: temporal (only motion and "
+        "timing show it), static (any single frame shows it), noise (no pixel shows it). "
+        "Right: Spearman of test predictions against the true strengths.",
+        "| Emotion | temporal | static | noise | ridge | MaxPool | LSTM |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        rows,
+    )
 
 
 def timeline_markdown(m: dict) -> str:
@@ -199,22 +203,20 @@ def timeline_markdown(m: dict) -> str:
     rows = [(h, v) for h, v in tl.items() if v.get("gifs")]
     if not rows:
         return ""
-    out = io.StringIO()
-    out.write("## Where in the GIF: the timeline (demo data, test split)\n\n")
-    out.write(
+    return _section(
+        "Where in the GIF: the timeline (demo data, test split)",
         "For test GIFs whose expression shows only in a short moment: how often the "
         "timeline (segment_scores) of each GIF's 3 truly strongest emotions peaks in a segment "
         "inside the moment, against chance (the moment's share of the segments). The issue's "
-        "bar is 3x chance.\n\n"
-    )
-    out.write("| Head | moment GIFs | segments | peak in moment | chance | ratio |\n")
-    out.write("|---|---:|---:|---:|---:|---:|\n")
-    for h, v in rows:
-        out.write(
+        "bar is 3x chance.",
+        "| Head | moment GIFs | segments | peak in moment | chance | ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+        [
             f"| {h} | {v['gifs']} | {v['segments']} | {v['peak_in_moment']:.1%} | "
-            f"{v['chance']:.1%} | {v['ratio'] or 0:.2f}x |\n"
-        )
-    return out.getvalue()
+            f"{v['chance']:.1%} | {v['ratio'] or 0:.2f}x |"
+            for h, v in rows
+        ],
+    )
 
 
 def intervals_markdown(m: dict) -> str:
@@ -228,22 +230,20 @@ def intervals_markdown(m: dict) -> str:
                 rows.append((head, k[1:], level, v, test.get("spearman_spread_abs_error")))
     if not rows:
         return ""
-    out = io.StringIO()
-    out.write("## How sure: calibrated intervals (test split)\n\n")
-    out.write(
+    return _section(
+        "How sure: calibrated intervals (test split)",
         "Split-conformal intervals calibrated on dev, per emotion; K heads = the search's best "
         "config refit with K seeds (K = 1: the best model alone). Coverage should sit within 3 "
         "points of the level; Spearman is between the seeds' spread and |error| (near 0: the "
-        "spread says little and the conformal width carries the guarantee).\n\n"
-    )
-    out.write("| Head | K | level | coverage (mean) | worst emotion | mean width | Spearman |\n")
-    out.write("|---|---:|---:|---:|---:|---:|---:|\n")
-    for head, k, level, v, rho in rows:
-        out.write(
+        "spread says little and the conformal width carries the guarantee).",
+        "| Head | K | level | coverage (mean) | worst emotion | mean width | Spearman |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        [
             f"| {head} | {k} | {level} | {v['coverage_mean']:.3f} | {v['coverage_worst']:.3f} "
-            f"({v['worst_emotion']}) | {v['width_mean']:.3f} | {_fmt(rho)} |\n"
-        )
-    return out.getvalue()
+            f"({v['worst_emotion']}) | {v['width_mean']:.3f} | {_fmt(rho)} |"
+            for head, k, level, v, rho in rows
+        ],
+    )
 
 
 def training_length_markdown(m: dict) -> str:
