@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gifsent_infer.contract import SamplingSpec
+from gifsent_infer.writing.gifsave import save_gif
 
 
 def gif_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -73,7 +74,7 @@ def generate_gifs(
                 draw.rectangle([cx - r, cy - r / 2, cx + r, cy + r / 2], fill=shape_color)
             frames.append(im.convert("P", palette=Image.Palette.ADAPTIVE, colors=64))
         path = folder / f"generated-{seed}-{i:03d}.gif"
-        frames[0].save(path, save_all=True, append_images=frames[1:], duration=delay, loop=0)
+        save_gif(frames, path, delay)
         paths.append(path)
     return paths
 

@@ -78,6 +78,7 @@ from PIL import Image, ImageDraw
 
 from gifsent_infer.contract import EMOTIONS
 from gifsent_infer.files import atomic_open
+from gifsent_infer.writing.gifsave import save_gif
 
 LATENTS = (
     "valence",
@@ -486,15 +487,7 @@ def _gif_bytes(
     if n_frames == 1:
         frames[0].save(buf, format="GIF")
     else:
-        frames[0].save(
-            buf,
-            format="GIF",
-            save_all=True,
-            append_images=frames[1:],
-            duration=delays,
-            loop=0,
-            optimize=False,
-        )
+        save_gif(frames, buf, delays)
     moment = None
     if motion is not None and motion.moment is not None and n_frames > 1:
         a, b = motion.moment

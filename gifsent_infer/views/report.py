@@ -41,6 +41,7 @@ from gifsent_infer.contract import EMOTIONS, ModelDocument
 from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_infer.reading.formats import by_suffix
 from gifsent_infer.running.readable import PCT_SUFFIX, demo_warning, percentile, scale_note
+from gifsent_infer.writing.gifsave import save_gif
 
 DEFAULT_TOP_N = 8  # GIFs per emotion gallery
 DEFAULT_PAGE_SIZE = 50  # table rows per page
@@ -199,15 +200,7 @@ def thumbnail_uri(path: str | os.PathLike, side: int = THUMB_SIDE) -> str | None
         frames.append(img.quantize(colors=64, method=Image.Quantize.MEDIANCUT))
         durations.append(max(20, int(end - starts[i])))
     buf = io.BytesIO()
-    frames[0].save(
-        buf,
-        format="GIF",
-        save_all=True,
-        append_images=frames[1:],
-        duration=durations,
-        loop=0,
-        optimize=True,
-    )
+    save_gif(frames, buf, durations, optimize=True)
     return "data:image/gif;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
