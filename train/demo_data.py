@@ -487,7 +487,7 @@ def _gif_bytes(
     if n_frames == 1:
         frames[0].save(buf, format="GIF")
     else:
-        save_gif(frames, buf, delays)
+        save_gif(frames, buf, delays, optimize=False)
     moment = None
     if motion is not None and motion.moment is not None and n_frames > 1:
         a, b = motion.moment

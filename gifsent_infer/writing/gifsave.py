@@ -17,11 +17,12 @@ def save_gif(
     dest: Path | BinaryIO,
     durations: int | Sequence[int],
     *,
-    optimize: bool = False,
+    optimize: bool | None = None,
 ) -> None:
     """Write `frames` as one GIF that loops forever to `dest` (a path or a binary file); each
-    frame shows for its entry of `durations` in ms (one number: every frame). `optimize` lets
-    Pillow shrink the palette and frames (slower)."""
+    frame shows for its entry of `durations` in ms (one number: every frame). `optimize`: whether
+    Pillow shrinks the palette and frames (None: Pillow's own default)."""
+    extra = {} if optimize is None else {"optimize": optimize}
     frames[0].save(
         dest,
         format="GIF",
@@ -29,5 +30,5 @@ def save_gif(
         append_images=list(frames[1:]),
         duration=durations,
         loop=0,
-        optimize=optimize,
+        **extra,
     )
