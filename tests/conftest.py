@@ -10,6 +10,17 @@ from shared_corpus import SHARED_GIFS, require_shared
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def session_gifsent_home(tmp_path_factory):
+    """A GIFSENT_HOME for the whole run, set before any module- or session-scoped fixture
+    starts a process (a Ray cluster, a server): their workers inherit it, so their caches
+    (autotune, OpenVINO's compiled models) land in a temporary folder, never in ~."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GIFSENT_HOME", str(tmp_path_factory.mktemp("gifsent-session-home")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def gifsent_home(tmp_path_factory, monkeypatch) -> Path:
     """Every test gets its own empty GIFSENT_HOME, so nothing leaks between tests or into ~."""
