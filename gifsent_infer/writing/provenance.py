@@ -15,7 +15,8 @@ The document (``SCHEMA`` = 1)::
     {"gifsent_score_file": 1, "model_id": sha256, "model_file": "gifsent-rnn.onnx",
      "model_sha256": sha256, "is_demo": true, "provenance": "procedural-demo: ...",
      "dataset_kind": "procedural-demo", "encoder": ..., "head": ..., "backend": "openvino",
-     "device": "cpu", "precision": "fp32", "gifsent_version": "...", "written": ISO time (UTC)}
+     "device": "cpu", "precision": "fp32", "backend_reason": "auto: ...",
+     "precision_reason": "auto: fp32 (...)", "gifsent_version": "...", "written": ISO time (UTC)}
 
 `report` and `search` read it with `read_score_metadata` (the demo banner from the score
 file alone); `stream` outputs (stdout, a FIFO) carry none.
@@ -64,6 +65,9 @@ def score_file_metadata(scorer: Any) -> dict[str, Any]:
         "backend": scorer.backend,
         "device": scorer.session.device,
         "precision": scorer.session.precision,
+        # why: --backend/--precision auto's choice (a measurement, the recorded check) or the flag
+        "backend_reason": scorer.session.choice.backend_reason,
+        "precision_reason": scorer.session.choice.precision.reason,
         "gifsent_version": __version__,
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -66,6 +66,8 @@ def test_score_file_provenance_round_trip(work, tmp_path, fmt):
     assert meta["model_id"] == meta["model_sha256"] == file_sha256(work["demo"])
     assert meta["is_demo"] is True and meta["dataset_kind"] == "procedural-demo"
     assert meta["backend"] in ("onnxruntime", "openvino") and meta["precision"] == "fp32"
+    # the default --precision auto says why it ran fp32 (this test model records no bf16 check)
+    assert meta["precision_reason"].startswith("auto") and meta["backend_reason"]
     assert meta["gifsent_version"] and meta["written"].endswith("Z")
     if fmt == "parquet":
         assert not sidecar_path(out).exists()  # in the file's own metadata
