@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -31,7 +33,7 @@ from machine import cpu_line, interleaved, load_tag
 from gifsent_export.api import ExportOptions, export_checkpoint
 from gifsent_export.frames import load_frames
 from gifsent_export.parity import ParityError
-from gifsent_export.precision import INT8_RECIPES
+from gifsent_export.precision import EXTRA_RECIPES, INT8_RECIPES
 from gifsent_infer.running.engine import cpu_bf16_reason, installed_backends, open_engine
 from gifsent_infer.running.precision import describe_checks
 from gifsent_train.run import RunLayout, latest_run
@@ -72,7 +74,8 @@ def export_all(ckpt: Path, run: RunLayout, args, tmp: Path) -> tuple[Path, dict,
             records[recipe] = None
             verdict = "refused: " + str(e).splitlines()[-1].strip()[:300]
         print(
-            f"  int8 {recipe:10s} {verdict} ({time.perf_counter() - t0:.0f} s) {load_tag()}",
+            f"  int8 {recipe:10s} {verdict} ({time.perf_counter() - t0:.0f} s; "
+            f"process peak RSS so far {peak_rss_gib():.2f} GiB) {load_tag()}",
             flush=True,
         )
         rec = records.get(recipe)
@@ -80,6 +83,11 @@ def export_all(ckpt: Path, run: RunLayout, args, tmp: Path) -> tuple[Path, dict,
             for line in describe_checks({"int8": {recipe: rec}}):
                 print(f"    {line}")
     return fp32.path, int8, records
+
+
+def peak_rss_gib() -> float:
+    """This process's peak RSS (an upper bound on any one recipe's calibration and search)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def time_variants(fp32: Path, int8: dict, frames: np.ndarray, args, clips: int) -> None:
@@ -115,9 +123,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default="best", help="best, rnn, maxpool or linear")
     ap.add_argument("--eval", type=int, default=32, help="held-out GIFs for the gate")
     ap.add_argument("--calibration", type=int, default=8, help="int8 calibration GIFs")
-    ap.add_argument("--recipes", nargs="+", default=list(INT8_RECIPES), choices=INT8_RECIPES)
+    ap.add_argument(
+        "--recipes",
+        nargs="+",
+        default=list(INT8_RECIPES),
+        choices=INT8_RECIPES + EXTRA_RECIPES,
+        help="int8 recipes to export (nncf: needs gifsent[nncf])",
+    )
     ap.add_argument("--runs", type=int, default=5, help="timed rounds after one warm-up")
     ap.add_argument("--batch", type=int, default=4, help="GIFs per timed call")
+    ap.add_argument("--no-time", action="store_true", help="record the checks only; no timing")
+    ap.add_argument("--json", type=Path, default=None, help="write every recipe's record here")
     args = ap.parse_args(argv)
     run = RunLayout(args.run) if args.run else latest_run()
     if run is None:
@@ -125,7 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = checkpoint_of(run, args.model)
     print(f"{cpu_line()}\nrun {run.root}, checkpoint {ckpt.name}; load at start {load_tag()}")
     with tempfile.TemporaryDirectory(prefix="gifsent-trained-int8-") as tmp:
-        fp32, int8, _ = export_all(ckpt, run, args, Path(tmp))
+        fp32, int8, records = export_all(ckpt, run, args, Path(tmp))
+        if args.json:
+            args.json.write_text(json.dumps(records, indent=1, sort_keys=True))
+        if args.no_time:
+            return
         from gifsent_infer.running.session import read_document
 
         spec = read_document(fp32).sampling

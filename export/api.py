@@ -784,7 +784,7 @@ def _int8_attempts(job: _Job, built: _Built, recipes, *, keep_going: bool):
     for attempt in recipes:
         job.progress(f"int8 ({attempt}): quantizing the encoder")
         report: dict[str, Any] = {}
-        judge = _MixedJudge(job, built, fp32_scores) if attempt == "mixed" else None
+        judge = _MixedJudge(job, built, fp32_scores) if attempt in ("mixed", "nncf") else None
         t0 = time.perf_counter()
         cand = quantize_encoder(built.encoder, calib, recipe=attempt, judge=judge, report=report)
         seconds = round(time.perf_counter() - t0, 1)
@@ -845,11 +845,23 @@ class _MixedJudge:
         self.probes = self.judged = 0
         self.last = float("nan")
 
+    def _scores(self, encoder, frames: np.ndarray) -> np.ndarray:
+        bs = self.job.opts.batch_size
+        feats = run_session(ort_session(encoder), frames, batch_size=bs)
+        return run_session(self._head, feats, batch_size=bs)
+
+    def held_out(self) -> np.ndarray:
+        return self.job.eval_frames
+
+    def validate(self, encoder, indices: list[int]) -> float:
+        self.probes += 1
+        idx = np.asarray(indices, dtype=int)
+        value = compare(self.fp32[idx], self._scores(encoder, self.job.eval_frames[idx]))
+        return -1.0 if np.isnan(value.mean_spearman) else float(value.mean_spearman)
+
     def probe(self, encoder) -> float:
         self.probes += 1
-        n, bs = self.PROBE_GIFS, self.job.opts.batch_size
-        feats = run_session(ort_session(encoder), self.job.eval_frames[:n], batch_size=bs)
-        got = run_session(self._head, feats, batch_size=bs)
+        got = self._scores(encoder, self.job.eval_frames[: self.PROBE_GIFS])
         ref = self.fp32[: len(got)]
         err = ((got - ref) ** 2).mean(axis=0) / np.maximum(ref.var(axis=0), 1e-12)
         return float(1.0 - err.mean())

@@ -44,6 +44,7 @@ class Int8Recipe(str, Enum):
     percentile = "percentile"
     sensitive = "sensitive"
     mixed = "mixed"
+    nncf = "nncf"
 
 
 class Part(str, Enum):
@@ -159,7 +160,8 @@ Int8RecipeOpt = Annotated[
         "ranges), sensitive (percentile; first/last/depthwise convs kept float), mixed "
         "(percentile; the layers that most change the ranking, measured one by one on held-out "
         "GIFs, kept float until the gate holds), or auto (try them in that order, keep the "
-        "first that passes the ranking gate on every backend).",
+        "first that passes the ranking gate on every backend). nncf (not in auto; "
+        "pip install 'gifsent[nncf]'): NNCF's accuracy control with the same Spearman gate.",
     ),
 ]
 CheckOnOpt = Annotated[

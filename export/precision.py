@@ -140,14 +140,24 @@ class FramesReader:
 # folded into running ranges or histograms), so calibration memory does not grow with the
 # number of calibration GIFs.
 INT8_RECIPES = ("minmax", "percentile", "sensitive", "mixed")
+# Not tried by "auto" (an optional dependency, the reference `mixed` is compared with):
+#   nncf        NNCF's quantize_with_accuracy_control on the ONNX graph, the project's mean
+#               per-emotion Spearman vs fp32 as its metric (max drop = 1 - gate); its accuracy
+#               restorer reverts the quantizers that hurt most until the drop holds
+#               (pip install 'gifsent[nncf]')
+EXTRA_RECIPES = ("nncf",)
+NNCF_MAX_REVERTS = 16  # NNCF's max_num_iterations: at most this many layers reverted to float
+NNCF_RANKING_GIFS = 12  # held-out GIFs NNCF ranks the quantizers on (as the mixed probe)
 
 
 def int8_recipes(choice: str = "auto") -> tuple[str, ...]:
     """The recipes an export tries: all of them in order for "auto", else just `choice`."""
     if choice == "auto":
         return INT8_RECIPES
-    if choice not in INT8_RECIPES:
-        raise ValueError(f"int8 recipe must be auto or one of {INT8_RECIPES}, got {choice!r}")
+    if choice not in INT8_RECIPES + EXTRA_RECIPES:
+        raise ValueError(
+            f"int8 recipe must be auto or one of {INT8_RECIPES + EXTRA_RECIPES}, got {choice!r}"
+        )
     return (choice,)
 
 
@@ -196,9 +206,13 @@ def quantize_encoder(
         pass
 
     reader = Reader(calibration_frames, batch_size=batch_size)
-    if recipe not in INT8_RECIPES:
+    if recipe not in INT8_RECIPES + EXTRA_RECIPES:
         raise ValueError(f"int8 recipe must be one of {INT8_RECIPES}, got {recipe!r}")
     exclude = preprocessing_nodes(encoder) + tail_nodes(encoder)
+    if recipe == "nncf":
+        if judge is None:
+            raise ValueError("the nncf int8 recipe needs a judge (its validation metric)")
+        return quantize_nncf(encoder, calibration_frames, judge, exclude, report)
     method = CalibrationMethod.MinMax if recipe == "minmax" else CalibrationMethod.Percentile
     with tempfile.TemporaryDirectory(prefix="gifsent-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
@@ -264,6 +278,12 @@ class MixedJudge(Protocol):
     def judge(self, encoder: onnx.ModelProto) -> float:
         """The gate's measurement: every gate backend, every held-out GIF (the lowest mean)."""
 
+    def held_out(self) -> np.ndarray:
+        """The held-out GIFs' frames (the nncf recipe's validation set)."""
+
+    def validate(self, encoder: onnx.ModelProto, indices: list[int]) -> float:
+        """Mean per-emotion Spearman vs fp32 on the held-out GIFs `indices`, onnxruntime."""
+
 
 # The mixed recipe's search budget: the weight-bearing layers are probed in MIXED_GROUPS groups
 # (consecutive blocks), then the most sensitive unit is split in halves and both halves are
@@ -272,6 +292,57 @@ class MixedJudge(Protocol):
 MIXED_GROUPS = 12
 MIXED_PROBES = 28
 _PROBE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+def quantize_nncf(
+    encoder: onnx.ModelProto,
+    calibration_frames: np.ndarray,
+    judge: MixedJudge,
+    exclude: list[str],
+    report: dict | None = None,
+) -> onnx.ModelProto:
+    """NNCF's accuracy-controlled post-training quantization of the encoder (ONNX backend):
+    calibrated on `calibration_frames` one GIF at a time, validated by `judge.validate` (mean
+    per-emotion Spearman vs fp32 on the held-out GIFs given), reverting quantizers to float
+    until the drop from fp32 (1.0) is at most 1 - gate, at most NNCF_MAX_REVERTS of them."""
+    try:
+        import nncf
+        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+    except ImportError as e:
+        raise ExportError("the nncf int8 recipe needs NNCF: pip install 'gifsent[nncf]'") from e
+    frames = calibration_frames
+    calib = nncf.Dataset(range(len(frames)), lambda i: {INPUT_NAME: frames[i : i + 1]})
+    held = judge.held_out()
+    validation = nncf.Dataset(range(len(held)), lambda i: {INPUT_NAME: held[i : i + 1]})
+
+    def metric(model, items) -> float:
+        return judge.validate(model, list(items))
+
+    weights = [n.name for n in encoder.graph.node if n.op_type in _PROBE_OPS and n.name]
+    with _quiet():
+        quantized = nncf.quantize_with_accuracy_control(
+            encoder,
+            calib,
+            validation,
+            metric,
+            max_drop=1.0 - judge.gate,
+            drop_type=nncf.DropType.ABSOLUTE,
+            preset=nncf.QuantizationPreset.MIXED,
+            target_device=nncf.TargetDevice.CPU,
+            subset_size=len(frames),
+            ignored_scope=nncf.IgnoredScope(names=exclude, validate=False),
+            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                max_num_iterations=NNCF_MAX_REVERTS,
+                ranking_subset_size=min(NNCF_RANKING_GIFS, len(held)),
+                num_ranking_workers=1,
+            ),
+        )
+    if report is not None:
+        int8 = set(weight_layers(quantized))
+        report["kept_float"] = [{"layer": n} for n in weights if n not in int8]
+        report["weight_layers"] = len(weights)
+        report["int8_weight_layers"] = len(int8)
+    return quantized
 
 
 def quantized_layers(quantized: onnx.ModelProto) -> list[str]:
