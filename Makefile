@@ -12,7 +12,7 @@ DEMO_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[cpu,train,dev,ray,openvino,collect,serve,parquet,ann]"
+	$(PY) -m pip install --quiet -e ".[cpu,train,dev,ray,openvino,collect,serve,parquet,ann,nncf]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -169,3 +169,44 @@ def test_every_recipe_calibrates_strided(encoder_graphs, monkeypatch):
     for recipe in ("minmax", "percentile", "sensitive"):
         prec.quantize_encoder(graph, frames[:2], recipe=recipe)
     assert seen and all(extra.get("CalibStridedMinMax") == 1 for extra in seen.values())
+
+
+class SpearmanJudge(FakeJudge):
+    """The nncf recipe's metric: 1.0 on any candidate (the gate holds at once)."""
+
+    gate = 0.98
+
+    def __init__(self, frames):
+        super().__init__("no such layer")
+        self.frames = frames
+        self.validated = 0
+
+    def held_out(self):
+        return self.frames
+
+    def validate(self, enc, indices):
+        self.validated += 1
+        assert all(0 <= i < len(self.frames) for i in indices)
+        return 1.0
+
+
+def test_the_nncf_recipe_quantizes_and_records_its_float_layers(encoder_graphs):
+    pytest.importorskip("nncf")
+    graph, frames = encoder_graphs
+    report = {}
+    judge = SpearmanJudge(frames)
+    q = prec.quantize_encoder(graph, frames[:2], recipe="nncf", judge=judge, report=report)
+    onnx.checker.check_model(q)
+    assert judge.validated >= 1
+    assert report["int8_weight_layers"] == len(prec.weight_layers(q)) > 0
+    assert report["weight_layers"] == report["int8_weight_layers"] + len(report["kept_float"])
+    # the preprocessing stays float, as in every recipe
+    assert not set(prec.preprocessing_nodes(graph)) & set(prec.quantized_layers(q))
+    assert run_session(ort_session(q), frames).shape == run_session(ort_session(graph), frames).shape
+
+
+def test_nncf_is_not_in_auto_and_is_named_in_errors():
+    assert "nncf" not in prec.int8_recipes("auto")
+    assert prec.int8_recipes("nncf") == ("nncf",)
+    with pytest.raises(ValueError, match="nncf"):
+        prec.int8_recipes("bogus")
