@@ -3,7 +3,6 @@ what an export measures and writes, and how the mixed recipe keeps layers in flo
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -202,7 +201,9 @@ def test_the_nncf_recipe_quantizes_and_records_its_float_layers(encoder_graphs):
     assert report["weight_layers"] == report["int8_weight_layers"] + len(report["kept_float"])
     # the preprocessing stays float, as in every recipe
     assert not set(prec.preprocessing_nodes(graph)) & set(prec.quantized_layers(q))
-    assert run_session(ort_session(q), frames).shape == run_session(ort_session(graph), frames).shape
+    assert (
+        run_session(ort_session(q), frames).shape == run_session(ort_session(graph), frames).shape
+    )
 
 
 def test_nncf_is_not_in_auto_and_is_named_in_errors():
