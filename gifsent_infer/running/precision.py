@@ -100,7 +100,9 @@ def describe_checks(checks: dict[str, Any] | None) -> list[str]:
         on = "; ".join(f"{b} {_dev(d)}" for b, d in sorted(rec.get("backends", {}).items()))
         verdict = "holds" if rec.get("holds") else "refused"
         kept = rec.get("kept_float")
-        extra = f"; {len(kept)} layer(s) kept float" if kept else ""
+        total = (rec.get("search") or {}).get("weight_layers")
+        of = f" of {total} weight layers" if total else ""
+        extra = f"; {len(kept)}{of} kept float" if kept else ""
         lines.append(
             f"int8 {recipe}: {on or 'not measured'}; {verdict} at >= {rec.get('gate')}{extra}"
         )
