@@ -365,10 +365,11 @@ def weight_layers(quantized: onnx.ModelProto) -> list[str]:
     return [n for n in quantized_layers(quantized) if ops[n] in _PROBE_OPS]
 
 
-def layer_groups(names: list[str], count: int = MIXED_GROUPS) -> list[list[str]]:
-    """`names` (graph order) in at most `count` groups of consecutive layers, cut at block
+def layer_groups(names: list[str], count: int | None = None) -> list[list[str]]:
+    """`names` (graph order) in at most `count` (default MIXED_GROUPS) groups of consecutive layers, cut at block
     boundaries where the names show them ("/layer3/layer3.5/conv1/Conv": the shallowest path
     prefix that tells at least `count` blocks apart), else in equal runs."""
+    count = MIXED_GROUPS if count is None else count
     if not names:
         return []
     parts = [n.strip("/").split("/") for n in names]

@@ -211,3 +211,42 @@ def test_nncf_is_not_in_auto_and_is_named_in_errors():
     assert prec.int8_recipes("nncf") == ("nncf",)
     with pytest.raises(ValueError, match="nncf"):
         prec.int8_recipes("bogus")
+
+
+def test_layer_groups_cut_at_blocks_in_order():
+    names = ["/stem/conv/Conv"] + [
+        f"/layer{b}/layer{b}.{i}/conv{c}/Conv" for b in (1, 2) for i in range(3) for c in (1, 2)
+    ]
+    groups = prec.layer_groups(names, count=4)
+    assert [n for g in groups for n in g] == names  # every layer once, graph order kept
+    assert len(groups) <= 4
+    # blocks are never split between groups
+    block = {n: n.split("/")[2] if n.count("/") > 3 else n for n in names}
+    owner = {block[n]: i for i, g in enumerate(groups) for n in g}
+    assert all(owner[block[n]] == i for i, g in enumerate(groups) for n in g)
+    flat = [f"Conv_{i}" for i in range(30)]  # no structure in the names: equal runs
+    assert [len(g) for g in prec.layer_groups(flat, count=6)] == [5] * 6
+    assert prec.layer_groups([], count=3) == []
+
+
+def test_mixed_search_stays_within_its_probe_budget(encoder_graphs, monkeypatch):
+    graph, frames = encoder_graphs
+    monkeypatch.setattr(prec, "MIXED_PROBES", 4)
+    monkeypatch.setattr(prec, "MIXED_GROUPS", 2)
+    seen = {"probe": 0, "judge": 0}
+
+    class Counting(FakeJudge):
+        def probe(self, enc):
+            seen["probe"] += 1
+            return super().probe(enc)
+
+        def judge(self, enc):
+            seen["judge"] += 1
+            return super().judge(enc)
+
+    full = prec.quantize_encoder(graph, frames[:2], recipe="minmax")
+    key = prec.weight_layers(full)[0]
+    report = {}
+    prec.quantize_encoder(graph, frames[:2], recipe="mixed", judge=Counting(key), report=report)
+    assert seen["probe"] <= 1 + 4  # the int8 baseline, then the budget
+    assert key in [k["layer"] for k in report["kept_float"]]
