@@ -366,9 +366,9 @@ def weight_layers(quantized: onnx.ModelProto) -> list[str]:
 
 
 def layer_groups(names: list[str], count: int | None = None) -> list[list[str]]:
-    """`names` (graph order) in at most `count` (default MIXED_GROUPS) groups of consecutive layers, cut at block
-    boundaries where the names show them ("/layer3/layer3.5/conv1/Conv": the shallowest path
-    prefix that tells at least `count` blocks apart), else in equal runs."""
+    """`names` (graph order) in at most `count` (default MIXED_GROUPS) groups of consecutive
+    layers, cut at block boundaries where the names show them ("/layer3/layer3.5/conv1/Conv":
+    the shallowest path prefix that tells at least `count` blocks apart), else in equal runs."""
     count = MIXED_GROUPS if count is None else count
     if not names:
         return []
