@@ -319,7 +319,11 @@ def quantize_nncf(
         return judge.validate(model, list(items))
 
     weights = [n.name for n in encoder.graph.node if n.op_type in _PROBE_OPS and n.name]
-    with _quiet():
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    nncf_log.setLevel(logging.WARNING)  # its INFO lines (progress bars, timings) are not ours
+    with _quiet(), contextlib.ExitStack() as undo:
+        undo.callback(nncf_log.setLevel, level)
         quantized = nncf.quantize_with_accuracy_control(
             encoder,
             calib,
