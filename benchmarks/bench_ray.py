@@ -36,6 +36,8 @@ from pathlib import Path
 
 from machine import cpu_line
 
+from gifsent_infer.scaleout.phases import PHASES_ENV
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_infer import build_model, make_gifs
 
@@ -131,6 +133,66 @@ def _driver(gifs: Path, model: Path, out: Path, address: str, extra: list[str]) 
     ]
 
 
+PHASES = (  # the driver's start-up in order (phases.py), then the workers' first steps
+    "run_start",
+    "ray_imported",
+    "model_read",
+    "inputs_listed",
+    "table_ready",
+    "ray_joined",
+    "plan_ready",
+    "resume_scanned",
+    "pipeline_started",
+    "decode_start",
+    "decode_first_done",
+    "actor_start",
+    "model_loaded",
+    "first_scored",
+    "first_rows",
+    "first_commit",
+    "rows_done",
+    "run_done",
+)
+SHORT = {
+    "run_start": "cli",
+    "ray_imported": "ray",
+    "model_read": "model",
+    "inputs_listed": "inputs",
+    "table_ready": "table",
+    "ray_joined": "joined",
+    "plan_ready": "plan",
+    "resume_scanned": "scan",
+    "pipeline_started": "pipeline",
+    "decode_start": "dec0",
+    "decode_first_done": "dec1",
+    "actor_start": "actor",
+    "model_loaded": "loaded",
+    "first_scored": "scored1",
+    "first_rows": "rows1",
+    "first_commit": "commit1",
+    "rows_done": "rowsN",
+    "run_done": "end",
+}
+
+
+def phase_line(path: Path, killed_at: float | None = None) -> str:
+    """The driver's phases as seconds from its process start (GIFSENT_RAY_PHASES log)."""
+    from gifsent_infer.scaleout.phases import read_phases, timeline
+
+    if not path.exists():
+        return "(no phase log)"
+    rows = read_phases(path)
+    first: dict[str, float] = {}
+    for sec, _, phase in timeline(rows):
+        first.setdefault(phase, sec)
+    parts = [f"{SHORT.get(p, p)} {first[p]:.2f}" for p in PHASES if p in first]
+    if killed_at is not None:
+        origin = min((r["t"] for r in rows if r["phase"] == "process_start"), default=None)
+        if origin is not None:
+            parts.append(f"KILL {killed_at - origin:.2f}")
+    return ", ".join(parts)
+
+
 def _committed_rows(out: Path) -> tuple[int, int]:
     """(rows, ok rows) of the table's latest snapshot (deltalake), checked one per input."""
     from deltalake import DeltaTable
@@ -181,8 +243,10 @@ def bench_resume(args) -> None:
             fulls = []  # the first run also warms the cluster's worker pool and the page cache
             for k in range(1 + args.repeat):
                 out = root / f"full{count}-{k}"
+                log = root / f"phases-full{count}-{k}.jsonl"
+                env = {**os.environ, PHASES_ENV: str(log)}
                 t = time.perf_counter()
-                subprocess.run(_driver(gifs, model, out, address, extra), check=True)
+                subprocess.run(_driver(gifs, model, out, address, extra), check=True, env=env)
                 fulls.append(time.perf_counter() - t)
             full = statistics.median(fulls[1:])
             n, _ = _committed_rows(out)
@@ -191,19 +255,23 @@ def bench_resume(args) -> None:
                 f"full run: {full:.1f} s (median of {args.repeat} after a warm-up run of "
                 f"{fulls[0]:.1f} s; driver start-up included); {load()}"
             )
+            print(f"  phases of the last full run (s from process start): {phase_line(log)}")
             # two ways to kill the driver "at 60%": SIGKILL from outside at 60% of the full
             # run's wall time (start-up included, so fewer than 60% of the GIFs are scored by
             # then), and a hard exit once it has received 60% of the rows (GIFSENT_RAY_FAULT)
             received = max(1, round(args.kill_at * n))
             for how in ("time", "rows"):
                 out = root / f"killed-{how}-{count}"
-                env = dict(os.environ)
+                log = root / f"phases-{how}-{count}.jsonl"
+                env = {**os.environ, PHASES_ENV: str(log)}
+                killed_at = None
                 if how == "rows":
                     env["GIFSENT_RAY_FAULT"] = f"received:{received}"
                 proc = subprocess.Popen(_driver(gifs, model, out, address, extra), env=env)
                 if how == "time":
                     time.sleep(args.kill_at * full)
                     alive = proc.poll() is None
+                    killed_at = time.time()
                     proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 if how == "rows":
@@ -224,6 +292,7 @@ def bench_resume(args) -> None:
                     f"in the table ({kept / n:.0%}), each once; rerun {rerun:.1f} s scored "
                     f"the {n - kept_ok} missing, skipped {kept_ok}"
                 )
+                print(f"    phases (s from process start): {phase_line(log, killed_at)}")
     finally:
         if cluster is not None:
             cluster.shutdown()

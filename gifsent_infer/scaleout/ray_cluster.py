@@ -101,11 +101,19 @@ class ClusterError(GifsentError, RuntimeError):
         self.stuck = stuck
 
 
-def import_ray():
-    """`ray` and `ray.data`, or ImportError with the install hint."""
+def import_ray(data: bool = True):
+    """`ray` and `ray.data`, or ImportError with the install hint. data=False: import Ray's
+    core only and check that Ray Data is there without importing it (its import costs about
+    a second, which a driver spends better while the cluster starts its workers)."""
+    import importlib.util
+
     try:
         import ray
-        import ray.data  # Ray Data is the `data` extra of ray
+
+        if data:
+            import ray.data  # Ray Data is the `data` extra of ray
+        elif importlib.util.find_spec("ray.data") is None:
+            raise ImportError("No module named 'ray.data'")
     except ImportError as e:
         raise ImportError(f"{RAY_INSTALL_HINT} ({e})") from None
     return ray
