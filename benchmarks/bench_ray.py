@@ -17,7 +17,12 @@ Resume: a one-node cluster (ray.cluster_utils, --num-cpus CPUs) stays up; every 
 separate `gifsent-infer ray --address` driver. For each of --counts: a full run (its wall
 time T sets the kill point), a driver SIGKILLed at --kill-at * T (start-up included) and
 one hard-exiting after receiving --kill-at of the rows, each followed by a rerun; the table
-is read with deltalake after each (one row per input is checked).
+is read with deltalake after each (one row per input is checked). For the last full run and
+each killed driver it prints the driver's phases (GIFSENT_RAY_PHASES, see
+gifsent_infer/scaleout/phases.py) as seconds from its process start, so that a reader sees
+where the start-up goes and how far the run was when it was killed.
+
+    .venv/bin/python benchmarks/bench_ray.py --part resume   # killed drivers only (~4 min quiet)
 
 Every part prints the load average before and after it. Model and GIFs are bench_infer.py's.
 """
@@ -138,38 +143,42 @@ PHASES = (  # the driver's start-up in order (phases.py), then the workers' firs
     "ray_imported",
     "model_read",
     "inputs_listed",
-    "table_ready",
     "ray_joined",
     "plan_ready",
+    "ray_data_imported",
+    "table_ready",
     "resume_scanned",
     "pipeline_started",
-    "decode_start",
-    "decode_first_done",
     "actor_start",
     "model_loaded",
+    "decode_start",
+    "decode_first_done",
     "first_scored",
     "first_rows",
     "first_commit",
+    "fault_exit",
     "rows_done",
     "run_done",
 )
-SHORT = {
-    "run_start": "cli",
-    "ray_imported": "ray",
+SHORT = {  # as printed
+    "run_start": "cli",  # the CLI imported, score_with_ray entered
+    "ray_imported": "ray",  # `import ray` (Ray's core)
     "model_read": "model",
     "inputs_listed": "inputs",
-    "table_ready": "table",
-    "ray_joined": "joined",
-    "plan_ready": "plan",
-    "resume_scanned": "scan",
-    "pipeline_started": "pipeline",
-    "decode_start": "dec0",
-    "decode_first_done": "dec1",
-    "actor_start": "actor",
+    "ray_joined": "joined",  # ray.init returned
+    "plan_ready": "plan",  # the cluster's resources read, actors planned
+    "ray_data_imported": "raydata",
+    "table_ready": "table",  # opened (or created) and scanned for resume, on a thread
+    "resume_scanned": "antijoin",
+    "pipeline_started": "pipeline",  # Ray Data's executor started: it asks for workers
+    "actor_start": "actor",  # the model actor's constructor runs (its process is up)
     "model_loaded": "loaded",
-    "first_scored": "scored1",
-    "first_rows": "rows1",
+    "decode_start": "dec0",  # the first decoding task runs
+    "decode_first_done": "dec1",
+    "first_scored": "scored1",  # the actor's first batch scored
+    "first_rows": "rows1",  # the driver received the first block
     "first_commit": "commit1",
+    "fault_exit": "exit",  # the hard exit of GIFSENT_RAY_FAULT
     "rows_done": "rowsN",
     "run_done": "end",
 }
@@ -238,6 +247,14 @@ def bench_resume(args) -> None:
         address = cluster.address
         extra = [x for x in (args.driver_args or "").split() if x]
         print(f"machine: {os.cpu_count()} CPUs; one-node cluster with {args.num_cpus} CPUs")
+        print(
+            "phases: seconds from the driver's process start (GIFSENT_RAY_PHASES); cli = CLI "
+            "imported, ray = `import ray`, joined = ray.init returned, raydata = Ray Data "
+            "imported, table = table opened and scanned, pipeline = Ray Data's executor "
+            "started, actor/loaded = the model actor's process up / model loaded, dec0 = "
+            "first decoding task, scored1 = first batch scored, rows1 = first rows at the "
+            "driver, commit1 = first commit, KILL = the SIGKILL, exit = the hard exit"
+        )
         for count in (int(c) for c in args.counts.split(",")):
             gifs = _gifs(root, args, count)
             fulls = []  # the first run also warms the cluster's worker pool and the page cache

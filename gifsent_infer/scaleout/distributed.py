@@ -399,7 +399,7 @@ def score_with_ray(
     # listing the inputs (object stores: network round trips) overlaps importing Ray; its
     # errors still come first, before joining a cluster
     listing = _Background(lambda: _expand(sources, manifest, manifest_column, recursive))
-    ray = import_ray(data=False)  # Ray Data is imported while the cluster starts workers
+    ray = import_ray(data=False)  # Ray Data: after joining, while the table is opened
     mark("ray_imported")
     start = time.perf_counter()
     reset_faults()
@@ -434,7 +434,6 @@ def score_with_ray(
     mark("ray_joined")
     try:
         device, plan = _cluster_plan(ray, opts, num_actors, actor_cpus, decode_cpus, decode_memory)
-        warm = prestart_workers(ray, plan)  # noqa: F841 (kept until the run ends)
         mark("plan_ready")
         # the table only now (a usage error above must leave it as it was), opened and
         # scanned for the resume rule on a thread (deltalake's Rust code runs without the
@@ -486,39 +485,6 @@ def _open_and_scan(location: str, retention_hours: float, columns: tuple[str, ..
     """The table (created when missing) and its rows' keys (the resume rule's input)."""
     dt = ensure_table(location, retention_hours, columns)
     return dt, scan_keys(dt)
-
-
-def _warm_worker(phase_log: str | None) -> int:
-    """A worker process of this job made ready for the pipeline: what its tasks and actors
-    import first (this module, Ray Data, onnxruntime) imported now."""
-    mark("warm_start", role="warm", file=phase_log)
-    import ray.data  # noqa: F401
-
-    import gifsent_infer.running.session  # noqa: F401  (onnxruntime)
-
-    mark("warm_ready", role="warm", file=phase_log)
-    return os.getpid()
-
-
-def prestart_workers(ray, plan: ResourcePlan) -> list:
-    """Have the cluster start this job's worker processes now, one per decoding task the
-    plan runs at once (at most one per CPU), so that they boot and import while the driver
-    imports Ray Data, opens the table and plans the pipeline.
-
-    Every driver is a new Ray job, and a job's tasks and actors run only in worker
-    processes started for it: without this, the first decoding task and the model actor
-    wait for a Python process to start and import Ray, Ray Data and onnxruntime (1-3 s,
-    more under load) only after the pipeline is built. Idle workers of the job are what Ray
-    leases to its next tasks and actors. The tasks reserve no CPU (so they never wait
-    for one) and return at once; nothing waits for them. Returns their refs."""
-    try:
-        cpus = int(sum(node_cpus(ray)) or ray.cluster_resources().get("CPU", 1))
-        # decoding tasks only: Ray starts a new process for every actor, never an idle one
-        count = max(1, min(cpus, plan.decode_tasks or max(1, cpus - plan.num_actors)))
-        task = ray.remote(num_cpus=0, max_retries=0, scheduling_strategy="SPREAD")(_warm_worker)
-        return [task.remote(phase_file()) for _ in range(count)]
-    except Exception:  # only a head start: the pipeline starts its workers anyway
-        return []
 
 
 def _expand(

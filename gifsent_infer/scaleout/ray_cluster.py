@@ -63,6 +63,9 @@ def fault_point(stage: str) -> None:
     if want != f"{stage}:{n}":
         return
     if not delay:
+        from gifsent_infer.scaleout.phases import mark
+
+        mark("fault_exit", stage=stage, n=n)
         os._exit(137)
     # STAGE:N@SECONDS: SIGKILL this process that long after the boundary, from a timer
     # thread, so that it lands inside what follows (a table commit in native code)
