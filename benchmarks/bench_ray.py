@@ -240,10 +240,11 @@ def bench_resume(args) -> None:
     print(f"resume: {load()}")
     try:
         model = Path(args.model) if args.model else build_model(root / "m.onnx")
-        cluster = Cluster(
+        cluster = Cluster(  # registering waits below, with a deadline that holds under load
             initialize_head=True,
-            head_node_args={"num_cpus": args.num_cpus, "include_dashboard": False},
+            head_node_args={"num_cpus": args.num_cpus, "include_dashboard": False, "wait": False},
         )
+        cluster.wait_for_nodes(timeout=180)
         address = cluster.address
         extra = [x for x in (args.driver_args or "").split() if x]
         print(f"machine: {os.cpu_count()} CPUs; one-node cluster with {args.num_cpus} CPUs")

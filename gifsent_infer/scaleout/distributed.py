@@ -388,9 +388,6 @@ def score_with_ray(
     Raises ImportError (the install hint), ValueError and GifsentErrors (ClusterError,
     NoInputsError, ManifestError, ScoresTableError, ModelError, ...); bad GIFs: error rows.
     """
-    from gifsent_infer.running.readable import Readable
-    from gifsent_infer.running.session import read_document, resolve_model
-
     opts = ray_options(options, model, scoring)
     _check_arguments(
         opts, read_batch, shard_rows, flush_seconds, connect_timeout, actor_cpus, retention_hours
@@ -404,23 +401,7 @@ def score_with_ray(
     start = time.perf_counter()
     reset_faults()
 
-    model_path = resolve_model(opts.model)
-    document = read_document(model_path)  # ModelError for a graph without a document
-    readable = Readable.for_options(document, opts)  # ReadableError: no percentiles here
-    model_bytes = model_path.read_bytes()
-    job = _Job(
-        opts=opts,
-        spec=document.sampling,
-        columns=readable.columns(COLUMNS),
-        decorate=readable.decorate,
-        model_bytes=model_bytes,
-        model_id=sha256(model_bytes),
-        limits=dataclasses.replace(limits, max_file_bytes=opts.max_bytes),
-        read_batch=read_batch,
-        decode_memory=decode_memory,
-        progress_bars=progress_bars,
-    )
-
+    job = _make_job(opts, limits, read_batch, decode_memory, progress_bars)
     mark("model_read")
     items = listing.result()
     mark("inputs_listed", inputs=len(items))
@@ -456,6 +437,35 @@ def score_with_ray(
     summary.version, summary.seconds = dt.version(), time.perf_counter() - start
     mark("run_done")
     return summary
+
+
+def _make_job(
+    opts: ScoreOptions,
+    limits: ReaderLimits,
+    read_batch: int,
+    decode_memory: int,
+    progress_bars: bool,
+) -> _Job:
+    """The run's model (read on the driver, ModelError without a document) and its rows."""
+    from gifsent_infer.running.readable import Readable
+    from gifsent_infer.running.session import read_document, resolve_model
+
+    model_path = resolve_model(opts.model)
+    document = read_document(model_path)  # ModelError for a graph without a document
+    readable = Readable.for_options(document, opts)  # ReadableError: no percentiles here
+    model_bytes = model_path.read_bytes()
+    return _Job(
+        opts=opts,
+        spec=document.sampling,
+        columns=readable.columns(COLUMNS),
+        decorate=readable.decorate,
+        model_bytes=model_bytes,
+        model_id=sha256(model_bytes),
+        limits=dataclasses.replace(limits, max_file_bytes=opts.max_bytes),
+        read_batch=read_batch,
+        decode_memory=decode_memory,
+        progress_bars=progress_bars,
+    )
 
 
 class _Background:
