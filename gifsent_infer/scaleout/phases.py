@@ -38,10 +38,11 @@ def process_start() -> float:
         with open("/proc/self/stat", encoding="ascii") as f:
             fields = f.read().rpartition(")")[2].split()
         ticks = int(fields[19])  # starttime, field 22 of stat(5), in clock ticks since boot
-        with open("/proc/stat", encoding="ascii") as f:
-            boot = next(int(ln.split()[1]) for ln in f if ln.startswith("btime "))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        with open("/proc/uptime", encoding="ascii") as f:
+            uptime = float(f.read().split()[0])  # seconds since boot, to 0.01 s
+        # the process's age from the two (/proc/stat's btime is whole seconds: too coarse)
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
         return _IMPORTED
 
 

@@ -100,6 +100,46 @@ def test_rows_are_committed_by_rows(tmp_path: Path):
     assert [r["path"] for r in read_scores(tmp_path / "t")] == [f"g{k:03d}.gif" for k in range(8)]
 
 
+def test_the_first_block_is_committed_at_once_then_by_rows(tmp_path: Path):
+    """eager_first (rows per commit chosen by the run): a run killed early keeps its first
+    rows; later commits wait for the row count as before."""
+    from gifsent_infer.scaleout.delta_table import TableWriter
+
+    dt = table(tmp_path)
+    w = TableWriter(dt, rows=3, seconds=3600.0, replaces=set(), eager_first=True)
+    _drain(lambda: blocks(4, 2, 0.0), w)
+    dt.update_incremental()
+    assert commits(dt) == [("WRITE", 2), ("WRITE", 3), ("WRITE", 3)]
+    assert (w.scored, w.commits) == (8, 3)
+
+
+def test_the_phase_log_times_a_run_from_its_process_start(tmp_path: Path, monkeypatch):
+    from gifsent_infer.scaleout import phases
+
+    log = tmp_path / "phases.jsonl"
+    monkeypatch.setenv(phases.PHASES_ENV, str(log))
+    before = time.time()
+    phases.start_driver()
+    phases.mark("first_rows", once=True, rows=8)
+    phases.mark("first_rows", once=True, rows=8)  # once: not logged again
+    phases.mark("model_loaded", role="actor", file=str(log))  # a worker's line
+    rows = phases.read_phases(log)
+    assert [r["phase"] for r in rows] == [
+        "process_start",
+        "run_start",
+        "first_rows",
+        "model_loaded",
+    ]
+    # this (pytest) process started before the run, within this test session
+    assert rows[0]["t"] <= before and before - rows[0]["t"] < 3600
+    line = phases.timeline(rows)
+    assert line[0][2] == "process_start" and line[0][0] == 0.0
+    assert [sec for sec, _, _ in line] == sorted(sec for sec, _, _ in line)
+    monkeypatch.delenv(phases.PHASES_ENV)
+    phases.mark("run_done")  # off: nothing written
+    assert len(phases.read_phases(log)) == 4
+
+
 def test_rows_are_committed_by_time_while_the_pipeline_is_busy(tmp_path: Path, monkeypatch):
     """Rows arriving every 0.6 s with a 0.1 s commit interval are committed before the next
     block comes, though the row limit (1000) is never reached."""
