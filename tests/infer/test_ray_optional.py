@@ -4,6 +4,7 @@ manifest inputs."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -226,6 +227,45 @@ def test_store_inputs_list_read_and_keep_the_limits():
         read_item(items[0], max_bytes=10)
     (missing,) = expand_inputs(["memory://gifsent-t/nope.gif", "memory://gifsent-t/in"]).items[:1]
     assert missing.error == "no such object or prefix"
+
+
+def test_gcs_inputs_through_a_local_emulator(monkeypatch):
+    """gs:// inputs against a GCS emulator on 127.0.0.1 (gcp-storage-emulator; the
+    STORAGE_EMULATOR_HOST variable Google's client libraries read): a prefix is listed, an
+    object read, the size limit kept, a missing object is an error row. (The Delta table on
+    gs:// is deltalake's own object store, not exercised here.)"""
+    pytest.importorskip("pyarrow")
+    emulator = pytest.importorskip("gcp_storage_emulator.server")
+    import pyarrow.fs as pafs
+    from infer_support import gif_bytes
+
+    from gifsent_infer.reading.inputs import InputError, expand_inputs, read_item
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket="gt")
+    server.start()
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+        fs = pafs.GcsFileSystem(
+            anonymous=True, endpoint_override=f"127.0.0.1:{port}", scheme="http"
+        )
+        for key, data in (("in/a.gif", gif_bytes(1)), ("in/sub/b.gif", gif_bytes(2))):
+            with fs.open_output_stream(f"gt/{key}") as f:
+                f.write(data)
+        items = expand_inputs(["gs://gt/in/", "gs://gt/nope.gif"]).items
+        assert [i.name for i in items] == [
+            "gs://gt/in/a.gif",
+            "gs://gt/in/sub/b.gif",
+            "gs://gt/nope.gif",
+        ]
+        assert read_item(items[0]) == gif_bytes(1)
+        with pytest.raises(InputError, match="over the"):
+            read_item(items[1], max_bytes=10)
+        assert items[2].error == "no such object or prefix"
+    finally:
+        server.stop()
 
 
 def test_manifest_rows_are_inputs_named_exactly(tmp_path: Path):
