@@ -10,7 +10,7 @@
 # Settings (environment): STUDY_CACHE (default benchmarks/.cache/study), STUDY_GIFS (240 demo
 # GIFs), STUDY_SEGMENTS (2 segments of 16 frames at 112x112, the encoder's own crop: the
 # study path has no smaller input for ResNeXt-101; fewer GIFs and segments keep it short),
-# STUDY_EVAL (48 held-out GIFs judge precisions), STUDY_CALIB (8 calibration GIFs: each int8
+# STUDY_SKIP_MODEL=1 (measure: only the cold/warm CLI runs), STUDY_EVAL (48 held-out GIFs judge precisions), STUDY_CALIB (8 calibration GIFs: each int8
 # recipe calibrates ResNeXt-101 in minutes; the memory bound at the default 16 is bench_export's).
 # Built: $STUDY_CACHE/models/r101-rnn.onnx (fp32, with recorded bf16 + every int8 recipe's
 # check) and r101-rnn-int8.onnx (the first int8 recipe that holds the gate).
@@ -62,14 +62,16 @@ build() {
 measure() {
     [ -f "$FP32" ] && [ -f "$INT8" ] || { echo "no model under $CACHE: run $0 build" >&2; exit 2; }
     # default path (auto/auto) and int8 vs onnxruntime fp32, model alone (targets 2.5x, 5x)
-    "$PY" benchmarks/bench_default_path.py "$FP32" --int8 "$INT8"
+    [ "${STUDY_SKIP_MODEL:-}" ] || "$PY" benchmarks/bench_default_path.py "$FP32" --int8 "$INT8"
     # one-GIF CLI run, cold vs warm compiled-model cache (target: warm >= 40% less wall)
-    local gif cw
-    gif=$(ls "$CACHE"/data/gifs/*.gif | head -1)
+    local gifs cw
+    gifs=("$CACHE"/data/gifs/*.gif)
+    local gif=${gifs[0]}
     cw=$(mktemp -d)
     for round in 1 2; do
         rm -rf "$cw/home"
         for p in cold warm; do
+            rm -rf "$cw/out.csv"*  # a finished output file would be resumed, not rescored
             /usr/bin/time -f "round $round $p %e s wall (load $(cut -d' ' -f1 /proc/loadavg))" \
                 env GIFSENT_HOME="$cw/home" "$BIN/gifsent-infer" score "$gif" --model "$FP32" \
                 -o "$cw/out.csv" --quiet
