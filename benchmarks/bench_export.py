@@ -151,7 +151,7 @@ def bench_encoder(
     return [(name, label, cps) for label, cps in rows]
 
 
-def memory_only(name: str, tmp: Path, calib_gifs: int) -> None:
+def memory_only(name: str, tmp: Path, calib_gifs: int, only: list[str] | None = None) -> None:
     """The calibration peak memory per recipe, without the timing (--memory-only)."""
     try:
         encoder = create_encoder(name)
@@ -164,10 +164,10 @@ def memory_only(name: str, tmp: Path, calib_gifs: int) -> None:
         encoder.eval(), example=torch.from_numpy(frames[:2]), output_names=(FEATURES_NAME,)
     )
     print(f"\n{name}: load {load_tag()}")
-    calibration_memory(enc, encoder.spec, calib_gifs, tmp / f"{name}-calib")
+    calibration_memory(enc, encoder.spec, calib_gifs, tmp / f"{name}-calib", only)
 
 
-def calibration_memory(enc, spec, n_gifs: int, tmp: Path) -> None:
+def calibration_memory(enc, spec, n_gifs: int, tmp: Path, only: list[str] | None = None) -> None:
     """Peak memory of int8 calibration per recipe: each recipe quantizes the encoder in a
     fresh child process on `n_gifs` GIFs (export's default: 16); its max RSS is the figure."""
     import subprocess
@@ -184,6 +184,8 @@ def calibration_memory(enc, spec, n_gifs: int, tmp: Path) -> None:
     np.save(tmp / "frames.npy", frames)
     print(f"  int8 calibration peak memory, {len(frames)} GIFs, each recipe in a fresh process:")
     for recipe in INT8_RECIPES + EXTRA_RECIPES:
+        if only and recipe not in only:
+            continue
         if recipe == "nncf" and importlib.util.find_spec("nncf") is None:
             print("    nncf       skipped (pip install 'gifsent[nncf]')")
             continue
@@ -261,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--memory-only", action="store_true", help="only the calibration peak memory per recipe"
     )
+    ap.add_argument("--recipes", nargs="+", default=None, help="--memory-only: these recipes only")
     ap.add_argument("--calibration-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.calibration_child:
@@ -269,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_only:
         with tempfile.TemporaryDirectory() as tmp:
             for name in args.encoders:
-                memory_only(name, Path(tmp), args.calibration_gifs)
+                memory_only(name, Path(tmp), args.calibration_gifs, args.recipes)
         return
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
