@@ -188,7 +188,7 @@ class Stage:
 # ------------------------------------------------------------------ stage: scores
 
 
-def _votes_fingerprint(votes: Path) -> str:
+def _votes_fingerprint(votes: Path | str) -> str:
     """The votes file's sha256; a `collect` database's vote count and last id (its file alone
     would miss votes still in the write-ahead log)."""
     from gifsent_train.collect.storage import Store, is_database
@@ -209,8 +209,8 @@ class ScoresStage(Stage):
 
     def inputs(self, ctx: Context) -> str:
         cfg = ctx.config
-        votes = cfg.votes_path()
-        if votes is None or not votes.is_file():
+        votes = cfg.votes_source()
+        if votes is None or (isinstance(votes, Path) and not votes.is_file()):
             raise NoDataError(no_data_message(cfg))
         gifs = cfg.gifs_path()
         if not gifs.is_dir():
@@ -238,7 +238,7 @@ class ScoresStage(Stage):
         from gifsent_train.votes import filter_votes, missing_gifs, read_votes
 
         cfg, lay = ctx.config, ctx.layout
-        votes = read_votes(cfg.votes_path())
+        votes = read_votes(cfg.votes_source())
         present = ctx.gif_index
         if cfg.limit_gifs:
             keep = [g for g in votes.ids if g in present][: cfg.limit_gifs]
@@ -257,7 +257,7 @@ class ScoresStage(Stage):
         splits = sp.make_splits(ids, seed=cfg.seed, fractions=cfg.split_fractions)
         sp.save_splits(lay.splits, splits, seed=cfg.seed, fractions=cfg.split_fractions)
         data_info = {
-            "votes": str(cfg.votes_path()),
+            "votes": str(cfg.votes_source()),
             "gifs": str(cfg.gifs_path()),
             "vote_stats": votes.stats.to_dict(),
             "missing": {k: v for k, v in miss.to_dict().items() if k != "missing_ids"},

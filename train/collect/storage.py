@@ -177,6 +177,12 @@ class Store:
             if self.conn is not None:
                 self.conn.close()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # -- SQL helpers -------------------------------------------------------------------------
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
