@@ -135,13 +135,24 @@ def bench_simulation(
             f"{lapse:.0%} random clicks, strength spread x{spread:g}"
         )
         results = {}
+        jobs_of = {}
+        if pool is not None:  # every seed of both modes at once; the counts do not change
+            for mode in ("active", "random"):
+                for seed in range(seeds):
+                    args = (mode, emotions, n_gifs, seed, max_votes, lapse, spread)
+                    jobs_of[mode, seed] = pool.submit(_simulate_star, args)
         for mode in ("active", "random"):
             t0 = time.perf_counter()
-            args = [(mode, emotions, n_gifs, s, max_votes, lapse, spread) for s in range(seeds)]
-            if pool is None:
-                runs = [simulate(*a) for a in args]
-            else:  # seeds in parallel processes (the vote counts are the same either way)
-                runs = list(pool.map(_simulate_star, args))
+            runs = []
+            for seed in range(seeds):
+                if pool is None:
+                    runs.append(simulate(mode, emotions, n_gifs, seed, max_votes, lapse, spread))
+                else:
+                    runs.append(jobs_of[mode, seed].result())
+                got = ", ".join(f"rho {t}: {runs[-1][t]}" for t in THRESHOLDS)
+                print(
+                    f"    {mode} seed {seed}: {got}  ({time.perf_counter() - t0:.0f} s)", flush=True
+                )
             results[mode] = runs
             line = ", ".join(f"rho {t}: {_median([r[t] for r in runs])}" for t in THRESHOLDS)
             print(f"{mode:7s} votes until {line}  ({time.perf_counter() - t0:.0f} s)")
