@@ -220,9 +220,12 @@ def create_app(collector: Collector) -> FastAPI:
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> HTMLResponse:
-    """The database stayed unreachable through the store's reconnect window: 503, nothing
-    stored by this request (a vote is acknowledged only after its commit), try again."""
-    text = "The votes database is not answering right now; nothing was lost. Try again in a moment."
+    """The database stayed unreachable through the store's reconnect window: 503, this request
+    not acknowledged (a vote is acknowledged only after its commit), try again."""
+    text = (
+        "The votes database is not answering right now, so this was not saved. "
+        "Try again in a moment."
+    )
     response = _message("Please try again", text, 503)
     response.headers["Retry-After"] = "5"
     return response

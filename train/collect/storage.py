@@ -219,7 +219,8 @@ class Store:
                         raise StoreUnavailable(
                             f"the votes database at {self.where} did not answer for "
                             f"{self.reconnect_s:.0f} s ({str(e).strip() or type(e).__name__}); "
-                            "nothing was stored by this request: try again"
+                            "this request is not acknowledged: try again (a vote is never "
+                            "stored twice)"
                         ) from None
                     time.sleep(delay)
                     delay = min(delay * 2, 1.0)
