@@ -166,9 +166,14 @@ async def load(port: int, make, clients: int, count: int, seconds: float) -> Pha
 # --- the server -----------------------------------------------------------------------------
 
 
-def start_server(model: Path, port: int, log: Path) -> subprocess.Popen:
+def start_server(
+    model: Path, port: int, log: Path, engine: tuple[str, str] = ("onnxruntime", "fp32")
+) -> subprocess.Popen:
+    """The real server in its own process, with `engine` = (backend, precision) pinned."""
+    backend, precision = engine
     cmd = [sys.executable, "-m", "gifsent_infer.cli", "serve", "--model", str(model)]
-    cmd += ["--port", str(port), "--backend", "onnxruntime", "--device", "cpu"]
+    cmd += ["--port", str(port), "--device", "cpu"]
+    cmd += ["--backend", backend, "--precision", precision]
     cmd += ["--max-queue", str(MAX_QUEUE), "--max-bytes", str(MAX_BYTES)]
     cmd += ["--request-timeout", str(REQUEST_TIMEOUT), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -206,10 +211,11 @@ def free_port() -> int:
 # --- the phases ------------------------------------------------------------------------------
 
 
-def make_scorer(model: Path, gifs: list[bytes]):
+def make_scorer(model: Path, gifs: list[bytes], engine: tuple[str, str] = ("onnxruntime", "fp32")):
     from gifsent_infer.running.scorer import Scorer
 
-    scorer = Scorer(model, device="cpu", backend="onnxruntime")
+    backend, precision = engine
+    scorer = Scorer(model, device="cpu", backend=backend, precision=precision)
     list(scorer.score_many(gifs[:8]))  # warm-up
     return scorer
 

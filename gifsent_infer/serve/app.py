@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
@@ -209,10 +209,9 @@ class _Gate:
                     return
             await self.app(scope, receive, send_tracked)
         finally:
-            endpoint = _endpoint(scope["path"])
-            m = self.state.metrics
-            m.requests.labels(endpoint, str(status[0])).inc()
-            m.latency.labels(endpoint).observe(time.perf_counter() - start)
+            self.state.metrics.observe_request(
+                _endpoint(scope["path"]), status[0], time.perf_counter() - start
+            )
 
 
 def _info(state: ServiceState) -> dict[str, Any]:
@@ -238,25 +237,102 @@ def _info(state: ServiceState) -> dict[str, Any]:
     }
 
 
-def _add_routes(app: FastAPI, state: ServiceState) -> None:
-    @app.post("/v1/score", summary="Score GIFs: raw body, multipart files or JSON URLs")
-    async def score(
-        request: Request,
-        top: int | None = Query(None, ge=0, le=17, description="The K highest emotions."),
-        percentiles: bool | None = Query(None, description="Add <emotion>_pct columns."),
-        clip: bool | None = Query(None, description="Clip scores to [0, 1]."),
-    ) -> Response:
-        o = state.options
-        scorer = state.live_batcher().scorer
+# /v1/score's query options, parsed by hand: FastAPI's per-request dependency solving for
+# three Query parameters cost more CPU than the rest of the route (profiled with
+# benchmarks/profile_serve.py). The OpenAPI document still lists them (_SCORE_QUERY_DOC).
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
+_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
+_SCORE_QUERY_DOC = [
+    {
+        "name": "top",
+        "in": "query",
+        "required": False,
+        "description": "The K highest emotions.",
+        "schema": {"type": "integer", "minimum": 0, "maximum": 17},
+    },
+    {
+        "name": "percentiles",
+        "in": "query",
+        "required": False,
+        "description": "Add <emotion>_pct columns.",
+        "schema": {"type": "boolean"},
+    },
+    {
+        "name": "clip",
+        "in": "query",
+        "required": False,
+        "description": "Clip scores to [0, 1].",
+        "schema": {"type": "boolean"},
+    },
+]
+
+
+def _query_bool(value: str | None, name: str, errors: list[str]) -> bool | None:
+    if value is None:
+        return None
+    v = value.strip().lower()
+    if v in _TRUE or v in _FALSE:
+        return v in _TRUE
+    errors.append(f"query.{name}: Input should be a valid boolean, unable to interpret input")
+    return None
+
+
+def _query_top(value: str | None, errors: list[str]) -> int | None:
+    if value is None:
+        return None
+    try:
+        top = int(value.strip())
+    except ValueError:
+        errors.append("query.top: Input should be a valid integer, unable to parse string")
+        return None
+    if not 0 <= top <= 17:
+        bound = "greater than or equal to 0" if top < 0 else "less than or equal to 17"
+        errors.append(f"query.top: Input should be {bound}")
+        return None
+    return top
+
+
+def score_query(request: Request) -> tuple[int | None, bool | None, bool | None]:
+    """(top, percentiles, clip) from /v1/score's query (None: not given); 422 when invalid."""
+    q = request.query_params
+    if not q:
+        return None, None, None
+    errors: list[str] = []
+    top = _query_top(q.get("top"), errors)
+    percentiles = _query_bool(q.get("percentiles"), "percentiles", errors)
+    clip = _query_bool(q.get("clip"), "clip", errors)
+    if errors:
+        raise ApiError(422, "; ".join(errors), "ValidationError")
+    return top, percentiles, clip
+
+
+def _readable_for(state: ServiceState, query: tuple[int | None, bool | None, bool | None]):
+    """The Readable of a request's options: one per distinct (top, percentiles, clip)."""
+    readable = state.readables.get(query)
+    if readable is None:
+        o, (top, percentiles, clip) = state.options, query
         try:
             readable = Readable.for_model(
-                scorer.document,
+                state.live_batcher().scorer.document,
                 top=o.top if top is None else top,
                 percentiles=o.percentiles if percentiles is None else percentiles,
                 clip=o.clip if clip is None else clip,
             )
         except ReadableError as e:
             raise ApiError(400, str(e), "ReadableError") from None
+        state.readables[query] = readable  # at most 18 x 3 x 3 keys
+    return readable
+
+
+def _add_routes(app: FastAPI, state: ServiceState) -> None:
+    @app.post(
+        "/v1/score",
+        summary="Score GIFs: raw body, multipart files or JSON URLs",
+        openapi_extra={"parameters": _SCORE_QUERY_DOC},
+    )
+    async def score(request: Request) -> Response:
+        state.live_batcher()
+        readable = _readable_for(state, score_query(request))
         sources = await request_sources(request, state)
         return rows_response(await state.score(sources), readable)
 
