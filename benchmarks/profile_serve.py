@@ -1,17 +1,17 @@
-"""Where a request's time goes in `gifsent-infer serve`: the real server process, sampled by
-py-spy (all threads) while this script's load generator sends one-GIF requests at a given
-concurrency; prints CPU seconds per request (the server's user+system time over the run,
-which background load barely moves) and the share of the server's samples by area.
+"""Where a request's time goes in `gifsent-infer serve`: the real server process, driven by
+this script's load generator with one-GIF requests at concurrency 1 and 16.
 
-    .venv/bin/python benchmarks/profile_serve.py                  # concurrency 1 and 16
+    .venv/bin/python benchmarks/profile_serve.py                  # bench_infer's tiny CNN
     .venv/bin/python benchmarks/profile_serve.py --model ~/.gifsent/models/gifsent-rnn.onnx
 
-py-spy is a profiling tool, not a dependency of gifsent: `pip install py-spy` into the venv
-to get the time shares (without it only CPU per request is printed). Areas, from the
-innermost gifsent/library frame of each sample: model (onnxruntime/OpenVINO run), decode
-(reading and decoding media), http (uvicorn, httptools/h11, asyncio transport), framework
-(FastAPI/Starlette routing, pydantic), rows (score rows and JSON), metrics
-(prometheus_client), loop (asyncio's own scheduling and thread hand-offs), other.
+Prints, per concurrency: the server's CPU milliseconds per request by thread (event loop:
+HTTP, routing, rows and JSON, metrics, hand-offs; decode threads; model thread; the
+engine's own threads), medians of --repeat runs: CPU per request moves far less under
+background load than wall time does. With py-spy (a profiling tool, not a gifsent
+dependency: `pip install py-spy` into the venv, or --py-spy PATH) also the share of each
+Python thread's samples by area: model, decode, metrics, rows (row code and JSON), gifsent
+serve (the app, state and batcher), framework (FastAPI, Starlette), http (uvicorn,
+httptools), asyncio (the loop itself and thread hand-offs), other.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import asyncio
 import collections
 import os
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_infer import build_model, make_gifs  # noqa: E402
-from bench_serve import cpu_seconds, free_port, load, one_gif, start_server  # noqa: E402
+from bench_serve import free_port, load, one_gif, start_server  # noqa: E402
 from machine import cpu_line  # noqa: E402
 
 # (area, substrings of a frame "function (file:line)"), first match from the leaf up wins
@@ -40,9 +42,10 @@ AREAS = [
     ("decode", ("gifio", "reading/", "PIL", "av/", "prepare")),
     ("metrics", ("prometheus_client",)),
     ("rows", ("json", "rows.py", "outputs.py", "readable.py", "render")),
+    ("gifsent serve", ("gifsent_infer/serve/",)),
     ("framework", ("fastapi", "starlette", "pydantic", "multipart", "anyio")),
     ("http", ("uvicorn", "httptools", "h11", "asyncio/selector_events", "asyncio/streams")),
-    ("loop", ("asyncio", "uvloop", "concurrent/futures", "threading.py", "queue.py")),
+    ("asyncio", ("asyncio", "uvloop", "concurrent/futures", "threading.py", "queue.py")),
 ]
 
 
@@ -54,16 +57,17 @@ def area_of(stack: list[str]) -> str:
     return "other"
 
 
-def shares(raw: Path) -> tuple[collections.Counter, int]:
-    counts: collections.Counter = collections.Counter()
-    total = 0
+def shares(raw: Path) -> dict[str, collections.Counter]:
+    """Samples by thread ("MainThread" is the event loop) and area."""
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not n.isdigit():
             continue
-        counts[area_of(stack.split(";"))] += int(n)
-        total += int(n)
-    return counts, total
+        frames = stack.split(";")  # frames[0]: 'thread (0x7f..): "Name"' with --threads
+        thread = frames[0].split(":", 1)[-1].strip().strip('"') if frames else "?"
+        counts[group(thread)][area_of(frames[1:])] += int(n)
+    return counts
 
 
 async def drive(port: int, gifs: list[bytes], clients: int, count: int) -> int:
@@ -71,43 +75,91 @@ async def drive(port: int, gifs: list[bytes], clients: int, count: int) -> int:
     return p.count(lambda s: s == 200)
 
 
-def profile_level(port, pid, gifs, clients, count, out: Path, spy: str | None) -> None:
-    asyncio.run(drive(port, gifs, clients, min(count, 100)))  # warm-up
-    rec = None
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of `pid`, by thread id."""
+    out, tick = {}, os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def thread_names(pid: int, spy: str | None) -> dict[int, str]:
+    """Python thread names by thread id (py-spy dump); the rest are the engine's own threads."""
+    names = {pid: "MainThread"}
     if spy:
-        raw = out / f"c{clients}.txt"
-        cmd = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250"]
-        rec = subprocess.Popen(
-            [*cmd, "--nonblocking", "-o", str(raw)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        time.sleep(1.0)
-    c0, t0 = cpu_seconds(pid), time.perf_counter()
+        dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True)
+        for line in dump.stdout.splitlines():  # Thread 1234 (idle): "gifsent-serve-model_0"
+            parts = line.split('"')
+            if line.startswith("Thread ") and len(parts) > 1 and line.split()[1].isdigit():
+                names.setdefault(int(line.split()[1]), parts[1])
+    return names
+
+
+def group(name: str) -> str:
+    if name == "MainThread":
+        return "event loop"
+    if name.startswith("gifsent-serve-decode"):
+        return "decode threads"
+    if name.startswith("gifsent-serve-model"):
+        return "model thread"
+    return name
+
+
+def measure(port, pid, gifs, clients, count, names) -> tuple[float, dict[str, float]]:
+    """One run of `count` requests: (requests/s, CPU ms per request by thread group)."""
+    before, t0 = thread_cpu(pid), time.perf_counter()
     ok = asyncio.run(drive(port, gifs, clients, count))
-    cpu, wall = cpu_seconds(pid) - c0, time.perf_counter() - t0
+    wall, after = time.perf_counter() - t0, thread_cpu(pid)
+    per: dict[str, float] = collections.defaultdict(float)
+    for tid, cpu in after.items():
+        per[group(names.get(tid, "engine threads"))] += (cpu - before.get(tid, 0.0)) * 1000
+    return ok / wall, {k: v / max(ok, 1) for k, v in per.items()}
+
+
+def profile_level(port, pid, gifs, clients, args, out: Path, spy: str | None) -> None:
+    asyncio.run(drive(port, gifs, clients, 100))  # warm-up
+    names = thread_names(pid, spy)
+    runs = [measure(port, pid, gifs, clients, args.count, names) for _ in range(args.repeat)]
+    med = {k: statistics.median(r[1].get(k, 0.0) for r in runs) for k in runs[0][1]}
+    total = statistics.median(sum(r[1].values()) for r in runs)
     print(
-        f"\nconcurrency {clients}: {ok} x 200 in {wall:.1f} s ({ok / wall:.0f} req/s); "
-        f"server CPU {cpu / max(ok, 1) * 1000:.2f} ms per request "
-        f"[load {os.getloadavg()[0]:.2f}]"
+        f"\nconcurrency {clients}: {args.repeat} x {args.count} requests, "
+        f"{statistics.median(r[0] for r in runs):.0f} req/s; server CPU per request "
+        f"(medians) {total:.2f} ms: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(med.items(), key=lambda kv: -kv[1]))
+        + f" [load {os.getloadavg()[0]:.2f}]"
     )
-    if rec is None:
+    if not spy:
         return
-    rec.send_signal(2)  # SIGINT: py-spy writes what it sampled
+    raw = out / f"c{clients}.txt"
+    cmd = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--threads"]
+    rec = subprocess.Popen(
+        [*cmd, "--nonblocking", "-o", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    time.sleep(1.0)
+    asyncio.run(drive(port, gifs, clients, args.count))
+    rec.send_signal(signal.SIGINT)  # py-spy writes what it sampled
     rec.wait(60)
     if not raw.exists():
         print(f"  py-spy wrote nothing: {rec.stderr.read().decode()[-300:]}")
         return
-    counts, total = shares(raw)
-    line = ", ".join(f"{k} {v / total:.0%}" for k, v in counts.most_common())
-    print(f"  server samples by area ({total}): {line}; raw stacks: {raw}")
+    for thread, counts in sorted(shares(raw).items(), key=lambda kv: -sum(kv[1].values())):
+        n = sum(counts.values())
+        line = ", ".join(f"{k} {v / n:.0%}" for k, v in counts.most_common())
+        print(f"  py-spy, {thread} ({n} samples): {line}")
+    print(f"  raw stacks: {raw}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, help="a .onnx model (default: bench_infer's CNN)")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 16])
-    ap.add_argument("--count", type=int, default=1500, help="requests per level")
+    ap.add_argument("--count", type=int, default=600, help="requests per run")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per level (medians)")
     ap.add_argument("--gifs", type=int, default=32)
     ap.add_argument("--out", type=Path, default=None, help="folder for the raw stacks")
     ap.add_argument("--backend", default="onnxruntime")
@@ -127,7 +179,7 @@ def main() -> None:
     proc = start_server(model, port, tmp / "server.log", (args.backend, args.precision))
     try:
         for clients in args.clients:
-            profile_level(port, proc.pid, gifs, clients, args.count, out, spy)
+            profile_level(port, proc.pid, gifs, clients, args, out, spy)
     finally:
         proc.terminate()
         proc.wait(60)

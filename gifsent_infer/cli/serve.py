@@ -3,7 +3,8 @@ as a Ray Serve deployment (--ray)."""
 
 from __future__ import annotations
 
-import time
+import signal
+import threading
 from pathlib import Path
 
 import typer
@@ -12,6 +13,10 @@ from rich.markup import escape
 from gifsent_infer.cli.app import app
 from gifsent_infer.cli.common import err, exit_code_of, fail, print_provenance, short
 from gifsent_infer.cli.scoreflags import check_engine_choices, flag, options_from
+
+# SIGTERM (a service manager) and SIGINT (Ctrl-C) stop a --ray deployment the same way:
+# Ray Serve and the Ray instance shut down, the command exits 0
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _SERVE_EXTRA = "the service needs the serve extra: pip install 'gifsent[cpu,serve]'"
 
@@ -189,19 +194,28 @@ def _serve_local(options, settings, host: str, port: int, log_level: str) -> Non
 
 def _serve_on_ray(options, settings, address, replicas: int, host: str, port: int) -> None:
     try:
-        import ray
         from ray import serve as ray_serve
+
+        from gifsent_infer.scaleout.ray_cluster import ClusterError, connect_ray, import_ray
+        from gifsent_infer.serve.ray_app import deploy
+
+        ray = import_ray()
     except ImportError:
         raise fail("--ray needs the ray extra: pip install 'gifsent[cpu,serve,ray]'") from None
-    from gifsent_infer.serve.ray_app import deploy
-
-    ray.init(address=address, log_to_driver=False)
-    url = deploy(options, settings, replicas=replicas, host=host, port=port)
-    err.print(f"Ray Serve: {replicas} replica(s) of gifsent on {url}; Ctrl-C stops them")
+    try:  # --address, else $RAY_ADDRESS, else a new local instance (never a stray cluster)
+        connect_ray(ray, address)
+    except ClusterError as e:
+        raise fail(str(e), exit_code_of(e)) from None
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
     try:
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+        url = deploy(options, settings, replicas=replicas, host=host, port=port)
+        err.print(f"Ray Serve: {replicas} replica(s) of gifsent on {url}; Ctrl-C stops them")
+        while not stop.wait(1.0):
+            pass
+        err.print("stopping: Ray Serve and the replicas shut down")
     finally:
         ray_serve.shutdown()
+        ray.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from infer_support import build_model
-from serve_support import Origin, multipart, start_server
+from serve_support import Origin, cli_rows, multipart, start_server, without_path
 from support import gif_bytes
 
 pytest.importorskip("fastapi")
@@ -57,18 +57,6 @@ def server(model, tmp_path_factory):
     )
     yield s
     assert s.stop() == 0
-
-
-def cli_rows(model, files, tmp_path):
-    out = tmp_path / "cli.json"
-    cmd = [sys.executable, "-m", "gifsent_infer.cli", "score", *map(str, files)]
-    cmd += ["--model", str(model), "--backend", "onnxruntime", "-o", str(out), "-q"]
-    subprocess.run(cmd, check=True, timeout=300)
-    return json.loads(out.read_text())
-
-
-def without_path(row):
-    return {k: v for k, v in row.items() if k != "path"}
 
 
 def test_raw_body_multipart_and_bit_identity_with_the_cli(server, model, tmp_path):
