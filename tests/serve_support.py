@@ -86,11 +86,11 @@ class Server:
         return self.proc.wait(timeout)
 
 
-def cli_rows(model: Path, files: list[Path], tmp: Path) -> list[dict[str, Any]]:
+def cli_rows(model: Path, files: list[Path], tmp: Path, *args: str) -> list[dict[str, Any]]:
     """The rows `gifsent-infer score ... -o cli.json` writes for `files` (onnxruntime)."""
     out = tmp / "cli.json"
     cmd = [sys.executable, "-m", "gifsent_infer.cli", "score", *map(str, files)]
-    cmd += ["--model", str(model), "--backend", "onnxruntime", "-o", str(out), "-q"]
+    cmd += ["--model", str(model), "--backend", "onnxruntime", "-o", str(out), "-q", *args]
     subprocess.run(cmd, check=True, timeout=300)
     return json.loads(out.read_text())
 

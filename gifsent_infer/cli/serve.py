@@ -26,7 +26,6 @@ NOT_SERVED = {
     "embeddings": "a folder of vectors is a batch output, not an HTTP response",
     "timeline": "the service's rows do not carry the timeline yet: score with the CLI",
     "segments": "goes with the timeline",
-    "intervals": "the service's rows do not carry intervals yet: score with the CLI",
 }
 
 
@@ -66,6 +65,7 @@ def serve(
     top: int = flag("top", "-k", min=0, max=17, help="Default `top` of each row (query: top)."),
     percentiles: bool = flag("percentiles"),
     clip: bool = flag("clip"),
+    intervals: float | None = flag("intervals", min=0.0, max=1.0),
     batch_size: int = flag(
         "batch_size",
         "--max-batch",
@@ -157,6 +157,7 @@ def _options(a: dict):
 
 
 def _serve_local(options, settings, host: str, port: int, log_level: str) -> None:
+    from gifsent_infer.running.extras import ExtrasError
     from gifsent_infer.running.readable import Readable, ReadableError
     from gifsent_infer.running.scorer import DeviceError, ModelError, Scorer
     from gifsent_infer.serve.app import create_app
@@ -167,7 +168,7 @@ def _serve_local(options, settings, host: str, port: int, log_level: str) -> Non
         Readable.for_model(scorer.document, percentiles=options.percentiles)
     except ImportError as e:
         raise fail(str(e)) from None
-    except (ModelError, DeviceError, ReadableError) as e:
+    except (ModelError, DeviceError, ReadableError, ExtrasError) as e:
         raise fail(str(e), exit_code_of(e)) from None
     print_provenance(scorer.document, False)
     err.print(

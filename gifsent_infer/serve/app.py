@@ -150,9 +150,12 @@ async def request_sources(request: Request, state: ServiceState) -> list[Source]
     return [InputItem(request.headers.get("x-filename") or "<body>", data=body)]
 
 
-def rows_response(results: list[ScoreResult], readable: Readable) -> JSONResponse:
-    """The rows `gifsent-infer -f json` writes; 422 when no input could be read."""
-    columns = readable.columns(COLUMNS)
+def rows_response(
+    results: list[ScoreResult], readable: Readable, extra_columns: tuple[str, ...] = ()
+) -> JSONResponse:
+    """The rows `gifsent-infer -f json` writes (`extra_columns`: the scorer's row extras,
+    e.g. --intervals' _lo/_hi); 422 when no input could be read."""
+    columns = (*readable.columns(COLUMNS), *extra_columns)
     rows = [json_row(readable.decorate(r.to_row()), columns) for r in results]
     if all(not r.ok for r in results):
         first = results[0]
@@ -334,7 +337,8 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
         state.live_batcher()
         readable = _readable_for(state, score_query(request))
         sources = await request_sources(request, state)
-        return rows_response(await state.score(sources), readable)
+        extra = state.live_batcher().scorer.row_extras.columns()
+        return rows_response(await state.score(sources), readable, extra)
 
     @app.get("/v1/info", summary="The model's contract and provenance")
     async def info() -> dict[str, Any]:

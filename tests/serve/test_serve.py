@@ -403,3 +403,47 @@ def test_serve_help_names_the_service_flags():
     ):
         assert flag in out, flag
     assert "127.0.0.1" in out  # loopback unless --host says otherwise
+
+
+def _calibrated_model(path):
+    """A three-head graph (scores_std) whose document carries split-conformal intervals."""
+    import dataclasses
+
+    from infer_support import make_document
+
+    from gifsent_infer.contract import Intervals, output_meanings
+
+    q = {e: (0.1 + 0.01 * k, 0.2 + 0.01 * k) for k, e in enumerate(EMOTIONS)}
+    norm = {e: k % 2 == 0 for k, e in enumerate(EMOTIONS)}
+    doc = dataclasses.replace(
+        make_document(),
+        schema_version=3,
+        outputs=output_meanings("rnn", 3),
+        intervals=Intervals(levels=(0.8, 0.9), q=q, normalized=norm, heads=3, gifs=50),
+    )
+    return build_model(path, std=True, metadata=doc.to_json())
+
+
+def test_intervals_are_the_clis_lo_hi_columns(model, tmp_path):
+    calibrated = _calibrated_model(tmp_path / "calibrated.onnx")
+    gif = tmp_path / "g.gif"
+    gif.write_bytes(gif_bytes(8))
+    want = cli_rows(calibrated, [gif], tmp_path, "--intervals", "0.9", "--clip")
+    s = start_server(calibrated, tmp_path, "--intervals", "0.9")
+    try:
+        r = s.post("/v1/score?clip=1", gif.read_bytes(), "image/gif")
+        assert r.status == 200, r.body
+        [row] = r.json()
+        assert f"{EMOTIONS[0]}_lo" in row and f"{EMOTIONS[0]}_std" in row
+        assert list(row) == list(want[0])  # the CLI's columns, in its order
+        assert without_path(row) == without_path(want[0])  # and its values, clipped alike
+        assert s.request("GET", "/v1/info").json()["options"]["intervals"] == 0.9
+    finally:
+        assert s.stop() == 0
+
+    # a model without calibration: a usage error before serving, not a traceback
+    cmd = [sys.executable, "-m", "gifsent_infer.cli", "serve", "--model", str(model)]
+    cmd += ["--intervals", "0.9", "--port", "0"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "--intervals" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
