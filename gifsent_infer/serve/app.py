@@ -210,11 +210,41 @@ class _Gate:
                         {"WWW-Authenticate": "Bearer"},
                     ).response()(scope, receive, send_tracked)
                     return
-            await self.app(scope, receive, send_tracked)
+            if scope["method"] == "POST" and _route_path(scope) == SCORE_PATH:
+                await self._score(scope, receive, send_tracked)
+            else:
+                await self.app(scope, receive, send_tracked)
         finally:
             self.state.metrics.observe_request(
                 _endpoint(scope["path"]), status[0], time.perf_counter() - start
             )
+
+    async def _score(self, scope: dict, receive: Any, send: Any) -> None:
+        """POST /v1/score straight to its handler: the hot path skips FastAPI's router,
+        middleware and dependency solving (a quarter of the event loop's time per request,
+        profiled); the FastAPI route stays for the OpenAPI document, and errors are answered
+        by the same error_response as the app's handlers."""
+        try:
+            response = await score_request(Request(scope, receive), self.state)
+        except Exception as exc:
+            response = error_response(exc, scope["path"])
+        await response(scope, receive, send)
+
+
+def _route_path(scope: dict) -> str:
+    """The path the app's routes see: without the root path of a mount or a proxy prefix."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def error_response(exc: Exception, path: str) -> JSONResponse:
+    """The one-line JSON answer for an exception out of a handler (500 for a bug)."""
+    if isinstance(exc, ApiError):
+        return exc.response()
+    if isinstance(exc, StarletteHTTPException):
+        return ApiError(exc.status_code, str(exc.detail), "HTTPError", exc.headers).response()
+    log.error("internal error on %s: %r", path, exc, exc_info=exc)
+    return ApiError(500, f"internal error: {type(exc).__name__}", "InternalError").response()
 
 
 def _info(state: ServiceState) -> dict[str, Any]:
@@ -327,18 +357,26 @@ def _readable_for(state: ServiceState, query: tuple[int | None, bool | None, boo
     return readable
 
 
+SCORE_PATH = "/v1/score"
+
+
+async def score_request(request: Request, state: ServiceState) -> Response:
+    """POST /v1/score: the rows of the request's inputs (ApiError for any other answer)."""
+    batcher = state.live_batcher()
+    readable = _readable_for(state, score_query(request))
+    sources = await request_sources(request, state)
+    results = await state.score(sources)
+    return rows_response(results, readable, batcher.scorer.row_extras.columns())
+
+
 def _add_routes(app: FastAPI, state: ServiceState) -> None:
     @app.post(
-        "/v1/score",
+        SCORE_PATH,
         summary="Score GIFs: raw body, multipart files or JSON URLs",
         openapi_extra={"parameters": _SCORE_QUERY_DOC},
     )
-    async def score(request: Request) -> Response:
-        state.live_batcher()
-        readable = _readable_for(state, score_query(request))
-        sources = await request_sources(request, state)
-        extra = state.live_batcher().scorer.row_extras.columns()
-        return rows_response(await state.score(sources), readable, extra)
+    async def score(request: Request) -> Response:  # served by _Gate._score behind the gate
+        return await score_request(request, state)
 
     @app.get("/v1/info", summary="The model's contract and provenance")
     async def info() -> dict[str, Any]:
@@ -361,12 +399,9 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return exc.response()
-
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return ApiError(exc.status_code, str(exc.detail), "HTTPError", exc.headers).response()
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -377,8 +412,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
-        log.error("internal error on %s: %r", request.url.path, exc, exc_info=exc)
-        return ApiError(500, f"internal error: {type(exc).__name__}", "InternalError").response()
+        return error_response(exc, request.url.path)
 
 
 def create_app(
