@@ -4,7 +4,9 @@ this script's load generator with one-GIF requests at concurrency 1 and 16.
     .venv/bin/python benchmarks/profile_serve.py                  # bench_infer's tiny CNN
     .venv/bin/python benchmarks/profile_serve.py --model ~/.gifsent/models/gifsent-rnn.onnx
 
-Prints, per concurrency: the server's CPU milliseconds per request by thread (event loop:
+Prints the ASGI app's own CPU per /v1/score request, measured in process with the scoring
+stubbed (gate, query, body, rows and JSON, metrics: stable under load), then, per
+concurrency, the server's CPU milliseconds per request by thread (event loop:
 HTTP, routing, rows and JSON, metrics, hand-offs; decode threads; model thread; the
 engine's own threads), medians of --repeat runs: CPU per request moves far less under
 background load than wall time does. With py-spy (a profiling tool, not a gifsent
@@ -49,7 +51,14 @@ AREAS = [
 ]
 
 
+# leaf frames where a thread sits in C: uvloop's loop (polling, socket I/O, or idle: py-spy
+# cannot tell without pausing the process) and a pool thread waiting for work
+WAITING = ("run (asyncio/runners.py", "_worker (concurrent/futures/thread.py")
+
+
 def area_of(stack: list[str]) -> str:
+    if stack and stack[-1].startswith(WAITING):
+        return "in C: I/O or waiting"
     for frame in reversed(stack):  # leaf last in py-spy's raw format
         for name, keys in AREAS:
             if any(k in frame for k in keys):
@@ -154,6 +163,65 @@ def profile_level(port, pid, gifs, clients, args, out: Path, spy: str | None) ->
     print(f"  raw stacks: {raw}")
 
 
+def app_cpu_per_request(model: Path, gif: bytes, runs: int = 7, n: int = 1000) -> list[float]:
+    """CPU ms of the ASGI app's own work per POST /v1/score (gate, query, body, rows, JSON,
+    metrics), in this process with the batcher's scoring replaced by a precomputed result:
+    no threads, no sockets, so the figure barely moves under background load."""
+    from gifsent_infer.options import ScoreOptions
+    from gifsent_infer.running.scorer import Scorer
+    from gifsent_infer.serve.app import create_app
+
+    opts = ScoreOptions(model=str(model), backend="onnxruntime", precision="fp32")
+    scorer = Scorer.from_options(opts)
+    app = create_app(opts, scorer=scorer)
+    result = scorer.score(gif)
+    headers = [(b"content-type", b"image/gif"), (b"content-length", str(len(gif)).encode())]
+    scope = {"type": "http", "method": "POST", "path": "/v1/score", "root_path": "",
+             "query_string": b"", "headers": headers, "http_version": "1.1",
+             "scheme": "http", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 1)}  # fmt: skip
+
+    async def one() -> None:
+        messages = [{"type": "http.request", "body": gif, "more_body": False}]
+        out: list[dict] = []
+
+        async def receive() -> dict:
+            return messages.pop() if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            out.append(message)
+
+        await app(dict(scope), receive, send)
+        assert out[0]["status"] == 200, out
+
+    async def run() -> list[float]:
+        started: asyncio.Queue = asyncio.Queue()
+        await started.put({"type": "lifespan.startup"})
+        life: list[dict] = []
+
+        async def lsend(message: dict) -> None:
+            life.append(message)
+
+        asyncio.get_running_loop().create_task(app({"type": "lifespan"}, started.get, lsend))
+        while not life:
+            await asyncio.sleep(0.01)
+
+        async def scored(sources):  # the batcher's answer, without the model
+            return [result for _ in sources]
+
+        app.state.gifsent.batcher.score = scored
+        for _ in range(200):
+            await one()
+        times = []
+        for _ in range(runs):
+            c = time.thread_time()
+            for _ in range(n):
+                await one()
+            times.append((time.thread_time() - c) / n * 1000)
+        return times
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, help="a .onnx model (default: bench_infer's CNN)")
@@ -175,6 +243,11 @@ def main() -> None:
     spy = args.py_spy or shutil.which("py-spy")
     if not spy:
         print("py-spy not found: CPU per request only (pip install py-spy for time shares)")
+    app_ms = app_cpu_per_request(model, gifs[0])
+    print(
+        f"\nthe app's own CPU per /v1/score request (in process, scoring stubbed, median of "
+        f"{len(app_ms)} x 1000): {statistics.median(app_ms):.3f} ms [load {os.getloadavg()[0]:.2f}]"
+    )
     port = free_port()
     proc = start_server(model, port, tmp / "server.log", (args.backend, args.precision))
     try:
