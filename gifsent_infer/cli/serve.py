@@ -112,6 +112,12 @@ def serve(
         None, "--address", help="Ray cluster with --ray (default: $RAY_ADDRESS or a new one)."
     ),
     replicas: int = typer.Option(1, "--replicas", min=1, help="Ray Serve replicas with --ray."),
+    connect_timeout: float = typer.Option(
+        30.0,
+        "--connect-timeout",
+        min=0.1,
+        help="With --ray --address: seconds to reach and join the cluster (exit 2 past it).",
+    ),
 ) -> None:
     """Serve scoring over HTTP: POST /v1/score, KServe v2, /metrics, OpenAPI at /docs.
 
@@ -124,7 +130,7 @@ def serve(
     options, settings = _options(given)
     return_freed_memory()  # RSS follows the decode budget, not the number of threads
     if ray:
-        _serve_on_ray(options, settings, address, replicas, host, port)
+        _serve_on_ray(options, settings, address, replicas, host, port, connect_timeout)
         return
     _serve_local(options, settings, host, port, log_level)
 
@@ -193,7 +199,9 @@ def _serve_local(options, settings, host: str, port: int, log_level: str) -> Non
         raise fail(f"could not serve on {host}:{port} (see the message above)")
 
 
-def _serve_on_ray(options, settings, address, replicas: int, host: str, port: int) -> None:
+def _serve_on_ray(
+    options, settings, address, replicas: int, host: str, port: int, connect_timeout: float
+) -> None:
     try:
         from ray import serve as ray_serve
 
@@ -204,7 +212,7 @@ def _serve_on_ray(options, settings, address, replicas: int, host: str, port: in
     except ImportError:
         raise fail("--ray needs the ray extra: pip install 'gifsent[cpu,serve,ray]'") from None
     try:  # --address, else $RAY_ADDRESS, else a new local instance (never a stray cluster)
-        connect_ray(ray, address)
+        connect_ray(ray, address, timeout=connect_timeout)
     except ClusterError as e:
         raise fail(str(e), exit_code_of(e)) from None
     stop = threading.Event()

@@ -9,6 +9,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -191,3 +192,16 @@ def test_the_serve_ray_command_scores_over_http_and_stops_cleanly(tmp_path):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_serve_ray_with_an_address_where_nobody_listens_exits_2_in_one_line(tmp_path):
+    model = build_model(tmp_path / "m.onnx")
+    with socket.socket() as s:  # a port nobody listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "gifsent_infer.cli", "serve", "--ray", "--model", str(model)]
+    cmd += ["--address", f"127.0.0.1:{port}", "--connect-timeout", "2"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=CLUSTER_DEADLINE_S)
+    assert run.returncode == 2, run.stderr
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert "cannot reach the Ray cluster" in lines[-1] and "Traceback" not in run.stderr
