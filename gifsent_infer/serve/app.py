@@ -16,6 +16,7 @@ content type, 422 unreadable media (kind: the reader's error class), 431 headers
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -32,8 +33,10 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
+from gifsent_infer.contract import ContractError
 from gifsent_infer.options import ScoreOptions
 from gifsent_infer.reading.inputs import InputItem, is_url
+from gifsent_infer.running.extras import RowExtras
 from gifsent_infer.running.readable import (
     Readable,
     ReadableError,
@@ -150,13 +153,25 @@ async def request_sources(request: Request, state: ServiceState) -> list[Source]
     return [InputItem(request.headers.get("x-filename") or "<body>", data=body)]
 
 
+def _row(result: ScoreResult, row_extras: RowExtras | None) -> dict[str, Any]:
+    row = result.to_row()
+    if row_extras is not None:  # the request's own interval coverage, from the same outputs
+        duration = result.info.duration_s if result.info is not None else None
+        row.update(row_extras.values(result.scores, result.extras, duration))
+    return row
+
+
 def rows_response(
-    results: list[ScoreResult], readable: Readable, extra_columns: tuple[str, ...] = ()
+    results: list[ScoreResult],
+    readable: Readable,
+    extra_columns: tuple[str, ...] = (),
+    row_extras: RowExtras | None = None,
 ) -> JSONResponse:
     """The rows `gifsent-infer -f json` writes (`extra_columns`: the scorer's row extras,
-    e.g. --intervals' _lo/_hi); 422 when no input could be read."""
+    e.g. --intervals' _lo/_hi; `row_extras`: a request's other coverage); 422 when no
+    input could be read."""
     columns = (*readable.columns(COLUMNS), *extra_columns)
-    rows = [json_row(readable.decorate(r.to_row()), columns) for r in results]
+    rows = [json_row(readable.decorate(_row(r, row_extras)), columns) for r in results]
     if all(not r.ok for r in results):
         first = results[0]
         raise ApiError(422, first.error, first.error_kind or "InputError", rows=rows)
@@ -297,6 +312,14 @@ _SCORE_QUERY_DOC = [
         "description": "Clip scores to [0, 1].",
         "schema": {"type": "boolean"},
     },
+    {
+        "name": "intervals",
+        "in": "query",
+        "required": False,
+        "description": "Another calibrated coverage for the _lo/_hi columns (a service "
+        "started with --intervals).",
+        "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    },
 ]
 
 
@@ -325,21 +348,63 @@ def _query_top(value: str | None, errors: list[str]) -> int | None:
     return top
 
 
-def score_query(request: Request) -> tuple[int | None, bool | None, bool | None]:
-    """(top, percentiles, clip) from /v1/score's query (None: not given); 422 when invalid."""
+def _query_level(value: str | None, errors: list[str]) -> float | None:
+    if value is None:
+        return None
+    try:
+        level = float(value.strip())
+    except ValueError:
+        level = float("nan")
+    if not 0 < level < 1:  # nan too
+        errors.append("query.intervals: Input should be a number between 0 and 1 (exclusive)")
+        return None
+    return level
+
+
+_NO_QUERY = (None, None, None, None)
+
+
+def score_query(request: Request) -> tuple[Any, ...]:
+    """(top, percentiles, clip, intervals) from /v1/score's query (None: not given); 422 when
+    a value is invalid."""
     q = request.query_params
     if not q:
-        return None, None, None
+        return _NO_QUERY
     errors: list[str] = []
     top = _query_top(q.get("top"), errors)
     percentiles = _query_bool(q.get("percentiles"), "percentiles", errors)
     clip = _query_bool(q.get("clip"), "clip", errors)
+    level = _query_level(q.get("intervals"), errors)
     if errors:
         raise ApiError(422, "; ".join(errors), "ValidationError")
-    return top, percentiles, clip
+    return top, percentiles, clip, level
 
 
-def _readable_for(state: ServiceState, query: tuple[int | None, bool | None, bool | None]):
+def _row_extras_for(state: ServiceState, level: float | None) -> RowExtras | None:
+    """The row extras of a request asking for another interval coverage (None: the
+    service's own). The same RowExtras.values as `gifsent-infer --intervals LEVEL`."""
+    if level is None:
+        return None
+    own = state.live_batcher().scorer.row_extras
+    if own.level is None or own.document is None or own.document.intervals is None:
+        raise ApiError(
+            400,
+            "query intervals: this service scores without intervals; start it with "
+            "--intervals LEVEL (a model calibrated on its dev split)",
+            "ExtrasError",
+        )
+    extras = state.readables.get(("intervals", level))
+    if extras is None:
+        try:
+            own.document.intervals.level_index(level)
+        except ContractError as e:
+            raise ApiError(400, f"query intervals {level:g}: {e}", "ExtrasError") from None
+        extras = dataclasses.replace(own, level=level)
+        state.readables[("intervals", level)] = extras  # only calibrated levels get here
+    return extras
+
+
+def _readable_for(state: ServiceState, query: tuple[Any, ...]) -> Readable:
     """The Readable of a request's options: one per distinct (top, percentiles, clip)."""
     readable = state.readables.get(query)
     if readable is None:
@@ -363,10 +428,12 @@ SCORE_PATH = "/v1/score"
 async def score_request(request: Request, state: ServiceState) -> Response:
     """POST /v1/score: the rows of the request's inputs (ApiError for any other answer)."""
     batcher = state.live_batcher()
-    readable = _readable_for(state, score_query(request))
+    query = score_query(request)
+    readable = _readable_for(state, query[:3])
+    row_extras = _row_extras_for(state, query[3])
     sources = await request_sources(request, state)
     results = await state.score(sources)
-    return rows_response(results, readable, batcher.scorer.row_extras.columns())
+    return rows_response(results, readable, batcher.scorer.row_extras.columns(), row_extras)
 
 
 def _add_routes(app: FastAPI, state: ServiceState) -> None:

@@ -65,7 +65,8 @@ class ServiceState:
     scorer: Scorer | None = None
     batcher: Batcher | None = None
     draining: bool = False
-    # the Readable of each (top, percentiles, clip) a request asked for (app._readable_for)
+    # per-query objects (app.py): the Readable of each (top, percentiles, clip) asked for,
+    # the RowExtras of each ("intervals", level); both bounded by what validation lets in
     readables: dict[tuple, Any] = field(default_factory=dict)
 
     def ready(self) -> tuple[bool, str]:

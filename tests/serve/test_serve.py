@@ -438,6 +438,17 @@ def test_intervals_are_the_clis_lo_hi_columns(model, tmp_path):
         assert list(row) == list(want[0])  # the CLI's columns, in its order
         assert without_path(row) == without_path(want[0])  # and its values, clipped alike
         assert s.request("GET", "/v1/info").json()["options"]["intervals"] == 0.9
+
+        # another calibrated coverage per request: the CLI's rows at that level
+        want8 = cli_rows(calibrated, [gif], tmp_path, "--intervals", "0.8")
+        r = s.post("/v1/score?intervals=0.8", gif.read_bytes(), "image/gif")
+        assert r.status == 200, r.body
+        assert without_path(r.json()[0]) == without_path(want8[0])
+        r = s.post("/v1/score?intervals=0.85", gif.read_bytes(), "image/gif")
+        assert r.status == 400 and r.json()["kind"] == "ExtrasError"
+        assert "0.8, 0.9" in r.json()["error"]  # says which levels the model has
+        r = s.post("/v1/score?intervals=2", gif.read_bytes(), "image/gif")
+        assert r.status == 422 and r.json()["kind"] == "ValidationError"
     finally:
         assert s.stop() == 0
 
@@ -447,3 +458,9 @@ def test_intervals_are_the_clis_lo_hi_columns(model, tmp_path):
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "--intervals" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_intervals_per_request_need_a_service_started_with_them(server):
+    r = server.post("/v1/score?intervals=0.9", gif_bytes(1), "image/gif")
+    assert r.status == 400 and r.json()["kind"] == "ExtrasError"
+    assert "--intervals" in r.json()["error"]
