@@ -53,11 +53,11 @@ AREAS = [
 
 # leaf frames where a thread sits in C: uvloop's loop (polling, socket I/O, or idle: py-spy
 # cannot tell without pausing the process) and a pool thread waiting for work
-WAITING = ("run (asyncio/runners.py", "_worker (concurrent/futures/thread.py")
+WAITING = ("Runner.run (asyncio/runners.py", "_worker (concurrent/futures/thread.py")
 
 
 def area_of(stack: list[str]) -> str:
-    if stack and stack[-1].startswith(WAITING):
+    if stack and any(w in stack[-1] for w in WAITING):
         return "in C: I/O or waiting"
     for frame in reversed(stack):  # leaf last in py-spy's raw format
         for name, keys in AREAS:
