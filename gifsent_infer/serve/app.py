@@ -5,8 +5,8 @@
     app = create_app(ScoreOptions(model="gifsent-rnn.onnx"))   # uvicorn, or mount it
 
 Endpoints: POST /v1/score (one raw body, multipart files, or JSON {"urls": [...]}; query
-top/percentiles/clip) answers the rows of `gifsent-infer -f json`, made by the same row
-code; GET /v1/info, /healthz, /readyz, /metrics; the KServe v2 protocol (kserve.py); OpenAPI
+top/percentiles/clip/intervals) answers the rows of `gifsent-infer -f json`, made by the same
+row code (the gate hands it straight to its handler: the hot path skips FastAPI's router); GET /v1/info, /healthz, /readyz, /metrics; the KServe v2 protocol (kserve.py); OpenAPI
 at /docs. Every error is one line of JSON, {"error": ..., "kind": ...}, with a clear status:
 400 bad request, 401 no/wrong token, 413 body too large (checked while it streams), 415
 content type, 422 unreadable media (kind: the reader's error class), 431 headers over
