@@ -203,12 +203,11 @@ def _serve_on_ray(
     options, settings, address, replicas: int, host: str, port: int, connect_timeout: float
 ) -> None:
     try:
+        import ray
         from ray import serve as ray_serve
 
-        from gifsent_infer.scaleout.ray_cluster import ClusterError, connect_ray, import_ray
+        from gifsent_infer.scaleout.ray_cluster import ClusterError, connect_ray
         from gifsent_infer.serve.ray_app import deploy
-
-        ray = import_ray()
     except ImportError:
         raise fail("--ray needs the ray extra: pip install 'gifsent[cpu,serve,ray]'") from None
     try:  # --address, else $RAY_ADDRESS, else a new local instance (never a stray cluster)
