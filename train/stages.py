@@ -466,7 +466,7 @@ def where_and_how_sure(cfg: TrainConfig, data, spec, fitted: dict, truth) -> dic
     K = 1 and K = seeds) and "timeline" (per head: peak-in-moment rate vs chance on the test
     GIFs with a known moment; absent without a truth file holding moments)."""
     from gifsent_train import study
-    from gifsent_train.demo_data import read_moments
+    from gifsent_train.demo_data import read_moment_emotions, read_moments
 
     out: dict = {"intervals": {}}
     for head, models in fitted.items():
@@ -477,8 +477,9 @@ def where_and_how_sure(cfg: TrainConfig, data, spec, fitted: dict, truth) -> dic
     p = cfg.truth_path()
     moments = read_moments(p) if p and p.is_file() else {}
     if moments:
+        carried = read_moment_emotions(p)
         out["timeline"] = {
-            head: study.timeline_study(models[0], data, moments, spec, truth)
+            head: study.timeline_study(models[0], data, moments, spec, truth, carried)
             for head, models in fitted.items()
         }
     return out
