@@ -217,16 +217,20 @@ def timeline_markdown(m: dict) -> str:
         "chance (the moment's share of the segments). The peak: each emotion's deviation from "
         "its mean over the GIF in units of its spread over the GIF, summed over those emotions "
         "(for the LSTM, what each segment adds to its running estimate). 'each' counts every "
-        "emotion's own peak. ± is the ratio's binomial standard error. The issue's bar is 3x "
-        "chance.",
+        "emotion's own peak. ± is the ratio's binomial standard error. Rows with more segments: "
+        "the same heads' timeline sampled finer (`gifsent-infer --timeline --segments N`; "
+        "an LSTM needs its own S). The issue's bar is 3x chance.",
         "| Head | moment GIFs | segments | peak in moment | chance | ratio | each emotion |",
         "|---|---:|---:|---:|---:|---:|---:|",
-        [
-            f"| {h} | {v['gifs']} | {v['segments']} | {v['peak_in_moment']:.1%} | "
-            f"{v['chance']:.1%} | {v['ratio'] or 0:.2f}x ± {v.get('ratio_se') or 0:.2f} | "
-            f"{v.get('per_emotion_ratio') or 0:.2f}x |"
-            for h, v in rows
-        ],
+        [_timeline_row(h, x) for h, v in rows for x in (v, v.get("fine")) if x and x.get("gifs")],
+    )
+
+
+def _timeline_row(head: str, v: dict) -> str:
+    return (
+        f"| {head} | {v['gifs']} | {v['segments']} | {v['peak_in_moment']:.1%} | "
+        f"{v['chance']:.1%} | {v['ratio'] or 0:.2f}x ± {v.get('ratio_se') or 0:.2f} | "
+        f"{v.get('per_emotion_ratio') or 0:.2f}x |"
     )
 
 

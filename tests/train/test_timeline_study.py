@@ -108,3 +108,44 @@ def test_the_lstms_timeline_signal_is_what_each_segment_adds():
     start = head.fc.bias.detach().numpy()
     np.testing.assert_allclose(start + np.cumsum(inc, axis=1), seg, atol=1e-5)
     assert timeline_signal(_linear_head(5), seg) is seg  # other heads: the timeline itself
+
+
+def test_the_report_also_scores_the_timeline_at_finer_segments(tmp_path):
+    """MaxPool and linear get a "fine" entry: the test moment GIFs re-encoded at FINE_SEGMENTS
+    and scored by the same head (what --segments gives a user); the LSTM keeps its own S."""
+    from gifsent_models.heads import create_head
+    from gifsent_models.registry import create_encoder
+    from gifsent_train.demo_data import make_demo_data, read_moment_emotions, read_moments
+    from gifsent_train.stages import FINE_SEGMENTS, _fine_timeline, fine_features
+
+    demo = make_demo_data(
+        tmp_path / "d", n_gifs=6, seed=2, moment_share=1.0, comparisons_per_gif=2,
+        size_range=(24, 28),
+    )  # fmt: skip
+    moments = read_moments(demo.truth)
+    index = {p.stem: p for p in demo.gifs.glob("*.gif")}
+    ids = sorted(g for g in moments if g in index)
+    enc = create_encoder("efficientnet-lite0-tiny", random_init=True)
+    x, spec = fine_features(enc, [index[g] for g in ids], FINE_SEGMENTS)
+    assert x.shape[:2] == (len(ids), FINE_SEGMENTS) and spec.segments == FINE_SEGMENTS
+    d = x.shape[2]
+    data = SimpleNamespace(ids={"test": ids}, x={"test": x[:, :4]})
+    torch.manual_seed(0)
+    fitted = {h: [create_head(h, d).eval()] for h in ("maxpool", "rnn")}
+    out = {"timeline": {"maxpool": {"gifs": len(ids)}, "rnn": {"gifs": len(ids)}}}
+    _fine_timeline(out, data, fitted, (moments, None, read_moment_emotions(demo.truth)), enc, index)
+    fine = out["timeline"]["maxpool"]["fine"]
+    assert fine["segments"] == FINE_SEGMENTS and fine["gifs"] >= 1
+    assert 0.0 < fine["chance"] < 0.5 and "fine" not in out["timeline"]["rnn"]
+
+
+def test_report_prints_the_models_and_the_finer_timeline():
+    from gifsent_train.report import timeline_markdown
+
+    v = {"gifs": 31, "segments": 4, "peak_in_moment": 0.258, "chance": 0.202, "ratio": 1.28,
+         "ratio_se": 0.39, "per_emotion_ratio": 1.42, "emotions": "moment_emotions"}  # fmt: skip
+    fine = {**v, "segments": 16, "ratio": 2.4}
+    md = timeline_markdown({"timeline": {"maxpool": {**v, "fine": fine}, "rnn": v}})
+    assert "| maxpool | 31 | 4 | 25.8% | 20.2% | 1.28x ± 0.39 | 1.42x |" in md
+    assert "| maxpool | 31 | 16 |" in md and "2.40x" in md and md.count("| rnn |") == 1
+    assert "moment_emotions" in md
