@@ -17,7 +17,12 @@ Resume: a one-node cluster (ray.cluster_utils, --num-cpus CPUs) stays up; every 
 separate `gifsent-infer ray --address` driver. For each of --counts: a full run (its wall
 time T sets the kill point), a driver SIGKILLed at --kill-at * T (start-up included) and
 one hard-exiting after receiving --kill-at of the rows, each followed by a rerun; the table
-is read with deltalake after each (one row per input is checked).
+is read with deltalake after each (one row per input is checked). For the last full run and
+each killed driver it prints the driver's phases (GIFSENT_RAY_PHASES, see
+gifsent_infer/scaleout/phases.py) as seconds from its process start, so that a reader sees
+where the start-up goes and how far the run was when it was killed.
+
+    .venv/bin/python benchmarks/bench_ray.py --part resume   # killed drivers only (~4 min quiet)
 
 Every part prints the load average before and after it. Model and GIFs are bench_infer.py's.
 """
@@ -35,6 +40,8 @@ import time
 from pathlib import Path
 
 from machine import cpu_line
+
+from gifsent_infer.scaleout.phases import PHASES_ENV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_infer import build_model, make_gifs
@@ -131,6 +138,70 @@ def _driver(gifs: Path, model: Path, out: Path, address: str, extra: list[str]) 
     ]
 
 
+PHASES = (  # the driver's start-up in order (phases.py), then the workers' first steps
+    "run_start",
+    "ray_imported",
+    "model_read",
+    "inputs_listed",
+    "ray_joined",
+    "plan_ready",
+    "ray_data_imported",
+    "table_ready",
+    "resume_scanned",
+    "pipeline_started",
+    "actor_start",
+    "model_loaded",
+    "decode_start",
+    "decode_first_done",
+    "first_scored",
+    "first_rows",
+    "first_commit",
+    "fault_exit",
+    "rows_done",
+    "run_done",
+)
+SHORT = {  # as printed
+    "run_start": "cli",  # the CLI imported, score_with_ray entered
+    "ray_imported": "ray",  # `import ray` (Ray's core)
+    "model_read": "model",
+    "inputs_listed": "inputs",
+    "ray_joined": "joined",  # ray.init returned
+    "plan_ready": "plan",  # the cluster's resources read, actors planned
+    "ray_data_imported": "raydata",
+    "table_ready": "table",  # opened (or created) and scanned for resume, on a thread
+    "resume_scanned": "antijoin",
+    "pipeline_started": "pipeline",  # Ray Data's executor started: it asks for workers
+    "actor_start": "actor",  # the model actor's constructor runs (its process is up)
+    "model_loaded": "loaded",
+    "decode_start": "dec0",  # the first decoding task runs
+    "decode_first_done": "dec1",
+    "first_scored": "scored1",  # the actor's first batch scored
+    "first_rows": "rows1",  # the driver received the first block
+    "first_commit": "commit1",
+    "fault_exit": "exit",  # the hard exit of GIFSENT_RAY_FAULT
+    "rows_done": "rowsN",
+    "run_done": "end",
+}
+
+
+def phase_line(path: Path, killed_at: float | None = None) -> str:
+    """The driver's phases as seconds from its process start (GIFSENT_RAY_PHASES log)."""
+    from gifsent_infer.scaleout.phases import read_phases, timeline
+
+    if not path.exists():
+        return "(no phase log)"
+    rows = read_phases(path)
+    first: dict[str, float] = {}
+    for sec, _, phase in timeline(rows):
+        first.setdefault(phase, sec)
+    parts = [f"{SHORT.get(p, p)} {first[p]:.2f}" for p in PHASES if p in first]
+    if killed_at is not None:
+        origin = min((r["t"] for r in rows if r["phase"] == "process_start"), default=None)
+        if origin is not None:
+            parts.append(f"KILL {killed_at - origin:.2f}")
+    return ", ".join(parts)
+
+
 def _committed_rows(out: Path) -> tuple[int, int]:
     """(rows, ok rows) of the table's latest snapshot (deltalake), checked one per input."""
     from deltalake import DeltaTable
@@ -169,20 +240,31 @@ def bench_resume(args) -> None:
     print(f"resume: {load()}")
     try:
         model = Path(args.model) if args.model else build_model(root / "m.onnx")
-        cluster = Cluster(
+        cluster = Cluster(  # registering waits below, with a deadline that holds under load
             initialize_head=True,
-            head_node_args={"num_cpus": args.num_cpus, "include_dashboard": False},
+            head_node_args={"num_cpus": args.num_cpus, "include_dashboard": False, "wait": False},
         )
+        cluster.wait_for_nodes(timeout=180)
         address = cluster.address
         extra = [x for x in (args.driver_args or "").split() if x]
         print(f"machine: {os.cpu_count()} CPUs; one-node cluster with {args.num_cpus} CPUs")
+        print(
+            "phases: seconds from the driver's process start (GIFSENT_RAY_PHASES); cli = CLI "
+            "imported, ray = `import ray`, joined = ray.init returned, raydata = Ray Data "
+            "imported, table = table opened and scanned, pipeline = Ray Data's executor "
+            "started, actor/loaded = the model actor's process up / model loaded, dec0 = "
+            "first decoding task, scored1 = first batch scored, rows1 = first rows at the "
+            "driver, commit1 = first commit, KILL = the SIGKILL, exit = the hard exit"
+        )
         for count in (int(c) for c in args.counts.split(",")):
             gifs = _gifs(root, args, count)
             fulls = []  # the first run also warms the cluster's worker pool and the page cache
             for k in range(1 + args.repeat):
                 out = root / f"full{count}-{k}"
+                log = root / f"phases-full{count}-{k}.jsonl"
+                env = {**os.environ, PHASES_ENV: str(log)}
                 t = time.perf_counter()
-                subprocess.run(_driver(gifs, model, out, address, extra), check=True)
+                subprocess.run(_driver(gifs, model, out, address, extra), check=True, env=env)
                 fulls.append(time.perf_counter() - t)
             full = statistics.median(fulls[1:])
             n, _ = _committed_rows(out)
@@ -191,19 +273,23 @@ def bench_resume(args) -> None:
                 f"full run: {full:.1f} s (median of {args.repeat} after a warm-up run of "
                 f"{fulls[0]:.1f} s; driver start-up included); {load()}"
             )
+            print(f"  phases of the last full run (s from process start): {phase_line(log)}")
             # two ways to kill the driver "at 60%": SIGKILL from outside at 60% of the full
             # run's wall time (start-up included, so fewer than 60% of the GIFs are scored by
             # then), and a hard exit once it has received 60% of the rows (GIFSENT_RAY_FAULT)
             received = max(1, round(args.kill_at * n))
             for how in ("time", "rows"):
                 out = root / f"killed-{how}-{count}"
-                env = dict(os.environ)
+                log = root / f"phases-{how}-{count}.jsonl"
+                env = {**os.environ, PHASES_ENV: str(log)}
+                killed_at = None
                 if how == "rows":
                     env["GIFSENT_RAY_FAULT"] = f"received:{received}"
                 proc = subprocess.Popen(_driver(gifs, model, out, address, extra), env=env)
                 if how == "time":
                     time.sleep(args.kill_at * full)
                     alive = proc.poll() is None
+                    killed_at = time.time()
                     proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 if how == "rows":
@@ -224,6 +310,7 @@ def bench_resume(args) -> None:
                     f"in the table ({kept / n:.0%}), each once; rerun {rerun:.1f} s scored "
                     f"the {n - kept_ok} missing, skipped {kept_ok}"
                 )
+                print(f"    phases (s from process start): {phase_line(log, killed_at)}")
     finally:
         if cluster is not None:
             cluster.shutdown()

@@ -33,7 +33,10 @@ __all__ = [
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _NOT_STORES = {"http", "https", "file", "ray"}
 # environment variables the stores read (handed to Ray workers, which do not inherit ours)
-_ENV_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "GCS_", "HF_")
+_ENV_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "GCS_", "HF_", "STORAGE_EMULATOR_HOST")
+# A GCS emulator's endpoint, as Google's own client libraries take it (e.g.
+# http://127.0.0.1:9023); pyarrow's GCS filesystem does not read it, so gs:// honours it here
+GCS_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 _lock = threading.Lock()
 
 
@@ -66,6 +69,12 @@ def _filesystem(scheme: str, authority: str, env: frozenset):
     import pyarrow.fs as pafs
 
     root = f"{scheme}://{authority}/"
+    emulator = dict(env).get(GCS_EMULATOR_ENV)
+    if scheme == "gs" and emulator:  # anonymous, at the emulator's endpoint
+        proto, _, host = emulator.rpartition("://")
+        return pafs.GcsFileSystem(
+            anonymous=True, endpoint_override=host.rstrip("/"), scheme=proto or "http"
+        )
     try:
         fs, _ = pafs.FileSystem.from_uri(root)
         return fs

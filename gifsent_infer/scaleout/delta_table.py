@@ -33,6 +33,7 @@ from typing import Any
 
 from gifsent_infer.errors import USAGE, GifsentError
 from gifsent_infer.running.rows import COLUMNS, arrow_schema
+from gifsent_infer.scaleout.phases import mark
 from gifsent_infer.scaleout.ray_cluster import fault_point
 
 __all__ = [
@@ -280,13 +281,21 @@ def auto_commit_rows(todo: int) -> int:
 class TableWriter:
     """The driver's one writer: buffers rows and commits them every `rows` rows or `seconds`
     seconds. Rows of inputs in `replaces` (the table has a row for them) are MERGEd, the
-    others appended."""
+    others appended. eager_first: commit the first rows received at once (the first block),
+    so that a run killed early keeps what it scored; later commits by rows or time."""
 
     def __init__(
-        self, dt, rows: int, seconds: float, replaces: set[str], columns: Sequence[str] = ()
+        self,
+        dt,
+        rows: int,
+        seconds: float,
+        replaces: set[str],
+        columns: Sequence[str] = (),
+        eager_first: bool = False,
     ) -> None:
         # columns: the run's (checked against the table's by ensure_table)
         self.dt, self.rows, self.seconds, self.replaces = dt, rows, seconds, replaces
+        self.eager_first = eager_first
         self.fresh: list[dict] = []
         self.replacing: list[dict] = []
         self.since: float | None = None  # monotonic time of the oldest buffered row
@@ -311,6 +320,8 @@ class TableWriter:
                 self.since = time.monotonic()
             if len(self.fresh) + len(self.replacing) >= self.rows:
                 self.flush()
+        if self.eager_first and not self.commits and (self.fresh or self.replacing):
+            self.flush()
 
     def wait(self) -> float | None:
         """Seconds until a time flush is due (None: nothing buffered)."""
@@ -326,5 +337,6 @@ class TableWriter:
                 rows.sort(key=lambda r: r["path"])
                 commit(self.dt, rows)
                 self.commits += 1
+                mark("first_commit", once=True, rows=len(rows))
                 rows.clear()
         self.since = None

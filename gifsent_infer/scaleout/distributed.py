@@ -82,6 +82,7 @@ from gifsent_infer.scaleout.delta_table import (
     table_location,
     tidy,
 )
+from gifsent_infer.scaleout.phases import mark, phase_file, start_driver
 
 # cluster plumbing and the output folder live in their own modules; their public names are
 # re-exported here, where users and the README have always imported them from
@@ -150,6 +151,7 @@ def _read_batch(
     done_ref: list,
     allow_private: bool = False,
     env: dict | None = None,
+    phase_log: str | None = None,
 ):
     """pyarrow batch of inputs -> one row each with the sampled frames as bytes (or an error)."""
     import pyarrow as pa
@@ -158,6 +160,7 @@ def _read_batch(
     for key, value in (env or {}).items():  # the stores' settings, unless this node has its own
         os.environ.setdefault(key, value)
 
+    mark("decode_start", role="decode", file=phase_log, once=True)
     spec_ = SamplingSpec.from_dict(spec)
     limits_ = ReaderLimits(**limits)
     done: dict[str, str] = ray.get(done_ref[0]) if done_ref else {}
@@ -189,6 +192,7 @@ def _read_batch(
         out["error"].append(error)
         out["info"].append(json.dumps(asdict(info)) if info is not None else None)
         out["pixels"].append(pixels)
+    mark("decode_first_done", role="decode", file=phase_log, once=True)
     return pa.table(out, schema=_PREPARED.get())
 
 
@@ -239,7 +243,9 @@ class _ScoreActor:
         fault_marker: str | None = None,
         backend: str = "auto",
         precision: str = "auto",
+        phase_log: str | None = None,
     ) -> None:
+        mark("actor_start", role="actor", file=phase_log)
         import ray
 
         from gifsent_infer.running.session import ModelSession
@@ -256,6 +262,8 @@ class _ScoreActor:
         )
         self.model_id = model_id
         self.fault_marker = fault_marker
+        self.phase_log = phase_log
+        mark("model_loaded", role="actor", file=phase_log)
 
     def __del__(self) -> None:
         shutil.rmtree(getattr(self, "_dir", ""), ignore_errors=True)
@@ -285,6 +293,7 @@ class _ScoreActor:
                 scores.get(i),  # the model's raw [17] output, f32-rounded by score_row
             )
             rows.append({"index": it["index"], **row})
+        mark("first_scored", role="actor", file=self.phase_log, once=True)
         return pa.Table.from_pylist(rows, schema=_indexed_rows_schema())
 
 
@@ -379,22 +388,73 @@ def score_with_ray(
     Raises ImportError (the install hint), ValueError and GifsentErrors (ClusterError,
     NoInputsError, ManifestError, ScoresTableError, ModelError, ...); bad GIFs: error rows.
     """
-    from gifsent_infer.running.readable import Readable
-    from gifsent_infer.running.session import read_document, resolve_model
-
     opts = ray_options(options, model, scoring)
     _check_arguments(
         opts, read_batch, shard_rows, flush_seconds, connect_timeout, actor_cpus, retention_hours
     )
-    ray = import_ray()
+    start_driver()  # GIFSENT_RAY_PHASES: where the start-up goes (phases.py)
+    # listing the inputs (object stores: network round trips) overlaps importing Ray; its
+    # errors still come first, before joining a cluster
+    listing = _Background(lambda: _expand(sources, manifest, manifest_column, recursive))
+    ray = import_ray(data=False)  # Ray Data: after joining, while the table is opened
+    mark("ray_imported")
     start = time.perf_counter()
     reset_faults()
+
+    job = _make_job(opts, limits, read_batch, decode_memory, progress_bars)
+    mark("model_read")
+    items = listing.result()
+    mark("inputs_listed", inputs=len(items))
+    location = table_location(out_dir)
+    started_here = False
+    if not ray.is_initialized():  # first, so that a cluster we cannot join changes nothing
+        if auth_token_file is not None:
+            use_auth_token_file(auth_token_file)
+        connect_ray(ray, address, timeout=connect_timeout, init_kwargs=ray_init_kwargs)
+        started_here = True
+    mark("ray_joined")
+    try:
+        device, plan = _cluster_plan(ray, opts, num_actors, actor_cpus, decode_cpus, decode_memory)
+        mark("plan_ready")
+        # the table only now (a usage error above must leave it as it was), opened and
+        # scanned for the resume rule on a thread (deltalake's Rust code runs without the
+        # GIL) while this one imports Ray Data
+        table = _Background(lambda: _open_and_scan(location, retention_hours, job.columns))
+        import_ray()
+        mark("ray_data_imported")
+        dt, committed = table.result()
+        mark("table_ready")
+        summary = _score_into(
+            ray, job, device, plan, items, (dt, committed), resume, shard_rows, flush_seconds
+        )
+    finally:
+        if started_here:
+            ray.shutdown()
+    fault_point("scored")
+    if not resume:
+        summary.removed = delete_other_rows(dt, {i.name for i in items})
+    summary.__dict__.update(tidy(dt, retention_hours, vacuum, compact))
+    summary.version, summary.seconds = dt.version(), time.perf_counter() - start
+    mark("run_done")
+    return summary
+
+
+def _make_job(
+    opts: ScoreOptions,
+    limits: ReaderLimits,
+    read_batch: int,
+    decode_memory: int,
+    progress_bars: bool,
+) -> _Job:
+    """The run's model (read on the driver, ModelError without a document) and its rows."""
+    from gifsent_infer.running.readable import Readable
+    from gifsent_infer.running.session import read_document, resolve_model
 
     model_path = resolve_model(opts.model)
     document = read_document(model_path)  # ModelError for a graph without a document
     readable = Readable.for_options(document, opts)  # ReadableError: no percentiles here
     model_bytes = model_path.read_bytes()
-    job = _Job(
+    return _Job(
         opts=opts,
         spec=document.sampling,
         columns=readable.columns(COLUMNS),
@@ -407,28 +467,34 @@ def score_with_ray(
         progress_bars=progress_bars,
     )
 
-    items = _expand(sources, manifest, manifest_column, recursive)
-    location = table_location(out_dir)
-    started_here = False
-    if not ray.is_initialized():  # first, so that a cluster we cannot join changes nothing
-        if auth_token_file is not None:
-            use_auth_token_file(auth_token_file)
-        connect_ray(ray, address, timeout=connect_timeout, init_kwargs=ray_init_kwargs)
-        started_here = True
-    try:
-        device, plan = _cluster_plan(ray, opts, num_actors, actor_cpus, decode_cpus, decode_memory)
-        # the table only now: a usage error above must leave it as it was
-        dt = ensure_table(location, retention_hours, job.columns)
-        summary = _score_into(ray, job, device, plan, items, dt, resume, shard_rows, flush_seconds)
-    finally:
-        if started_here:
-            ray.shutdown()
-    fault_point("scored")
-    if not resume:
-        summary.removed = delete_other_rows(dt, {i.name for i in items})
-    summary.__dict__.update(tidy(dt, retention_hours, vacuum, compact))
-    summary.version, summary.seconds = dt.version(), time.perf_counter() - start
-    return summary
+
+class _Background:
+    """fn() on a thread, started at once; result() waits and returns it or raises its error."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = fn()
+            except BaseException as e:  # handed to the caller of result()
+                self._error = e
+
+        self._thread = threading.Thread(target=run, name="gifsent-ray-start", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _open_and_scan(location: str, retention_hours: float, columns: tuple[str, ...]):
+    """The table (created when missing) and its rows' keys (the resume rule's input)."""
+    dt = ensure_table(location, retention_hours, columns)
+    return dt, scan_keys(dt)
 
 
 def _expand(
@@ -578,18 +644,19 @@ def _score_into(
     device: str,
     plan: ResourcePlan,
     items: list[InputItem],
-    dt,
+    table: tuple[Any, list[dict]],
     resume: bool,
     shard_rows: int | None,
     flush_seconds: float,
 ) -> RaySummary:
-    """Decide what the table lacks (the anti-join on path for this model), then run the
-    pipeline into it."""
+    """Decide what the table lacks (the anti-join on path for this model, over `table`: the
+    table and its scanned keys), then run the pipeline into it."""
     fault_point("recovered")
     names = {i.name for i in items}
-    committed = scan_keys(dt)
+    dt, committed = table
     _, done = resume_plan(committed, names, job.model_id) if resume else ([], {})
     replaces = {r["path"] for r in committed} & names
+    mark("resume_scanned", rows=len(committed), done=len(done))
     rows_per_commit = shard_rows or auto_commit_rows(len(items) - len(done))
     summary = RaySummary(
         table=dt.table_uri,
@@ -605,7 +672,9 @@ def _score_into(
         shard_rows=rows_per_commit,
         flush_seconds=flush_seconds,
     )
-    writer = TableWriter(dt, rows_per_commit, flush_seconds, replaces, job.columns)
+    # rows per commit chosen here (not by --commit-rows): the first block commits at once
+    eager = shard_rows is None
+    writer = TableWriter(dt, rows_per_commit, flush_seconds, replaces, job.columns, eager)
     try:
         _run(ray, summary, items, writer, job, done)
     except Exception as e:  # Ray's, Ray Data's and the table's failures: one line
@@ -681,6 +750,7 @@ def _drain(
     for batch in blocks:
         if batch is not None:
             rows = batch.to_pylist()
+            mark("first_rows", once=True, rows=len(rows))
             rows.sort(key=lambda r: r["index"])
             if decorate is not None:
                 rows = [decorate(r) for r in rows]
@@ -691,6 +761,7 @@ def _drain(
         if wait is not None and wait <= 0:
             writer.flush()
     writer.flush()
+    mark("rows_done", commits=writer.commits)
 
 
 def _run(
@@ -732,6 +803,7 @@ def _run(
         "fault_marker": worker_fault_marker(),  # tests (ray_cluster)
         "backend": opts.backend,
         "precision": opts.precision,
+        "phase_log": phase_file(),  # GIFSENT_RAY_PHASES (phases.py), for the workers' lines
     }
     model_bytes, decorate = job.model_bytes, job.decorate
     try:
@@ -811,6 +883,7 @@ def _blocks(records: list[dict], model_bytes: bytes, done: dict, plan: dict) -> 
             "allow_private": plan["allow_private"],
             "env": plan["store_env"],
             "done_ref": [ray.put(done)] if done else [],
+            "phase_log": plan["phase_log"],
         },
         num_cpus=plan["decode_cpus"],
         concurrency=plan["decode_tasks"],
@@ -832,6 +905,7 @@ def _blocks(records: list[dict], model_bytes: bytes, done: dict, plan: dict) -> 
             "fault_marker": plan["fault_marker"],
             "backend": plan["backend"],
             "precision": plan["precision"],
+            "phase_log": plan["phase_log"],
         },
         # Ray Data restarts a dead actor and retries its batch (max_restarts=-1 and
         # max_task_retries=-1 are its defaults for actor pools); tasks are retried too
@@ -839,4 +913,5 @@ def _blocks(records: list[dict], model_bytes: bytes, done: dict, plan: dict) -> 
         num_cpus=plan["actor_cpus"],
         num_gpus=1 if cuda else 0,
     )
+    mark("pipeline_started", file=plan["phase_log"])
     yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")

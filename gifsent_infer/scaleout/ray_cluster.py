@@ -63,6 +63,9 @@ def fault_point(stage: str) -> None:
     if want != f"{stage}:{n}":
         return
     if not delay:
+        from gifsent_infer.scaleout.phases import mark
+
+        mark("fault_exit", stage=stage, n=n)
         os._exit(137)
     # STAGE:N@SECONDS: SIGKILL this process that long after the boundary, from a timer
     # thread, so that it lands inside what follows (a table commit in native code)
@@ -101,11 +104,19 @@ class ClusterError(GifsentError, RuntimeError):
         self.stuck = stuck
 
 
-def import_ray():
-    """`ray` and `ray.data`, or ImportError with the install hint."""
+def import_ray(data: bool = True):
+    """`ray` and `ray.data`, or ImportError with the install hint. data=False: import Ray's
+    core only and check that Ray Data is there without importing it (its import costs about
+    a second, which a driver spends better while the cluster starts its workers)."""
+    import importlib.util
+
     try:
         import ray
-        import ray.data  # Ray Data is the `data` extra of ray
+
+        if data:
+            import ray.data  # Ray Data is the `data` extra of ray
+        elif importlib.util.find_spec("ray.data") is None:
+            raise ImportError("No module named 'ray.data'")
     except ImportError as e:
         raise ImportError(f"{RAY_INSTALL_HINT} ({e})") from None
     return ray
@@ -264,17 +275,32 @@ def connect_ray(
     _join(ray, addr, kwargs, deadline, timeout)
 
 
+# Ray Client's server failing to start this driver's server process (it starts one per
+# driver, which a loaded head can fail to do): worth another try while the deadline allows
+_TRANSIENT_CLIENT = "Initialization failure from server"
+_RETRY_LEFT_S = 10.0  # a retry needs at least this much of the deadline left
+
+
 def _join(ray, addr: str, kwargs: dict, deadline: float, timeout: float) -> None:
     """ray.init(address=addr) within the deadline (a watchdog thread, see _Join), its native
-    log captured; ClusterError with a one-line reason otherwise."""
-    log = _CapturedStderr()
-    join = _Join(ray, addr, kwargs)
-    with log:
-        finished = join.wait(deadline - time.monotonic())
-        if not finished:
-            # Ray's native code goes on writing to fd 2 from the abandoned thread: keep it
-            # captured, and give Python's stderr the real one for the error line
-            log.detach()
+    log captured; ClusterError with a one-line reason otherwise. Ray Client's transient
+    server start-up failure is retried while at least _RETRY_LEFT_S of the deadline is left."""
+    while True:
+        log = _CapturedStderr()
+        join = _Join(ray, addr, kwargs)
+        with log:
+            finished = join.wait(deadline - time.monotonic())
+            if not finished:
+                # Ray's native code goes on writing to fd 2 from the abandoned thread: keep
+                # it captured, and give Python's stderr the real one for the error line
+                log.detach()
+        e = join.error
+        if not finished or e is None or _TRANSIENT_CLIENT not in str(e):
+            break
+        if deadline - time.monotonic() < _RETRY_LEFT_S:
+            break
+        _quiet_shutdown(ray)
+        time.sleep(1.0)
     if not finished:
         raise ClusterError(
             f"the Ray cluster at {addr} accepted a connection but did not let this driver "
@@ -286,7 +312,7 @@ def _join(ray, addr: str, kwargs: dict, deadline: float, timeout: float) -> None
     if join.error is not None:
         e = join.error
         _quiet_shutdown(ray)
-        first = (str(e).strip().splitlines() or [""])[0]
+        first = _reason_line(e)
         # Ray reports a refused token only in its C++ log (captured); its exception just
         # says that it failed to connect
         refused = re.search(r"InvalidAuthToken|Unauthenticated|UNAUTHENTICATED", log.text)
@@ -296,6 +322,17 @@ def _join(ray, addr: str, kwargs: dict, deadline: float, timeout: float) -> None
             f"{_auth_hint(f'{e} {log.text}')}"
         )
     log.replay()
+
+
+def _reason_line(e: BaseException) -> str:
+    """The first line of an error; where it only introduces what follows ("...from server:"
+    and a server-side traceback), with the last line of it (the server's own error)."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[-1]}"[:400]
+    return lines[0]
 
 
 def _check_client_token(addr: str, host: str, port: int, deadline: float) -> None:

@@ -49,16 +49,19 @@ NODES_TIMEOUT_S = 180
 def _start_cluster(client_port: int):
     from ray.cluster_utils import Cluster
 
+    # wait=False: Cluster's own wait for each node to register is a fixed 30 s (which a
+    # loaded machine overran); wait_for_nodes below waits for all of them, with ours
     c = Cluster(
         initialize_head=True,
         head_node_args={
             "num_cpus": 1,
             "include_dashboard": False,
             "ray_client_server_port": client_port,
+            "wait": False,
         },
     )
     try:
-        workers = [c.add_node(num_cpus=1) for _ in range(2)]
+        workers = [c.add_node(num_cpus=1, wait=False) for _ in range(2)]
         c.wait_for_nodes(timeout=NODES_TIMEOUT_S)
     except BaseException:
         c.shutdown()

@@ -196,3 +196,45 @@ def test_actors_use_the_cpus_they_reserve_and_leave_decoding_room():
     assert (gpu.num_actors, gpu.actor_cpus, gpu.threads) == (2, 1.0, 1)
     with pytest.raises(ValueError, match="no CPU for decoding"):
         plan_actors([2], 0, "cpu", actor_cpus=2)
+
+
+class _FlakyClientRay:
+    """Stands in for `ray`: Ray Client's server fails to start this driver's server `fails`
+    times (as it did on a loaded head), then the join works."""
+
+    SERVER_ERROR = (
+        "Initialization failure from server:\nTraceback (most recent call last):\n"
+        '  File "proxier.py", line 771\nRuntimeError: Starting Ray client server failed.'
+    )
+
+    def __init__(self, fails: int) -> None:
+        self.fails, self.inits, self.shutdowns = fails, 0, 0
+
+    def init(self, address: str, **kwargs) -> None:
+        self.inits += 1
+        if self.inits <= self.fails:
+            raise ConnectionAbortedError(self.SERVER_ERROR)
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+def test_ray_client_server_start_failures_are_retried_within_the_deadline():
+    from gifsent_infer.scaleout import ray_cluster
+
+    ray = _FlakyClientRay(fails=2)
+    deadline = time.monotonic() + 60
+    ray_cluster._join(ray, "ray://head:10001", {}, deadline, 60)
+    assert (ray.inits, ray.shutdowns) == (3, 2)
+
+
+def test_a_ray_client_server_failure_past_the_deadline_names_the_server_error():
+    from gifsent_infer.scaleout import ray_cluster
+
+    ray = _FlakyClientRay(fails=100)
+    deadline = time.monotonic() + 5  # under the 10 s a retry needs: no retry
+    with pytest.raises(ClusterError) as info:
+        ray_cluster._join(ray, "ray://head:10001", {}, deadline, 5)
+    assert ray.inits == 1
+    line = str(info.value)
+    assert "\n" not in line and "Starting Ray client server failed" in line, line
