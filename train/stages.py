@@ -461,12 +461,53 @@ def truth_map(cfg: TrainConfig) -> dict[str, np.ndarray] | None:
     return dict(zip(ids, vals, strict=True))
 
 
-def where_and_how_sure(cfg: TrainConfig, data, spec, fitted: dict, truth) -> dict:
+FINE_SEGMENTS = 16  # the report's finer timeline: MaxPool and linear score any S (--segments)
+
+
+def fine_features(encoder, paths: list[Path], segments: int):
+    """(features [N, segments, D] of the GIFs at `paths`, canonical view, and that spec): the
+    timeline a user gets with `gifsent-infer --timeline --segments N`."""
+    import dataclasses
+
+    from gifsent_infer.reading import media
+    from gifsent_train.features import TorchRunner, encode_segments
+
+    spec = dataclasses.replace(encoder.spec, segments=segments)
+    runner = TorchRunner(encoder)
+    frames = (media.read_media(p, spec).frames[None] for p in paths)
+    x = [encode_segments(runner, f, encoder.spec, segments)[0] for f in frames]
+    return np.stack(x).astype(np.float32), spec
+
+
+def _fine_timeline(out: dict, data, fitted: dict, tl_args: tuple, encoder, index) -> None:
+    """Adds "fine" (timeline_study at FINE_SEGMENTS) to each non-LSTM head's timeline entry."""
+    from types import SimpleNamespace
+
+    from gifsent_train import study
+
+    moments, truth, carried = tl_args
+    ids = [g for g in data.ids["test"] if g in moments and g in index]
+    heads = [h for h in fitted if h != "rnn"]  # a running estimate needs the model's own S
+    if not ids or not heads or encoder.spec.segments >= FINE_SEGMENTS:
+        return
+    x, fspec = fine_features(encoder, [index[g] for g in ids], FINE_SEGMENTS)
+    d = SimpleNamespace(ids={"test": ids}, x={"test": x})
+    for h in heads:
+        out["timeline"][h]["fine"] = study.timeline_study(
+            fitted[h][0], d, moments, fspec, truth, carried
+        )
+
+
+def where_and_how_sure(
+    cfg: TrainConfig, data, spec, fitted: dict, truth, encoder=None, index=None
+) -> dict:
     """metrics.json's "intervals" (per head: conformal calibration on dev and coverage on test,
     K = 1 and K = seeds) and "timeline" (per head: peak-in-moment rate vs chance on the test
-    GIFs with a known moment; absent without a truth file holding moments)."""
+    GIFs with a known moment; absent without a truth file holding moments). With the
+    `encoder` and the GIF `index` (id -> path), MaxPool's and linear's entries add "fine": the
+    same number with the timeline sampled at FINE_SEGMENTS (the test moment GIFs re-encoded)."""
     from gifsent_train import study
-    from gifsent_train.demo_data import read_moments
+    from gifsent_train.demo_data import read_moment_emotions, read_moments
 
     out: dict = {"intervals": {}}
     for head, models in fitted.items():
@@ -477,10 +518,13 @@ def where_and_how_sure(cfg: TrainConfig, data, spec, fitted: dict, truth) -> dic
     p = cfg.truth_path()
     moments = read_moments(p) if p and p.is_file() else {}
     if moments:
+        carried = read_moment_emotions(p)
         out["timeline"] = {
-            head: study.timeline_study(models[0], data, moments, spec, truth)
+            head: study.timeline_study(models[0], data, moments, spec, truth, carried)
             for head, models in fitted.items()
         }
+        if encoder is not None and index:
+            _fine_timeline(out, data, fitted, (moments, truth, carried), encoder, index)
     return out
 
 
@@ -572,7 +616,12 @@ class SearchStage(Stage):
         # issue 22: the seed refits kept for `gifsent-export --ensemble`, and the timeline and
         # interval numbers of every head
         self._save_refits(ctx, heads, fitted)
-        doc.update(where_and_how_sure(cfg, data, ctx.encoder.spec, fitted, truth))
+        from gifsent_train.votes import index_gifs
+
+        index = ctx.gif_index or index_gifs(cfg.gifs_path())
+        doc.update(
+            where_and_how_sure(cfg, data, ctx.encoder.spec, fitted, truth, ctx.encoder, index)
+        )
         # The shipped model: the head best on dev (ties: the order of cfg.heads).
         lay.link_best(doc["best_head"])
         ctx.reporter.log(f"best head on dev: {doc['best_head']} -> {lay.best_checkpoint}")
