@@ -749,8 +749,15 @@ class ReportStage(Stage):
     name = "report"
 
     def inputs(self, ctx: Context) -> str:
+        # metrics.json's bytes, not only the search's inputs: `search --force` reruns the
+        # search with the same inputs and writes new results, which the report must follow
+        metrics = ctx.layout.metrics
         return _sha_obj(
-            {"search": ctx.book.output_hash("search"), "scores": ctx.book.output_hash("scores")}
+            {
+                "search": ctx.book.output_hash("search"),
+                "scores": ctx.book.output_hash("scores"),
+                "metrics": _sha_file(metrics) if metrics.exists() else "",
+            }
         )
 
     def skipped(self, ctx: Context) -> None:
