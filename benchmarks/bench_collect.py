@@ -17,6 +17,8 @@ what the server does under 50 concurrent voters.
 
     python benchmarks/bench_collect.py            # defaults: 5 seeds, 60 s server run
     python benchmarks/bench_collect.py --quick    # 2 seeds, 1 emotion only, 15 s server
+    python benchmarks/bench_collect.py --skip selection,server --jobs 2   # seeds in 2 processes
+    python benchmarks/bench_collect.py --quick --skip selection,server --lapse 0 --spread 2
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ProcessPoolExecutor
 from http.cookiejar import CookieJar
 from pathlib import Path
 
@@ -61,12 +64,20 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def simulate(
-    mode: str, emotions: list[str], n_gifs: int, seed: int, max_votes: int, lapse: float = 0.05
+    mode: str,
+    emotions: list[str],
+    n_gifs: int,
+    seed: int,
+    max_votes: int,
+    lapse: float = 0.05,
+    spread: float = 1.0,
 ) -> dict[float, int | None]:
     """Votes (all emotions together) until the mean Spearman over `emotions` reaches each
-    threshold; None if it never did within max_votes."""
+    threshold; None if it never did within max_votes. `spread` multiplies the true strengths
+    (2 = voters twice as consistent: the Bradley-Terry noise halved)."""
     rng = np.random.default_rng(seed)
     _, truth = true_strengths(n_gifs, rng)
+    truth = truth * spread
     col = {e: EMOTIONS.index(e) for e in emotions}
     ids = [f"g{i:05d}" for i in range(n_gifs)]
     chooser = PairChooser(ids, emotions, mode=mode, seed=seed + 1000)
@@ -104,17 +115,44 @@ def _fit_rho(chooser: PairChooser, emotion: str, truth: np.ndarray) -> float:
     return spearman(fit.strength, truth)
 
 
-def bench_simulation(seeds: int, all_emotions: bool, n_gifs: int) -> None:
-    sets = [("one emotion (amusement)", ["amusement"])]
+def bench_simulation(
+    seeds: int,
+    all_emotions: bool,
+    n_gifs: int,
+    jobs: int = 1,
+    lapse: float = 0.05,
+    spread: float = 1.0,
+    only_all: bool = False,
+) -> None:
+    sets = [] if only_all else [("one emotion (amusement)", ["amusement"])]
     if all_emotions:
         sets.append(("all 17 emotions", list(EMOTIONS)))
+    pool = ProcessPoolExecutor(jobs) if jobs > 1 else None
     for label, emotions in sets:
         max_votes = 60 * n_gifs * len(emotions)
-        print(f"\n## simulation: {n_gifs} GIFs, {label}, median of {seeds} seeds")
+        print(
+            f"\n## simulation: {n_gifs} GIFs, {label}, median of {seeds} seeds, "
+            f"{lapse:.0%} random clicks, strength spread x{spread:g}"
+        )
         results = {}
+        jobs_of = {}
+        if pool is not None:  # every seed of both modes at once; the counts do not change
+            for mode in ("active", "random"):
+                for seed in range(seeds):
+                    args = (mode, emotions, n_gifs, seed, max_votes, lapse, spread)
+                    jobs_of[mode, seed] = pool.submit(_simulate_star, args)
         for mode in ("active", "random"):
             t0 = time.perf_counter()
-            runs = [simulate(mode, emotions, n_gifs, s, max_votes) for s in range(seeds)]
+            runs = []
+            for seed in range(seeds):
+                if pool is None:
+                    runs.append(simulate(mode, emotions, n_gifs, seed, max_votes, lapse, spread))
+                else:
+                    runs.append(jobs_of[mode, seed].result())
+                got = ", ".join(f"rho {t}: {runs[-1][t]}" for t in THRESHOLDS)
+                print(
+                    f"    {mode} seed {seed}: {got}  ({time.perf_counter() - t0:.0f} s)", flush=True
+                )
             results[mode] = runs
             line = ", ".join(f"rho {t}: {_median([r[t] for r in runs])}" for t in THRESHOLDS)
             print(f"{mode:7s} votes until {line}  ({time.perf_counter() - t0:.0f} s)")
@@ -125,6 +163,12 @@ def bench_simulation(seeds: int, all_emotions: bool, n_gifs: int) -> None:
             r = _median([r[t] for r in results["random"]])
             if a and r:
                 print(f"active/random at Spearman {t}: {a / r:.2f}x")
+    if pool is not None:
+        pool.shutdown()
+
+
+def _simulate_star(args):
+    return simulate(*args)
 
 
 def _median(values):
@@ -283,6 +327,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--voters", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=None, help="server run length")
     ap.add_argument("--skip", default="", help="comma list of: simulation,selection,server")
+    ap.add_argument("--jobs", type=int, default=1, help="simulate seeds in N processes")
+    ap.add_argument("--lapse", type=float, default=0.05, help="share of random clicks")
+    ap.add_argument(
+        "--spread", type=float, default=1.0, help="true strengths x this (2: half the BT noise)"
+    )
+    ap.add_argument(
+        "--only-all", action="store_true", help="simulate all 17 emotions only (not one)"
+    )
     args = ap.parse_args(argv)
     seeds = args.seeds or (2 if args.quick else 5)
     seconds = args.seconds or (15.0 if args.quick else 60.0)
@@ -290,7 +342,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# bench_collect  {cpu_line()}")
     print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if "simulation" not in skip:
-        bench_simulation(seeds, not args.quick, args.gifs)
+        bench_simulation(
+            seeds, not args.quick, args.gifs, args.jobs, args.lapse, args.spread, args.only_all
+        )
     if "selection" not in skip:
         bench_selection(6000, 30000, 300 if args.quick else 2000)
     if "server" not in skip:

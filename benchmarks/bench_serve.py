@@ -4,9 +4,13 @@ loopback only, every phase fixed in request count AND time).
 
     .venv/bin/python benchmarks/bench_serve.py            # the full run (several minutes)
     .venv/bin/python benchmarks/bench_serve.py --quick    # a smoke run (about a minute)
+    .venv/bin/python benchmarks/bench_serve.py --model demo-home/models/gifsent-rnn.onnx
+        # the same ratios on a real encoder (a few minutes; memory and fuzz skipped)
 
-Prints, all in one run on the same model (bench_infer's small CNN, 16 frames of 112 px) and
-the same backend (onnxruntime, CPU):
+Prints, all in one run on the same model (bench_infer's small CNN, 16 frames of 112 px, or
+--model) and the same engine for offline and served scoring (--backend onnxruntime
+--precision fp32 by default, pinned on both sides; `auto auto` lets each side choose and
+the script checks that both chose the same):
   throughput   Scorer.score_many GIFs/s in this process (server idle) against one-GIF
                requests at 16 concurrent clients, rounds interleaved: medians and the share
   latency      requests/s, p50 and p99 at 1, 4, 16 and 64 clients (503s counted: the queue,
@@ -166,9 +170,14 @@ async def load(port: int, make, clients: int, count: int, seconds: float) -> Pha
 # --- the server -----------------------------------------------------------------------------
 
 
-def start_server(model: Path, port: int, log: Path) -> subprocess.Popen:
+def start_server(
+    model: Path, port: int, log: Path, engine: tuple[str, str] = ("onnxruntime", "fp32")
+) -> subprocess.Popen:
+    """The real server in its own process, with `engine` = (backend, precision) pinned."""
+    backend, precision = engine
     cmd = [sys.executable, "-m", "gifsent_infer.cli", "serve", "--model", str(model)]
-    cmd += ["--port", str(port), "--backend", "onnxruntime", "--device", "cpu"]
+    cmd += ["--port", str(port), "--device", "cpu"]
+    cmd += ["--backend", backend, "--precision", precision]
     cmd += ["--max-queue", str(MAX_QUEUE), "--max-bytes", str(MAX_BYTES)]
     cmd += ["--request-timeout", str(REQUEST_TIMEOUT), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -206,10 +215,11 @@ def free_port() -> int:
 # --- the phases ------------------------------------------------------------------------------
 
 
-def make_scorer(model: Path, gifs: list[bytes]):
+def make_scorer(model: Path, gifs: list[bytes], engine: tuple[str, str] = ("onnxruntime", "fp32")):
     from gifsent_infer.running.scorer import Scorer
 
-    scorer = Scorer(model, device="cpu", backend="onnxruntime")
+    backend, precision = engine
+    scorer = Scorer(model, device="cpu", backend=backend, precision=precision)
     list(scorer.score_many(gifs[:8]))  # warm-up
     return scorer
 
@@ -397,8 +407,16 @@ async def run_phases(args, port, pid, scorer, gifs: list[bytes], big: list[bytes
     for clients in (1, 4, 16, 64):
         p = await load(port, one_gif(gifs), clients, args.count, args.seconds)
         out["latency"][clients] = p
-    # memory: mixed traffic, RSS sampled every 0.5 s
     rng = random.Random(0)
+    if "memory" not in args.skip:
+        out["memory"] = await memory_phase(args, port, pid, gifs, big, rng)
+    if "fuzz" not in args.skip:
+        out["fuzz"] = await fuzz(port, gifs, args.random_bodies, rng)
+    return out
+
+
+async def memory_phase(args, port, pid, gifs: list[bytes], big: list[bytes], rng) -> dict:
+    """Mixed traffic after a warm-up, RSS sampled every 0.5 s."""
     samples: list[tuple[float, float]] = []
     stop = asyncio.Event()
     sampler = asyncio.create_task(rss_sampler(pid, samples, stop))
@@ -409,7 +427,7 @@ async def run_phases(args, port, pid, scorer, gifs: list[bytes], big: list[bytes
     stop.set()
     await sampler
     after = [m for t, m in samples if t >= warm_at]
-    out["memory"] = {
+    return {
         "phase": mem,
         "samples": samples,
         "warm_at": warm_at,
@@ -417,8 +435,6 @@ async def run_phases(args, port, pid, scorer, gifs: list[bytes], big: list[bytes
         "final_rss": rss_mib(pid),
         "peak_rss": max(after) if after else float("nan"),
     }
-    out["fuzz"] = await fuzz(port, gifs, args.random_bodies, rng)
-    return out
 
 
 def report(args, out: dict, alive: bool, restarts: int) -> None:
@@ -442,6 +458,15 @@ def report(args, out: dict, alive: bool, restarts: int) -> None:
         f" CPU per call: server {c1['served_cpu'] * 1000:.1f} ms vs direct "
         f"{c1['direct_cpu'] * 1000:.1f} ms = {c1['served_cpu'] / c1['direct_cpu']:.2f}x"
     )
+    if "memory" in out:
+        report_memory(args, out)
+    if "fuzz" in out:
+        report_fuzz(out, alive, restarts)
+    else:
+        print(f"server alive at the end: {alive}; crashed workers: {restarts}")
+
+
+def report_memory(args, out: dict) -> None:
     m = out["memory"]
     ph = m["phase"]
     codes = {c: ph.count(lambda s, c=c: s == c) for c in sorted({r.status for r in ph.results})}
@@ -452,6 +477,10 @@ def report(args, out: dict, alive: bool, restarts: int) -> None:
         f"RSS after warm-up {m['warm_rss']:.0f} MiB, at the end {m['final_rss']:.0f} MiB "
         f"({growth:+.1%}), peak {m['peak_rss']:.0f} MiB ({peak:+.1%}); plot: {args.plot}"
     )
+
+
+def report_fuzz(out: dict, alive: bool, restarts: int) -> None:
+    ph = out["memory"]["phase"] if "memory" in out else Phase()
     named, f = out["fuzz"]["named"], out["fuzz"]["random"]
     print("\nmalformed HTTP (status; -1: the server closed the connection):")
     for name, r in named.items():
@@ -467,27 +496,71 @@ def report(args, out: dict, alive: bool, restarts: int) -> None:
     )
 
 
-def main() -> None:
+# defaults: the tiny model (full / --quick) and a real model (--model: a real encoder scores
+# ~10 GIFs/s on 2 cores, so fewer requests; memory and fuzz test the HTTP layer, not the
+# model, and are skipped unless --skip says otherwise)
+MODES = {
+    "full": dict(count=1500, seconds=40, memory_requests=20_000, random_bodies=10_000,
+                 direct=200, rounds=5, gifs=64, skip=""),
+    "quick": dict(count=150, seconds=15, memory_requests=1500, random_bodies=1000,
+                  direct=60, rounds=3, gifs=32, skip=""),
+    "model": dict(count=200, seconds=20, memory_requests=2000, random_bodies=1000,
+                  direct=30, rounds=3, gifs=16, skip="memory,fuzz"),
+}  # fmt: skip
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a smoke run with small counts")
-    ap.add_argument("--count", type=int, default=1500, help="requests per latency level")
-    ap.add_argument("--seconds", type=float, default=40, help="longest a latency level runs")
-    ap.add_argument("--memory-requests", type=int, default=20_000)
-    ap.add_argument("--random-bodies", type=int, default=10_000)
-    ap.add_argument("--direct", type=int, default=200, help="direct/served pairs")
-    ap.add_argument("--rounds", type=int, default=5, help="offline/server throughput rounds")
-    ap.add_argument("--gifs", type=int, default=64, help="distinct small GIFs")
+    ap.add_argument(
+        "--model", type=Path, help="a .onnx model to serve (default: bench_infer's tiny CNN)"
+    )
+    ap.add_argument("--backend", default="onnxruntime", help="both sides (default onnxruntime)")
+    ap.add_argument("--precision", default="fp32", help="both sides (default fp32)")
+    ap.add_argument("--count", type=int, help="requests per latency level (1500)")
+    ap.add_argument("--seconds", type=float, help="longest a latency level runs (40)")
+    ap.add_argument("--memory-requests", type=int, help="mixed requests after warm-up (20000)")
+    ap.add_argument("--random-bodies", type=int, help="random request bodies (10000)")
+    ap.add_argument("--direct", type=int, help="direct/served pairs at concurrency 1 (200)")
+    ap.add_argument("--rounds", type=int, help="offline/server throughput rounds (5)")
+    ap.add_argument("--gifs", type=int, help="distinct small GIFs (64)")
+    ap.add_argument(
+        "--skip", help="phases to leave out, comma-separated: memory, fuzz (--model: both)"
+    )
     ap.add_argument("--plot", type=Path, default=HERE.parent / "docs" / "serve-rss.png")
     args = ap.parse_args()
+    mode = "model" if args.model else "quick" if args.quick else "full"
+    for key, value in MODES[mode].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.skip = {p.strip() for p in args.skip.split(",") if p.strip()}
+    return args
+
+
+def check_engines(port: int, scorer) -> None:
+    """Offline and served scoring must run the same backend and precision: print both, stop
+    when they differ (possible with auto, which each side resolves itself)."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/info", timeout=30) as r:
+        info = json.load(r)
+    served = (info["backend"], info["provider"])
+    offline = (scorer.backend, scorer.provider)
+    print(f"engine: offline {offline[0]} ({offline[1]}), served {served[0]} ({served[1]})")
+    if served != offline:
+        raise SystemExit("offline and served scoring chose different engines: pin --backend")
+
+
+def main() -> None:
+    args = parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
-    if args.quick:
-        args.count, args.seconds = 150, 15
-        args.memory_requests, args.random_bodies, args.gifs = 1500, 1000, 32
-        args.direct, args.rounds = 60, 3
     print(cpu_line())
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    model = build_model(tmp / "bench.onnx")
+    model = args.model or build_model(tmp / "bench.onnx")
+    engine = (args.backend, args.precision)
+    print(f"model: {model}; --backend {args.backend} --precision {args.precision} on both sides")
     gifs = [p.read_bytes() for p in make_gifs(tmp / "gifs", args.gifs)]
     big = [p.read_bytes() for p in make_gifs(tmp / "big", 2, size=(480, 360), frames=24)]
     big += [noise_gif(i) for i in range(2)]
@@ -495,10 +568,11 @@ def main() -> None:
         f"{len(gifs)} GIFs of ~{np.mean([len(g) for g in gifs]) / 1024:.0f} KiB; large: "
         + ", ".join(f"{len(g) / 1024:.0f} KiB" for g in big)
     )
-    scorer = make_scorer(model, gifs)
+    scorer = make_scorer(model, gifs, engine)
     port = free_port()
-    proc = start_server(model, port, tmp / "server.log")
+    proc = start_server(model, port, tmp / "server.log", engine)
     try:
+        check_engines(port, scorer)
         out = asyncio.run(run_phases(args, port, proc.pid, scorer, gifs, big))
         alive = proc.poll() is None
     finally:
@@ -506,14 +580,15 @@ def main() -> None:
         code = proc.wait(60)
     report(args, out, alive, 0 if code == 0 else 1)
     print(f"server exit status after SIGTERM: {code}")
-    m = out["memory"]
-    plot_rss(
-        m["samples"],
-        m["warm_at"],
-        args.plot,
-        f"gifsent serve RSS, {len(m['phase'].results)} mixed requests after warm-up "
-        f"(load avg {os.getloadavg()[0]:.1f})",
-    )
+    if "memory" in out:
+        m = out["memory"]
+        plot_rss(
+            m["samples"],
+            m["warm_at"],
+            args.plot,
+            f"gifsent serve RSS, {len(m['phase'].results)} mixed requests after warm-up "
+            f"(load avg {os.getloadavg()[0]:.1f})",
+        )
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -86,6 +86,19 @@ class Server:
         return self.proc.wait(timeout)
 
 
+def cli_rows(model: Path, files: list[Path], tmp: Path, *args: str) -> list[dict[str, Any]]:
+    """The rows `gifsent-infer score ... -o cli.json` writes for `files` (onnxruntime)."""
+    out = tmp / "cli.json"
+    cmd = [sys.executable, "-m", "gifsent_infer.cli", "score", *map(str, files)]
+    cmd += ["--model", str(model), "--backend", "onnxruntime", "-o", str(out), "-q", *args]
+    subprocess.run(cmd, check=True, timeout=300)
+    return json.loads(out.read_text())
+
+
+def without_path(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "path"}
+
+
 def start_server(model: Path, tmp: Path, *args: str) -> Server:
     port = free_port()
     log = tmp / f"serve-{port}.log"

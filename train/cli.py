@@ -81,11 +81,11 @@ _OPTIONS = {
         typer.Option(None, "--preset", help="Named settings: demo, study, tiny."),
     ),
     "data_dir": (
-        Path | None,
+        str | None,  # a folder, a .sqlite file, or a postgresql:// URL (a Path would mangle it)
         typer.Option(
             None,
             "--data",
-            help="Data folder (votes CSV + GIFs), or a `collect` votes database (.sqlite). Default: $GIFSENT_HOME/data/gifgif.",
+            help="Data folder (votes CSV + GIFs), or a `collect` votes database: a .sqlite file or a postgresql://USER@HOST:PORT/DB URL (password in PGPASSWORD or ~/.pgpass). Default: $GIFSENT_HOME/data/gifgif.",
         ),
     ),
     "votes": (

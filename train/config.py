@@ -13,9 +13,12 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gifsent_infer import paths
 from gifsent_train.run import RunLayout
+
+PG_SCHEMES = ("postgresql://", "postgres://")  # --data as a `collect` database's URL
 
 __all__ = [
     "PRESETS",
@@ -107,14 +110,32 @@ class TrainConfig:
             raise ValueError("max_epochs and patience must be >= 1")
         if not float(self.weight_cap) >= 1.0:
             raise ValueError(f"weight_cap must be >= 1, got {self.weight_cap}")
+        if self.data_url() and urlsplit(self.data_url()).password:
+            # the run folder's config.json records data_dir: keep secrets out of it
+            raise ValueError(
+                "--data: leave the password out of the PostgreSQL URL (the run folder records "
+                "--data); give it in PGPASSWORD or ~/.pgpass, which PostgreSQL's client reads"
+            )
 
     # -- resolution of defaults ----------------------------------------------------------------
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser() if self.data_dir else paths.gifgif_dir()
 
+    def data_url(self) -> str | None:
+        """`--data postgresql://...`: a `gifsent-train collect` database on a PostgreSQL server."""
+        return self.data_dir if self.data_dir.startswith(PG_SCHEMES) else None
+
+    def votes_source(self) -> Path | str | None:
+        """Where the votes are read from: a file or SQLite database (`votes_path`), or the
+        PostgreSQL URL given as `--data`."""
+        url = self.data_url()
+        return url if url and not self.votes else self.votes_path()
+
     def votes_path(self) -> Path | None:
         if self.votes:
             return Path(self.votes).expanduser()
+        if self.data_url():
+            return None  # not a file: see votes_source
         d = self.data_path()
         if _is_votes_db(d):  # `gifsent-train collect`'s database, read directly
             return d
@@ -128,14 +149,17 @@ class TrainConfig:
         if self.gifs:
             return Path(self.gifs).expanduser()
         d = self.data_path()
-        if _is_votes_db(d):  # the folder `gifsent-train collect --gifs` served
+        url = self.data_url()
+        if url or _is_votes_db(d):  # the folder `gifsent-train collect --gifs` served
             from gifsent_train.collect.storage import Store
 
-            store = Store.open(d, migrate=False)
+            store = Store.open(url or d, migrate=False)
             try:
-                return Path(store.get_meta("gifs_dir") or d.parent)
+                served = store.get_meta("gifs_dir")
             finally:
                 store.close()
+            # a URL without a recorded folder: a path that is no folder, so "no data" says why
+            return Path(served) if served else (d if url else d.parent)
         for sub in ("gifs", "images"):
             if (d / sub).is_dir():
                 return d / sub
@@ -287,6 +311,11 @@ def resolve_config(
 
 
 def no_data_message(cfg: TrainConfig) -> str:
+    if cfg.data_url() and not cfg.gifs:
+        return (
+            f"no GIF folder recorded in the votes database {cfg.data_url()}: give --gifs DIR "
+            "(the folder `gifsent-train collect --gifs` served)"
+        )
     d = cfg.data_path()
     return (
         f"no training data at {d} (votes CSV and GIFs).\n"

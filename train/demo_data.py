@@ -40,9 +40,13 @@ emphasis (``TEMPORAL_EMPHASIS``: 1.5 for excitement, surprise, relief, fear and 
 0.5 for contempt, disgust, pride and embarrassment, 1 otherwise). ``demo.json`` records per emotion the measured
 share of the true strength's variance that is temporal, static and noise.
 
-Some GIFs (``moment_share``, default 0.3) show their static expression (mouth, brows,
-eyes, tears) only during a short window (a fifth of the timeline, at a random place) and a
-nearly neutral face elsewhere: the emotional moment is short. Every GIF also has a
+Some GIFs (``moment_share``, default 0.3) show their static expression only during a short
+window (a fifth of the timeline, at a random place) and a nearly neutral face elsewhere: the
+emotional moment is short, as a reaction GIF's punchline is. The moment carries the expression
+(``MOMENT_LATENTS``): mouth curve, brows, eyes and tears, and since version 3 also its colours
+(background hue, blush, green tint), which outside the moment fade to MOMENT_REST of their
+strength as the shapes do. Motion, arousal and calm show throughout. ``moment_emotions`` tells
+which emotions a moment carries: those whose true strength its expression raises most. Every GIF also has a
 distractor, a ball moving across the background at a random speed and direction, which
 carries no emotion.
 
@@ -56,7 +60,8 @@ and a few corrupt rows (an empty id) are sprinkled in, as in GIFGIF's file.
 Files (in ``out``): ``votes.csv.gz`` (GIFGIF's format, header ``metric,left,right,choice``),
 ``gifs/<id>.gif`` (13-character alphanumeric ids), ``truth.csv`` (id, the 17 true
 strengths, and for moment GIFs ``moment_start``/``moment_end``/``duration`` in seconds on the
-GIF's clamped-delay timeline, so a timeline can be judged; read with ``read_moments``), ``demo.json`` (parameters and counts). Deterministic by seed.
+GIF's clamped-delay timeline and ``moment_emotions``, the emotions it carries, so a timeline
+can be judged; read with ``read_moments`` and ``read_moment_emotions``), ``demo.json`` (parameters and counts). Deterministic by seed.
 """
 
 from __future__ import annotations
@@ -147,6 +152,11 @@ NOISE = 0.3  # independent per-emotion noise (before standardising): the part pi
 DEFAULT_TEMPORAL_SHARE = 0.5  # of the pixel-visible signal, per emotion
 DEFAULT_MOMENT_SHARE = 0.3  # GIFs whose static expression shows only in a short window
 MOMENT_WIDTH = 0.2  # of the timeline
+# The latents a moment GIF shows only in its moment (its facial expression and colours);
+# elsewhere they show at MOMENT_REST of their value (a nearly neutral face).
+MOMENT_LATENTS = ("valence", "dominance", "surprise", "self_conscious", "disgust", "sadness")
+MOMENT_REST = 0.15
+MOMENT_EMOTIONS = 3  # emotions recorded per moment: the ones its expression raises most
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 ID_LENGTH = 13
 UNDECIDED = "neither"
@@ -268,8 +278,13 @@ def _unit(x: float) -> float:
 BG, FACE, INK, CHEEK, TEAR, MOUTH, WHITE, OUTLINE, BALL = range(9)
 
 
-def _palette(z: np.ndarray) -> list[int]:
-    val, aro, _dom, _sur, selfc, disg, _sad, calm = (_unit(v) for v in z[: len(LATENTS)])
+def _palette(z: np.ndarray, k: float = 1.0) -> list[int]:
+    """The GIF's colours; k scales the expression's colours (valence hue, blush, tint): a moment
+    GIF's frames outside its moment use k = MOMENT_REST."""
+    val, aro, _dom, _sur, selfc, disg, _sad, calm = (
+        _unit(v * (k if name in MOMENT_LATENTS else 1.0))
+        for name, v in zip(LATENTS, z[: len(LATENTS)], strict=True)
+    )
     hue = 0.62 - 0.55 * val  # blue (sad) .. orange (happy)
     sat = 0.25 + 0.6 * aro * (1.0 - 0.5 * calm)
     bg = tuple(int(255 * c) for c in colorsys.hsv_to_rgb(hue % 1.0, sat, 0.92))
@@ -331,7 +346,7 @@ class Motion:
         if self.moment is None:
             return 1.0
         a, b = self.moment
-        return 1.0 if a <= tau < b else 0.15
+        return 1.0 if a <= tau < b else MOMENT_REST
 
 
 def plan_motion(zt: np.ndarray, rng: np.random.Generator, moment_share: float) -> Motion:
@@ -476,12 +491,13 @@ def _gif_bytes(
     jitter = rng.random() < 0.2  # some GIFs vary their delays frame to frame
     delays = [base + (int(rng.integers(0, 4)) * 10 if jitter else 0) for _ in range(n_frames)]
     shown = [d if d >= 20 else 100 for d in delays]
-    palette = _palette(z)
     motion = plan_motion(z[len(LATENTS) :], rng, moment_share) if len(z) > len(LATENTS) else None
     duration = float(sum(shown)) / 1000.0
     frames, t = [], 0.0
     for k in range(n_frames):
-        frames.append(_frame(width, height, z, t, palette, motion, t / duration))
+        tau = t / duration  # a moment GIF's colours fade with its expression (local palettes)
+        palette = _palette(z, motion.expression(tau) if motion else 1.0)
+        frames.append(_frame(width, height, z, t, palette, motion, tau))
         t += shown[k] / 1000.0
     buf = io.BytesIO()
     if n_frames == 1:
@@ -564,11 +580,12 @@ def make_demo_data(
         gifs, ids, latent, seed, set(missing_idx), (size_range, moment_share), progress
     )
     truth_path = out / "truth.csv"
-    _write_truth(truth_path, ids, strength, moments)
+    carried = moment_emotions(latent, temporal_share)
+    _write_truth(truth_path, ids, strength, moments, carried)
 
     meta = {
         "format": "gifsent-demo-data",
-        "version": 2,
+        "version": 3,  # 3: a moment's colours fade with its expression; moment_emotions
         "seed": seed,
         "n_gifs": n_gifs,
         "comparisons_per_gif": dict(zip(EMOTIONS, per_gif, strict=True)),
@@ -677,14 +694,34 @@ def _write_gifs(gifs: Path, ids, latent, seed: int, skip: set[int], look, progre
     return frame_counts, moments
 
 
-def _write_truth(path: Path, ids: list[str], strength, moments: dict) -> None:
+def _write_truth(path: Path, ids: list[str], strength, moments: dict, carried) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["id", *EMOTIONS, *MOMENT_COLUMNS])
+        w.writerow(["id", *EMOTIONS, *MOMENT_COLUMNS, "moment_emotions"])
         for i, gif_id in enumerate(ids):
             m = moments.get(gif_id)
             when = [f"{v:.6g}" for v in m] if m else ["", "", ""]
-            w.writerow([gif_id, *(f"{v:.9g}" for v in strength[i]), *when])
+            what = ";".join(carried[i]) if m else ""
+            w.writerow([gif_id, *(f"{v:.9g}" for v in strength[i]), *when, what])
+
+
+def moment_emotions(
+    latent: np.ndarray, temporal_share: float = DEFAULT_TEMPORAL_SHARE
+) -> list[tuple[str, ...]]:
+    """Per GIF (latent [n, 12] or [n, 8]), the emotions a moment of its carries: the (up to)
+    MOMENT_EMOTIONS emotions whose static strength part the moment's expression raises most,
+    i.e. those with the largest positive sum over MOMENT_LATENTS of latent x normalised weight
+    (see strength_parts; the part that outside the moment fades to MOMENT_REST). A moment with
+    a frown carries sadness and anger, not happiness, whatever the GIF's strongest emotions."""
+    ws = weight_matrix()
+    rows = [LATENTS.index(n) for n in MOMENT_LATENTS]
+    share = np.minimum(1.0, temporal_share * np.array([TEMPORAL_EMPHASIS[e] for e in EMOTIONS]))
+    rise = (latent[:, rows] @ (ws / np.linalg.norm(ws, axis=0))[rows]) * np.sqrt(1.0 - share)
+    out = []
+    for r in rise:
+        top = [j for j in np.argsort(-r, kind="stable")[:MOMENT_EMOTIONS] if r[j] > 0]
+        out.append(tuple(EMOTIONS[j] for j in top))
+    return out
 
 
 # truth.csv's moment columns, in seconds: the GIF's short emotional moment [start, end) on its
@@ -702,6 +739,22 @@ def read_moments(path: str | os.PathLike) -> dict[str, tuple[float, float, float
             if all(row.get(c) for c in MOMENT_COLUMNS):
                 a, b, d = (float(row[c]) for c in MOMENT_COLUMNS)
                 out[row["id"]] = (a, b, d)
+    return out
+
+
+def read_moment_emotions(path: str | os.PathLike) -> dict[str, tuple[str, ...]]:
+    """truth.csv -> id -> the emotions each GIF's moment carries (see moment_emotions); empty
+    for truth files without the column (demo data before version 3)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    out: dict[str, tuple[str, ...]] = {}
+    with opener(path, "rt", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            names = tuple(n for n in (row.get("moment_emotions") or "").split(";") if n)
+            if names:
+                unknown = [n for n in names if n not in EMOTIONS]
+                if unknown:
+                    raise ValueError(f"{path}: unknown emotion(s) {unknown} in moment_emotions")
+                out[row["id"]] = names
     return out
 
 

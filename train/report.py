@@ -203,19 +203,34 @@ def timeline_markdown(m: dict) -> str:
     rows = [(h, v) for h, v in tl.items() if v.get("gifs")]
     if not rows:
         return ""
+    which = rows[0][1].get("emotions", "top 3 by truth")
+    what = (
+        "the emotions its moment carries (the truth file's moment_emotions: those the moment's "
+        "expression raises most)"
+        if which == "moment_emotions"
+        else "its 3 truly strongest emotions (a truth file without moment_emotions)"
+    )
     return _section(
         "Where in the GIF: the timeline (demo data, test split)",
-        "For test GIFs whose expression shows only in a short moment: how often the "
-        "timeline (segment_scores) of each GIF's 3 truly strongest emotions peaks in a segment "
-        "inside the moment, against chance (the moment's share of the segments). The issue's "
-        "bar is 3x chance.",
-        "| Head | moment GIFs | segments | peak in moment | chance | ratio |",
-        "|---|---:|---:|---:|---:|---:|",
-        [
-            f"| {h} | {v['gifs']} | {v['segments']} | {v['peak_in_moment']:.1%} | "
-            f"{v['chance']:.1%} | {v['ratio'] or 0:.2f}x |"
-            for h, v in rows
-        ],
+        "For test GIFs whose expression shows only in a short moment: how often the segment "
+        f"where the timeline (segment_scores) of {what} peaks lies inside the moment, against "
+        "chance (the moment's share of the segments). The peak: each emotion's deviation from "
+        "its mean over the GIF in units of its spread over the GIF, summed over those emotions "
+        "(for the LSTM, what each segment adds to its running estimate). 'each' counts every "
+        "emotion's own peak. ± is the ratio's binomial standard error. Rows with more segments: "
+        "the same heads' timeline sampled finer (`gifsent-infer --timeline --segments N`; "
+        "an LSTM needs its own S). The issue's bar is 3x chance.",
+        "| Head | moment GIFs | segments | peak in moment | chance | ratio | each emotion |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        [_timeline_row(h, x) for h, v in rows for x in (v, v.get("fine")) if x and x.get("gifs")],
+    )
+
+
+def _timeline_row(head: str, v: dict) -> str:
+    return (
+        f"| {head} | {v['gifs']} | {v['segments']} | {v['peak_in_moment']:.1%} | "
+        f"{v['chance']:.1%} | {v['ratio'] or 0:.2f}x ± {v.get('ratio_se') or 0:.2f} | "
+        f"{v.get('per_emotion_ratio') or 0:.2f}x |"
     )
 
 

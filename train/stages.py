@@ -188,7 +188,7 @@ class Stage:
 # ------------------------------------------------------------------ stage: scores
 
 
-def _votes_fingerprint(votes: Path) -> str:
+def _votes_fingerprint(votes: Path | str) -> str:
     """The votes file's sha256; a `collect` database's vote count and last id (its file alone
     would miss votes still in the write-ahead log)."""
     from gifsent_train.collect.storage import Store, is_database
@@ -209,8 +209,8 @@ class ScoresStage(Stage):
 
     def inputs(self, ctx: Context) -> str:
         cfg = ctx.config
-        votes = cfg.votes_path()
-        if votes is None or not votes.is_file():
+        votes = cfg.votes_source()
+        if votes is None or (isinstance(votes, Path) and not votes.is_file()):
             raise NoDataError(no_data_message(cfg))
         gifs = cfg.gifs_path()
         if not gifs.is_dir():
@@ -238,7 +238,7 @@ class ScoresStage(Stage):
         from gifsent_train.votes import filter_votes, missing_gifs, read_votes
 
         cfg, lay = ctx.config, ctx.layout
-        votes = read_votes(cfg.votes_path())
+        votes = read_votes(cfg.votes_source())
         present = ctx.gif_index
         if cfg.limit_gifs:
             keep = [g for g in votes.ids if g in present][: cfg.limit_gifs]
@@ -257,7 +257,7 @@ class ScoresStage(Stage):
         splits = sp.make_splits(ids, seed=cfg.seed, fractions=cfg.split_fractions)
         sp.save_splits(lay.splits, splits, seed=cfg.seed, fractions=cfg.split_fractions)
         data_info = {
-            "votes": str(cfg.votes_path()),
+            "votes": str(cfg.votes_source()),
             "gifs": str(cfg.gifs_path()),
             "vote_stats": votes.stats.to_dict(),
             "missing": {k: v for k, v in miss.to_dict().items() if k != "missing_ids"},
@@ -461,12 +461,53 @@ def truth_map(cfg: TrainConfig) -> dict[str, np.ndarray] | None:
     return dict(zip(ids, vals, strict=True))
 
 
-def where_and_how_sure(cfg: TrainConfig, data, spec, fitted: dict, truth) -> dict:
+FINE_SEGMENTS = 16  # the report's finer timeline: MaxPool and linear score any S (--segments)
+
+
+def fine_features(encoder, paths: list[Path], segments: int):
+    """(features [N, segments, D] of the GIFs at `paths`, canonical view, and that spec): the
+    timeline a user gets with `gifsent-infer --timeline --segments N`."""
+    import dataclasses
+
+    from gifsent_infer.reading import media
+    from gifsent_train.features import TorchRunner, encode_segments
+
+    spec = dataclasses.replace(encoder.spec, segments=segments)
+    runner = TorchRunner(encoder)
+    frames = (media.read_media(p, spec).frames[None] for p in paths)
+    x = [encode_segments(runner, f, encoder.spec, segments)[0] for f in frames]
+    return np.stack(x).astype(np.float32), spec
+
+
+def _fine_timeline(out: dict, data, fitted: dict, tl_args: tuple, encoder, index) -> None:
+    """Adds "fine" (timeline_study at FINE_SEGMENTS) to each non-LSTM head's timeline entry."""
+    from types import SimpleNamespace
+
+    from gifsent_train import study
+
+    moments, truth, carried = tl_args
+    ids = [g for g in data.ids["test"] if g in moments and g in index]
+    heads = [h for h in fitted if h != "rnn"]  # a running estimate needs the model's own S
+    if not ids or not heads or encoder.spec.segments >= FINE_SEGMENTS:
+        return
+    x, fspec = fine_features(encoder, [index[g] for g in ids], FINE_SEGMENTS)
+    d = SimpleNamespace(ids={"test": ids}, x={"test": x})
+    for h in heads:
+        out["timeline"][h]["fine"] = study.timeline_study(
+            fitted[h][0], d, moments, fspec, truth, carried
+        )
+
+
+def where_and_how_sure(
+    cfg: TrainConfig, data, spec, fitted: dict, truth, encoder=None, index=None
+) -> dict:
     """metrics.json's "intervals" (per head: conformal calibration on dev and coverage on test,
     K = 1 and K = seeds) and "timeline" (per head: peak-in-moment rate vs chance on the test
-    GIFs with a known moment; absent without a truth file holding moments)."""
+    GIFs with a known moment; absent without a truth file holding moments). With the
+    `encoder` and the GIF `index` (id -> path), MaxPool's and linear's entries add "fine": the
+    same number with the timeline sampled at FINE_SEGMENTS (the test moment GIFs re-encoded)."""
     from gifsent_train import study
-    from gifsent_train.demo_data import read_moments
+    from gifsent_train.demo_data import read_moment_emotions, read_moments
 
     out: dict = {"intervals": {}}
     for head, models in fitted.items():
@@ -477,10 +518,13 @@ def where_and_how_sure(cfg: TrainConfig, data, spec, fitted: dict, truth) -> dic
     p = cfg.truth_path()
     moments = read_moments(p) if p and p.is_file() else {}
     if moments:
+        carried = read_moment_emotions(p)
         out["timeline"] = {
-            head: study.timeline_study(models[0], data, moments, spec, truth)
+            head: study.timeline_study(models[0], data, moments, spec, truth, carried)
             for head, models in fitted.items()
         }
+        if encoder is not None and index:
+            _fine_timeline(out, data, fitted, (moments, truth, carried), encoder, index)
     return out
 
 
@@ -572,7 +616,12 @@ class SearchStage(Stage):
         # issue 22: the seed refits kept for `gifsent-export --ensemble`, and the timeline and
         # interval numbers of every head
         self._save_refits(ctx, heads, fitted)
-        doc.update(where_and_how_sure(cfg, data, ctx.encoder.spec, fitted, truth))
+        from gifsent_train.votes import index_gifs
+
+        index = ctx.gif_index or index_gifs(cfg.gifs_path())
+        doc.update(
+            where_and_how_sure(cfg, data, ctx.encoder.spec, fitted, truth, ctx.encoder, index)
+        )
         # The shipped model: the head best on dev (ties: the order of cfg.heads).
         lay.link_best(doc["best_head"])
         ctx.reporter.log(f"best head on dev: {doc['best_head']} -> {lay.best_checkpoint}")
@@ -700,8 +749,15 @@ class ReportStage(Stage):
     name = "report"
 
     def inputs(self, ctx: Context) -> str:
+        # metrics.json's bytes, not only the search's inputs: `search --force` reruns the
+        # search with the same inputs and writes new results, which the report must follow
+        metrics = ctx.layout.metrics
         return _sha_obj(
-            {"search": ctx.book.output_hash("search"), "scores": ctx.book.output_hash("scores")}
+            {
+                "search": ctx.book.output_hash("search"),
+                "scores": ctx.book.output_hash("scores"),
+                "metrics": _sha_file(metrics) if metrics.exists() else "",
+            }
         )
 
     def skipped(self, ctx: Context) -> None:

@@ -244,14 +244,39 @@ def segment_in_moment(spec, n_segments: int, moment: tuple[float, float, float])
     return (mid >= start) & (mid < end)
 
 
-def timeline_study(model, data, moments: dict, spec, truth: dict | None, top: int = 3) -> dict:
+def timeline_signal(model, seg: np.ndarray) -> np.ndarray:
+    """What "when" is read from, [N, S, 17]: the timeline itself, but for the LSTM its increments
+    (what each segment adds to the running estimate, the first from the estimate before any
+    segment, the output layer's bias): a running estimate's level stays up after a moment, so
+    its peak says "by now", while its rise says "here"."""
+    if getattr(model, "name", "") != "rnn":
+        return seg
+    start = model.fc.bias.detach().cpu().numpy().astype(seg.dtype)
+    return np.diff(seg, axis=1, prepend=np.broadcast_to(start, (seg.shape[0], 1, seg.shape[2])))
+
+
+def moment_peak(signal: np.ndarray, emotions) -> int:
+    """The segment where a GIF's timeline [S, 17] of `emotions` peaks together: each emotion's
+    deviation from its own mean over the GIF, in units of its spread over the GIF (so no
+    emotion's scale dominates), summed over the emotions; the argmax over segments."""
+    x = signal[:, list(emotions)]
+    z = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-12)
+    return int(np.argmax(z.sum(axis=1)))
+
+
+def timeline_study(
+    model, data, moments: dict, spec, truth: dict | None, carried: dict | None = None, top: int = 3
+) -> dict:
     """How often the timeline peaks inside a moment GIF's true moment, vs chance.
 
-    For each test GIF with a moment, the `top` emotions with the highest true strength (the
-    ones its moment carries) each give a hit when their segment_scores peak in a segment inside
-    the moment; chance is the share of segments inside it. Returns rate, chance, their ratio."""
+    For each test GIF with a moment, the emotions that moment carries (`carried`: id -> emotion
+    names, the truth file's moment_emotions; for older truth files the `top` truly strongest
+    emotions) give one peak, `moment_peak` of `timeline_signal`: a hit when that segment lies
+    inside the moment. "per_emotion" also counts each of those emotions' own peaks. Chance is
+    the moment's share of the segments (averaged over the GIFs). Returns rates, chance, ratios."""
     import torch
 
+    from gifsent_infer.contract import EMOTIONS
     from gifsent_models.heads import head_outputs
 
     ids = data.ids["test"]
@@ -262,22 +287,33 @@ def timeline_study(model, data, moments: dict, spec, truth: dict | None, top: in
     with torch.no_grad():
         x = torch.as_tensor(data.x["test"][rows], dtype=torch.float32)
         seg = head_outputs(model, x, ("segment_scores",))["segment_scores"].numpy()
-    hits, chance = [], []
+    signal = timeline_signal(model, seg)
+    hits, each, chance = [], [], []
     for j, i in enumerate(rows):
         inside = segment_in_moment(spec, seg.shape[1], moments[ids[i]])
-        emotions = (
-            np.argsort(-truth[ids[i]])[:top] if truth is not None else np.arange(seg.shape[2])
-        )
-        for e in emotions:
-            hits.append(bool(inside[int(np.argmax(seg[j, :, e]))]))
+        if carried and ids[i] in carried:
+            emotions = [EMOTIONS.index(e) for e in carried[ids[i]]]
+        elif truth is not None:
+            emotions = [int(e) for e in np.argsort(-truth[ids[i]])[:top]]
+        else:
+            emotions = list(range(seg.shape[2]))
+        if not emotions:  # a moment raising no emotion (all its latents near 0): nothing to find
+            continue
+        hits.append(bool(inside[moment_peak(signal[j], emotions)]))
+        each.extend(bool(inside[int(np.argmax(signal[j, :, e]))]) for e in emotions)
         chance.append(float(inside.mean()))
-    rate, base = float(np.mean(hits)), float(np.mean(chance))
+    rate, per, base = float(np.mean(hits)), float(np.mean(each)), float(np.mean(chance))
     return {
-        "gifs": len(rows),
+        "gifs": len(hits),
         "segments": int(seg.shape[1]),
+        "emotions": "moment_emotions" if carried else f"top {top} by truth",
         "peak_in_moment": round(rate, 4),
         "chance": round(base, 4),
         "ratio": round(rate / base, 3) if base > 0 else None,
+        "per_emotion_peak_in_moment": round(per, 4),
+        "per_emotion_ratio": round(per / base, 3) if base > 0 else None,
+        # the binomial standard error of the ratio: how far the GIF count lets it be trusted
+        "ratio_se": round(math.sqrt(rate * (1 - rate) / len(hits)) / base, 3) if base > 0 else None,
     }
 
 

@@ -3,7 +3,8 @@ as a Ray Serve deployment (--ray)."""
 
 from __future__ import annotations
 
-import time
+import signal
+import threading
 from pathlib import Path
 
 import typer
@@ -13,6 +14,10 @@ from gifsent_infer.cli.app import app
 from gifsent_infer.cli.common import err, exit_code_of, fail, print_provenance, short
 from gifsent_infer.cli.scoreflags import check_engine_choices, flag, options_from
 
+# SIGTERM (a service manager) and SIGINT (Ctrl-C) stop a --ray deployment the same way:
+# Ray Serve and the Ray instance shut down, the command exits 0
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 _SERVE_EXTRA = "the service needs the serve extra: pip install 'gifsent[cpu,serve]'"
 
 # ScoreOptions fields the service does not offer as flags, and why (the options test reads
@@ -21,7 +26,6 @@ NOT_SERVED = {
     "embeddings": "a folder of vectors is a batch output, not an HTTP response",
     "timeline": "the service's rows do not carry the timeline yet: score with the CLI",
     "segments": "goes with the timeline",
-    "intervals": "the service's rows do not carry intervals yet: score with the CLI",
 }
 
 
@@ -61,6 +65,7 @@ def serve(
     top: int = flag("top", "-k", min=0, max=17, help="Default `top` of each row (query: top)."),
     percentiles: bool = flag("percentiles"),
     clip: bool = flag("clip"),
+    intervals: float | None = flag("intervals", min=0.0, max=1.0),
     batch_size: int = flag(
         "batch_size",
         "--max-batch",
@@ -107,6 +112,12 @@ def serve(
         None, "--address", help="Ray cluster with --ray (default: $RAY_ADDRESS or a new one)."
     ),
     replicas: int = typer.Option(1, "--replicas", min=1, help="Ray Serve replicas with --ray."),
+    connect_timeout: float = typer.Option(
+        30.0,
+        "--connect-timeout",
+        min=0.1,
+        help="With --ray --address: seconds to reach and join the cluster (exit 2 past it).",
+    ),
 ) -> None:
     """Serve scoring over HTTP: POST /v1/score, KServe v2, /metrics, OpenAPI at /docs.
 
@@ -119,7 +130,7 @@ def serve(
     options, settings = _options(given)
     return_freed_memory()  # RSS follows the decode budget, not the number of threads
     if ray:
-        _serve_on_ray(options, settings, address, replicas, host, port)
+        _serve_on_ray(options, settings, address, replicas, host, port, connect_timeout)
         return
     _serve_local(options, settings, host, port, log_level)
 
@@ -152,6 +163,7 @@ def _options(a: dict):
 
 
 def _serve_local(options, settings, host: str, port: int, log_level: str) -> None:
+    from gifsent_infer.running.extras import ExtrasError
     from gifsent_infer.running.readable import Readable, ReadableError
     from gifsent_infer.running.scorer import DeviceError, ModelError, Scorer
     from gifsent_infer.serve.app import create_app
@@ -162,7 +174,7 @@ def _serve_local(options, settings, host: str, port: int, log_level: str) -> Non
         Readable.for_model(scorer.document, percentiles=options.percentiles)
     except ImportError as e:
         raise fail(str(e)) from None
-    except (ModelError, DeviceError, ReadableError) as e:
+    except (ModelError, DeviceError, ReadableError, ExtrasError) as e:
         raise fail(str(e), exit_code_of(e)) from None
     print_provenance(scorer.document, False)
     err.print(
@@ -187,21 +199,31 @@ def _serve_local(options, settings, host: str, port: int, log_level: str) -> Non
         raise fail(f"could not serve on {host}:{port} (see the message above)")
 
 
-def _serve_on_ray(options, settings, address, replicas: int, host: str, port: int) -> None:
+def _serve_on_ray(
+    options, settings, address, replicas: int, host: str, port: int, connect_timeout: float
+) -> None:
     try:
         import ray
         from ray import serve as ray_serve
+
+        from gifsent_infer.scaleout.ray_cluster import ClusterError, connect_ray
+        from gifsent_infer.serve.ray_app import deploy
     except ImportError:
         raise fail("--ray needs the ray extra: pip install 'gifsent[cpu,serve,ray]'") from None
-    from gifsent_infer.serve.ray_app import deploy
-
-    ray.init(address=address, log_to_driver=False)
-    url = deploy(options, settings, replicas=replicas, host=host, port=port)
-    err.print(f"Ray Serve: {replicas} replica(s) of gifsent on {url}; Ctrl-C stops them")
+    try:  # --address, else $RAY_ADDRESS, else a new local instance (never a stray cluster)
+        connect_ray(ray, address, timeout=connect_timeout)
+    except ClusterError as e:
+        raise fail(str(e), exit_code_of(e)) from None
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
     try:
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+        url = deploy(options, settings, replicas=replicas, host=host, port=port)
+        err.print(f"Ray Serve: {replicas} replica(s) of gifsent on {url}; Ctrl-C stops them")
+        while not stop.wait(1.0):
+            pass
+        err.print("stopping: Ray Serve and the replicas shut down")
     finally:
         ray_serve.shutdown()
+        ray.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -5,8 +5,8 @@
     app = create_app(ScoreOptions(model="gifsent-rnn.onnx"))   # uvicorn, or mount it
 
 Endpoints: POST /v1/score (one raw body, multipart files, or JSON {"urls": [...]}; query
-top/percentiles/clip) answers the rows of `gifsent-infer -f json`, made by the same row
-code; GET /v1/info, /healthz, /readyz, /metrics; the KServe v2 protocol (kserve.py); OpenAPI
+top/percentiles/clip/intervals) answers the rows of `gifsent-infer -f json`, made by the same
+row code (the gate hands it straight to its handler: the hot path skips FastAPI's router); GET /v1/info, /healthz, /readyz, /metrics; the KServe v2 protocol (kserve.py); OpenAPI
 at /docs. Every error is one line of JSON, {"error": ..., "kind": ...}, with a clear status:
 400 bad request, 401 no/wrong token, 413 body too large (checked while it streams), 415
 content type, 422 unreadable media (kind: the reader's error class), 431 headers over
@@ -16,6 +16,7 @@ content type, 422 unreadable media (kind: the reader's error class), 431 headers
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -25,15 +26,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
+from gifsent_infer.contract import ContractError
 from gifsent_infer.options import ScoreOptions
 from gifsent_infer.reading.inputs import InputItem, is_url
+from gifsent_infer.running.extras import RowExtras
 from gifsent_infer.running.readable import (
     Readable,
     ReadableError,
@@ -150,10 +153,25 @@ async def request_sources(request: Request, state: ServiceState) -> list[Source]
     return [InputItem(request.headers.get("x-filename") or "<body>", data=body)]
 
 
-def rows_response(results: list[ScoreResult], readable: Readable) -> JSONResponse:
-    """The rows `gifsent-infer -f json` writes; 422 when no input could be read."""
-    columns = readable.columns(COLUMNS)
-    rows = [json_row(readable.decorate(r.to_row()), columns) for r in results]
+def _row(result: ScoreResult, row_extras: RowExtras | None) -> dict[str, Any]:
+    row = result.to_row()
+    if row_extras is not None:  # the request's own interval coverage, from the same outputs
+        duration = result.info.duration_s if result.info is not None else None
+        row.update(row_extras.values(result.scores, result.extras, duration))
+    return row
+
+
+def rows_response(
+    results: list[ScoreResult],
+    readable: Readable,
+    extra_columns: tuple[str, ...] = (),
+    row_extras: RowExtras | None = None,
+) -> JSONResponse:
+    """The rows `gifsent-infer -f json` writes (`extra_columns`: the scorer's row extras,
+    e.g. --intervals' _lo/_hi; `row_extras`: a request's other coverage); 422 when no
+    input could be read."""
+    columns = (*readable.columns(COLUMNS), *extra_columns)
+    rows = [json_row(readable.decorate(_row(r, row_extras)), columns) for r in results]
     if all(not r.ok for r in results):
         first = results[0]
         raise ApiError(422, first.error, first.error_kind or "InputError", rows=rows)
@@ -207,12 +225,41 @@ class _Gate:
                         {"WWW-Authenticate": "Bearer"},
                     ).response()(scope, receive, send_tracked)
                     return
-            await self.app(scope, receive, send_tracked)
+            if scope["method"] == "POST" and _route_path(scope) == SCORE_PATH:
+                await self._score(scope, receive, send_tracked)
+            else:
+                await self.app(scope, receive, send_tracked)
         finally:
-            endpoint = _endpoint(scope["path"])
-            m = self.state.metrics
-            m.requests.labels(endpoint, str(status[0])).inc()
-            m.latency.labels(endpoint).observe(time.perf_counter() - start)
+            self.state.metrics.observe_request(
+                _endpoint(scope["path"]), status[0], time.perf_counter() - start
+            )
+
+    async def _score(self, scope: dict, receive: Any, send: Any) -> None:
+        """POST /v1/score straight to its handler: the hot path skips FastAPI's router,
+        middleware and dependency solving (a quarter of the event loop's time per request,
+        profiled); the FastAPI route stays for the OpenAPI document, and errors are answered
+        by the same error_response as the app's handlers."""
+        try:
+            response = await score_request(Request(scope, receive), self.state)
+        except Exception as exc:
+            response = error_response(exc, scope["path"])
+        await response(scope, receive, send)
+
+
+def _route_path(scope: dict) -> str:
+    """The path the app's routes see: without the root path of a mount or a proxy prefix."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def error_response(exc: Exception, path: str) -> JSONResponse:
+    """The one-line JSON answer for an exception out of a handler (500 for a bug)."""
+    if isinstance(exc, ApiError):
+        return exc.response()
+    if isinstance(exc, StarletteHTTPException):
+        return ApiError(exc.status_code, str(exc.detail), "HTTPError", exc.headers).response()
+    log.error("internal error on %s: %r", path, exc, exc_info=exc)
+    return ApiError(500, f"internal error: {type(exc).__name__}", "InternalError").response()
 
 
 def _info(state: ServiceState) -> dict[str, Any]:
@@ -238,27 +285,165 @@ def _info(state: ServiceState) -> dict[str, Any]:
     }
 
 
-def _add_routes(app: FastAPI, state: ServiceState) -> None:
-    @app.post("/v1/score", summary="Score GIFs: raw body, multipart files or JSON URLs")
-    async def score(
-        request: Request,
-        top: int | None = Query(None, ge=0, le=17, description="The K highest emotions."),
-        percentiles: bool | None = Query(None, description="Add <emotion>_pct columns."),
-        clip: bool | None = Query(None, description="Clip scores to [0, 1]."),
-    ) -> Response:
-        o = state.options
-        scorer = state.live_batcher().scorer
+# /v1/score's query options, parsed by hand: FastAPI's per-request dependency solving for
+# three Query parameters cost more CPU than the rest of the route (profiled with
+# benchmarks/profile_serve.py). The OpenAPI document still lists them (_SCORE_QUERY_DOC).
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
+_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
+_SCORE_QUERY_DOC = [
+    {
+        "name": "top",
+        "in": "query",
+        "required": False,
+        "description": "The K highest emotions.",
+        "schema": {"type": "integer", "minimum": 0, "maximum": 17},
+    },
+    {
+        "name": "percentiles",
+        "in": "query",
+        "required": False,
+        "description": "Add <emotion>_pct columns.",
+        "schema": {"type": "boolean"},
+    },
+    {
+        "name": "clip",
+        "in": "query",
+        "required": False,
+        "description": "Clip scores to [0, 1].",
+        "schema": {"type": "boolean"},
+    },
+    {
+        "name": "intervals",
+        "in": "query",
+        "required": False,
+        "description": "Another calibrated coverage for the _lo/_hi columns (a service "
+        "started with --intervals).",
+        "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    },
+]
+
+
+def _query_bool(value: str | None, name: str, errors: list[str]) -> bool | None:
+    if value is None:
+        return None
+    v = value.strip().lower()
+    if v in _TRUE or v in _FALSE:
+        return v in _TRUE
+    errors.append(f"query.{name}: Input should be a valid boolean, unable to interpret input")
+    return None
+
+
+def _query_top(value: str | None, errors: list[str]) -> int | None:
+    if value is None:
+        return None
+    try:
+        top = int(value.strip())
+    except ValueError:
+        errors.append("query.top: Input should be a valid integer, unable to parse string")
+        return None
+    if not 0 <= top <= 17:
+        bound = "greater than or equal to 0" if top < 0 else "less than or equal to 17"
+        errors.append(f"query.top: Input should be {bound}")
+        return None
+    return top
+
+
+def _query_level(value: str | None, errors: list[str]) -> float | None:
+    if value is None:
+        return None
+    try:
+        level = float(value.strip())
+    except ValueError:
+        level = float("nan")
+    if not 0 < level < 1:  # nan too
+        errors.append("query.intervals: Input should be a number between 0 and 1 (exclusive)")
+        return None
+    return level
+
+
+_NO_QUERY = (None, None, None, None)
+
+
+def score_query(request: Request) -> tuple[Any, ...]:
+    """(top, percentiles, clip, intervals) from /v1/score's query (None: not given); 422 when
+    a value is invalid."""
+    q = request.query_params
+    if not q:
+        return _NO_QUERY
+    errors: list[str] = []
+    top = _query_top(q.get("top"), errors)
+    percentiles = _query_bool(q.get("percentiles"), "percentiles", errors)
+    clip = _query_bool(q.get("clip"), "clip", errors)
+    level = _query_level(q.get("intervals"), errors)
+    if errors:
+        raise ApiError(422, "; ".join(errors), "ValidationError")
+    return top, percentiles, clip, level
+
+
+def _row_extras_for(state: ServiceState, level: float | None) -> RowExtras | None:
+    """The row extras of a request asking for another interval coverage (None: the
+    service's own). The same RowExtras.values as `gifsent-infer --intervals LEVEL`."""
+    if level is None:
+        return None
+    own = state.live_batcher().scorer.row_extras
+    if own.level is None or own.document is None or own.document.intervals is None:
+        raise ApiError(
+            400,
+            "query intervals: this service scores without intervals; start it with "
+            "--intervals LEVEL (a model calibrated on its dev split)",
+            "ExtrasError",
+        )
+    extras = state.readables.get(("intervals", level))
+    if extras is None:
+        try:
+            own.document.intervals.level_index(level)
+        except ContractError as e:
+            raise ApiError(400, f"query intervals {level:g}: {e}", "ExtrasError") from None
+        extras = dataclasses.replace(own, level=level)
+        state.readables[("intervals", level)] = extras  # only calibrated levels get here
+    return extras
+
+
+def _readable_for(state: ServiceState, query: tuple[Any, ...]) -> Readable:
+    """The Readable of a request's options: one per distinct (top, percentiles, clip)."""
+    readable = state.readables.get(query)
+    if readable is None:
+        o, (top, percentiles, clip) = state.options, query
         try:
             readable = Readable.for_model(
-                scorer.document,
+                state.live_batcher().scorer.document,
                 top=o.top if top is None else top,
                 percentiles=o.percentiles if percentiles is None else percentiles,
                 clip=o.clip if clip is None else clip,
             )
         except ReadableError as e:
             raise ApiError(400, str(e), "ReadableError") from None
-        sources = await request_sources(request, state)
-        return rows_response(await state.score(sources), readable)
+        state.readables[query] = readable  # at most 18 x 3 x 3 keys
+    return readable
+
+
+SCORE_PATH = "/v1/score"
+
+
+async def score_request(request: Request, state: ServiceState) -> Response:
+    """POST /v1/score: the rows of the request's inputs (ApiError for any other answer)."""
+    batcher = state.live_batcher()
+    query = score_query(request)
+    readable = _readable_for(state, query[:3])
+    row_extras = _row_extras_for(state, query[3])
+    sources = await request_sources(request, state)
+    results = await state.score(sources)
+    return rows_response(results, readable, batcher.scorer.row_extras.columns(), row_extras)
+
+
+def _add_routes(app: FastAPI, state: ServiceState) -> None:
+    @app.post(
+        SCORE_PATH,
+        summary="Score GIFs: raw body, multipart files or JSON URLs",
+        openapi_extra={"parameters": _SCORE_QUERY_DOC},
+    )
+    async def score(request: Request) -> Response:  # served by _Gate._score behind the gate
+        return await score_request(request, state)
 
     @app.get("/v1/info", summary="The model's contract and provenance")
     async def info() -> dict[str, Any]:
@@ -281,12 +466,9 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return exc.response()
-
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return ApiError(exc.status_code, str(exc.detail), "HTTPError", exc.headers).response()
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -297,8 +479,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
-        log.error("internal error on %s: %r", request.url.path, exc, exc_info=exc)
-        return ApiError(500, f"internal error: {type(exc).__name__}", "InternalError").response()
+        return error_response(exc, request.url.path)
 
 
 def create_app(

@@ -105,6 +105,8 @@ class Batcher:
 
     async def score(self, sources: Sequence[Source]) -> list[ScoreResult]:
         """Score already admitted inputs, results in input order (error rows included)."""
+        if len(sources) == 1:  # most requests: no task to gather
+            return [await self._one(sources[0])]
         return list(await asyncio.gather(*(self._one(s) for s in sources)))
 
     def _idle_for(self, source: Source) -> bool:
@@ -159,22 +161,34 @@ class Batcher:
 
     async def _gather_batch(self) -> list[_Ready]:
         """Up to max_batch ready inputs, waiting for ones still decoding at most wait_s."""
+        loop = asyncio.get_running_loop()
         deadline = self._ready[0].since + self.wait_s
         while len(self._ready) < self.max_batch and self.decoding > 0:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
+            # woken by the next ready input or the deadline; a timer, not asyncio.wait_for,
+            # which would make a task per wait
             self._wake.clear()
+            timer = loop.call_later(left, self._wake.set)
             try:
-                await asyncio.wait_for(self._wake.wait(), left)
-            except asyncio.TimeoutError:
-                break
+                await self._wake.wait()
+            finally:
+                timer.cancel()
         batch: list[_Ready] = []
         while self._ready and len(batch) < self.max_batch:
             item = self._ready.popleft()
             if not item.future.done():  # its request timed out or left: skip it
                 batch.append(item)
         return batch
+
+    def _run_ready(self, batch: list[_Ready]) -> list[ScoreResult]:
+        """In the model thread: stack the batch's frames, run them, complete each row (the
+        event loop never holds the GIL for a copy of a batch's frames)."""
+        rows = self.scorer.run_batch(np.stack([item.frames for item in batch]))
+        return [
+            self.scorer.complete(item.prepared, row) for item, row in zip(batch, rows, strict=True)
+        ]
 
     async def _model_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -186,10 +200,9 @@ class Batcher:
             batch = await self._gather_batch()
             if not batch:
                 continue
-            stacked = np.stack([item.frames for item in batch])
             self._model_busy += 1
             try:
-                rows = await loop.run_in_executor(self._model, self.scorer.run_batch, stacked)
+                results = await loop.run_in_executor(self._model, self._run_ready, batch)
             except Exception as e:  # the model failed: these requests get a 500, others go on
                 for item in batch:
                     if not item.future.done():
@@ -198,6 +211,6 @@ class Batcher:
             finally:
                 self._model_busy -= 1
             self._count_call(len(batch))
-            for item, row in zip(batch, rows, strict=True):
+            for item, result in zip(batch, results, strict=True):
                 if not item.future.done():
-                    item.future.set_result(self.scorer.complete(item.prepared, row))
+                    item.future.set_result(result)

@@ -138,7 +138,7 @@ def add_kserve_routes(app: FastAPI, state: ServiceState) -> None:
         }
 
     @app.post("/v2/models/{name}/infer", summary="KServe v2 inference")
-    async def infer(name: str, request: Request) -> dict[str, Any]:
+    async def infer(name: str, request: Request) -> JSONResponse:
         check_model(name)
         scorer = state.live_batcher().scorer
         limit = state.options.max_bytes * 4 // 3 + (1 << 16)  # base64 text of max_bytes
@@ -168,4 +168,4 @@ def add_kserve_routes(app: FastAPI, state: ServiceState) -> None:
         }
         if "id" in doc:
             out["id"] = doc["id"]
-        return out
+        return JSONResponse(out)  # built here: FastAPI's encoder walks every float

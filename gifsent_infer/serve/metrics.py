@@ -56,6 +56,21 @@ class Metrics:
             "gifsent_decode_memory_bytes", "Bytes reserved by decoding now.", registry=r
         )
 
+        # the labelled children of requests/latency, looked up once (labels() takes a lock
+        # and builds a key each call); endpoints and statuses are bounded sets
+        self._request_children: dict[tuple[str, int], tuple] = {}
+
+    def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
+        children = self._request_children.get((endpoint, status))
+        if children is None:
+            children = (
+                self.requests.labels(endpoint, str(status)),
+                self.latency.labels(endpoint),
+            )
+            self._request_children[(endpoint, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
     def track_decode_memory(self, used: Callable[[], float]) -> None:
         self.decode_memory.set_function(used)
 

@@ -11,6 +11,7 @@ Needs the `ray` extra (ray[serve]). Ray is imported only here.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from gifsent_infer.options import ScoreOptions
@@ -57,15 +58,41 @@ def deploy(
     port: int = 8000,
     blocking: bool = False,
 ) -> str:
-    """Start Ray Serve's HTTP proxy on host:port and run the deployment; returns its URL.
-    Ray must be initialised (ray.init) by the caller."""
+    """Start Ray Serve's HTTP proxy on host:port and run the deployment; returns its URL once
+    the proxy routes to the app (or after ROUTE_DEADLINE_S). Ray must be initialised
+    (ray.init) by the caller."""
     from ray import serve
 
     serve.start(http_options={"host": host, "port": port})
-    serve.run(
-        build_deployment(options, settings, replicas=replicas, replica_cpus=replica_cpus),
-        name=DEPLOYMENT,
-        route_prefix="/",
-        blocking=blocking,
-    )
-    return f"http://{host}:{port}"
+    url = f"http://{host}:{port}"
+    app = build_deployment(options, settings, replicas=replicas, replica_cpus=replica_cpus)
+    if blocking:
+        serve.run(app, name=DEPLOYMENT, route_prefix="/", blocking=True)
+        return url
+    serve.run(app, name=DEPLOYMENT, route_prefix="/", blocking=False)
+    _wait_until_routed(host, port, ROUTE_DEADLINE_S)
+    return url
+
+
+# serve.run returns once the replicas are up, but Ray Serve's HTTP proxy learns the new
+# route a moment later (404 "Path not found" until then, seconds on a loaded machine)
+ROUTE_DEADLINE_S = 120.0
+
+
+def _wait_until_routed(host: str, port: int, deadline_s: float) -> bool:
+    """Poll the proxy's /readyz until the app answers 200 (True) or the deadline passes."""
+    import urllib.request
+
+    near = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # a wildcard bind
+    near = f"[{near}]" if ":" in near else near
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never $http_proxy
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            with opener.open(f"http://{near}:{port}/readyz", timeout=5) as r:
+                if r.status == 200:
+                    return True
+        except OSError:  # refused, 404 (HTTPError) until routed, 503 until ready
+            pass
+        time.sleep(0.2)
+    return False

@@ -69,6 +69,9 @@ def run_server(
         timeout_keep_alive=KEEP_ALIVE_S,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         server_header=False,
+        # no X-Forwarded-* rewriting: the app never reads the client address, and the
+        # middleware is one more layer on every request
+        proxy_headers=False,
     )
     server = _DrainingServer(config, on_stop)
     server.run()

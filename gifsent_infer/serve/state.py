@@ -5,8 +5,9 @@ read_body (the body under a byte limit, checked while it streams)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+import sys
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -18,7 +19,20 @@ from gifsent_infer.serve.batcher import Batcher, QueueFull
 from gifsent_infer.serve.metrics import Metrics
 from gifsent_infer.serve.settings import ServeOptions
 
-__all__ = ["ApiError", "ServiceState", "read_body"]
+__all__ = ["ApiError", "ServiceState", "read_body", "within"]
+
+if sys.version_info >= (3, 11):
+
+    async def within(aw: Awaitable[Any], seconds: float) -> Any:
+        """`await aw`, TimeoutError past `seconds`: a deadline on this task, where
+        asyncio.wait_for would wrap `aw` in a task of its own (a request paid two)."""
+        async with asyncio.timeout(seconds):
+            return await aw
+
+else:  # Python 3.10: no asyncio.timeout
+
+    async def within(aw: Awaitable[Any], seconds: float) -> Any:
+        return await asyncio.wait_for(aw, seconds)
 
 
 class ApiError(Exception):
@@ -51,6 +65,9 @@ class ServiceState:
     scorer: Scorer | None = None
     batcher: Batcher | None = None
     draining: bool = False
+    # per-query objects (app.py): the Readable of each (top, percentiles, clip) asked for,
+    # the RowExtras of each ("intervals", level); both bounded by what validation lets in
+    readables: dict[tuple, Any] = field(default_factory=dict)
 
     def ready(self) -> tuple[bool, str]:
         if self.batcher is None:
@@ -77,7 +94,7 @@ class ServiceState:
                 503, f"busy: {e}; retry later", "QueueFull", {"Retry-After": retry}
             ) from None
         try:
-            results = await asyncio.wait_for(batcher.score(sources), self.settings.request_timeout)
+            results = await within(batcher.score(sources), self.settings.request_timeout)
         except asyncio.TimeoutError:
             raise ApiError(
                 504, f"not scored within {self.settings.request_timeout:g} s", "Timeout"
@@ -107,6 +124,6 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
         return bytes(buf)
 
     try:
-        return await asyncio.wait_for(collect(), timeout)
+        return await within(collect(), timeout)
     except asyncio.TimeoutError:
         raise ApiError(408, f"body not received within {timeout:g} s", "Timeout") from None

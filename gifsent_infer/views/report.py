@@ -318,23 +318,37 @@ def _whisker(lo: float, hi: float) -> str:
     return f'<b class="wh" style="bottom:{a:.1f}%;height:{max(b - a, 0.5):.1f}%"></b>'
 
 
+def _strip_rows(
+    timeline: dict[str, list[float]] | None, scores: list[float] | None
+) -> list[tuple[int, list[float], list[float]]]:
+    """The strip's rows: (emotion index, values, opacities) for the GIF's top emotions, each
+    cell as dark as the segment's score relative to that emotion's range over the GIF."""
+    if timeline is None or scores is None:
+        return []
+    top = sorted(range(len(EMOTIONS)), key=lambda k: (-scores[k], k))[:STRIP_EMOTIONS]
+    rows = []
+    for k in top:
+        vals = [float(v) for v in timeline[EMOTIONS[k]]]
+        lo, hi = min(vals), max(vals)
+        rows.append(
+            (k, vals, [0.15 + 0.85 * ((v - lo) / (hi - lo) if hi > lo else 1.0) for v in vals])
+        )
+    return rows
+
+
 def _strip(timeline: dict[str, list[float]] | None, scores: list[float]) -> str:
-    """The GIF's timeline as a strip: its top emotions x S segments, each cell as dark as the
-    segment's score relative to that emotion's range over the GIF (title: time and score)."""
+    """The GIF's timeline as a strip: its top emotions x S segments (`_strip_rows`; title: time
+    and score). The table's rows draw the same strip in the page's script (`_Item.as_json`)."""
     if timeline is None:
         return ""
     starts = timeline["start_s"]
-    top = sorted(range(len(EMOTIONS)), key=lambda k: (-scores[k], k))[:STRIP_EMOTIONS]
     out = [
         f'<div class="strip" role="img" aria-label="timeline: {len(starts)} segments" '
         f'style="grid-template-columns:repeat({len(starts)},1fr)">'
     ]
-    for k in top:
+    for k, vals, alphas in _strip_rows(timeline, scores):
         e = EMOTIONS[k]
-        vals = [float(v) for v in timeline[e]]
-        lo, hi = min(vals), max(vals)
-        for t, v in zip(starts, vals, strict=True):
-            a = 0.15 + 0.85 * ((v - lo) / (hi - lo) if hi > lo else 1.0)
+        for t, v, a in zip(starts, vals, alphas, strict=True):
             tip = f"{e} at {float(t):.2f} s: {v:.3f}"
             out.append(
                 f'<i class="e{k}" data-emotion="{e}" style="opacity:{a:.2f}" title="{_e(tip)}"></i>'
@@ -409,7 +423,8 @@ class _Item:
     intervals: list[tuple[float, float]] | None = None
 
     def as_json(self) -> list[Any]:
-        # [path, name, kind, src, status, error, scores (4 decimals) | null, pcts | null]
+        # [path, name, kind, src, status, error, scores (4 decimals) | null, pcts | null,
+        #  strip | null]
         return [
             self.path,
             self.name,
@@ -419,7 +434,21 @@ class _Item:
             self.error,
             [round(v, 4) for v in self.scores] if self.scores is not None else None,
             [round(v, 1) for v in self.pcts] if self.pcts is not None else None,
+            self._strip_json(),
         ]
+
+    def _strip_json(self) -> dict[str, Any] | None:
+        """The row's timeline strip for the table (the cards draw it in HTML): segment starts
+        and, per top emotion, [index, values, opacities]; None without a timeline."""
+        rows = _strip_rows(self.timeline, self.scores)
+        if not rows:
+            return None
+        return {
+            "t": [round(float(t), 3) for t in self.timeline["start_s"]],  # type: ignore[index]
+            "e": [
+                [k, [round(v, 6) for v in vals], [round(a, 2) for a in al]] for k, vals, al in rows
+            ],
+        }
 
 
 class _Thumbs:
@@ -772,7 +801,7 @@ figcaption .name{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 #rows th.sortable{cursor:pointer;text-decoration:underline dotted}
 #rows th.asc::after{content:" ▲"}#rows th.desc::after{content:" ▼"}
 #rows img.row,#rows video.row{width:64px;height:48px;object-fit:contain;background:#eee}
-#rows td.path{max-width:22em;word-break:break-all}#rows .bars{width:120px;height:24px}
+#rows td.path{max-width:22em;word-break:break-all}#rows .bars{width:120px;height:24px}#rows .strip{width:120px;height:12px}
 tr.error td{color:#b00020}
 .errors .name{font-family:monospace}
 """
@@ -841,6 +870,19 @@ function bars(sc,pc){
   }
   return d;
 }
+function strip(s){
+  var d=el("div","strip"),n=s.t.length;
+  d.setAttribute("role","img");d.setAttribute("aria-label","timeline: "+n+" segments");
+  d.style.gridTemplateColumns="repeat("+n+",1fr)";
+  for(var r=0;r<s.e.length;r++){
+    var k=s.e[r][0];
+    for(var j=0;j<n;j++){
+      var c=el("i","e"+k);c.dataset.emotion=E[k];c.style.opacity=s.e[r][2][j].toFixed(2);
+      c.title=E[k]+" at "+s.t[j].toFixed(2)+" s: "+s.e[r][1][j].toFixed(3);d.appendChild(c);
+    }
+  }
+  return d;
+}
 function ordinal(p){
   var n=Math.round(p),t=n%100,u=n%10;
   return n+((t>=10&&t<=20)?"th":u===1?"st":u===2?"nd":u===3?"rd":"th");
@@ -871,7 +913,8 @@ function render(){
     tr.appendChild(el("td","path",r[0]));
     tr.appendChild(el("td","status",r[4]==="ok"?"ok":r[4]+": "+r[5]));
     tr.appendChild(el("td","top",r[6]?top3(r[6]):""));
-    td=el("td");if(r[6])td.appendChild(bars(r[6],r[7]));tr.appendChild(td);
+    td=el("td");if(r[6])td.appendChild(bars(r[6],r[7]));if(r[8])td.appendChild(strip(r[8]));
+    tr.appendChild(td);
     for(var k=0;k<E.length;k++)tr.appendChild(el("td","num",r[6]?r[6][k].toFixed(3):""));
     tb.appendChild(tr);
   }

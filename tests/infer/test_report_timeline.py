@@ -79,3 +79,20 @@ def test_rows_without_them_draw_neither(pages):
     _, dom = pages["without"]
     assert dom.find_all("figure", cls="card")
     assert not dom.find_all("div", cls="strip") and not dom.find_all("b", cls="wh")
+
+
+def test_table_rows_draw_the_same_strip(pages):
+    scores, dom = pages["with"]
+    rows = {r["path"]: r for r in read_rows(scores).rows}
+    trs = [tr for tr in dom.find_all("tr") if tr.attrs.get("data-path") in rows]
+    assert trs  # the table's first page
+    for tr in trs:
+        row = rows[tr.attrs["data-path"]]
+        (strip,) = tr.find_all("div", cls="strip")
+        cells = strip.find_all("i")
+        assert len(cells) == 3 * SPEC.segments
+        top = sorted(EMOTIONS, key=lambda e: (-row[e], EMOTIONS.index(e)))[:3]
+        assert [c.attrs["data-emotion"] for c in cells[:: SPEC.segments]] == top
+        tl = row["timeline"]
+        for s, c in enumerate(cells[: SPEC.segments]):
+            assert f"at {tl['start_s'][s]:.2f} s: {tl[top[0]][s]:.3f}" in c.attrs["title"]

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from infer_support import build_model
-from serve_support import Origin, multipart, start_server
+from serve_support import Origin, cli_rows, multipart, start_server, without_path
 from support import gif_bytes
 
 pytest.importorskip("fastapi")
@@ -57,18 +57,6 @@ def server(model, tmp_path_factory):
     )
     yield s
     assert s.stop() == 0
-
-
-def cli_rows(model, files, tmp_path):
-    out = tmp_path / "cli.json"
-    cmd = [sys.executable, "-m", "gifsent_infer.cli", "score", *map(str, files)]
-    cmd += ["--model", str(model), "--backend", "onnxruntime", "-o", str(out), "-q"]
-    subprocess.run(cmd, check=True, timeout=300)
-    return json.loads(out.read_text())
-
-
-def without_path(row):
-    return {k: v for k, v in row.items() if k != "path"}
 
 
 def test_raw_body_multipart_and_bit_identity_with_the_cli(server, model, tmp_path):
@@ -415,3 +403,64 @@ def test_serve_help_names_the_service_flags():
     ):
         assert flag in out, flag
     assert "127.0.0.1" in out  # loopback unless --host says otherwise
+
+
+def _calibrated_model(path):
+    """A three-head graph (scores_std) whose document carries split-conformal intervals."""
+    import dataclasses
+
+    from infer_support import make_document
+
+    from gifsent_infer.contract import Intervals, output_meanings
+
+    q = {e: (0.1 + 0.01 * k, 0.2 + 0.01 * k) for k, e in enumerate(EMOTIONS)}
+    norm = {e: k % 2 == 0 for k, e in enumerate(EMOTIONS)}
+    doc = dataclasses.replace(
+        make_document(),
+        schema_version=3,
+        outputs=output_meanings("rnn", 3),
+        intervals=Intervals(levels=(0.8, 0.9), q=q, normalized=norm, heads=3, gifs=50),
+    )
+    return build_model(path, std=True, metadata=doc.to_json())
+
+
+def test_intervals_are_the_clis_lo_hi_columns(model, tmp_path):
+    calibrated = _calibrated_model(tmp_path / "calibrated.onnx")
+    gif = tmp_path / "g.gif"
+    gif.write_bytes(gif_bytes(8))
+    want = cli_rows(calibrated, [gif], tmp_path, "--intervals", "0.9", "--clip")
+    s = start_server(calibrated, tmp_path, "--intervals", "0.9")
+    try:
+        r = s.post("/v1/score?clip=1", gif.read_bytes(), "image/gif")
+        assert r.status == 200, r.body
+        [row] = r.json()
+        assert f"{EMOTIONS[0]}_lo" in row and f"{EMOTIONS[0]}_std" in row
+        assert list(row) == list(want[0])  # the CLI's columns, in its order
+        assert without_path(row) == without_path(want[0])  # and its values, clipped alike
+        assert s.request("GET", "/v1/info").json()["options"]["intervals"] == 0.9
+
+        # another calibrated coverage per request: the CLI's rows at that level
+        want8 = cli_rows(calibrated, [gif], tmp_path, "--intervals", "0.8")
+        r = s.post("/v1/score?intervals=0.8", gif.read_bytes(), "image/gif")
+        assert r.status == 200, r.body
+        assert without_path(r.json()[0]) == without_path(want8[0])
+        r = s.post("/v1/score?intervals=0.85", gif.read_bytes(), "image/gif")
+        assert r.status == 400 and r.json()["kind"] == "ExtrasError"
+        assert "0.8, 0.9" in r.json()["error"]  # says which levels the model has
+        r = s.post("/v1/score?intervals=2", gif.read_bytes(), "image/gif")
+        assert r.status == 422 and r.json()["kind"] == "ValidationError"
+    finally:
+        assert s.stop() == 0
+
+    # a model without calibration: a usage error before serving, not a traceback
+    cmd = [sys.executable, "-m", "gifsent_infer.cli", "serve", "--model", str(model)]
+    cmd += ["--intervals", "0.9", "--port", "0"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "--intervals" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_intervals_per_request_need_a_service_started_with_them(server):
+    r = server.post("/v1/score?intervals=0.9", gif_bytes(1), "image/gif")
+    assert r.status == 400 and r.json()["kind"] == "ExtrasError"
+    assert "--intervals" in r.json()["error"]

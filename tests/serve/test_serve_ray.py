@@ -5,9 +5,13 @@ one replica's process is killed under load. Requests either get the right rows (
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from infer_support import build_model
-from serve_support import Server, free_port
+from serve_support import Server, cli_rows, free_port, without_path
 from support import gif_bytes
 
 pytest.importorskip("fastapi")
@@ -123,3 +127,81 @@ def test_a_replica_killed_under_load_fails_only_its_requests(cluster):
     assert victim not in new
     after = s.post("/v1/score", gif, "image/gif", timeout=120)
     assert after.status == 200 and after.json() == want
+
+
+def _processes_under(folder: str) -> list[int]:
+    """Processes whose command line names `folder` (Ray's raylet, GCS and workers of an
+    instance started with RAY_TMPDIR=folder)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if folder.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def test_the_serve_ray_command_scores_over_http_and_stops_cleanly(tmp_path):
+    """`gifsent-infer serve --ray --replicas 1` in a subprocess, on a new local Ray instance
+    (RAY_ADDRESS unset, a private RAY_TMPDIR): one GIF scored over HTTP with the CLI's rows,
+    then SIGTERM: the command exits 0 and leaves no Ray process behind."""
+    model = build_model(tmp_path / "m.onnx")
+    gif = tmp_path / "one.gif"
+    gif.write_bytes(gif_bytes(5))
+    want = cli_rows(model, [gif], tmp_path)
+    ray_tmp = tempfile.mkdtemp(prefix="gsc-", dir="/tmp")  # short: it holds Unix sockets
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    port = free_port()
+    cmd = [sys.executable, "-m", "gifsent_infer.cli", "serve", "--ray", "--replicas", "1"]
+    cmd += ["--model", str(model), "--port", str(port), "--backend", "onnxruntime"]
+    cmd += ["--workers", "1", "--threads", "1"]
+    log = tmp_path / "serve-ray.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    s = Server(proc, port, log)
+    try:
+        deadline, ready = time.monotonic() + CLUSTER_DEADLINE_S, False
+        while not ready and time.monotonic() < deadline and proc.poll() is None:
+            # refused until Ray Serve's proxy listens, 404/503 until the app is up
+            with contextlib.suppress(OSError):
+                ready = s.request("GET", "/readyz", timeout=10).status == 200
+            time.sleep(0.5)
+        why = f"not ready in {CLUSTER_DEADLINE_S} s (exit {proc.poll()})"
+        assert ready, f"{why}:\n{log.read_text()}"
+
+        r = s.post("/v1/score", gif.read_bytes(), "image/gif", timeout=120)
+        assert r.status == 200, r.body
+        [row] = r.json()
+        assert without_path(row) == without_path(want[0])  # the CLI's rows, bit for bit
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0, log.read_text()
+        assert "Traceback" not in log.read_text()
+        deadline = time.monotonic() + 60
+        while _processes_under(ray_tmp) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not _processes_under(ray_tmp), "Ray processes left behind"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+        for pid in _processes_under(ray_tmp):  # only what this test's Ray instance started
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_serve_ray_with_an_address_where_nobody_listens_exits_2_in_one_line(tmp_path):
+    model = build_model(tmp_path / "m.onnx")
+    with socket.socket() as s:  # a port nobody listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "gifsent_infer.cli", "serve", "--ray", "--model", str(model)]
+    cmd += ["--address", f"127.0.0.1:{port}", "--connect-timeout", "2"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=CLUSTER_DEADLINE_S)
+    assert run.returncode == 2, run.stderr
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert "cannot reach the Ray cluster" in lines[-1] and "Traceback" not in run.stderr

@@ -73,63 +73,58 @@ def postgres_url() -> str:
 
 
 def _start_postgres() -> dict[str, str]:
-    bindir = _pg_bin()
-    if bindir is None:
-        _missing("no PostgreSQL server (/usr/lib/postgresql/*/bin): `make postgres` as root")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        _missing("psycopg is not installed: pip install 'gifsent[collect]'")
-    root = os.geteuid() == 0
-    as_pg: list[str] = ["runuser", "-u", "postgres", "--"] if root else []
-    base = Path(tempfile.mkdtemp(prefix="gifsent-pg-"))
-    data = base / "data"
-    if root:
-        shutil.chown(base, "postgres")
-    port = free_port()
-    subprocess.run(
-        [
-            *as_pg,
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "gifsent",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=on"
-    subprocess.run(
-        [
-            *as_pg,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            opts,
-            "-l",
-            str(base / "log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    server = PostgresServer()
+    atexit.register(server.close)
+    return {"url": server.url}
 
-    def stop() -> None:
-        subprocess.run(
-            [*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-            check=False,
-        )
-        shutil.rmtree(base, ignore_errors=True)
 
-    atexit.register(stop)
-    return {"url": f"postgresql://gifsent@127.0.0.1:{port}"}
+class PostgresServer:
+    """A PostgreSQL server of its own in a temporary folder on a free loopback port (as the
+    postgres user when we are root); `stop()` and `start()` restart it on the same port and
+    data, as an operator's restart would; `close()` removes it."""
+
+    def __init__(self) -> None:
+        bindir = _pg_bin()
+        if bindir is None:
+            _missing("no PostgreSQL server (/usr/lib/postgresql/*/bin): `make postgres` as root")
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            _missing("psycopg is not installed: pip install 'gifsent[collect]'")
+        self.bindir = bindir
+        root = os.geteuid() == 0
+        self.as_pg: list[str] = ["runuser", "-u", "postgres", "--"] if root else []
+        self.base = Path(tempfile.mkdtemp(prefix="gifsent-pg-"))
+        self.data = self.base / "data"
+        if root:
+            shutil.chown(self.base, "postgres")
+        self.port = free_port()
+        initdb = [str(bindir / "initdb"), "-D", str(self.data), "-U", "gifsent", "--auth=trust"]
+        subprocess.run([*self.as_pg, *initdb, "-E", "UTF8"], check=True, capture_output=True)
+        self.start()
+        self.url = f"postgresql://gifsent@127.0.0.1:{self.port}"
+
+    def _ctl(self, *args: str, check: bool = True) -> None:
+        ctl = [*self.as_pg, str(self.bindir / "pg_ctl"), "-D", str(self.data), *args]
+        subprocess.run(ctl, check=check, capture_output=True)
+
+    def start(self) -> None:
+        opts = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=on"
+        self._ctl("-o", opts, "-l", str(self.base / "log"), "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-m", mode, "-w", "stop", check=False)
+
+    def database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url + "/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"{self.url}/{name}"
+
+    def close(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -12,16 +12,16 @@ from gifsent_train.bradley_terry import read_scores_csv
 from gifsent_train.collect.pairs import PairChooser
 from gifsent_train.collect.storage import Store
 from gifsent_train.votes import read_votes
-from tests.train.collect_support import db_target, make_gifs  # noqa: F401 (fixture)
+from tests.train.collect_support import db_target, make_gifs, postgres_url  # noqa: F401
 
 
-def _collect(tmp_path, n=12, votes=400):
+def _collect(tmp_path, n=12, votes=400, db=None):
     """A votes database as the app fills it: pairs from the chooser, answers by BT noise."""
     gifs = make_gifs(tmp_path / "data" / "gifs", n)
     ids = sorted(p.stem for p in gifs.glob("*.gif"))
     rng = np.random.default_rng(0)
     truth = {"amusement": rng.standard_normal(n) * 1.5, "anger": rng.standard_normal(n) * 1.5}
-    db = tmp_path / "votes.sqlite"
+    db = db or tmp_path / "votes.sqlite"
     store = Store.open(db)
     store.set_meta("gifs_dir", str(gifs))
     chooser = PairChooser(ids, list(truth), seed=1)
@@ -42,13 +42,14 @@ def _collect(tmp_path, n=12, votes=400):
     return db, gifs, ids, truth
 
 
-def _train(*argv):
+def _train(*argv, code=0):
     from typer.testing import CliRunner
 
     from gifsent_train.cli import app
 
     res = CliRunner().invoke(app, [str(a) for a in argv])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
     return res.output
 
 
@@ -110,3 +111,33 @@ def test_export_from_either_backend(tmp_path, db_target):  # noqa: F811
         "surprise,a1,b1,right",
         "surprise,a2,b2,neither",
     ]
+
+
+def test_data_postgresql_url(tmp_path):
+    """`--data postgresql://...` reads a PostgreSQL votes database like a SQLite one: the same
+    votes give the same scores, and new votes rerun the stage."""
+    url = postgres_url()
+    db, gifs, ids, _ = _collect(tmp_path, n=8, votes=120)
+    _collect(tmp_path / "pg", n=8, votes=120, db=url)  # the same votes (same seeds)
+    with Store.open(url, migrate=False) as store:
+        store.set_meta("gifs_dir", str(gifs))
+    runs = tmp_path / "runs"
+    _train("scores", "--data", db, "--run-dir", runs, "--run-name", "lite")
+    _train("scores", "--data", url, "--run-dir", runs, "--run-name", "pg")
+    a, b = (
+        read_scores_csv(runs / "lite" / "scores.csv"),
+        read_scores_csv(runs / "pg" / "scores.csv"),
+    )
+    assert a.ids == b.ids and sorted(b.ids) == ids
+    np.testing.assert_allclose(a.strength, b.strength)
+    assert "skipped" in _train("scores", "--data", url, "--run-dir", runs, "--run-name", "pg")
+    with Store.open(url, migrate=False) as store:
+        store.record_vote(store.show("late", "amusement", ids[0], ids[1]), "late", "left")
+    assert "skipped" not in _train("scores", "--data", url, "--run-dir", runs, "--run-name", "pg")
+
+    secret = url.replace("gifsent@", "gifsent:hunter2@")
+    refused = _train("scores", "--data", secret, "--run-dir", runs, code=2)
+    assert "PGPASSWORD" in refused and "hunter2" not in refused
+    bare = postgres_url()  # a database without the served folder recorded
+    Store.open(bare).close()
+    assert "give --gifs DIR" in _train("scores", "--data", bare, "--run-dir", runs, code=2)

@@ -94,3 +94,19 @@ def test_the_scores_stage_makes_the_splits_with_the_configured_seed(tmp_path):
     before = stage.inputs(ctx)
     ctx.config = TrainConfig(data_dir=str(data), seed=8, split_fractions=fractions)
     assert stage.inputs(ctx) != before  # another seed: the stage is not current any more
+
+
+def test_the_report_follows_new_search_results_with_the_same_inputs(tmp_path):
+    """`search --force` reruns the search with unchanged inputs and writes a new metrics.json:
+    the report stage is no longer current (seen: it skipped itself and kept the old tables)."""
+    from gifsent_train.stages import ReportStage
+
+    ctx = Context(TrainConfig(), RunLayout(tmp_path / "run").ensure(), Seen())
+    ctx.book.record("search", "same-inputs", [], 0.0)
+    ctx.layout.metrics.write_text('{"models": {"rnn": 1}}', encoding="utf-8")
+    before = ReportStage().inputs(ctx)
+    ctx.book.record("search", "same-inputs", [], 0.0)  # forced rerun: same inputs hash
+    ctx.layout.metrics.write_text('{"models": {"rnn": 2}}', encoding="utf-8")
+    assert ReportStage().inputs(ctx) != before
+    ctx.layout.metrics.write_text('{"models": {"rnn": 1}}', encoding="utf-8")
+    assert ReportStage().inputs(ctx) == before  # same results: still current

@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gifsent_train.collect import pages
 from gifsent_train.collect.pairs import PairChooser
-from gifsent_train.collect.storage import CHOICES, Store
+from gifsent_train.collect.storage import CHOICES, Store, StoreUnavailable
 
 VOTER_COOKIE = "gifsent_voter"
 TOKEN_COOKIE = "gifsent_token"
@@ -214,8 +214,21 @@ def create_app(collector: Collector) -> FastAPI:
     app = FastAPI(title="gifsent votes", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.collector = collector
     app.middleware("http")(_guard)
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.include_router(router)
     return app
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> HTMLResponse:
+    """The database stayed unreachable through the store's reconnect window: 503, this request
+    not acknowledged (a vote is acknowledged only after its commit), try again."""
+    text = (
+        "The votes database is not answering right now, so this was not saved. "
+        "Try again in a moment."
+    )
+    response = _message("Please try again", text, 503)
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def _html(text: str, status: int = 200) -> HTMLResponse:

@@ -17,10 +17,19 @@ commits are durable by default (``synchronous_commit=on``). Times are Unix secon
 
 One connection per store, used under a lock: SQLite allows one writer anyway, and a team
 that needs more throughput runs several servers against one PostgreSQL.
+
+Reconnects (PostgreSQL). A lost connection (the server restarted, a failover, a network cut)
+does not end the app: the operation reconnects and runs again, with backoff, for up to
+``reconnect_s`` seconds, then raises :class:`StoreUnavailable` (the page answers 503, "try
+again"; the next request tries again). Running a whole transaction again is safe here because
+every write is idempotent: a vote whose COMMIT reached the server before the connection broke
+is found by ``ON CONFLICT (shown_id) DO NOTHING`` and reported as a duplicate, never stored
+twice; a pair shown twice is refused by ``UNIQUE (voter, pair_key)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sqlite3
@@ -68,6 +77,16 @@ class StoreError(GifsentError, RuntimeError):
     exit_code = 2
 
 
+class StoreUnavailable(StoreError):
+    """The database server could not be reached within the reconnect window (it may come back:
+    the next operation tries again)."""
+
+
+# How long one operation keeps reconnecting before it gives up (a PostgreSQL restart takes
+# 1-5 s; longer than a browser's patience makes no sense).
+RECONNECT_S = 15.0
+
+
 @dataclass(frozen=True)
 class VoteRow:
     id: int
@@ -99,11 +118,19 @@ def is_database(target: str | os.PathLike) -> bool:
 class Store:
     """Votes storage; ``Store.open(target)`` with a file path (SQLite) or a PostgreSQL URL."""
 
-    def __init__(self, conn, dialect: str, where: str):
+    def __init__(self, conn, dialect: str, where: str, *, url: str | None = None):
         self.conn = conn
         self.dialect = dialect
         self.where = where
+        self.url = url  # PostgreSQL: to reconnect with
+        self.reconnect_s = RECONNECT_S
+        self.reconnects = 0  # how many times a lost connection was replaced
         self.lock = threading.Lock()
+        self._lost: tuple[type[BaseException], ...] = ()
+        if dialect == "postgresql":
+            import psycopg
+
+            self._lost = (psycopg.OperationalError, psycopg.InterfaceError)
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -140,14 +167,21 @@ class Store:
         except ImportError:
             raise StoreError("PostgreSQL needs psycopg: pip install 'gifsent[collect]'") from None
         try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            conn = _pg_connect(url)
         except psycopg.Error as e:
             raise StoreError(f"cannot connect to PostgreSQL ({e})".strip()) from None
-        return cls(conn, "postgresql", url.split("@")[-1])
+        return cls(conn, "postgresql", url.split("@")[-1], url=url)
 
     def close(self) -> None:
         with self.lock:
-            self.conn.close()
+            if self.conn is not None:
+                self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- SQL helpers -------------------------------------------------------------------------
     def _sql(self, sql: str) -> str:
@@ -161,24 +195,65 @@ class Store:
 
     def _transaction(self, fn):
         """Run fn() in one transaction under the lock; commit, or roll back and re-raise."""
+        return self._run(fn, transaction=True)
+
+    def _read(self, fn):
+        """Run fn() (reads only) under the lock."""
+        return self._run(fn, transaction=False)
+
+    def _run(self, fn, *, transaction: bool):
+        """fn() under the lock; on a lost PostgreSQL connection, reconnect and run it again
+        (see the module docstring) until ``reconnect_s`` has passed."""
         with self.lock:
-            self._begin()
-            try:
-                out = fn()
-            except BaseException:
+            deadline = time.monotonic() + self.reconnect_s
+            delay = 0.05
+            while True:
+                try:
+                    if self.conn is None:
+                        self.conn = _pg_connect(self.url)
+                        self.reconnects += 1
+                    return self._once(fn, transaction)
+                except self._lost as e:
+                    self._drop_if_broken()
+                    if time.monotonic() + delay > deadline:
+                        raise StoreUnavailable(
+                            f"the votes database at {self.where} did not answer for "
+                            f"{self.reconnect_s:.0f} s ({str(e).strip() or type(e).__name__}); "
+                            "this request is not acknowledged: try again (a vote is never "
+                            "stored twice)"
+                        ) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+
+    def _once(self, fn, transaction: bool):
+        if not transaction:
+            return fn()
+        self._begin()
+        try:
+            out = fn()
+        except BaseException:
+            with contextlib.suppress(*self._lost):  # a lost connection took the transaction
                 self._exec("ROLLBACK")
-                raise
-            self._exec("COMMIT")
-            return out
+            raise
+        self._exec("COMMIT")
+        return out
+
+    def _drop_if_broken(self) -> None:
+        conn = self.conn
+        if conn is not None and (conn.closed or getattr(conn, "broken", False)):
+            with contextlib.suppress(Exception):
+                conn.close()
+            self.conn = None
 
     # -- migrations ----------------------------------------------------------------------------
     def version(self) -> int:
-        with self.lock:
-            return self._version()
+        return self._read(self._version)
 
     def _version(self) -> int:
         try:
             row = self._exec("SELECT MAX(version) FROM schema_migrations").fetchone()
+        except self._lost:
+            raise
         except Exception:
             if self.dialect == "postgresql":
                 self._exec("ROLLBACK")
@@ -233,8 +308,9 @@ class Store:
 
     # -- meta ------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
-        with self.lock:
-            row = self._exec("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._read(
+            lambda: self._exec("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        )
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str, *, overwrite: bool = True) -> None:
@@ -268,10 +344,11 @@ class Store:
 
     def shown_pair(self, shown_id: int) -> tuple[str, str, str, str] | None:
         """(voter, emotion, left, right) of a shown pair."""
-        with self.lock:
-            row = self._exec(
+        row = self._read(
+            lambda: self._exec(
                 "SELECT voter, emotion, left_id, right_id FROM shown WHERE id = ?", (shown_id,)
             ).fetchone()
+        )
         return None if row is None else tuple(row)
 
     def record_vote(self, shown_id: int, voter: str, choice: str) -> str:
@@ -297,14 +374,15 @@ class Store:
         return self._transaction(run)
 
     def voter_votes(self, voter: str) -> int:
-        with self.lock:
-            return int(
-                self._exec("SELECT COUNT(*) FROM votes WHERE voter = ?", (voter,)).fetchone()[0]
-            )
+        row = self._read(
+            lambda: self._exec("SELECT COUNT(*) FROM votes WHERE voter = ?", (voter,)).fetchone()
+        )
+        return int(row[0])
 
     def seen_pairs(self, voter: str) -> set[str]:
-        with self.lock:
-            rows = self._exec("SELECT pair_key FROM shown WHERE voter = ?", (voter,)).fetchall()
+        rows = self._read(
+            lambda: self._exec("SELECT pair_key FROM shown WHERE voter = ?", (voter,)).fetchall()
+        )
         return {r[0] for r in rows}
 
     # -- reading -------------------------------------------------------------------------------
@@ -312,12 +390,13 @@ class Store:
         """Every vote with id > after_id, in id order, read in batches."""
         last = after_id
         while True:
-            with self.lock:
-                rows = self._exec(
+            rows = self._read(
+                lambda after=last: self._exec(
                     "SELECT id, emotion, left_id, right_id, choice, voter, created_at FROM votes "
                     "WHERE id > ? ORDER BY id LIMIT ?",
-                    (last, batch),
+                    (after, batch),
                 ).fetchall()
+            )
             if not rows:
                 return
             for r in rows:
@@ -326,10 +405,11 @@ class Store:
 
     def counts(self) -> dict[str, dict[str, int]]:
         """emotion -> choice -> votes."""
-        with self.lock:
-            rows = self._exec(
+        rows = self._read(
+            lambda: self._exec(
                 "SELECT emotion, choice, COUNT(*) FROM votes GROUP BY emotion, choice"
             ).fetchall()
+        )
         out: dict[str, dict[str, int]] = {}
         for emotion, choice, n in rows:
             out.setdefault(emotion, {})[choice] = int(n)
@@ -337,6 +417,11 @@ class Store:
 
     def fingerprint(self) -> str:
         """Changes whenever a vote is added (for the training stage's "inputs changed?")."""
-        with self.lock:
-            n, top = self._exec("SELECT COUNT(*), MAX(id) FROM votes").fetchone()
+        n, top = self._read(lambda: self._exec("SELECT COUNT(*), MAX(id) FROM votes").fetchone())
         return f"{self.dialect}:{int(n)}:{int(top or 0)}"
+
+
+def _pg_connect(url: str):
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True, connect_timeout=10)
