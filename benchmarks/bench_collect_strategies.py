@@ -47,22 +47,14 @@ from scipy.special import expit
 from scipy.stats import gaussian_kde, norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_collect import THRESHOLDS, spearman  # the same measure as the main benchmark
 from machine import cpu_line
 
 from gifsent_train.bradley_terry import fit_bradley_terry
 from gifsent_train.collect.pairs import PairChooser, expected_information_gain
 from gifsent_train.demo_data import true_strengths
 
-THRESHOLDS = (0.8, 0.9)
 STRATEGIES = ("random", "active", "hybrid-mst", "neighbours", "rank-variance", "oracle-info")
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra = np.argsort(np.argsort(a)).astype(float)
-    rb = np.argsort(np.argsort(b)).astype(float)
-    ra -= ra.mean()
-    rb -= rb.mean()
-    return float(ra @ rb / np.sqrt((ra @ ra) * (rb @ rb)))
 
 
 def info(d: np.ndarray | float, lapse: float) -> np.ndarray:
