@@ -40,9 +40,9 @@ in delta_table.py. Their public names are re-exported here.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
-import math
 import os
 import queue
 import shutil
@@ -143,19 +143,19 @@ class RayRunError(GifsentError, RuntimeError):
 
 
 def _read_batch(
-    batch,
+    records: list[dict],
+    done: dict[str, str],
     *,
     spec: dict,
     limits: dict,
     timeout: float,
-    done_ref: list,
     allow_private: bool = False,
     env: dict | None = None,
     phase_log: str | None = None,
 ):
-    """pyarrow batch of inputs -> one row each with the sampled frames as bytes (or an error)."""
+    """Inputs (records of _records) -> one row each with the sampled frames as bytes (or an
+    error); `done`: path -> content hash of the rows this model already has (resume)."""
     import pyarrow as pa
-    import ray
 
     for key, value in (env or {}).items():  # the stores' settings, unless this node has its own
         os.environ.setdefault(key, value)
@@ -163,9 +163,8 @@ def _read_batch(
     mark("decode_start", role="decode", file=phase_log, once=True)
     spec_ = SamplingSpec.from_dict(spec)
     limits_ = ReaderLimits(**limits)
-    done: dict[str, str] = ray.get(done_ref[0]) if done_ref else {}
     out: dict[str, list] = {k: [] for k in _PREPARED.get().names}
-    for item in batch.to_pylist():
+    for item in records:
         src = InputItem(
             name=item["name"],
             path=Path(item["path"]) if item["path"] is not None else None,
@@ -228,11 +227,12 @@ class _LazySchema:
 _PREPARED = _LazySchema(_prepared_schema)
 
 
-# --- stage 2: the model (actor pool) -----------------------------------------------------------
+# --- stage 2: the model (actors of our own) ----------------------------------------------------
 
 
 class _ScoreActor:
-    """One onnxruntime session per actor, created once; scores batches of prepared inputs."""
+    """One onnxruntime session per actor, created once; scores blocks of prepared inputs,
+    `batch_size` GIFs per model call (None: a block at a time)."""
 
     def __init__(
         self,
@@ -244,6 +244,7 @@ class _ScoreActor:
         backend: str = "auto",
         precision: str = "auto",
         phase_log: str | None = None,
+        batch_size: int | None = None,
     ) -> None:
         mark("actor_start", role="actor", file=phase_log)
         import ray
@@ -263,23 +264,31 @@ class _ScoreActor:
         self.model_id = model_id
         self.fault_marker = fault_marker
         self.phase_log = phase_log
+        self.batch_size = batch_size
         mark("model_loaded", role="actor", file=phase_log)
 
     def __del__(self) -> None:
         shutil.rmtree(getattr(self, "_dir", ""), ignore_errors=True)
 
-    def __call__(self, batch):
+    def ready(self) -> bool:
+        """Answers once the model is loaded (the constructor has run)."""
+        return True
+
+    def score(self, *blocks):
+        """Blocks of prepared inputs (decoding tasks' tables) -> one table of score rows."""
         import pyarrow as pa
 
         crash_once(self.fault_marker)  # tests: a worker dying mid-run (ray_cluster)
-        items = batch.to_pylist()
+        items = [it for b in blocks for it in b.to_pylist()]
         todo = [i for i, it in enumerate(items) if it["pixels"] is not None]
         scores: dict[int, np.ndarray] = {}
-        if todo:
-            shape = (len(todo), *self.session.input_shape)
-            frames = np.frombuffer(b"".join(items[i]["pixels"] for i in todo), np.uint8)
+        step = self.batch_size or max(1, len(todo))
+        for k in range(0, len(todo), step):
+            part = todo[k : k + step]
+            shape = (len(part), *self.session.input_shape)
+            frames = np.frombuffer(b"".join(items[i]["pixels"] for i in part), np.uint8)
             out = self.session.run(frames.reshape(shape))
-            scores = dict(zip(todo, out, strict=True))
+            scores.update(zip(part, out, strict=True))
         rows = []
         for i, it in enumerate(items):
             info = SampleInfo(**json.loads(it["info"])) if it["info"] else None
@@ -295,6 +304,8 @@ class _ScoreActor:
             rows.append({"index": it["index"], **row})
         mark("first_scored", role="actor", file=self.phase_log, once=True)
         return pa.Table.from_pylist(rows, schema=_indexed_rows_schema())
+
+    __call__ = score  # one block, as a plain callable
 
 
 def _indexed_rows_schema():
@@ -413,21 +424,28 @@ def score_with_ray(
         connect_ray(ray, address, timeout=connect_timeout, init_kwargs=ray_init_kwargs)
         started_here = True
     mark("ray_joined")
+    pool = None
     try:
-        device, plan = _cluster_plan(ray, opts, num_actors, actor_cpus, decode_cpus, decode_memory)
+        plan = _run_plan(
+            job, *_cluster_plan(ray, opts, num_actors, actor_cpus, decode_cpus, decode_memory)
+        )
         mark("plan_ready")
+        # the model actors first: Ray starts a new worker process for each (every driver is
+        # a new job), which then loads the model, while this process opens the table
+        pool = _ModelPool(ray, job.model_bytes, plan)
+        mark("actors_asked")
         # the table only now (a usage error above must leave it as it was), opened and
-        # scanned for the resume rule on a thread (deltalake's Rust code runs without the
-        # GIL) while this one imports Ray Data
-        table = _Background(lambda: _open_and_scan(location, retention_hours, job.columns))
-        import_ray()
-        mark("ray_data_imported")
-        dt, committed = table.result()
+        # scanned for the resume rule on a thread (deltalake's Rust code runs without the GIL)
+        dt, committed = _Background(
+            lambda: _open_and_scan(location, retention_hours, job.columns)
+        ).result()
         mark("table_ready")
         summary = _score_into(
-            ray, job, device, plan, items, (dt, committed), resume, shard_rows, flush_seconds
+            ray, job, plan, pool, items, (dt, committed), resume, shard_rows, flush_seconds
         )
     finally:
+        if pool is not None:
+            pool.close()
         if started_here:
             ray.shutdown()
     fault_point("scored")
@@ -606,8 +624,9 @@ def _cluster_plan(
     actor_cpus: float | None,
     decode_cpus: float | None,
     decode_memory: int,
-) -> tuple[str, ResourcePlan]:
-    """The device ("auto": cuda when the cluster has GPUs) and the actor/decoding plan."""
+) -> tuple[str, ResourcePlan, int]:
+    """The device ("auto": cuda when the cluster has GPUs), the actor/decoding plan and the
+    decoding window (most decoding tasks the driver keeps submitted at once)."""
     from gifsent_infer.running.session import DeviceError
 
     resources = {k: float(v) for k, v in ray.cluster_resources().items()}
@@ -635,14 +654,17 @@ def _cluster_plan(
     cap = decode_tasks_cap(
         plan.decode_tasks, slots, opts.workers, opts.memory_budget, decode_memory
     )
-    return device, dataclasses.replace(plan, decode_tasks=cap)
+    # a cap is kept to; by the reservations, one task more than run at once waits queued in
+    # Ray, so that a CPU never idles for the driver's round trip
+    window = cap if cap is not None else max(1, int(min(slots, 1 << 16))) + 1
+    return device, dataclasses.replace(plan, decode_tasks=cap), window
 
 
 def _score_into(
     ray,
     job: _Job,
-    device: str,
-    plan: ResourcePlan,
+    plan: dict,
+    pool: _ModelPool,
     items: list[InputItem],
     table: tuple[Any, list[dict]],
     resume: bool,
@@ -663,12 +685,12 @@ def _score_into(
         model_id=job.model_id,
         version=dt.version(),
         inputs=len(items),
-        device=device,
-        num_actors=plan.num_actors,
-        actor_cpus=plan.actor_cpus,
-        threads=plan.threads,
-        decode_cpus=plan.decode_cpus,
-        decode_tasks=plan.decode_tasks,
+        device=plan["device"],
+        num_actors=plan["num_actors"],
+        actor_cpus=plan["actor_cpus"],
+        threads=plan["threads"],
+        decode_cpus=plan["decode_cpus"],
+        decode_tasks=plan["decode_tasks"],
         shard_rows=rows_per_commit,
         flush_seconds=flush_seconds,
     )
@@ -676,7 +698,7 @@ def _score_into(
     eager = shard_rows is None
     writer = TableWriter(dt, rows_per_commit, flush_seconds, replaces, job.columns, eager)
     try:
-        _run(ray, summary, items, writer, job, done)
+        _run(ray, summary, items, writer, job, done, plan, pool.actors)
     except Exception as e:  # Ray's, Ray Data's and the table's failures: one line
         first = (str(e).strip().splitlines() or [""])[0]
         raise RayRunError(
@@ -764,33 +786,19 @@ def _drain(
     mark("rows_done", commits=writer.commits)
 
 
-def _run(
-    ray,
-    summary: RaySummary,
-    items: list[InputItem],
-    writer: TableWriter,
-    job: _Job,
-    done: dict[str, str],
-) -> None:
-    records = [
-        {
-            "index": i,
-            "name": it.name,
-            "path": str(it.path) if it.path is not None else None,
-            "url": it.url,
-            "error": it.error,
-        }
-        for i, it in enumerate(items)
-    ]
+def _run_plan(job: _Job, device: str, plan: ResourcePlan, window: int) -> dict:
+    """What the decoding tasks and model actors of a run need to know (plain values: under
+    Ray Client it travels to the task that runs the pipeline)."""
     opts = job.opts
-    plan = {
-        "model_id": summary.model_id,
-        "device": summary.device,
-        "num_actors": summary.num_actors,
-        "actor_cpus": summary.actor_cpus,
-        "threads": summary.threads,
-        "decode_cpus": summary.decode_cpus,
-        "decode_tasks": summary.decode_tasks,
+    return {
+        "model_id": job.model_id,
+        "device": device,
+        "num_actors": plan.num_actors,
+        "actor_cpus": plan.actor_cpus,
+        "threads": plan.threads,
+        "decode_cpus": plan.decode_cpus,
+        "decode_tasks": plan.decode_tasks,
+        "window": window,
         "spec": job.spec.to_dict(),
         "limits": asdict(job.limits),
         "timeout": opts.timeout,
@@ -805,7 +813,68 @@ def _run(
         "precision": opts.precision,
         "phase_log": phase_file(),  # GIFSENT_RAY_PHASES (phases.py), for the workers' lines
     }
-    model_bytes, decorate = job.model_bytes, job.decorate
+
+
+class _ModelPool:
+    """The run's model actors, created as soon as the plan is known (before the table is
+    opened and the inputs are decoded), so that their worker processes start and load the
+    model meanwhile. Ray restarts an actor that dies and retries its calls (max_restarts and
+    max_task_retries -1: a batch in flight on a lost node or a crashed actor is scored
+    again, its rows reach the driver once). close() ends them (the next run's job needs
+    their CPUs)."""
+
+    def __init__(self, ray, model_bytes: bytes, plan: dict) -> None:
+        self._ray = ray
+        self._model_ref = ray.put(model_bytes)  # held for the run: restarts read it again
+        cls = ray.remote(_ScoreActor).options(
+            num_cpus=plan["actor_cpus"],
+            num_gpus=1 if plan["device"] == "cuda" else 0,
+            max_restarts=-1,
+            max_task_retries=-1,
+        )
+        self.actors = [
+            cls.remote(
+                [self._model_ref],  # in a list: the actor fetches it (no copy in its spec)
+                plan["model_id"],
+                plan["device"],
+                plan["threads"],
+                plan["fault_marker"],
+                plan["backend"],
+                plan["precision"],
+                plan["phase_log"],
+                plan["batch_size"],
+            )
+            for _ in range(plan["num_actors"])
+        ]
+
+    def close(self) -> None:
+        for actor in self.actors:
+            with suppress(Exception):
+                self._ray.kill(actor, no_restart=True)
+
+
+def _run(
+    ray,
+    summary: RaySummary,
+    items: list[InputItem],
+    writer: TableWriter,
+    job: _Job,
+    done: dict[str, str],
+    plan: dict,
+    actors: list,
+) -> None:
+    records = [
+        {
+            "index": i,
+            "name": it.name,
+            "path": str(it.path) if it.path is not None else None,
+            "url": it.url,
+            "error": it.error,
+        }
+        for i, it in enumerate(items)
+    ]
+    decorate = job.decorate
+    progress = _Progress(len(records)) if job.progress_bars else None
     try:
         from ray.util.client import ray as client_ray
 
@@ -813,31 +882,70 @@ def _run(
     except Exception:
         client = False
     if client:
-        # Ray Client (ray://): Ray Data's executor needs a real Ray worker, which a client
-        # is not, and Ray Client has no streaming tasks; so the pipeline runs in a task on
-        # the cluster and hands its blocks over through a queue actor
+        # Ray Client (ray://): a client cannot wait on and hand over the objects of
+        # thousands of tasks cheaply, and has no streaming tasks; so the pipeline runs in a
+        # task on the cluster (with this driver's actors) and hands its blocks over through
+        # a queue actor
         from ray.util.queue import Queue
 
         q = Queue(maxsize=4, actor_options={"num_cpus": 0})
         task = ray.remote(num_cpus=0, max_retries=0)(_remote_blocks)
-        ref = task.remote(records, model_bytes, done, plan, q)
+        ref = task.remote(records, done, plan, actors, q)
         try:
-            _drain(lambda: _from_queue(ray, q, ref), writer, threaded=False, decorate=decorate)
+            _drain(
+                lambda: _counted(_from_queue(ray, q, ref), progress),
+                writer,
+                threaded=False,
+                decorate=decorate,
+            )
         finally:
             with suppress(Exception):
                 ray.cancel(ref, force=True)
             with suppress(Exception):
                 q.shutdown()
     else:
-        _drain(lambda: _blocks(records, model_bytes, done, plan), writer, decorate=decorate)
+        _drain(
+            lambda: _counted(_blocks(records, done, plan, actors), progress),
+            writer,
+            decorate=decorate,
+        )
+    if progress is not None:
+        progress.close()
     summary.scored, summary.failed, summary.skipped = writer.scored, writer.failed, writer.skipped
     summary.commits = writer.commits
 
 
-def _remote_blocks(records: list[dict], model_bytes: bytes, done: dict, plan: dict, q) -> int:
+class _Progress:
+    """`inputs done/total` on stderr, rewritten in place (a terminal, without --quiet)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+
+    def add(self, n: int) -> None:
+        import sys
+
+        self.done += n
+        sys.stderr.write(f"\rscored {self.done}/{self.total} inputs")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        import sys
+
+        if self.done:
+            sys.stderr.write("\n")
+
+
+def _counted(blocks: Iterator, progress: _Progress | None) -> Iterator:
+    for block in blocks:
+        if progress is not None:
+            progress.add(block.num_rows)
+        yield block
+
+
+def _remote_blocks(records: list[dict], done: dict, plan: dict, actors: list, q) -> int:
     """The pipeline as a task (for Ray Client drivers): its blocks go into the queue `q`."""
     n = 0
-    for block in _blocks(records, model_bytes, done, plan):
+    for block in _blocks(records, done, plan, actors):
         q.put(block)
         n += 1
     q.put(None)  # the end
@@ -862,56 +970,72 @@ def _from_queue(ray, q, ref) -> Iterator:
         yield block
 
 
-def _blocks(records: list[dict], model_bytes: bytes, done: dict, plan: dict) -> Iterator:
-    """Build the Ray Data pipeline and yield its blocks of score rows (pyarrow tables)."""
-    import ray
-    import ray.data
+# A decoding task lost with its worker or node is run again (it only reads and decodes), as
+# Ray Data did; an error inside one is an error row, never a retry.
+DECODE_RETRIES = 5
+# Calls queued on each model actor: one running, one waiting, so that it never idles for the
+# driver's round trip between batches.
+CALLS_PER_ACTOR = 2
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = plan["progress_bars"]
-    read_batch = plan["read_batch"]
-    blocks = max(1, math.ceil(len(records) / read_batch))
-    ds = ray.data.from_items(records, override_num_blocks=blocks)
-    ds = ds.map_batches(
-        _read_batch,
-        batch_size=read_batch,
-        batch_format="pyarrow",
-        fn_kwargs={
-            "spec": plan["spec"],
-            "limits": plan["limits"],
-            "timeout": plan["timeout"],
-            "allow_private": plan["allow_private"],
-            "env": plan["store_env"],
-            "done_ref": [ray.put(done)] if done else [],
-            "phase_log": plan["phase_log"],
-        },
+
+def _blocks(records: list[dict], done: dict, plan: dict, actors: list) -> Iterator:
+    """The pipeline, streamed: decoding tasks (at most plan["window"] submitted at once) ->
+    the model actors (CALLS_PER_ACTOR calls each) -> blocks of score rows (pyarrow tables),
+    yielded as they are scored. Decoded frames go from the decoding task to the actor
+    through Ray's object store, never through this process."""
+    import ray
+
+    decode = ray.remote(_read_batch).options(
         num_cpus=plan["decode_cpus"],
-        concurrency=plan["decode_tasks"],
-        # a scheduling hint for the decoder's peak memory; being different from the
-        # actors' remote args, it also keeps Ray Data from fusing decoding into the model
-        # actors (decoding must not hold a GPU actor, nor run one GIF at a time per actor)
-        memory=plan["decode_memory"],
+        memory=plan["decode_memory"],  # a scheduling hint for the decoder's peak memory
+        max_retries=DECODE_RETRIES,
+        retry_exceptions=False,
     )
-    cuda = plan["device"] == "cuda"
-    ds = ds.map_batches(
-        _ScoreActor,
-        batch_size=plan["batch_size"],
-        batch_format="pyarrow",
-        fn_constructor_kwargs={
-            "model_ref": [ray.put(model_bytes)],
-            "model_id": plan["model_id"],
-            "device": plan["device"],
-            "threads": plan["threads"],
-            "fault_marker": plan["fault_marker"],
-            "backend": plan["backend"],
-            "precision": plan["precision"],
-            "phase_log": plan["phase_log"],
-        },
-        # Ray Data restarts a dead actor and retries its batch (max_restarts=-1 and
-        # max_task_retries=-1 are its defaults for actor pools); tasks are retried too
-        compute=ray.data.ActorPoolStrategy(size=plan["num_actors"]),
-        num_cpus=plan["actor_cpus"],
-        num_gpus=1 if cuda else 0,
-    )
+    kwargs = {
+        "spec": plan["spec"],
+        "limits": plan["limits"],
+        "timeout": plan["timeout"],
+        "allow_private": plan["allow_private"],
+        "env": plan["store_env"],
+        "phase_log": plan["phase_log"],
+    }
+    done_ref = ray.put(done)
+    size = plan["read_batch"]
+    todo = collections.deque(records[i : i + size] for i in range(0, len(records), size))
+    decoding: dict[Any, int] = {}  # decoding task -> its inputs
+    decoded: collections.deque = collections.deque()  # (task, inputs) waiting for an actor
+    scoring: dict[Any, int] = {}  # actor call -> the actor's number
+    calls = [0] * len(actors)
+    window, waiting = plan["window"], plan["window"] + CALLS_PER_ACTOR * len(actors)
     mark("pipeline_started", file=plan["phase_log"])
-    yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
+    try:
+        while todo or decoding or decoded or scoring:
+            while todo and len(decoding) < window and len(decoded) < waiting:
+                chunk = todo.popleft()
+                decoding[decode.remote(chunk, done_ref, **kwargs)] = len(chunk)
+            while decoded and min(calls) < CALLS_PER_ACTOR:
+                a = calls.index(min(calls))
+                scoring[actors[a].score.remote(*_take(decoded, plan["batch_size"]))] = a
+                calls[a] += 1
+            # fetch_local=False: a decoded block stays where it is until its actor reads it
+            (ref,), _ = ray.wait([*scoring, *decoding], num_returns=1, fetch_local=False)
+            if ref in decoding:
+                decoded.append((ref, decoding.pop(ref)))
+            else:
+                calls[scoring.pop(ref)] -= 1
+                yield ray.get(ref)
+    finally:
+        for ref in [*decoding, *scoring]:  # the driver gave up early (an error, a kill)
+            with suppress(Exception):
+                ray.cancel(ref)
+
+
+def _take(decoded: collections.deque, rows: int) -> list:
+    """Decoded blocks for one actor call: the first, and more while they fit in `rows`."""
+    ref, n = decoded.popleft()
+    refs = [ref]
+    while decoded and n + decoded[0][1] <= rows:
+        ref, k = decoded.popleft()
+        refs.append(ref)
+        n += k
+    return refs
