@@ -145,6 +145,7 @@ PHASES = (  # the driver's start-up in order (phases.py), then the workers' firs
     "inputs_listed",
     "ray_joined",
     "plan_ready",
+    "actors_asked",
     "ray_data_imported",
     "table_ready",
     "resume_scanned",
@@ -167,10 +168,11 @@ SHORT = {  # as printed
     "inputs_listed": "inputs",
     "ray_joined": "joined",  # ray.init returned
     "plan_ready": "plan",  # the cluster's resources read, actors planned
-    "ray_data_imported": "raydata",
+    "actors_asked": "actors",  # the model actors asked for (their processes start)
+    "ray_data_imported": "raydata",  # (before the own actors: Ray Data imported)
     "table_ready": "table",  # opened (or created) and scanned for resume, on a thread
     "resume_scanned": "antijoin",
-    "pipeline_started": "pipeline",  # Ray Data's executor started: it asks for workers
+    "pipeline_started": "pipeline",  # the first decoding tasks submitted
     "actor_start": "actor",  # the model actor's constructor runs (its process is up)
     "model_loaded": "loaded",
     "decode_start": "dec0",  # the first decoding task runs
