@@ -141,6 +141,13 @@ _MEMORY_BUDGET = flag(
     help="Memory that decoding may use at once across the run (e.g. 512M, 2G): each "
     "decoding task reserves 256 MiB of it from Ray's scheduler.",
 )
+_WARM_UP = typer.Option(
+    True,
+    "--warm-up/--no-warm-up",
+    help="While the cluster starts this run's workers, score the first inputs on the driver "
+    "(same model and code; each input is scored once), so the first rows are committed "
+    "sooner. Only with a CPU model, without --workers, and not through ray://.",
+)
 _RESUME = typer.Option(
     True,
     "--resume/--no-resume",
@@ -186,9 +193,10 @@ def ray_score(
     intervals: float | None = flag("intervals", min=0.0, max=1.0),
     embeddings: Path | None = flag("embeddings"),
     resume: bool = _RESUME,
+    warm_up: bool = _WARM_UP,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
-    """Score GIFs on a Ray cluster with Ray Data into a Delta Lake table (needs
+    """Score GIFs on a Ray cluster (decoding tasks, model actors) into a Delta Lake table (needs
     `pip install 'gifsent[ray]'`)."""
     from gifsent_infer.errors import GifsentError
     from gifsent_infer.running.session import read_document, resolve_model
@@ -221,6 +229,7 @@ def ray_score(
             connect_timeout=connect_timeout,
             auth_token_file=auth_token_file,
             progress_bars=not quiet and err.is_terminal,
+            warm_up=warm_up,
         )
     except ImportError as e:  # Ray (or onnxruntime) missing: the message is the install hint
         raise fail(str(e)) from None

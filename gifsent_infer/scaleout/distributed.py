@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
 import queue
 import shutil
@@ -68,7 +67,7 @@ from gifsent_infer.reading.inputs import (
     sha256,
 )
 from gifsent_infer.reading.stores import store_env
-from gifsent_infer.running.rows import COLUMNS, arrow_schema, resume_plan, score_row
+from gifsent_infer.running.rows import COLUMNS, resume_plan, score_row
 from gifsent_infer.running.scorer import failure_reason, sample_content
 from gifsent_infer.scaleout.delta_table import (
     DEFAULT_RETENTION_HOURS,
@@ -81,6 +80,7 @@ from gifsent_infer.scaleout.delta_table import (
     scan_keys,
     table_location,
     tidy,
+    warm_writer,
 )
 from gifsent_infer.scaleout.phases import mark, phase_file, start_driver
 
@@ -152,18 +152,20 @@ def _read_batch(
     allow_private: bool = False,
     env: dict | None = None,
     phase_log: str | None = None,
-):
-    """Inputs (records of _records) -> one row each with the sampled frames as bytes (or an
-    error); `done`: path -> content hash of the rows this model already has (resume)."""
-    import pyarrow as pa
-
+) -> list[dict]:
+    """Inputs (records of _run) -> one prepared row each: index, path, sha256, status, error,
+    info (SampleInfo as a dict) and frames (the sampled frames, uint8 [S*T, crop, crop, 3],
+    or None); `done`: path -> content hash of the rows this model already has (resume).
+    Plain lists and arrays, no Arrow: a fresh worker process would spend 0.3-0.5 s importing
+    pyarrow and pandas for its first block, on the way to the run's first row."""
     for key, value in (env or {}).items():  # the stores' settings, unless this node has its own
         os.environ.setdefault(key, value)
 
-    mark("decode_start", role="decode", file=phase_log, once=True)
+    if phase_log:  # (the driver's warm-up passes none: its lines are the driver's own)
+        mark("decode_start", role="decode", file=phase_log, once=True)
     spec_ = SamplingSpec.from_dict(spec)
     limits_ = ReaderLimits(**limits)
-    out: dict[str, list] = {k: [] for k in _PREPARED.get().names}
+    out: list[dict] = []
     for item in records:
         src = InputItem(
             name=item["name"],
@@ -171,7 +173,7 @@ def _read_batch(
             url=item["url"],
             error=item["error"],
         )
-        digest, status, error, info, pixels = "", "ok", "", None, None
+        digest, status, error, info, frames = "", "ok", "", None, None
         try:
             data = read_item(
                 src, max_bytes=limits_.max_file_bytes, timeout=timeout, allow_private=allow_private
@@ -181,50 +183,23 @@ def _read_batch(
                 status = "skipped"
             else:
                 sampled = sample_content(data, spec_, limits_)
-                info, pixels = sampled.info, np.ascontiguousarray(sampled.frames).tobytes()
+                info, frames = asdict(sampled.info), np.ascontiguousarray(sampled.frames)
         except Exception as e:  # the same reasons, in the same words, as the local CLI
             status, error = "error", failure_reason(e)
-        out["index"].append(item["index"])
-        out["path"].append(src.name)
-        out["sha256"].append(digest)
-        out["status"].append(status)
-        out["error"].append(error)
-        out["info"].append(json.dumps(asdict(info)) if info is not None else None)
-        out["pixels"].append(pixels)
-    mark("decode_first_done", role="decode", file=phase_log, once=True)
-    return pa.table(out, schema=_PREPARED.get())
-
-
-def _prepared_schema():
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("index", pa.int64()),
-            ("path", pa.string()),
-            ("sha256", pa.string()),
-            ("status", pa.string()),
-            ("error", pa.string()),
-            ("info", pa.string()),  # SampleInfo as JSON
-            ("pixels", pa.large_binary()),  # uint8 [S*T, crop, crop, 3], C order
-        ]
-    )
-
-
-class _LazySchema:
-    """A pyarrow schema built on first use, so that importing this module needs no pyarrow."""
-
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self._make = make
-        self._value = None
-
-    def get(self):
-        if self._value is None:
-            self._value = self._make()
-        return self._value
-
-
-_PREPARED = _LazySchema(_prepared_schema)
+        out.append(
+            {
+                "index": item["index"],
+                "path": src.name,
+                "sha256": digest,
+                "status": status,
+                "error": error,
+                "info": info,
+                "frames": frames,
+            }
+        )
+    if phase_log:
+        mark("decode_first_done", role="decode", file=phase_log, once=True)
+    return out
 
 
 # --- stage 2: the model (actors of our own) ----------------------------------------------------
@@ -236,7 +211,7 @@ class _ScoreActor:
 
     def __init__(
         self,
-        model_ref: list,
+        model_ref: list,  # [the model's bytes, or an object ref to them]
         model_id: str,
         device: str,
         threads: int | None,
@@ -246,12 +221,15 @@ class _ScoreActor:
         phase_log: str | None = None,
         batch_size: int | None = None,
     ) -> None:
-        mark("actor_start", role="actor", file=phase_log)
+        if phase_log:  # (none in the driver's warm-up)
+            mark("actor_start", role="actor", file=phase_log)
         import ray
 
         from gifsent_infer.running.session import ModelSession
 
-        data = ray.get(model_ref[0])
+        data = model_ref[0]
+        if not isinstance(data, bytes):
+            data = ray.get(data)
         if sha256(data) != model_id:
             raise RuntimeError("the model bytes changed in transit")
         # the model travels through the object store, so workers need no shared filesystem
@@ -265,7 +243,8 @@ class _ScoreActor:
         self.fault_marker = fault_marker
         self.phase_log = phase_log
         self.batch_size = batch_size
-        mark("model_loaded", role="actor", file=phase_log)
+        if phase_log:
+            mark("model_loaded", role="actor", file=phase_log)
 
     def __del__(self) -> None:
         shutil.rmtree(getattr(self, "_dir", ""), ignore_errors=True)
@@ -274,24 +253,22 @@ class _ScoreActor:
         """Answers once the model is loaded (the constructor has run)."""
         return True
 
-    def score(self, *blocks):
-        """Blocks of prepared inputs (decoding tasks' tables) -> one table of score rows."""
-        import pyarrow as pa
-
+    def score(self, *blocks: list[dict]) -> list[dict]:
+        """Blocks of prepared inputs (_read_batch's rows) -> score rows (with their index)."""
         crash_once(self.fault_marker)  # tests: a worker dying mid-run (ray_cluster)
-        items = [it for b in blocks for it in b.to_pylist()]
-        todo = [i for i, it in enumerate(items) if it["pixels"] is not None]
+        items = [it for b in blocks for it in b]
+        todo = [i for i, it in enumerate(items) if it["frames"] is not None]
         scores: dict[int, np.ndarray] = {}
         step = self.batch_size or max(1, len(todo))
         for k in range(0, len(todo), step):
             part = todo[k : k + step]
             shape = (len(part), *self.session.input_shape)
-            frames = np.frombuffer(b"".join(items[i]["pixels"] for i in part), np.uint8)
+            frames = np.stack([items[i]["frames"] for i in part])
             out = self.session.run(frames.reshape(shape))
             scores.update(zip(part, out, strict=True))
         rows = []
         for i, it in enumerate(items):
-            info = SampleInfo(**json.loads(it["info"])) if it["info"] else None
+            info = SampleInfo(**it["info"]) if it["info"] else None
             row = score_row(
                 it["path"],
                 it["sha256"],
@@ -302,16 +279,11 @@ class _ScoreActor:
                 scores.get(i),  # the model's raw [17] output, f32-rounded by score_row
             )
             rows.append({"index": it["index"], **row})
-        mark("first_scored", role="actor", file=self.phase_log, once=True)
-        return pa.Table.from_pylist(rows, schema=_indexed_rows_schema())
+        if self.phase_log:
+            mark("first_scored", role="actor", file=self.phase_log, once=True)
+        return rows
 
     __call__ = score  # one block, as a plain callable
-
-
-def _indexed_rows_schema():
-    import pyarrow as pa
-
-    return pa.schema([("index", pa.int64()), *arrow_schema()])
 
 
 @dataclass
@@ -364,6 +336,7 @@ def score_with_ray(
     retention_hours: float = DEFAULT_RETENTION_HOURS,
     vacuum: bool = True,
     compact: bool = True,
+    warm_up: bool = True,
     **scoring: Any,
 ) -> RaySummary:
     """Score GIFs with Ray Data into the Delta Lake table at `out_dir` (a path or a URI).
@@ -396,6 +369,10 @@ def score_with_ray(
         inputs with an ok row of this model for the same content; False rescores all
         (MERGEd), then removes rows of inputs not named. retention_hours, vacuum, compact:
         what happens after the run (delta_table.tidy).
+    warm_up: while the cluster starts this run's worker processes, the driver scores the
+        first inputs itself with the same code and model, until the cluster's first rows
+        arrive (each input is scored once, by one or the other). Only with a CPU model, no
+        --workers cap, and not through Ray Client (where the pipeline runs on the cluster).
     Raises ImportError (the install hint), ValueError and GifsentErrors (ClusterError,
     NoInputsError, ManifestError, ScoresTableError, ModelError, ...); bad GIFs: error rows.
     """
@@ -412,7 +389,7 @@ def score_with_ray(
     start = time.perf_counter()
     reset_faults()
 
-    job = _make_job(opts, limits, read_batch, decode_memory, progress_bars)
+    job = _make_job(opts, limits, read_batch, decode_memory, progress_bars, warm_up)
     mark("model_read")
     items = listing.result()
     mark("inputs_listed", inputs=len(items))
@@ -434,6 +411,7 @@ def score_with_ray(
         # a new job), which then loads the model, while this process opens the table
         pool = _ModelPool(ray, job.model_bytes, plan)
         mark("actors_asked")
+        _Background(lambda: warm_writer(job.columns))  # the first commit's imports, meanwhile
         # the table only now (a usage error above must leave it as it was), opened and
         # scanned for the resume rule on a thread (deltalake's Rust code runs without the GIL)
         dt, committed = _Background(
@@ -463,6 +441,7 @@ def _make_job(
     read_batch: int,
     decode_memory: int,
     progress_bars: bool,
+    warm_up: bool = True,
 ) -> _Job:
     """The run's model (read on the driver, ModelError without a document) and its rows."""
     from gifsent_infer.running.readable import Readable
@@ -483,6 +462,7 @@ def _make_job(
         read_batch=read_batch,
         decode_memory=decode_memory,
         progress_bars=progress_bars,
+        warm_up=warm_up and opts.workers is None,
     )
 
 
@@ -602,6 +582,7 @@ class _Job:
     read_batch: int
     decode_memory: int
     progress_bars: bool
+    warm_up: bool  # the driver scores the first inputs while the cluster's workers start
 
 
 def decode_tasks_cap(
@@ -771,7 +752,7 @@ def _drain(
     blocks = _stream(make_iter, writer.wait) if threaded else iter(make_iter())
     for batch in blocks:
         if batch is not None:
-            rows = batch.to_pylist()
+            rows = batch.to_pylist() if hasattr(batch, "to_pylist") else list(batch)
             mark("first_rows", once=True, rows=len(rows))
             rows.sort(key=lambda r: r["index"])
             if decorate is not None:
@@ -904,8 +885,9 @@ def _run(
             with suppress(Exception):
                 q.shutdown()
     else:
+        model = job.model_bytes if job.warm_up and plan["device"] == "cpu" else None
         _drain(
-            lambda: _counted(_blocks(records, done, plan, actors), progress),
+            lambda: _counted(_blocks(records, done, plan, actors, model), progress),
             writer,
             decorate=decorate,
         )
@@ -938,7 +920,7 @@ class _Progress:
 def _counted(blocks: Iterator, progress: _Progress | None) -> Iterator:
     for block in blocks:
         if progress is not None:
-            progress.add(block.num_rows)
+            progress.add(len(block))
         yield block
 
 
@@ -978,11 +960,14 @@ DECODE_RETRIES = 5
 CALLS_PER_ACTOR = 2
 
 
-def _blocks(records: list[dict], done: dict, plan: dict, actors: list) -> Iterator:
+def _blocks(
+    records: list[dict], done: dict, plan: dict, actors: list, model: bytes | None = None
+) -> Iterator[list[dict]]:
     """The pipeline, streamed: decoding tasks (at most plan["window"] submitted at once) ->
-    the model actors (CALLS_PER_ACTOR calls each) -> blocks of score rows (pyarrow tables),
-    yielded as they are scored. Decoded frames go from the decoding task to the actor
-    through Ray's object store, never through this process."""
+    the model actors (CALLS_PER_ACTOR calls each) -> blocks of score rows, yielded as they
+    are scored. Decoded frames go from the decoding task to the actor through Ray's object
+    store, never through this process. model: the model's bytes, for this process to score
+    inputs itself until the cluster's first block arrives (_WarmUp); None: it does not."""
     import ray
 
     decode = ray.remote(_read_batch).options(
@@ -991,17 +976,11 @@ def _blocks(records: list[dict], done: dict, plan: dict, actors: list) -> Iterat
         max_retries=DECODE_RETRIES,
         retry_exceptions=False,
     )
-    kwargs = {
-        "spec": plan["spec"],
-        "limits": plan["limits"],
-        "timeout": plan["timeout"],
-        "allow_private": plan["allow_private"],
-        "env": plan["store_env"],
-        "phase_log": plan["phase_log"],
-    }
-    done_ref = ray.put(done)
+    kwargs = _decode_kwargs(plan)
     size = plan["read_batch"]
     todo = collections.deque(records[i : i + size] for i in range(0, len(records), size))
+    warm = _WarmUp(model, plan, todo, done, kwargs) if model is not None else None
+    done_ref = ray.put(done)
     decoding: dict[Any, int] = {}  # decoding task -> its inputs
     decoded: collections.deque = collections.deque()  # (task, inputs) waiting for an actor
     scoring: dict[Any, int] = {}  # actor call -> the actor's number
@@ -1009,25 +988,64 @@ def _blocks(records: list[dict], done: dict, plan: dict, actors: list) -> Iterat
     window, waiting = plan["window"], plan["window"] + CALLS_PER_ACTOR * len(actors)
     mark("pipeline_started", file=plan["phase_log"])
     try:
-        while todo or decoding or decoded or scoring:
+        while True:
+            helping = warm is not None and warm.running()  # first: then its blocks are in
+            if warm is not None:
+                yield from warm.blocks()
+            if not (todo or decoding or decoded or scoring or helping):
+                return
             while todo and len(decoding) < window and len(decoded) < waiting:
-                chunk = todo.popleft()
-                decoding[decode.remote(chunk, done_ref, **kwargs)] = len(chunk)
+                chunk = _pop(todo)
+                if chunk is not None:
+                    decoding[decode.remote(chunk, done_ref, **kwargs)] = len(chunk)
             while decoded and min(calls) < CALLS_PER_ACTOR:
                 a = calls.index(min(calls))
                 scoring[actors[a].score.remote(*_take(decoded, plan["batch_size"]))] = a
                 calls[a] += 1
+            if not (decoding or scoring):  # only the warm-up has work (its last chunks)
+                time.sleep(0.02)
+                continue
             # fetch_local=False: a decoded block stays where it is until its actor reads it
-            (ref,), _ = ray.wait([*scoring, *decoding], num_returns=1, fetch_local=False)
-            if ref in decoding:
-                decoded.append((ref, decoding.pop(ref)))
-            else:
+            ready, _ = ray.wait(
+                [*scoring, *decoding],
+                num_returns=1,
+                timeout=0.05 if helping else None,
+                fetch_local=False,
+            )
+            for ref in ready:
+                if ref in decoding:
+                    decoded.append((ref, decoding.pop(ref)))
+                    continue
                 calls[scoring.pop(ref)] -= 1
+                if warm is not None:
+                    warm.stop()  # the cluster delivers: this process stops scoring
                 yield ray.get(ref)
     finally:
+        if warm is not None:
+            warm.stop()
         for ref in [*decoding, *scoring]:  # the driver gave up early (an error, a kill)
             with suppress(Exception):
                 ray.cancel(ref)
+
+
+def _decode_kwargs(plan: dict) -> dict:
+    return {
+        "spec": plan["spec"],
+        "limits": plan["limits"],
+        "timeout": plan["timeout"],
+        "allow_private": plan["allow_private"],
+        "env": plan["store_env"],
+        "phase_log": plan["phase_log"],
+    }
+
+
+def _pop(todo: collections.deque) -> list[dict] | None:
+    """The next chunk of inputs (None: none left); the warm-up's thread takes from the same
+    deque (popleft is atomic), so that every chunk is scored by one of the two."""
+    try:
+        return todo.popleft()
+    except IndexError:
+        return None
 
 
 def _take(decoded: collections.deque, rows: int) -> list:
@@ -1039,3 +1057,66 @@ def _take(decoded: collections.deque, rows: int) -> list:
         refs.append(ref)
         n += k
     return refs
+
+
+class _WarmUp:
+    """The driver scores inputs itself, on a thread, while the cluster starts this run's
+    worker processes (Ray starts them anew for every driver, 1-2 s before a model actor has
+    loaded its model), so that the first rows are committed about a second sooner and a run
+    killed early keeps more. It takes chunks from the pipeline's own queue (so each input is
+    scored once, here or on the cluster), with the actors' code, model and settings (so the
+    rows are the same), and stops at the cluster's first block. A chunk it fails on goes back
+    to the queue, and the cluster scores it (and reports the failure, if it is one)."""
+
+    def __init__(self, model: bytes, plan: dict, todo, done: dict, kwargs: dict) -> None:
+        self._plan, self._todo, self._done, self._kwargs = plan, todo, done, kwargs
+        self._model = model
+        self._out: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gifsent-ray-warmup", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        plan = self._plan
+        try:
+            scorer = _ScoreActor(
+                [self._model],
+                plan["model_id"],
+                plan["device"],
+                plan["threads"],
+                None,  # the test hook that kills a model actor is the actors'
+                plan["backend"],
+                plan["precision"],
+                None,  # its phases are the driver's own
+                plan["batch_size"],
+            )
+        except Exception:
+            return  # the actors load the same model: their error is the run's
+        mark("warmup_ready")
+        while not self._stop.is_set():
+            chunk = _pop(self._todo)
+            if chunk is None:
+                return
+            try:
+                prepared = _read_batch(chunk, self._done, **{**self._kwargs, "phase_log": None})
+                rows = scorer.score(prepared)
+            except Exception:
+                self._todo.appendleft(chunk)  # the cluster scores it
+                return
+            mark("warmup_first_rows", once=True)
+            self._out.put(rows)
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def blocks(self) -> Iterator[list[dict]]:
+        """The rows scored here since the last call."""
+        while True:
+            try:
+                yield self._out.get_nowait()
+            except queue.Empty:
+                return
+
+    def stop(self) -> None:
+        """Take no more chunks (the one being scored is finished and handed over)."""
+        self._stop.set()
