@@ -74,12 +74,36 @@ def test_killed_workers_lose_and_duplicate_nothing(setup, tmp_path, monkeypatch)
     model, gifs = setup
     want = local_rows(model, gifs, tmp_path / "local.csv")
     marker = tmp_path / "actor.died"
-    # the model actor dies on its first batch: Ray Data restarts it and retries the batch
+    # the model actor dies on its first batch: Ray restarts it and retries the batch (no
+    # warm-up: the driver would score the first inputs, maybe all twelve, itself)
     monkeypatch.setenv(ray_cluster.WORKER_FAULT_ENV, str(marker))
-    summary = score_with_ray([gifs], model, tmp_path / "out", **SMALL)
+    summary = score_with_ray([gifs], model, tmp_path / "out", warm_up=False, **SMALL)
     assert marker.exists()
     assert summary.scored + summary.failed == 12
     assert_exactly_once(tmp_path / "out", want, ("deltalake",))
+
+
+@pytest.mark.parametrize("warm_up", [True, False])
+def test_the_drivers_warm_up_and_the_cluster_score_each_input_once(
+    setup, tmp_path, monkeypatch, warm_up
+):
+    """With the warm-up the driver scores the first inputs itself (its phase log says so)
+    until the actors' first block; without it, only the actors score. Either way: the local
+    CLI's rows, each input once, whatever the split."""
+    from gifsent_infer.scaleout.phases import PHASES_ENV, read_phases
+
+    model, gifs = setup
+    want = local_rows(model, gifs, tmp_path / "local.jsonl")
+    log = tmp_path / "phases.jsonl"
+    monkeypatch.setenv(PHASES_ENV, str(log))
+    one = {**SMALL, "read_batch": 1}  # twelve chunks, so that the two can share them
+    s = score_with_ray([gifs], model, tmp_path / "out", warm_up=warm_up, **one)
+    assert (s.scored, s.failed, s.skipped) == (9, 3, 0)
+    assert_same_rows(read_scores(tmp_path / "out"), want)
+    assert_exactly_once(tmp_path / "out", want, ("deltalake",))
+    phases = {(r["role"], r["phase"]) for r in read_phases(log)}
+    assert (("driver", "warmup_first_rows") in phases) == warm_up
+    assert ("driver", "first_commit") in phases
 
 
 def test_resume_skips_scored_inputs_and_retries_errors(setup, tmp_path):
