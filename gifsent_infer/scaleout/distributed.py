@@ -391,6 +391,9 @@ def score_with_ray(
 
     job = _make_job(opts, limits, read_batch, decode_memory, progress_bars, warm_up)
     mark("model_read")
+    if job.warm_up:  # the driver's own model session, loaded while it joins the cluster
+        local = _Background(lambda: _local_scorer(job))
+        job = dataclasses.replace(job, local_scorer=local.result)
     items = listing.result()
     mark("inputs_listed", inputs=len(items))
     location = table_location(out_dir)
@@ -462,7 +465,7 @@ def _make_job(
         read_batch=read_batch,
         decode_memory=decode_memory,
         progress_bars=progress_bars,
-        warm_up=warm_up and opts.workers is None,
+        warm_up=warm_up and opts.workers is None and opts.device in ("auto", "cpu"),
     )
 
 
@@ -583,6 +586,7 @@ class _Job:
     decode_memory: int
     progress_bars: bool
     warm_up: bool  # the driver scores the first inputs while the cluster's workers start
+    local_scorer: Callable[[], _ScoreActor] | None = None  # the warm-up's (waits for it)
 
 
 def decode_tasks_cap(
@@ -885,9 +889,9 @@ def _run(
             with suppress(Exception):
                 q.shutdown()
     else:
-        model = job.model_bytes if job.warm_up and plan["device"] == "cpu" else None
+        local = job.local_scorer if plan["device"] == "cpu" else None  # ("auto": no GPUs)
         _drain(
-            lambda: _counted(_blocks(records, done, plan, actors, model), progress),
+            lambda: _counted(_blocks(records, done, plan, actors, local), progress),
             writer,
             decorate=decorate,
         )
@@ -961,13 +965,18 @@ CALLS_PER_ACTOR = 2
 
 
 def _blocks(
-    records: list[dict], done: dict, plan: dict, actors: list, model: bytes | None = None
+    records: list[dict],
+    done: dict,
+    plan: dict,
+    actors: list,
+    local: Callable[[], _ScoreActor] | None = None,
 ) -> Iterator[list[dict]]:
     """The pipeline, streamed: decoding tasks (at most plan["window"] submitted at once) ->
     the model actors (CALLS_PER_ACTOR calls each) -> blocks of score rows, yielded as they
     are scored. Decoded frames go from the decoding task to the actor through Ray's object
-    store, never through this process. model: the model's bytes, for this process to score
-    inputs itself until the cluster's first block arrives (_WarmUp); None: it does not."""
+    store, never through this process. local: this process's own model session (a callable
+    that waits for it), to score inputs itself until the cluster's first block arrives
+    (_WarmUp); None: it does not."""
     import ray
 
     decode = ray.remote(_read_batch).options(
@@ -979,7 +988,7 @@ def _blocks(
     kwargs = _decode_kwargs(plan)
     size = plan["read_batch"]
     todo = collections.deque(records[i : i + size] for i in range(0, len(records), size))
-    warm = _WarmUp(model, plan, todo, done, kwargs) if model is not None else None
+    warm = _WarmUp(local, todo, done, kwargs) if local is not None else None
     done_ref = ray.put(done)
     decoding: dict[Any, int] = {}  # decoding task -> its inputs
     decoded: collections.deque = collections.deque()  # (task, inputs) waiting for an actor
@@ -1059,6 +1068,23 @@ def _take(decoded: collections.deque, rows: int) -> list:
     return refs
 
 
+def _local_scorer(job: _Job) -> _ScoreActor:
+    """The driver's own model session for the warm-up: the actors' code and options, on
+    the CPU, with one thread (it runs next to the cluster's processes starting)."""
+    opts = job.opts
+    return _ScoreActor(
+        [job.model_bytes],
+        job.model_id,
+        "cpu",
+        opts.threads or 1,
+        None,  # the test hook that kills a model actor is the actors'
+        opts.backend,
+        opts.precision,
+        None,  # its phases are the driver's own
+        opts.batch_size,
+    )
+
+
 class _WarmUp:
     """The driver scores inputs itself, on a thread, while the cluster starts this run's
     worker processes (Ray starts them anew for every driver, 1-2 s before a model actor has
@@ -1068,28 +1094,16 @@ class _WarmUp:
     rows are the same), and stops at the cluster's first block. A chunk it fails on goes back
     to the queue, and the cluster scores it (and reports the failure, if it is one)."""
 
-    def __init__(self, model: bytes, plan: dict, todo, done: dict, kwargs: dict) -> None:
-        self._plan, self._todo, self._done, self._kwargs = plan, todo, done, kwargs
-        self._model = model
+    def __init__(self, local: Callable[[], _ScoreActor], todo, done: dict, kwargs: dict) -> None:
+        self._local, self._todo, self._done, self._kwargs = local, todo, done, kwargs
         self._out: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gifsent-ray-warmup", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        plan = self._plan
         try:
-            scorer = _ScoreActor(
-                [self._model],
-                plan["model_id"],
-                plan["device"],
-                plan["threads"],
-                None,  # the test hook that kills a model actor is the actors'
-                plan["backend"],
-                plan["precision"],
-                None,  # its phases are the driver's own
-                plan["batch_size"],
-            )
+            scorer = self._local()
         except Exception:
             return  # the actors load the same model: their error is the run's
         mark("warmup_ready")
