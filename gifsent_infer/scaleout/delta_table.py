@@ -144,8 +144,7 @@ def ensure_table(
     columns."""
     deltalake = import_deltalake()
     loc = table_location(out)
-    _check_local_folder(loc)
-    dt = open_table(loc)
+    dt = existing_table(loc, columns)
     if dt is None:
         if not is_uri(loc):
             os.makedirs(loc, exist_ok=True)
@@ -158,6 +157,17 @@ def ensure_table(
             configuration=_retention_config(retention_hours),
         )
     _check_schema(dt, loc, tuple(columns))
+    return dt
+
+
+def existing_table(out: str | os.PathLike, columns: Sequence[str] = COLUMNS):
+    """The score table at `out` (checked as ensure_table checks it), or None when there is
+    none yet; creates nothing."""
+    loc = table_location(out)
+    _check_local_folder(loc)
+    dt = open_table(loc)
+    if dt is not None:
+        _check_schema(dt, loc, tuple(columns))
     return dt
 
 

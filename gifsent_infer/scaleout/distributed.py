@@ -1,23 +1,28 @@
-"""Score GIFs on a Ray cluster with Ray Data: decode on CPU tasks, onnxruntime in an actor pool,
-scores committed to a Delta Lake table.
+"""Score GIFs on a Ray cluster: decode on CPU tasks, onnxruntime in model actors, scores
+committed to a Delta Lake table.
 
     from gifsent_infer.scaleout.distributed import score_with_ray, read_scores
     summary = score_with_ray(["s3://bucket/gifs/", "https://x/y.gif"], "gifsent-rnn.onnx",
                              "s3://bucket/scores", address="auto", device="cuda", num_actors=4)
     rows = read_scores("s3://bucket/scores")   # one dict per input, the local CLI's columns
 
-The pipeline (one Ray Data dataset, streamed):
+The pipeline (plain Ray tasks and actors, streamed by the driver, _blocks):
 
     inputs (driver: expand files/folders/globs/URLs/object-store prefixes like gifsent-infer,
             or read a manifest listing them)
       -> read, hash, decode, sample     CPU tasks, `read_batch` inputs per task; object-store
                                         inputs are read by the workers straight from the store
-      -> run the model                  actor pool, one ModelSession per actor, made once
+      -> run the model                  model actors, one ModelSession each, asked for right
+                                        after joining (their processes start meanwhile);
+                                        decoded frames reach them through the object store
       -> rows back to the driver        which commits them to the table (one writer)
 
-Under Ray Client (ray://) the driver is not a Ray worker and cannot run Ray Data's
-executor: the same pipeline then runs in a task on the cluster, which passes its blocks to
-the driver through a queue actor.
+While the cluster starts the job's worker processes, the driver scores the first inputs
+itself (_WarmUp, `warm_up`), taking them from the same queue, until the first rows of the
+cluster arrive.
+
+Under Ray Client (ray://) the same pipeline runs in a task on the cluster (with the
+driver's actors), which passes its blocks to the driver through a queue actor.
 
 The output is a Delta Lake table (delta_table.py) at a local path or an object-store URI:
 one row per input keyed by `path`, every commit atomic, readers (DuckDB, Polars, pandas,
@@ -76,6 +81,7 @@ from gifsent_infer.scaleout.delta_table import (
     auto_commit_rows,
     delete_other_rows,
     ensure_table,
+    existing_table,
     read_scores,
     scan_keys,
     table_location,
@@ -339,7 +345,7 @@ def score_with_ray(
     warm_up: bool = True,
     **scoring: Any,
 ) -> RaySummary:
-    """Score GIFs with Ray Data into the Delta Lake table at `out_dir` (a path or a URI).
+    """Score GIFs on Ray into the Delta Lake table at `out_dir` (a path or a URI).
 
     sources: files, folders, globs, http(s) URLs and object-store URIs/prefixes, expanded
         as `gifsent-infer` does (local paths: on a shared filesystem; objects are read by
@@ -384,19 +390,16 @@ def score_with_ray(
     # listing the inputs (object stores: network round trips) overlaps importing Ray; its
     # errors still come first, before joining a cluster
     listing = _Background(lambda: _expand(sources, manifest, manifest_column, recursive))
-    ray = import_ray(data=False)  # Ray Data: after joining, while the table is opened
+    ray = import_ray(data=False)  # Ray's core: the scoring pipeline needs no Ray Data
     mark("ray_imported")
     start = time.perf_counter()
     reset_faults()
 
+    # no warm-up through Ray Client: the pipeline runs on the cluster there (and a session
+    # made on a thread meanwhile would fork under Ray Client's gRPC threads)
+    warm_up = warm_up and not _through_client(ray, address)
     job = _make_job(opts, limits, read_batch, decode_memory, progress_bars, warm_up)
-    mark("model_read")
-    if job.warm_up:  # the driver's own model session, loaded while it joins the cluster
-        local = _Background(lambda: _local_scorer(job))
-        job = dataclasses.replace(job, local_scorer=local.result)
-    items = listing.result()
-    mark("inputs_listed", inputs=len(items))
-    location = table_location(out_dir)
+    items, location, scan = _inputs_and_table(job, listing, out_dir)
     started_here = False
     if not ray.is_initialized():  # first, so that a cluster we cannot join changes nothing
         if auth_token_file is not None:
@@ -415,11 +418,10 @@ def score_with_ray(
         pool = _ModelPool(ray, job.model_bytes, plan)
         mark("actors_asked")
         _Background(lambda: warm_writer(job.columns))  # the first commit's imports, meanwhile
-        # the table only now (a usage error above must leave it as it was), opened and
-        # scanned for the resume rule on a thread (deltalake's Rust code runs without the GIL)
-        dt, committed = _Background(
-            lambda: _open_and_scan(location, retention_hours, job.columns)
-        ).result()
+        dt, committed = scan.result()
+        if dt is None:  # none yet: created now (or one made meanwhile, then scanned)
+            dt = ensure_table(location, retention_hours, job.columns)
+            committed = scan_keys(dt)
         mark("table_ready")
         summary = _score_into(
             ray, job, plan, pool, items, (dt, committed), resume, shard_rows, flush_seconds
@@ -438,6 +440,19 @@ def score_with_ray(
     return summary
 
 
+def _inputs_and_table(job: _Job, listing: _Background, out_dir: str | os.PathLike):
+    """The inputs (listed on a thread meanwhile), the table's location and its scan, started
+    on a thread: the table, if there is one, is opened and scanned for the resume rule while
+    this thread joins the cluster (deltalake's Rust code runs without the GIL); it is created
+    only after joining, so that a cluster we cannot join or a usage error leaves everything
+    as it was."""
+    items = listing.result()
+    mark("inputs_listed", inputs=len(items))
+    location = table_location(out_dir)
+    scan = _Background(lambda: _scan_existing(location, job.columns))
+    return items, location, scan
+
+
 def _make_job(
     opts: ScoreOptions,
     limits: ReaderLimits,
@@ -454,7 +469,7 @@ def _make_job(
     document = read_document(model_path)  # ModelError for a graph without a document
     readable = Readable.for_options(document, opts)  # ReadableError: no percentiles here
     model_bytes = model_path.read_bytes()
-    return _Job(
+    job = _Job(
         opts=opts,
         spec=document.sampling,
         columns=readable.columns(COLUMNS),
@@ -467,6 +482,11 @@ def _make_job(
         progress_bars=progress_bars,
         warm_up=warm_up and opts.workers is None and opts.device in ("auto", "cpu"),
     )
+    mark("model_read")
+    if job.warm_up:  # the driver's own model session, loaded while it joins the cluster
+        local = _Background(lambda: _local_scorer(job))
+        job = dataclasses.replace(job, local_scorer=local.result)
+    return job
 
 
 class _Background:
@@ -492,10 +512,11 @@ class _Background:
         return self._value
 
 
-def _open_and_scan(location: str, retention_hours: float, columns: tuple[str, ...]):
-    """The table (created when missing) and its rows' keys (the resume rule's input)."""
-    dt = ensure_table(location, retention_hours, columns)
-    return dt, scan_keys(dt)
+def _scan_existing(location: str, columns: tuple[str, ...]):
+    """The table at `location` and its rows' keys (the resume rule's input), or (None, [])
+    when there is no table yet."""
+    dt = existing_table(location, columns)
+    return (dt, scan_keys(dt)) if dt is not None else (None, [])
 
 
 def _expand(
@@ -684,7 +705,7 @@ def _score_into(
     writer = TableWriter(dt, rows_per_commit, flush_seconds, replaces, job.columns, eager)
     try:
         _run(ray, summary, items, writer, job, done, plan, pool.actors)
-    except Exception as e:  # Ray's, Ray Data's and the table's failures: one line
+    except Exception as e:  # Ray's and the table's failures: one line
         first = (str(e).strip().splitlines() or [""])[0]
         raise RayRunError(
             f"the Ray run failed: {type(e).__name__}: {first[:300]}; the {writer.commits} "
@@ -722,7 +743,7 @@ def _stream(make_iter: Callable[[], Iterator], wait: Callable[[], float | None])
             close = getattr(it, "close", None)
             if close is not None:
                 with suppress(Exception):
-                    close()  # stops Ray Data's executor when the driver gave up early
+                    close()  # cancels the pipeline's tasks when the driver gave up early
 
     thread = threading.Thread(target=produce, name="gifsent-ray-rows", daemon=True)
     thread.start()
@@ -769,6 +790,19 @@ def _drain(
             writer.flush()
     writer.flush()
     mark("rows_done", commits=writer.commits)
+
+
+def _through_client(ray, address: str | None) -> bool:
+    """Whether this process drives the cluster through Ray Client (ray://): joined so, or
+    about to join `address` so."""
+    try:
+        from ray.util.client import ray as client_ray
+
+        if client_ray.is_connected():
+            return True
+    except Exception:
+        pass
+    return not ray.is_initialized() and resolve_address(address).startswith("ray://")
 
 
 def _run_plan(job: _Job, device: str, plan: ResourcePlan, window: int) -> dict:
@@ -860,13 +894,7 @@ def _run(
     ]
     decorate = job.decorate
     progress = _Progress(len(records)) if job.progress_bars else None
-    try:
-        from ray.util.client import ray as client_ray
-
-        client = bool(client_ray.is_connected())
-    except Exception:
-        client = False
-    if client:
+    if _through_client(ray, None):
         # Ray Client (ray://): a client cannot wait on and hand over the objects of
         # thousands of tasks cheaply, and has no streaming tasks; so the pipeline runs in a
         # task on the cluster (with this driver's actors) and hands its blocks over through
@@ -956,8 +984,8 @@ def _from_queue(ray, q, ref) -> Iterator:
         yield block
 
 
-# A decoding task lost with its worker or node is run again (it only reads and decodes), as
-# Ray Data did; an error inside one is an error row, never a retry.
+# A decoding task lost with its worker or node is run again (it only reads and decodes);
+# an error inside one is an error row, never a retry.
 DECODE_RETRIES = 5
 # Calls queued on each model actor: one running, one waiting, so that it never idles for the
 # driver's round trip between batches.
