@@ -1,4 +1,4 @@
-"""Ray Data scoring into a Delta Lake table against the old shard folder and the local CLI on
+"""Ray scoring into a Delta Lake table against the old shard folder and the local CLI on
 the same GIFs (fixed cost per run and cost per GIF), and what a killed driver keeps.
 
     .venv/bin/python benchmarks/bench_ray.py             # both parts, defaults (~10 min, 2 cores)
@@ -23,6 +23,8 @@ gifsent_infer/scaleout/phases.py) as seconds from its process start, so that a r
 where the start-up goes and how far the run was when it was killed.
 
     .venv/bin/python benchmarks/bench_ray.py --part resume   # killed drivers only (~4 min quiet)
+    .venv/bin/python benchmarks/bench_ray.py --part resume --driver-args=--no-warm-up
+                                          # the same without the driver's warm-up
 
 Every part prints the load average before and after it. Model and GIFs are bench_infer.py's.
 """
@@ -150,6 +152,8 @@ PHASES = (  # the driver's start-up in order (phases.py), then the workers' firs
     "table_ready",
     "resume_scanned",
     "pipeline_started",
+    "warmup_ready",
+    "warmup_first_rows",
     "actor_start",
     "model_loaded",
     "decode_start",
@@ -173,6 +177,8 @@ SHORT = {  # as printed
     "table_ready": "table",  # opened (or created) and scanned for resume, on a thread
     "resume_scanned": "antijoin",
     "pipeline_started": "pipeline",  # the first decoding tasks submitted
+    "warmup_ready": "wready",  # the driver's own model session ready (the warm-up)
+    "warmup_first_rows": "wrows1",  # the driver's warm-up scored its first inputs
     "actor_start": "actor",  # the model actor's constructor runs (its process is up)
     "model_loaded": "loaded",
     "decode_start": "dec0",  # the first decoding task runs
@@ -202,6 +208,23 @@ def phase_line(path: Path, killed_at: float | None = None) -> str:
         if origin is not None:
             parts.append(f"KILL {killed_at - origin:.2f}")
     return ", ".join(parts)
+
+
+def kept_by(path: Path, fraction: float, wall: float) -> int | None:
+    """Rows a run had committed at `fraction` of its wall time (`wall` s from the driver's
+    process start), from its phase log's commit lines: what a SIGKILL then would have
+    left, read off the same run (no second run at another moment of a loaded machine)."""
+    from gifsent_infer.scaleout.phases import read_phases
+
+    if not path.exists():
+        return None
+    rows = read_phases(path)
+    starts = [r["t"] for r in rows if r["phase"] == "process_start"]
+    if not starts:
+        return None
+    at = min(starts) + fraction * wall
+    kept = [r.get("rows", 0) for r in rows if r["phase"] == "commit" and r["t"] <= at]
+    return max(kept, default=0)
 
 
 def _committed_rows(out: Path) -> tuple[int, int]:
@@ -252,11 +275,13 @@ def bench_resume(args) -> None:
         print(f"machine: {os.cpu_count()} CPUs; one-node cluster with {args.num_cpus} CPUs")
         print(
             "phases: seconds from the driver's process start (GIFSENT_RAY_PHASES); cli = CLI "
-            "imported, ray = `import ray`, joined = ray.init returned, raydata = Ray Data "
-            "imported, table = table opened and scanned, pipeline = Ray Data's executor "
-            "started, actor/loaded = the model actor's process up / model loaded, dec0 = "
-            "first decoding task, scored1 = first batch scored, rows1 = first rows at the "
-            "driver, commit1 = first commit, KILL = the SIGKILL, exit = the hard exit"
+            "imported, ray = `import ray`, joined = ray.init returned, actors = model actors "
+            "asked for, table = table ready (scanned while joining), pipeline = first "
+            "decoding tasks submitted, wready/wrows1 = the driver's warm-up session ready / "
+            "first rows, actor/loaded = the model actor's process up / model loaded, dec0 = "
+            "first decoding task, scored1 = the actor's first batch scored, rows1 = first "
+            "rows at the driver (warm-up's or cluster's), commit1 = first commit, KILL = the "
+            "SIGKILL, exit = the hard exit"
         )
         for count in (int(c) for c in args.counts.split(",")):
             gifs = _gifs(root, args, count)
@@ -270,12 +295,23 @@ def bench_resume(args) -> None:
                 fulls.append(time.perf_counter() - t)
             full = statistics.median(fulls[1:])
             n, _ = _committed_rows(out)
+            # each full run read as if SIGKILLed at --kill-at of its own wall time
+            virtual = [
+                kept_by(root / f"phases-full{count}-{k}.jsonl", args.kill_at, fulls[k])
+                for k in range(1, 1 + args.repeat)
+            ]
             print(
                 f"inputs: {n} GIFs ({'copies of ' + args.gifs if args.gifs else 'generated'}); "
                 f"full run: {full:.1f} s (median of {args.repeat} after a warm-up run of "
                 f"{fulls[0]:.1f} s; driver start-up included); {load()}"
             )
             print(f"  phases of the last full run (s from process start): {phase_line(log)}")
+            if all(v is not None for v in virtual):
+                print(
+                    f"  committed by {args.kill_at:.0%} of each full run's own wall time: "
+                    + ", ".join(f"{v} rows ({v / n:.0%})" for v in virtual)
+                    + f"; median {statistics.median(virtual) / n:.0%}"
+                )
             # two ways to kill the driver "at 60%": SIGKILL from outside at 60% of the full
             # run's wall time (start-up included, so fewer than 60% of the GIFs are scored by
             # then), and a hard exit once it has received 60% of the rows (GIFSENT_RAY_FAULT)
