@@ -251,7 +251,8 @@ def timeline_signal(model, seg: np.ndarray) -> np.ndarray:
     its peak says "by now", while its rise says "here"."""
     if getattr(model, "name", "") != "rnn":
         return seg
-    start = model.fc.bias.detach().cpu().numpy().astype(seg.dtype)
+    heads = getattr(model, "heads", None) or [model]  # an EnsembleHead: the mean of its heads'
+    start = np.mean([h.fc.bias.detach().cpu().numpy() for h in heads], axis=0).astype(seg.dtype)
     return np.diff(seg, axis=1, prepend=np.broadcast_to(start, (seg.shape[0], 1, seg.shape[2])))
 
 
