@@ -10,7 +10,9 @@ what the server does under 50 concurrent voters.
    seeds. The fit evaluated is the project's own (`fit_bradley_terry`), as training would
    run it on the exported votes.
 2. Selection time: p50/p99 of one `PairChooser.choose` at 6,000 GIFs (GIFGIF's size) with
-   30,000 votes in the posterior.
+   30,000 votes in the posterior; then the same, interleaved in blocks, alone and while a
+   `VoteFeed` (several servers on one database) takes in another server's votes
+   (`--feed-rate`, 100/s by default, written by a second process).
 3. Server: N concurrent simulated voters against `gifsent-train collect` on loopback for a
    bounded time (real HTTP, real SQLite with synchronous=FULL); errors, acknowledged votes vs
    rows in the database (lost votes), p50/p99 vote latency (POST to acknowledgement).
@@ -178,7 +180,9 @@ def _median(values):
     return int(statistics.median(vals))
 
 
-def bench_selection(n_gifs: int, n_votes: int, calls: int) -> None:
+def bench_selection(
+    n_gifs: int, n_votes: int, calls: int, feed_rate: float = 100.0, sync_s: float = 0.2
+) -> None:
     rng = np.random.default_rng(0)
     _, truth = true_strengths(n_gifs, rng)
     s = truth[:, 0]
@@ -205,6 +209,88 @@ def bench_selection(n_gifs: int, n_votes: int, calls: int) -> None:
         f"choose: p50 {np.percentile(tree, 50) * 1e3:.2f} ms, p99 {np.percentile(tree, 99) * 1e3:.2f} ms, "
         f"max {max(tree) * 1e3:.1f} ms (spanning tree rebuilds included); full refit {refit * 1e3:.0f} ms"
     )
+    if feed_rate > 0:
+        _selection_with_feed(chooser, ids, seen, calls, feed_rate, sync_s)
+
+
+def _other_server(db: str, n_gifs: int, rate: float, busy, stop) -> None:
+    """Another server's voters: one vote every 1/rate s into the shared database while busy."""
+    from gifsent_train.collect.storage import Store
+
+    store = Store.open(db)
+    rng = np.random.default_rng(7)
+    k = 0
+    while not stop.is_set():
+        if not busy.wait(0.1):
+            continue
+        i, j = rng.choice(n_gifs, size=2, replace=False)
+        shown = store.show(f"o{k}", "amusement", f"g{i:05d}", f"g{j:05d}")
+        store.answer(shown, f"o{k}", ("left", "right")[k % 2])
+        k += 1
+        time.sleep(1.0 / rate)
+    store.close()
+
+
+def _selection_with_feed(chooser, ids, seen, calls, rate: float, sync_s: float) -> None:
+    """The same `choose`, timed interleaved in blocks of 20 calls 10 ms apart: alone, and while a
+    `VoteFeed` reads another server's votes (a second process writing `rate` votes/s into a
+    SQLite file standing in for the shared database) into this chooser every `sync_s`."""
+    import multiprocessing
+
+    from gifsent_train.collect.storage import Store
+    from gifsent_train.collect.sync import VoteFeed
+
+    work = Path(tempfile.mkdtemp(prefix="bench-feed-"))
+    ctx = multiprocessing.get_context("spawn")
+    busy, stop = ctx.Event(), ctx.Event()
+    store = Store.open(work / "shared.sqlite")
+    feed = VoteFeed(store)
+    writer = ctx.Process(
+        target=_other_server, args=(str(work / "shared.sqlite"), len(ids), rate, busy, stop)
+    )
+    writer.start()
+
+    def poll_loop() -> None:
+        while not stop.is_set():
+            if busy.is_set():
+                feed.poll(lambda r: chooser.add_vote(r.emotion, r.left, r.right, r.choice))
+            time.sleep(sync_s)
+
+    poller = threading.Thread(target=poll_loop, daemon=True)
+    poller.start()
+    times: dict[str, list[float]] = {"alone": [], "feed": []}
+
+    def block(key: str) -> None:
+        for _ in range(20):
+            t = time.perf_counter()
+            pair = chooser.choose("amusement", lambda x, y: (min(x, y), max(x, y)) in seen)
+            times[key].append(time.perf_counter() - t)
+            seen.add((min(pair), max(pair)))
+            time.sleep(0.01)  # requests come apart: a block spans about one poll
+
+    try:
+        for _ in range(max(1, calls // 20)):
+            block("alone")
+            busy.set()
+            time.sleep(sync_s)  # the feed is running when the block starts
+            block("feed")
+            busy.clear()
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+        store.close()
+        shutil.rmtree(work, ignore_errors=True)
+    applied = feed.applied
+    print(
+        f"interleaved, alone vs while a VoteFeed takes another server's {rate:g} votes/s every "
+        f"{sync_s:g} s ({applied} votes applied during the run):"
+    )
+    for key, vals in times.items():
+        print(
+            f"  {key:5s}: p50 {np.percentile(vals, 50) * 1e3:.2f} ms, "
+            f"p99 {np.percentile(vals, 99) * 1e3:.2f} ms, max {max(vals) * 1e3:.1f} ms "
+            f"({len(vals)} calls)"
+        )
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -335,6 +421,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--only-all", action="store_true", help="simulate all 17 emotions only (not one)"
     )
+    ap.add_argument(
+        "--feed-rate",
+        type=float,
+        default=100.0,
+        help="selection: also time choose while another server's N votes/s arrive (0: skip)",
+    )
     args = ap.parse_args(argv)
     seeds = args.seeds or (2 if args.quick else 5)
     seconds = args.seconds or (15.0 if args.quick else 60.0)
@@ -346,7 +438,7 @@ def main(argv: list[str] | None = None) -> None:
             seeds, not args.quick, args.gifs, args.jobs, args.lapse, args.spread, args.only_all
         )
     if "selection" not in skip:
-        bench_selection(6000, 30000, 300 if args.quick else 2000)
+        bench_selection(6000, 30000, 300 if args.quick else 2000, args.feed_rate)
     if "server" not in skip:
         bench_server(args.voters, seconds, args.gifs)
     print(f"\nload average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
