@@ -132,12 +132,42 @@ def test_two_servers_share_voters_cap_and_posterior(tmp_path):
         progress = c.progress()
         assert progress["votes"] == 5 and progress["emotions"][0]["in_posterior"] == 5
         assert progress["sync"]["last_vote_id"] == max(r[0] for r in _rows(c.store))
+    assert "include the other servers' votes" in client_a.get("/progress").text
     sa, sb = a.chooser.states["amusement"], b.chooser.states["amusement"]
     assert sorted(zip(sa.winners, sa.losers, strict=True)) == sorted(
         zip(sb.winners, sb.losers, strict=True)
     )
     # without the token, neither server answers
     assert TestClient(client_b.app).get("/").status_code == 401
+
+
+def test_the_cap_holds_for_two_servers_at_once():
+    """Two answers of one voter at the cap, on two servers at once: the second waits for the
+    first's transaction (a per-voter lock) and then counts it."""
+    import psycopg
+
+    url = postgres_url()
+    store = Store.open(url)
+    one, two = store.show("v", "joy", "a", "b"), store.show("v", "joy", "a", "c")
+    other = psycopg.connect(url)  # "server one", in the middle of its vote transaction
+    other.execute("SELECT pg_advisory_xact_lock(23, hashtext(%s))", ("v",))
+    other.execute(
+        "INSERT INTO votes (shown_id, voter, emotion, left_id, right_id, choice, created_at) "
+        "SELECT id, voter, emotion, left_id, right_id, 'left', 0 FROM shown WHERE id = %s",
+        (one,),
+    )
+    result: list[str] = []
+    second = threading.Thread(
+        target=lambda: result.append(store.record_vote(two, "v", "left", cap=1))
+    )
+    second.start()
+    second.join(0.5)
+    assert second.is_alive()  # waits for the first answer's transaction
+    other.commit()
+    other.close()
+    second.join(30)
+    assert result == ["capped"] and store.voter_votes("v") == 1
+    store.close()
 
 
 def test_token_auto_is_shared_through_postgres():

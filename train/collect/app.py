@@ -397,7 +397,7 @@ async def vote_js():
 @router.get("/progress", response_class=HTMLResponse)
 async def progress_html(request: Request):
     data = await run_in_threadpool(_collector(request).progress)
-    return _html(pages.progress_page(data["emotions"], data["votes"]))
+    return _html(pages.progress_page(data["emotions"], data["votes"], data["sync"]))
 
 
 @router.get("/progress.json")

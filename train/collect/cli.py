@@ -131,13 +131,14 @@ def _serve(opts: dict) -> None:
         secure_cookies=opts["secure_cookies"],
         sync_s=opts["sync"],
     )
-    collector = Collector(store, chooser, settings, VoteFeed(store) if shared else None)
+    feed = VoteFeed(store) if shared and opts["sync"] > 0 else None  # --sync 0: read at start
+    collector = Collector(store, chooser, settings, feed)
     loaded = collector.load_votes()
     url = f"http://{opts['host']}:{opts['port']}/" + (f"?token={token}" if token else "")
     console.print(
         f"{len(gifs)} GIFs, {len(emotions)} emotion(s), {loaded} votes so far in {store.where}; "
         f"pairs: {opts['pairs']}"
-        + (f"; other servers' votes read every {opts['sync']:g} s" if shared else "")
+        + (f"; other servers' votes read every {opts['sync']:g} s" if feed else "")
     )
     typer.echo(f"voting page: {url}", err=False)
     typer.echo(f"progress:    http://{opts['host']}:{opts['port']}/progress")
