@@ -177,7 +177,10 @@ def collect(
         "Also $GIFSENT_COLLECT_TOKEN.",
     ),
     rate: float = typer.Option(
-        240.0, "--rate", help="Requests per minute per voter (a vote is two: page and answer)."
+        240.0,
+        "--rate",
+        help="Requests per minute per voter, counted per server process (a vote is two: page and "
+        "answer).",
     ),
     max_votes: int = typer.Option(0, "--max-votes", help="Votes per voter at most (0: no cap)."),
     secure_cookies: bool = typer.Option(

@@ -19,7 +19,9 @@ adds none). Gaps are few (one per lost race or retried POST), at most ``max_gaps
 
 Exactly once. The server also applies its own votes at once, as before (the voter's next page
 already knows them); :meth:`VoteFeed.claim` and :meth:`VoteFeed.poll` decide under one lock
-which of the two applies a given vote, so a vote enters the posterior once.
+which of the two applies a given vote, so a vote enters the posterior once. (The one case
+left out: an own vote whose commit lands more than ``grace_s`` after a later id was seen is
+taken by neither; it is in the database, and in the posterior after a restart.)
 """
 
 from __future__ import annotations
