@@ -119,7 +119,8 @@ class Collector:
         self.stopping = threading.Event()
         self.refitter: threading.Thread | None = None
         self.syncer: threading.Thread | None = None
-        self.sync_errors = 0
+        self.sync_errors = 0  # polls that failed (the next one catches up)
+        self.sync_failure: str | None = None  # the last unexpected one
 
     # -- voters and CSRF ----------------------------------------------------------------------
     def _mac(self, purpose: str, value: str) -> str:
@@ -189,6 +190,9 @@ class Collector:
                 self.sync_once()
             except StoreError:  # the database is away: the next poll catches up
                 self.sync_errors += 1
+            except Exception as e:  # keep following; progress.json shows it
+                self.sync_errors += 1
+                self.sync_failure = f"{type(e).__name__}: {e}"
 
     # -- the two actions ---------------------------------------------------------------------
     def next_pair(self, voter: str) -> tuple[int, str, str, str] | None:
@@ -238,7 +242,10 @@ class Collector:
                 }
             )
         total = sum(sum(c.values()) for c in counts.values())
-        sync = None if self.feed is None else {"every_s": self.settings.sync_s, **self.feed.state()}
+        sync = None
+        if self.feed is not None:
+            sync = {"every_s": self.settings.sync_s, **self.feed.state()}
+            sync.update(failed_polls=self.sync_errors, last_failure=self.sync_failure)
         return {"votes": total, "emotions": rows, "sync": sync}
 
 
