@@ -2,7 +2,8 @@
 
 Input features are ``[N, S, D]`` float32 (S segments of D-dim encoder features) and
 targets ``[N, 17]``; the model maps ``[B, S, D] -> [B, 17]``. MSE loss (optionally
-weighted per GIF and emotion, e.g. by the certainty of its Bradley-Terry score), Adam with
+weighted per GIF and emotion, e.g. by the certainty of its Bradley-Terry score; optionally plus a
+multiple-instance term on the per-segment outputs, `segment_weight`), Adam with
 (L2-style, torch Adam's) weight decay, early stopping on dev loss with patience; the
 state of the best dev epoch is returned. Seeded: the same seed, data and thread
 count give bit-identical results on a CPU.
@@ -57,7 +58,8 @@ class FitResult:
     state_dict: dict[str, torch.Tensor]  # best dev epoch
     best_epoch: int  # 0-based
     best_dev_loss: float
-    curves: dict[str, list[float]] = field(default_factory=dict)  # "train", "dev": MSE per epoch
+    # "train": the training loss per epoch (with the segment term when on), "dev": plain MSE
+    curves: dict[str, list[float]] = field(default_factory=dict)
     epochs_run: int = 0
     stopped_early: bool = False
 
