@@ -1,0 +1,140 @@
+"""OpenVINO's static-batch twin (engine.py): a batch of the announced size runs through a graph
+compiled with that static batch, lazily, cached under its own key, with the same outputs as
+the dynamic graph; every other size runs the dynamic one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from infer_support import SPEC, build_model, write_gifs
+from test_engine import conv_model
+
+from gifsent_infer import paths
+from gifsent_infer.options import ScoreOptions
+from gifsent_infer.running import engine as engines
+from gifsent_infer.running.engine import open_engine
+from gifsent_infer.running.scorer import Scorer
+
+pytest.importorskip("openvino")
+
+SHAPE = (SPEC.num_frames, SPEC.crop, SPEC.crop, 3)
+
+
+def _frames(n: int, shape=SHAPE, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)
+
+
+def _cache_folders() -> set:
+    root = paths.cache_dir() / "openvino"
+    return set(root.iterdir()) if root.is_dir() else set()
+
+
+def _int8_conv(tmp_path):
+    """conv_model quantized to QDQ int8 by onnxruntime (a stand-in for export's int8 graphs)."""
+    pytest.importorskip("onnxruntime")
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    src = conv_model(tmp_path / "cnn.onnx")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter([{"frames": _frames(4, (8, 8, 3), seed=i)} for i in range(2)])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    out = tmp_path / "cnn-int8.onnx"
+    quantize_static(str(src), str(out), Reader(), quant_format=QuantFormat.QDQ)
+    return out
+
+
+def test_a_full_batch_runs_the_static_twin_with_identical_outputs(tmp_path):
+    path = build_model(tmp_path / "m.onnx", timeline=True, std=True, mean_output="features")
+    names = ["scores", "segment_scores", "scores_std", "features"]
+    dynamic = open_engine(path, backend="openvino", device="cpu")
+    static = open_engine(path, backend="openvino", device="cpu")
+    static.expect_batch(4)
+    assert static.static_batches == ()  # announced, not compiled: nothing ran yet
+    frames = _frames(4)
+    want = dynamic.run_all({"frames": frames}, names)
+    got = static.run_all({"frames": frames}, names)
+    assert static.static_batches == (4,)
+    for name, w, g in zip(names, want, got, strict=True):
+        assert g.shape == w.shape and np.array_equal(g, w), name
+    # another size (a last partial batch, one GIF) runs the dynamic graph: no new compile
+    for n in (3, 1):
+        out = static.run_all({"frames": frames[:n]}, names)
+        assert [o.shape[0] for o in out] == [n] * 4
+        for name, w, g in zip(names, want, out, strict=True):
+            np.testing.assert_allclose(g, w[:n], rtol=1e-6, atol=1e-7, err_msg=name)
+    assert static.static_batches == (4,)
+    assert dynamic.static_batches == ()  # nothing announced: never compiled
+
+
+@pytest.mark.parametrize("kind", ["fp32", "bf16", "int8"])
+def test_static_and_dynamic_agree_on_a_cnn_in_every_precision(tmp_path, kind):
+    if kind == "bf16" and engines.cpu_bf16_reason() is not None:
+        pytest.skip("this CPU has no native bf16")
+    path = _int8_conv(tmp_path) if kind == "int8" else conv_model(tmp_path / "cnn.onnx")
+    precision = "bf16" if kind == "bf16" else "fp32"
+    frames = _frames(8, (8, 8, 3), seed=5)
+    dynamic = open_engine(path, backend="openvino", device="cpu", precision=precision)
+    static = open_engine(path, backend="openvino", device="cpu", precision=precision)
+    static.expect_batch(8)
+    want, got = dynamic.run(frames), static.run(frames)
+    assert static.static_batches == (8,)
+    assert float(np.abs(want).max()) > 0.1  # not a vacuous comparison
+    assert np.array_equal(got, want), np.abs(got - want).max()
+
+
+def test_batch_one_and_a_fixed_batch_graph_never_compile_a_twin(tmp_path):
+    e = open_engine(build_model(tmp_path / "m.onnx"), backend="openvino", device="cpu")
+    e.expect_batch(1)  # measured no faster static; a one-GIF run must not compile twice
+    e.run(_frames(1))
+    assert e.static_batches == ()
+    fixed = open_engine(build_model(tmp_path / "f.onnx", batch=2), backend="openvino", device="cpu")
+    fixed.expect_batch(2)
+    fixed.run(_frames(2))
+    assert fixed.static_batches == ()  # already static: nothing to fix
+    ort = open_engine(tmp_path / "m.onnx", backend="onnxruntime", device="cpu")
+    ort.expect_batch(4)  # a no-op there
+    assert ort.run(_frames(4)).shape == (4, 17)
+
+
+def test_the_twin_has_its_own_cache_folder_keyed_by_the_batch(tmp_path):
+    path = build_model(tmp_path / "m.onnx")
+    open_engine(path, backend="openvino", device="cpu")
+    base = _cache_folders()
+    assert len(base) == 1  # the dynamic model's
+    e = open_engine(path, backend="openvino", device="cpu")
+    e.expect_batch(4)
+    e.run(_frames(4))
+    four = _cache_folders()
+    assert len(four) == 2 and base < four
+    assert any((four - base).pop().iterdir())  # the static blob was written
+    again = open_engine(path, backend="openvino", device="cpu")  # a later run: same folders
+    again.expect_batch(4)
+    again.run(_frames(4))
+    assert _cache_folders() == four and again.static_batches == (4,)
+    again.expect_batch(3)  # another batch size: its own folder
+    again.run(_frames(3))
+    assert len(_cache_folders()) == 3
+
+
+def test_scorer_announces_its_batch_size_and_scores_the_same(tmp_path):
+    gifs = write_gifs(tmp_path / "gifs", 5)
+    path = build_model(tmp_path / "m.onnx")
+    opts = ScoreOptions(model=str(path), backend="openvino", device="cpu", precision="fp32")
+    scorer = Scorer.from_options(opts.replace(batch_size=4))
+    engine = scorer.session.engine
+    got = list(scorer.score_many(gifs, batch_size=4, workers=0))  # one full batch, then 1
+    assert engine.static_batches == (4,)
+    plain = Scorer(path, backend="openvino", device="cpu", precision="fp32")
+    want = list(plain.score_many(gifs, batch_size=1, workers=0))  # the dynamic graph, GIF by GIF
+    assert plain.session.engine.static_batches == ()
+    for g, w in zip(got, want, strict=True):
+        assert g.ok and w.ok
+        np.testing.assert_allclose(g.array, w.array, rtol=1e-6, atol=1e-7)
+    one = Scorer.from_options(opts.replace(batch_size=8))
+    assert one.score(gifs[0]).ok  # a one-GIF run: the dynamic graph only
+    assert one.session.engine.static_batches == ()
