@@ -125,10 +125,15 @@ def test_scorer_announces_its_batch_size_and_scores_the_same(tmp_path):
     gifs = write_gifs(tmp_path / "gifs", 5)
     path = build_model(tmp_path / "m.onnx")
     opts = ScoreOptions(model=str(path), backend="openvino", device="cpu", precision="fp32")
+    served = Scorer.from_options(opts.replace(batch_size=4))  # as the service builds it
+    frames = np.stack([served.prepare(g)[0] for g in gifs[:4]])
+    rows = served.run_batch(frames)  # the service's full batch: its static twin
+    assert served.session.engine.static_batches == (4,) and len(rows) == 4
     scorer = Scorer.from_options(opts.replace(batch_size=4))
     engine = scorer.session.engine
     got = list(scorer.score_many(gifs, batch_size=4, workers=0))  # one full batch, then 1
     assert engine.static_batches == (4,)
+    np.testing.assert_array_equal(np.stack([r.array for r in got[:4]]), np.stack(rows))
     plain = Scorer(path, backend="openvino", device="cpu", precision="fp32")
     want = list(plain.score_many(gifs, batch_size=1, workers=0))  # the dynamic graph, GIF by GIF
     assert plain.session.engine.static_batches == ()
