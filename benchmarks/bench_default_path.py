@@ -81,7 +81,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"model alone, batch {args.batch} GIFs, median of {args.runs} interleaved rounds:")
     for k, t in times.items():
         med = statistics.median(t)
-        print(f"  {k:34s} {args.batch / med:8.2f} GIFs/s {base / med:6.2f}x ort fp32 {load_tag()}")
+        twin = getattr(sc[k].session.engine, "static_batches", ())
+        how = f" (static batch {twin[0]})" if twin else ""
+        print(
+            f"  {k + how:34s} {args.batch / med:8.2f} GIFs/s {base / med:6.2f}x ort fp32 "
+            f"{load_tag()}"
+        )
     if args.compile:
         compile_times(args.model, args.batch)
 

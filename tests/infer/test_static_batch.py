@@ -48,6 +48,78 @@ def _int8_conv(tmp_path):
     return out
 
 
+def lstm_model(path, hidden: int = 65, layers: int = 3, seed: int = 0):
+    """uint8 [B, 4, 8, 8, 3] -> scores [B, 17] through stacked LSTMs whose zero initial states
+    come from the input's shape (ConstantOfShape), as the exported LSTM heads do. OpenVINO
+    2026.4's default compiled-model cache brings this graph back with wrong outputs."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Cast", ["frames"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["f", "inv255"], ["f01"]),
+        helper.make_node("ReduceMean", ["f01", "hw"], ["m"], keepdims=0),  # [B, 4, 3]
+        helper.make_node("MatMul", ["m", "Wp"], ["mp"]),
+        helper.make_node("Transpose", ["mp"], ["seq0"], perm=[1, 0, 2]),  # [4, B, P]
+        helper.make_node("Shape", ["frames"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["b"], axis=0),
+        helper.make_node("Concat", ["one", "b", "hidden"], ["hshape"], axis=0),
+        helper.make_node(
+            "ConstantOfShape",
+            ["hshape"],
+            ["h0"],
+            value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0]),
+        ),
+    ]
+    inits = {
+        "inv255": np.array(1 / 255, np.float32),
+        "hw": np.array([2, 3], np.int64),
+        "Wp": rng.normal(0, 0.5, (3, 32)).astype(np.float32),
+        "zero": np.array([0], np.int64),
+        "one": np.array([1], np.int64),
+        "hidden": np.array([hidden], np.int64),
+        "last": np.array(3, np.int64),
+        "Wo": rng.normal(0, 0.5, (hidden, 17)).astype(np.float32),
+    }
+    prev, width = "seq0", 32
+    for i in range(layers):
+        inits[f"W{i}"] = rng.normal(0, 0.3, (1, 4 * hidden, width)).astype(np.float32)
+        inits[f"R{i}"] = rng.normal(0, 0.3, (1, 4 * hidden, hidden)).astype(np.float32)
+        inits[f"B{i}"] = rng.normal(0, 0.1, (1, 8 * hidden)).astype(np.float32)
+        ins = [prev, f"W{i}", f"R{i}", f"B{i}", "", "h0", "h0"]
+        nodes.append(helper.make_node("LSTM", ins, [f"Y{i}"], hidden_size=hidden))
+        nodes.append(helper.make_node("Squeeze", [f"Y{i}", "one"], [f"s{i}"]))  # [4, B, H]
+        prev, width = f"s{i}", hidden
+    nodes.append(helper.make_node("Gather", [prev, "last"], ["h"], axis=0))
+    nodes.append(helper.make_node("MatMul", ["h", "Wo"], ["scores"]))
+    x = helper.make_tensor_value_info("frames", TensorProto.UINT8, ["batch", 4, 8, 8, 3])
+    y = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 17])
+    graph = helper.make_graph(
+        nodes, "lstm", [x], [y], [numpy_helper.from_array(v, k) for k, v in inits.items()]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_warm_compiled_model_cache_gives_the_same_outputs_as_a_cold_compile(tmp_path):
+    """The dynamic model and its static twin, each compiled cold into the cache and then
+    loaded from it, on a stacked-LSTM head: the same outputs as onnxruntime every time."""
+    pytest.importorskip("onnxruntime")
+    path = lstm_model(tmp_path / "lstm.onnx")
+    frames = _frames(4, (4, 8, 8, 3), seed=2)
+    ref = open_engine(path, backend="onnxruntime", device="cpu").run(frames)
+    assert float(np.abs(ref).max()) > 0.1
+    for state in ("cold", "warm"):
+        e = open_engine(path, backend="openvino", device="cpu")
+        np.testing.assert_allclose(e.run(frames[:3]), ref[:3], atol=1e-5, err_msg=state)
+        e.expect_batch(4)
+        np.testing.assert_allclose(e.run(frames), ref, atol=1e-5, err_msg=f"{state} twin")
+        assert e.static_batches == (4,)
+    assert len(_cache_folders()) == 2  # the warm round loaded both from the cache
+
+
 def test_a_full_batch_runs_the_static_twin_with_identical_outputs(tmp_path):
     path = build_model(tmp_path / "m.onnx", timeline=True, std=True, mean_output="features")
     names = ["scores", "segment_scores", "scores_std", "features"]
