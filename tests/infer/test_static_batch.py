@@ -118,6 +118,15 @@ def test_a_warm_compiled_model_cache_gives_the_same_outputs_as_a_cold_compile(tm
         np.testing.assert_allclose(e.run(frames), ref, atol=1e-5, err_msg=f"{state} twin")
         assert e.static_batches == (4,)
     assert len(_cache_folders()) == 1  # the warm round loaded the dynamic model from it
+    # the same file elsewhere (a Ray actor writes the model to its own temporary folder), the
+    # first copy gone: the same cache folder, weights read from the file at hand
+    moved = tmp_path / "elsewhere" / "model.onnx"
+    moved.parent.mkdir()
+    moved.write_bytes(path.read_bytes())
+    path.unlink()
+    e = open_engine(moved, backend="openvino", device="cpu")
+    np.testing.assert_allclose(e.run(frames), ref, atol=1e-5, err_msg="moved")
+    assert len(_cache_folders()) == 1
 
 
 def test_a_full_batch_runs_the_static_twin_with_identical_outputs(tmp_path):
