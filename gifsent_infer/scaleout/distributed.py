@@ -244,6 +244,7 @@ class _ScoreActor:
         backend: str = "auto",
         precision: str = "auto",
         phase_log: str | None = None,
+        batch_size: int | None = None,
     ) -> None:
         mark("actor_start", role="actor", file=phase_log)
         import ray
@@ -260,6 +261,8 @@ class _ScoreActor:
         self.session = ModelSession(
             path, device=device, threads=threads, backend=backend, precision=precision
         )
+        if batch_size:  # full batches run a static-batch graph where the engine has one
+            self.session.expect_batch(batch_size)
         self.model_id = model_id
         self.fault_marker = fault_marker
         self.phase_log = phase_log
@@ -906,6 +909,7 @@ def _blocks(records: list[dict], model_bytes: bytes, done: dict, plan: dict) -> 
             "backend": plan["backend"],
             "precision": plan["precision"],
             "phase_log": plan["phase_log"],
+            "batch_size": plan["batch_size"],
         },
         # Ray Data restarts a dead actor and retries its batch (max_restarts=-1 and
         # max_task_retries=-1 are its defaults for actor pools); tasks are retried too
