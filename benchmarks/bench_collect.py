@@ -10,15 +10,21 @@ what the server does under 50 concurrent voters.
    seeds. The fit evaluated is the project's own (`fit_bradley_terry`), as training would
    run it on the exported votes.
 2. Selection time: p50/p99 of one `PairChooser.choose` at 6,000 GIFs (GIFGIF's size) with
-   30,000 votes in the posterior.
+   30,000 votes in the posterior; then the same, interleaved in blocks, alone and while a
+   `VoteFeed` (several servers on one database) takes in another server's votes
+   (`--feed-rate`, 100/s by default, written by a second process).
 3. Server: N concurrent simulated voters against `gifsent-train collect` on loopback for a
    bounded time (real HTTP, real SQLite with synchronous=FULL); errors, acknowledged votes vs
-   rows in the database (lost votes), p50/p99 vote latency (POST to acknowledgement).
+   rows in the database (lost votes), pairs shown twice to one voter, p50/p99 vote latency
+   (POST to acknowledgement). With `--pg postgresql://user@host:port`: `--servers` (2)
+   servers on a new database there, every request of a voter to the next server (page and
+   answer on different servers), and the votes each server's posterior took in.
 
     python benchmarks/bench_collect.py            # defaults: 5 seeds, 60 s server run
     python benchmarks/bench_collect.py --quick    # 2 seeds, 1 emotion only, 15 s server
     python benchmarks/bench_collect.py --skip selection,server --jobs 2   # seeds in 2 processes
     python benchmarks/bench_collect.py --quick --skip selection,server --lapse 0 --spread 2
+    python benchmarks/bench_collect.py --quick --skip simulation,selection --pg auto  # 2 servers
 """
 
 from __future__ import annotations
@@ -178,7 +184,9 @@ def _median(values):
     return int(statistics.median(vals))
 
 
-def bench_selection(n_gifs: int, n_votes: int, calls: int) -> None:
+def bench_selection(
+    n_gifs: int, n_votes: int, calls: int, feed_rate: float = 100.0, sync_s: float = 0.2
+) -> None:
     rng = np.random.default_rng(0)
     _, truth = true_strengths(n_gifs, rng)
     s = truth[:, 0]
@@ -205,6 +213,88 @@ def bench_selection(n_gifs: int, n_votes: int, calls: int) -> None:
         f"choose: p50 {np.percentile(tree, 50) * 1e3:.2f} ms, p99 {np.percentile(tree, 99) * 1e3:.2f} ms, "
         f"max {max(tree) * 1e3:.1f} ms (spanning tree rebuilds included); full refit {refit * 1e3:.0f} ms"
     )
+    if feed_rate > 0:
+        _selection_with_feed(chooser, ids, seen, calls, feed_rate, sync_s)
+
+
+def _other_server(db: str, n_gifs: int, rate: float, busy, stop) -> None:
+    """Another server's voters: one vote every 1/rate s into the shared database while busy."""
+    from gifsent_train.collect.storage import Store
+
+    store = Store.open(db)
+    rng = np.random.default_rng(7)
+    k = 0
+    while not stop.is_set():
+        if not busy.wait(0.1):
+            continue
+        i, j = rng.choice(n_gifs, size=2, replace=False)
+        shown = store.show(f"o{k}", "amusement", f"g{i:05d}", f"g{j:05d}")
+        store.answer(shown, f"o{k}", ("left", "right")[k % 2])
+        k += 1
+        time.sleep(1.0 / rate)
+    store.close()
+
+
+def _selection_with_feed(chooser, ids, seen, calls, rate: float, sync_s: float) -> None:
+    """The same `choose`, timed interleaved in blocks of 20 calls 10 ms apart: alone, and while a
+    `VoteFeed` reads another server's votes (a second process writing `rate` votes/s into a
+    SQLite file standing in for the shared database) into this chooser every `sync_s`."""
+    import multiprocessing
+
+    from gifsent_train.collect.storage import Store
+    from gifsent_train.collect.sync import VoteFeed
+
+    work = Path(tempfile.mkdtemp(prefix="bench-feed-"))
+    ctx = multiprocessing.get_context("spawn")
+    busy, stop = ctx.Event(), ctx.Event()
+    store = Store.open(work / "shared.sqlite")
+    feed = VoteFeed(store)
+    writer = ctx.Process(
+        target=_other_server, args=(str(work / "shared.sqlite"), len(ids), rate, busy, stop)
+    )
+    writer.start()
+
+    def poll_loop() -> None:
+        while not stop.is_set():
+            if busy.is_set():
+                feed.poll(lambda r: chooser.add_vote(r.emotion, r.left, r.right, r.choice))
+            time.sleep(sync_s)
+
+    poller = threading.Thread(target=poll_loop, daemon=True)
+    poller.start()
+    times: dict[str, list[float]] = {"alone": [], "feed": []}
+
+    def block(key: str) -> None:
+        for _ in range(20):
+            t = time.perf_counter()
+            pair = chooser.choose("amusement", lambda x, y: (min(x, y), max(x, y)) in seen)
+            times[key].append(time.perf_counter() - t)
+            seen.add((min(pair), max(pair)))
+            time.sleep(0.01)  # requests come apart: a block spans about one poll
+
+    try:
+        for _ in range(max(1, calls // 20)):
+            block("alone")
+            busy.set()
+            time.sleep(sync_s)  # the feed is running when the block starts
+            block("feed")
+            busy.clear()
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+        store.close()
+        shutil.rmtree(work, ignore_errors=True)
+    applied = feed.applied
+    print(
+        f"interleaved, alone vs while a VoteFeed takes another server's {rate:g} votes/s every "
+        f"{sync_s:g} s ({applied} votes applied during the run):"
+    )
+    for key, vals in times.items():
+        print(
+            f"  {key:5s}: p50 {np.percentile(vals, 50) * 1e3:.2f} ms, "
+            f"p99 {np.percentile(vals, 99) * 1e3:.2f} ms, max {max(vals) * 1e3:.1f} ms "
+            f"({len(vals)} calls)"
+        )
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -212,15 +302,19 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _voter_loop(base: str, deadline: float, out: dict, lock: threading.Lock, k: int) -> None:
+def _voter_loop(bases: list[str], deadline: float, out: dict, lock: threading.Lock, k: int) -> None:
+    """One voter as fast as it can: page, then answer; with several servers every request
+    goes to the next one (a round-robin proxy), so a page and its answer meet two servers."""
     opener = urllib.request.build_opener(
         urllib.request.HTTPCookieProcessor(CookieJar()), _NoRedirect()
     )
     rng = np.random.default_rng(k)
+    turn = k
+    pairs: set[frozenset] = set()
     while time.monotonic() < deadline:
         try:
             t0 = time.perf_counter()
-            html = opener.open(base + "/", timeout=30).read().decode()
+            html = opener.open(bases[turn % len(bases)] + "/", timeout=30).read().decode()
             t1 = time.perf_counter()
             shown = re.search(r"name='shown' value='(\d+)'", html)
             csrf = re.search(r"name='csrf' value='([0-9a-f]+)'", html)
@@ -228,16 +322,23 @@ def _voter_loop(base: str, deadline: float, out: dict, lock: threading.Lock, k: 
                 with lock:
                     out["errors"].append("no pair on the page")
                 continue
+            pair = frozenset(re.findall(r"src='/gif/([^']+)'", html))
+            if pair in pairs:
+                with lock:
+                    out["repeats"] += 1
+            pairs.add(pair)
             choice = ("left", "right", "neither")[int(rng.integers(0, 3))]
             body = urllib.parse.urlencode(
                 {"shown": shown.group(1), "csrf": csrf.group(1), "choice": choice}
             ).encode()
             t2 = time.perf_counter()
             try:
-                status = opener.open(base + "/vote", data=body, timeout=30).status
+                vote_url = bases[(turn + 1) % len(bases)] + "/vote"
+                status = opener.open(vote_url, data=body, timeout=30).status
             except urllib.error.HTTPError as e:
                 status = e.code
             t3 = time.perf_counter()
+            turn += 1
         except OSError as e:
             with lock:
                 out["errors"].append(repr(e))
@@ -251,41 +352,87 @@ def _voter_loop(base: str, deadline: float, out: dict, lock: threading.Lock, k: 
                 out["errors"].append(f"HTTP {status}")
 
 
-def bench_server(voters: int, seconds: float, n_gifs: int) -> None:
-    """`gifsent-train collect` in a subprocess on loopback; `voters` threads vote flat out."""
+def _start_server(gifs: Path, db: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = "from gifsent_train.cli import main; main()"
+    cmd = [sys.executable, "-c", code, "collect", "--gifs", str(gifs), "--db", db]
+    cmd += ["--port", str(port), "--rate", "1000000", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proc, base
+
+
+def _pg_database(server_url: str) -> str:
+    """A new database on the PostgreSQL server at ``server_url`` (postgresql://user@host:port)."""
+    import psycopg
+
+    name = f"bench_collect_{os.getpid()}_{int(time.time())}"
+    with psycopg.connect(server_url.rstrip("/") + "/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{server_url.rstrip('/')}/{name}"
+
+
+def _stored_votes(db: str) -> tuple[dict[int, str], int]:
+    """shown id -> choice of every stored vote, and the row count."""
+    if db.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db) as conn:
+            rows = conn.execute("SELECT shown_id, choice FROM votes").fetchall()
+    else:
+        conn = sqlite3.connect(db)
+        rows = conn.execute("SELECT shown_id, choice FROM votes").fetchall()
+        conn.close()
+    return dict(rows), len(rows)
+
+
+def _in_posterior(bases: list[str]) -> list[int]:
+    """Votes in each server's pair chooser (from /progress.json)."""
+    import json
+
+    out = []
+    for base in bases:
+        with urllib.request.urlopen(base + "/progress.json", timeout=60) as r:
+            data = json.loads(r.read())
+        out.append(sum(e["in_posterior"] for e in data["emotions"]))
+    return out
+
+
+def bench_server(
+    voters: int, seconds: float, n_gifs: int, servers: int = 1, pg: str | None = None
+) -> None:
+    """`gifsent-train collect` in subprocesses on loopback (``servers`` of them on one
+    PostgreSQL database when ``pg`` names a server, else one on SQLite); `voters` threads
+    vote flat out."""
     from PIL import Image
 
     work = Path(tempfile.mkdtemp(prefix="bench-collect-"))
+    procs: list[subprocess.Popen] = []
     try:
         gifs = work / "gifs"
         gifs.mkdir()
         for i in range(n_gifs):
             frames = [Image.new("P", (32, 24), color=(i * 7 + f) % 256) for f in range(2)]
             frames[0].save(gifs / f"g{i:04d}.gif", save_all=True, append_images=frames[1:])
-        db = work / "votes.sqlite"
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        code = "from gifsent_train.cli import main; main()"
-        cmd = [sys.executable, "-c", code, "collect", "--gifs", str(gifs), "--db", str(db)]
-        cmd += ["--port", str(port), "--rate", "1000000"]
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
-        out: dict = {"page": [], "vote": [], "acked": [], "errors": []}
+        db = _pg_database(pg) if pg else str(work / "votes.sqlite")
+        bases = []
+        for _ in range(servers):
+            proc, base = _start_server(gifs, db, ["--sync", "1"] if pg else [])
+            procs.append(proc)
+            bases.append(base)
+        out: dict = {"page": [], "vote": [], "acked": [], "errors": [], "repeats": 0}
         lock = threading.Lock()
         deadline = time.monotonic() + seconds
         threads = [
-            threading.Thread(target=_voter_loop, args=(base, deadline, out, lock, k))
+            threading.Thread(target=_voter_loop, args=(bases, deadline, out, lock, k))
             for k in range(voters)
         ]
         t0 = time.perf_counter()
@@ -294,20 +441,26 @@ def bench_server(voters: int, seconds: float, n_gifs: int) -> None:
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
-        proc.terminate()
-        proc.wait(timeout=60)
-        conn = sqlite3.connect(db)
-        stored = dict(conn.execute("SELECT shown_id, choice FROM votes").fetchall())
-        conn.close()
+        synced = ""
+        if servers > 1:
+            time.sleep(2.5)  # two polls (--sync 1)
+            synced = f", votes in each server's posterior {_in_posterior(bases)}"
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=60)
+        stored, rows = _stored_votes(db)
         lost = sum(1 for s, c in out["acked"] if stored.get(s) != c)
         vote, page = np.array(out["vote"]), np.array(out["page"])
+        where = f"{servers} server(s) on PostgreSQL, round-robin" if pg else "SQLite"
         print(
-            f"\n## server: {voters} concurrent voters, {seconds:.0f} s, {n_gifs} GIFs x 17 emotions"
+            f"\n## server: {voters} concurrent voters, {seconds:.0f} s, {n_gifs} GIFs x 17 "
+            f"emotions, {where}"
         )
         print(
             f"acknowledged votes {len(out['acked'])} ({len(out['acked']) / wall:.0f}/s), "
-            f"rows in the database {len(stored)}, lost {lost}, errors {len(out['errors'])}"
+            f"rows in the database {rows}, lost {lost}, errors {len(out['errors'])}"
             + (f" (first: {out['errors'][0]})" if out["errors"] else "")
+            + f", pairs shown twice to a voter {out['repeats']}{synced}"
         )
         if len(vote):
             print(
@@ -316,6 +469,9 @@ def bench_server(voters: int, seconds: float, n_gifs: int) -> None:
                 f"p50 {np.percentile(page, 50) * 1e3:.1f} ms, p99 {np.percentile(page, 99) * 1e3:.1f} ms"
             )
     finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -335,6 +491,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--only-all", action="store_true", help="simulate all 17 emotions only (not one)"
     )
+    ap.add_argument(
+        "--pg",
+        default=None,
+        metavar="URL",
+        help="server: run on a new database of this PostgreSQL server (postgresql://user@host:port; "
+        "auto: start a throwaway one from Debian's postgresql, as the tests do)",
+    )
+    ap.add_argument("--servers", type=int, default=2, help="with --pg: servers on the one database")
+    ap.add_argument(
+        "--feed-rate",
+        type=float,
+        default=100.0,
+        help="selection: also time choose while another server's N votes/s arrive (0: skip)",
+    )
     args = ap.parse_args(argv)
     seeds = args.seeds or (2 if args.quick else 5)
     seconds = args.seconds or (15.0 if args.quick else 60.0)
@@ -346,9 +516,19 @@ def main(argv: list[str] | None = None) -> None:
             seeds, not args.quick, args.gifs, args.jobs, args.lapse, args.spread, args.only_all
         )
     if "selection" not in skip:
-        bench_selection(6000, 30000, 300 if args.quick else 2000)
+        bench_selection(6000, 30000, 300 if args.quick else 2000, args.feed_rate)
     if "server" not in skip:
-        bench_server(args.voters, seconds, args.gifs)
+        if args.pg == "auto":  # a throwaway PostgreSQL, started the way the tests start one
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+            from tests.train.collect_support import PostgresServer
+
+            pg = PostgresServer()
+            try:
+                bench_server(args.voters, seconds, args.gifs, args.servers, pg.url)
+            finally:
+                pg.close()
+        else:
+            bench_server(args.voters, seconds, args.gifs, args.servers if args.pg else 1, args.pg)
     print(f"\nload average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

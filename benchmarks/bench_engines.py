@@ -243,6 +243,7 @@ def bench_e2e(name: str, args, threads: int, tmp: Path) -> None:
         s = Scorer(path, device="cpu", backend=backend, threads=threads, precision=precision)
         if backend == "auto":
             backend = f"default: {s.session.backend} {s.session.precision}"
+        s.session.expect_batch(bs)  # as score_many does: the warm-up compiles the static twin
         s.session.run(decoded[:bs])  # warm-up
         best_model = best_e2e = float("inf")
         for _ in range(2):  # interleaved: model alone, then end to end

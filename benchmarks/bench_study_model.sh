@@ -23,7 +23,8 @@ GIFS=${STUDY_GIFS:-240}
 SEGMENTS=${STUDY_SEGMENTS:-2}
 EVAL=${STUDY_EVAL:-48}
 CALIB=${STUDY_CALIB:-8}
-export GIFSENT_HOME=$PWD/$CACHE/home
+case $CACHE in /*) ;; *) CACHE=$PWD/$CACHE ;; esac  # STUDY_CACHE may be absolute
+export GIFSENT_HOME=$CACHE/home
 mkdir -p "$CACHE/models"
 FP32=$CACHE/models/r101-rnn.onnx
 INT8=$CACHE/models/r101-rnn-int8.onnx

@@ -148,6 +148,14 @@ _OPTIONS = {
             None, "--weight-cap", help="Cap of inverse-variance weights, times the median."
         ),
     ),
+    "segment_weight": (
+        float | None,
+        typer.Option(
+            None,
+            "--segment-weight",
+            help="MaxPool: weight of the term making its per-segment outputs' max explain each GIF's label (a sharper timeline; 0: off).",
+        ),
+    ),
     "seed": (int | None, typer.Option(None, "--seed", help="Seed of splits, search and fits.")),
     "run_dir": (Path | None, typer.Option(None, "--run-dir", help="Parent folder of runs.")),
     "run_name": (str | None, typer.Option(None, "--run-name", help="Run folder name.")),

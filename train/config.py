@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,6 +79,12 @@ class TrainConfig:
     # emotion's median weight, rescaled to mean 1).
     loss_weights: str = "none"
     weight_cap: float = 10.0
+    # The MaxPool head's multiple-instance term (issue 22's timeline; 0: off, the study's loss):
+    # its per-segment outputs, max-pooled over the segments, must also explain each GIF's
+    # label, weighted this much beside the MSE of its score. No labels inside the GIF are
+    # needed; its timeline then peaks where the emotion is. It costs some test RMSE (see
+    # BENCHMARKS.md, "Peak-in-moment").
+    segment_weight: float = 0.0
     include_default_trial: bool = True  # trial 0 = head defaults (rnn: the study's best)
     seed: int = 0  # splits, search and every fit derive from it
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # the study's 80/10/10
@@ -108,6 +115,8 @@ class TrainConfig:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         if int(self.max_epochs) < 1 or int(self.patience) < 1:
             raise ValueError("max_epochs and patience must be >= 1")
+        if not (math.isfinite(float(self.segment_weight)) and float(self.segment_weight) >= 0):
+            raise ValueError(f"segment_weight must be a number >= 0, got {self.segment_weight}")
         if not float(self.weight_cap) >= 1.0:
             raise ValueError(f"weight_cap must be >= 1, got {self.weight_cap}")
         if self.data_url() and urlsplit(self.data_url()).password:
@@ -186,6 +195,7 @@ class TrainConfig:
             k: v
             for k, v in asdict(self).items()
             if k not in ("run_dir", "run_name", "threads", "ray_address")
+            and not (k == "segment_weight" and not v)  # off: the names runs had before it
         }
         h = hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:8]
         data = self.data_path().name or "data"

@@ -209,6 +209,11 @@ class GraphRunner:
         )
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
+        if not getattr(self, "_announced", False) and len(frames) > 1:
+            # the first real batch's size is the stage's batch size: OpenVINO runs it through
+            # a static-batch twin (engine.expect_batch), the last partial batch dynamically
+            self.engine.expect_batch(len(frames))
+            self._announced = True
         return self.engine.run(np.ascontiguousarray(frames, dtype=np.uint8))
 
 

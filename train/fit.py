@@ -2,7 +2,8 @@
 
 Input features are ``[N, S, D]`` float32 (S segments of D-dim encoder features) and
 targets ``[N, 17]``; the model maps ``[B, S, D] -> [B, 17]``. MSE loss (optionally
-weighted per GIF and emotion, e.g. by the certainty of its Bradley-Terry score), Adam with
+weighted per GIF and emotion, e.g. by the certainty of its Bradley-Terry score; optionally plus a
+multiple-instance term on the per-segment outputs, `segment_weight`), Adam with
 (L2-style, torch Adam's) weight decay, early stopping on dev loss with patience; the
 state of the best dev epoch is returned. Seeded: the same seed, data and thread
 count give bit-identical results on a CPU.
@@ -37,6 +38,16 @@ class FitConfig:
     # small weights: every head then starts at the study's baseline instead of at 0, and the
     # epochs go into learning what differs between GIFs. Works for any head ending in Linear.
     init_output_at_mean: bool = True
+    # A multiple-instance term for heads with per-segment outputs (`segment_scores`), 0: off.
+    # The GIF's label must also be explained by its segments' own predictions pooled over the
+    # segments (`segment_pool`): the loss adds segment_weight * (pool(segment_scores) - y)^2.
+    # It needs no labels inside the GIF, and it trains the head on single segments, which its
+    # timeline shows (a MaxPool head otherwise sees only max-pooled features).
+    segment_weight: float = 0.0
+    # "max": the segment that explains the label (a short moment carries it); "lse": a soft max,
+    # temperature segment_temperature in target units; "mean": every segment shares it.
+    segment_pool: str = "max"
+    segment_temperature: float = 0.05
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,7 +58,8 @@ class FitResult:
     state_dict: dict[str, torch.Tensor]  # best dev epoch
     best_epoch: int  # 0-based
     best_dev_loss: float
-    curves: dict[str, list[float]] = field(default_factory=dict)  # "train", "dev": MSE per epoch
+    # "train": the training loss per epoch (with the segment term when on), "dev": plain MSE
+    curves: dict[str, list[float]] = field(default_factory=dict)
     epochs_run: int = 0
     stopped_early: bool = False
 
@@ -67,6 +79,41 @@ def predict(model: nn.Module, x, batch_size: int = 256) -> np.ndarray:
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.cat(out).numpy()
+
+
+SEGMENT_POOLS = ("max", "lse", "mean")
+
+
+def segment_pool(seg: torch.Tensor, how: str, temperature: float = 0.05) -> torch.Tensor:
+    """Per-segment predictions [B, S, 17] pooled over the segments -> [B, 17] (SEGMENT_POOLS).
+
+    "lse" is temperature * log(mean(exp(seg / temperature))): the mean for a large temperature,
+    the max as it goes to 0."""
+    if how == "max":
+        return seg.amax(dim=1)
+    if how == "mean":
+        return seg.mean(dim=1)
+    if how == "lse":
+        t = float(temperature)
+        return t * (torch.logsumexp(seg / t, dim=1) - math.log(seg.shape[1]))
+    raise ValueError(f"segment_pool must be one of {SEGMENT_POOLS}, got {how!r}")
+
+
+def _check_segment_loss(model: nn.Module, cfg: FitConfig) -> bool:
+    """Whether the multiple-instance term is on; a clear error when it cannot be."""
+    if not cfg.segment_weight:
+        return False
+    if not (math.isfinite(cfg.segment_weight) and cfg.segment_weight > 0):
+        raise ValueError(f"segment_weight must be a finite number >= 0, got {cfg.segment_weight}")
+    if cfg.segment_pool not in SEGMENT_POOLS:
+        raise ValueError(f"segment_pool must be one of {SEGMENT_POOLS}, got {cfg.segment_pool!r}")
+    if not cfg.segment_temperature > 0:
+        raise ValueError(f"segment_temperature must be > 0, got {cfg.segment_temperature}")
+    if not callable(getattr(model, "segment_scores", None)):
+        raise ValueError(
+            f"segment_weight needs a head with segment_scores; {type(model).__name__} has none"
+        )
+    return True
 
 
 def _mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
@@ -136,6 +183,7 @@ def _train(
         wt = wt / wt.mean()
     if cfg.init_output_at_mean:
         _init_output(model, yt)
+    seg_loss = _check_segment_loss(model, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best = (math.inf, -1, copy.deepcopy(model.state_dict()))
     curves: dict[str, list[float]] = {"train": [], "dev": []}
@@ -151,6 +199,11 @@ def _train(
             xb, yb = xt[idx], yt[idx]
             opt.zero_grad(set_to_none=True)
             sq = (model(xb) - yb) ** 2
+            if seg_loss:
+                pooled = segment_pool(
+                    model.segment_scores(xb), cfg.segment_pool, cfg.segment_temperature
+                )
+                sq = sq + cfg.segment_weight * (pooled - yb) ** 2
             loss = (sq * wt[idx]).mean() if wt is not None else sq.mean()
             loss.backward()
             opt.step()

@@ -271,7 +271,13 @@ def training_length_markdown(m: dict) -> str:
         "",
         f"Early stopping on dev loss, patience {tr.get('patience')} epochs, ceiling "
         f"{tr.get('max_epochs')} epochs; epochs are counted from 1 here and in Figure 3. "
-        f"Loss: {'MSE' if tr.get('loss_weights') == 'none' else 'MSE weighted by capped inverse Bradley-Terry variance (cap ' + str(tr.get('weight_cap')) + '× median)'}.",
+        f"Loss: {'MSE' if tr.get('loss_weights') == 'none' else 'MSE weighted by capped inverse Bradley-Terry variance (cap ' + str(tr.get('weight_cap')) + '× median)'}."
+        + (
+            f" MaxPool adds a multiple-instance term (weight {tr['segment_weight']:g}): its "
+            "per-segment outputs' max must explain each GIF's label too."
+            if tr.get("segment_weight")
+            else ""
+        ),
         "",
     ]
     for head in ("maxpool", "rnn"):

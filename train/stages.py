@@ -528,6 +528,20 @@ def where_and_how_sure(
     return out
 
 
+def head_fit_defaults(cfg: TrainConfig, base) -> dict:
+    """head -> its FitConfig defaults: `base` for each head, with MaxPool's multiple-instance
+    term (cfg.segment_weight, max pool) where asked. The LSTM's timeline is a running estimate
+    (its max says "by now"), so the term is MaxPool's only."""
+    import dataclasses
+
+    out = {h: base for h in cfg.heads}
+    if cfg.segment_weight and "maxpool" in out:
+        out["maxpool"] = dataclasses.replace(
+            base, segment_weight=float(cfg.segment_weight), segment_pool="max"
+        )
+    return out
+
+
 class SearchStage(Stage):
     """Baselines, the randomized search per head, seeds, checkpoints and metrics.json."""
 
@@ -548,6 +562,8 @@ class SearchStage(Stage):
                 "seed": cfg.seed,
                 "loss_weights": cfg.loss_weights,
                 "weight_cap": cfg.weight_cap if cfg.loss_weights != "none" else None,
+                # only when on, so runs from before the option keep their trials
+                **({"segment_weight": cfg.segment_weight} if cfg.segment_weight else {}),
                 # bit-identical fits need the same thread count
                 "threads": cfg.fit_threads or cfg.threads,
             }
@@ -589,6 +605,7 @@ class SearchStage(Stage):
             threads=(cfg.fit_threads or cfg.threads) or None,
         )
         baselines = study.Baselines.fit(data)
+        fit_defaults = head_fit_defaults(cfg, fit_defaults)
         heads, trials = self._fit_heads(ctx, data, baselines, fit_defaults, w_train)
         fitted: dict[str, list] = {}  # head -> [its model, then its seed refits]
         truth = truth_map(cfg)
@@ -602,6 +619,7 @@ class SearchStage(Stage):
                 "seeds": cfg.seeds,
                 "loss_weights": cfg.loss_weights,
                 "weight_cap": cfg.weight_cap,
+                "segment_weight": cfg.segment_weight,
                 "trials": cfg.trials,
             },
             fit_defaults=fit_defaults,
@@ -661,7 +679,7 @@ class SearchStage(Stage):
                     {"head_config": {"alpha": ridge.alpha_}, "closed_form": True},
                 )
             else:
-                fit, trials = self._search(ctx, head, data, fit_defaults, w_train)
+                fit, trials = self._search(ctx, head, data, fit_defaults[head], w_train)
                 all_trials += trials
             heads[head] = fit
             config = fit.entry["head_config"]

@@ -251,7 +251,8 @@ def timeline_signal(model, seg: np.ndarray) -> np.ndarray:
     its peak says "by now", while its rise says "here"."""
     if getattr(model, "name", "") != "rnn":
         return seg
-    start = model.fc.bias.detach().cpu().numpy().astype(seg.dtype)
+    heads = getattr(model, "heads", None) or [model]  # an EnsembleHead: the mean of its heads'
+    start = np.mean([h.fc.bias.detach().cpu().numpy() for h in heads], axis=0).astype(seg.dtype)
     return np.diff(seg, axis=1, prepend=np.broadcast_to(start, (seg.shape[0], 1, seg.shape[2])))
 
 
@@ -374,7 +375,8 @@ def evaluate_study(
     the true emotions (demo data: `truth`, with the vote-noise ceiling through `scale`) and
     the epoch-ceiling hits among `trials`. on_seed(head, repeat, seeds): progress. `fitted`,
     when given, receives head -> [its model, then its seed refits] (issue 22: saved for
-    `gifsent-export --ensemble` and calibrated by `interval_study`)."""
+    `gifsent-export --ensemble` and calibrated by `interval_study`). fit_defaults: one
+    FitConfig, or head -> FitConfig (stages.head_fit_defaults)."""
     from gifsent_train.fit import predict
 
     seeds = settings["seeds"]
@@ -397,7 +399,16 @@ def evaluate_study(
         else:
             curves[head] = {**fit.curves, "best_epoch": fit.entry["best_epoch"]}
             seed_preds[head], summaries = _refit_seeds(
-                head, fit, preds[head], data, fit_defaults, seeds, seed, w_train, on_seed, refits
+                head,
+                fit,
+                preds[head],
+                data,
+                _for_head(fit_defaults, head),
+                seeds,
+                seed,
+                w_train,
+                on_seed,
+                refits,
             )
         if fitted is not None:
             fitted[head] = [fit.model, *refits]
@@ -417,6 +428,10 @@ def evaluate_study(
         "training": settings,
         "rows": {k: int(v.shape[0]) for k, v in data.x.items()},
     }
+
+
+def _for_head(fit_defaults, head: str):
+    return fit_defaults[head] if isinstance(fit_defaults, dict) else fit_defaults
 
 
 def _refit_seeds(

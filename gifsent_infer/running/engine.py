@@ -16,7 +16,9 @@ loading the same ``.onnx`` file:
 
 ``backend="auto"`` (auto_backend): CUDA -> onnxruntime; CPU -> the first installed backend of
 the table that computes in the precision asked (openvino, else onnxruntime).
-Both backends take uint8 ``frames`` [B, ...] with a dynamic batch axis and return float32 outputs.
+Both backends take uint8 ``frames`` [B, ...] with a dynamic batch axis and return float32 outputs;
+OpenVINO runs a batch of a size announced with ``Engine.expect_batch`` (the Scorer's batch
+size) through a twin compiled with that static batch, which its CPU plugin runs faster.
 Neither library is imported at module import time: importing this module costs nothing, and a
 missing library surfaces as an ImportError whose message is the install line.
 """
@@ -204,10 +206,17 @@ class Engine:
     def run_all(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list:
         raise NotImplementedError
 
+    def expect_batch(self, size: int) -> None:
+        """Say that batches of `size` inputs will come often (a Scorer's batch size). An engine
+        that runs a fixed-shape graph faster (OpenVINO) compiles one for that size the first
+        time a batch of it runs; other sizes keep the dynamic graph. Nothing on onnxruntime."""
+
     def run_batched(
         self, frames: np.ndarray, *, batch_size: int = 4, output: str | None = None
     ) -> np.ndarray:
         """`run` over N inputs in batches of `batch_size` (the last may be smaller)."""
+        if len(frames) >= 2 * batch_size:
+            self.expect_batch(batch_size)
         outs = [
             self.run(np.ascontiguousarray(frames[i : i + batch_size]), output)
             for i in range(0, len(frames), batch_size)
@@ -340,9 +349,28 @@ def _ort_has_cuda() -> bool:
 
 
 class OpenVinoEngine(Engine):
+    """An OpenVINO compiled model with a dynamic batch axis, and beside it one compiled with a
+    static batch for each size announced by `expect_batch`.
+
+    OpenVINO's CPU plugin runs a static-shaped graph markedly faster than the same graph with a
+    dynamic batch (the make-demo EfficientNet-Lite0 model in bf16: ~1.35x; BENCHMARKS.md), so a
+    batch of an announced size runs through its static twin, compiled lazily when the first
+    batch of that size comes (a one-GIF run or a last partial batch never waits for a compile).
+    Every other size runs the dynamic model; the outputs are the same either way.
+    """
+
     backend = "openvino"
 
-    def __init__(self, compiled, ov, precision: str, threads: int | None, note: str, meta) -> None:
+    def __init__(
+        self,
+        compiled,
+        ov,
+        precision: str,
+        threads: int | None,
+        note: str,
+        meta,
+        static: Callable[[int], Any] | None = None,
+    ) -> None:
         self._compiled = compiled
         self.device = "cpu"
         self.provider = "OpenVINO CPU"
@@ -362,16 +390,49 @@ class OpenVinoEngine(Engine):
         self.inputs = [port(p, i) for i, p in enumerate(compiled.inputs)]
         self.outputs = [port(p, i) for i, p in enumerate(compiled.outputs)]
         self._out_index = {n: i for i, o in enumerate(self.outputs) for n in o.names}
+        # static(batch) -> a compiled model with that static batch, or None (cannot be had)
+        dynamic = any(p.shape and p.shape[0] is None for p in self.inputs)
+        self._make_static = static if dynamic else None
+        self._expected: set[int] = set()
+        self._static: dict[int, Any] = {}  # batch -> compiled model (None: it failed)
+        self._static_lock = threading.Lock()
 
-    def _request(self):
-        req = getattr(self._local, "request", None)
+    def expect_batch(self, size: int) -> None:
+        # batch 1 stays dynamic: measured no faster static, and a one-GIF run never compiles twice
+        if self._make_static is not None and size > 1:
+            self._expected.add(int(size))
+
+    @property
+    def static_batches(self) -> tuple[int, ...]:
+        """The batch sizes that have a static-shaped compiled model now."""
+        return tuple(sorted(b for b, c in self._static.items() if c is not None))
+
+    def _compiled_for(self, batch: int):
+        """The compiled model for a batch of `batch` inputs: its static twin when that size
+        was announced (compiled now if this is its first batch), else the dynamic one."""
+        if batch not in self._expected:
+            return self._compiled
+        static = self._static.get(batch, False)
+        if static is False:
+            with self._static_lock:
+                static = self._static.get(batch, False)
+                if static is False:
+                    static = self._static[batch] = self._make_static(batch)
+        return static if static is not None else self._compiled
+
+    def _request(self, compiled):
+        reqs = getattr(self._local, "requests", None)
+        if reqs is None:
+            reqs = self._local.requests = {}
+        req = reqs.get(id(compiled))
         if req is None:
-            req = self._local.request = self._compiled.create_infer_request()
+            req = reqs[id(compiled)] = compiled.create_infer_request()
         return req
 
     def run_all(self, feeds, outputs=None):
-        req = self._request()
         inputs = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
+        batch = len(next(iter(inputs.values()))) if inputs else 0
+        req = self._request(self._compiled_for(batch))
         req.infer(inputs)
         names = outputs or [o.name for o in self.outputs]
         res = []
@@ -407,6 +468,10 @@ def _ov_create(model, threads: int | None, precision: str, name: str):
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     if path is not None:  # a model file: its compiled form is cached (running/ovcache.py)
+        # weightless blobs (weights re-read from the model file): OpenVINO 2026.4's default
+        # cache mode brings stacked LSTM heads back from the blob with wrong outputs (make
+        # demo's model: scores off by 0.05-0.12; tests/infer/test_static_batch.py)
+        config["CACHE_MODE"] = "OPTIMIZE_SIZE"
         config["CACHE_DIR"] = compiled_cache_dir(path, ov.__version__, config)
     compiled = _ov_compile_cached(core, path, config) if path is not None else None
     if compiled is None:
@@ -418,7 +483,36 @@ def _ov_create(model, threads: int | None, precision: str, name: str):
             raise ModelError(f"openvino cannot compile {name} for the CPU: {msg}") from None
     # the protobuf scanner (no onnx package)
     meta = read_metadata(path) if path is not None else read_metadata_bytes(data)
-    return OpenVinoEngine(compiled, ov, precision, threads, "", meta)
+
+    def static(batch: int):
+        return _ov_compile_static(core, ov, path, name, config, batch)
+
+    # a model file only (a graph handed over as bytes is export's short-lived check)
+    return OpenVinoEngine(
+        compiled, ov, precision, threads, "", meta, static if path is not None else None
+    )
+
+
+def _ov_compile_static(core, ov, path: Path, name: str, config: dict, batch: int):
+    """The graph compiled with every dynamic batch axis of its inputs fixed at `batch`; None
+    when OpenVINO cannot reshape or compile it (the dynamic model then runs that size too).
+
+    Not through the compiled-model cache: a static graph compiles fast (ResNeXt-101 ~0.6 s,
+    Lite0 ~0.3 s) and loading its weightless blob measured no faster (BENCHMARKS.md)."""
+    try:
+        model = _ov_read(core, path, None, name)
+        shapes = {}
+        for port in model.inputs:
+            shape = port.get_partial_shape()
+            if shape.rank.is_static and len(shape) > 0 and shape[0].is_dynamic:
+                shapes[port] = ov.PartialShape([batch, *list(shape)[1:]])
+        if not shapes:
+            return None
+        model.reshape(shapes)
+        plain = {k: v for k, v in config.items() if k not in ("CACHE_DIR", "CACHE_MODE")}
+        return core.compile_model(model, "CPU", plain)
+    except Exception:  # a graph OpenVINO cannot fix the shape of: the dynamic model runs it
+        return None
 
 
 def raw_ort_session(model: str | os.PathLike, providers: list):

@@ -277,6 +277,8 @@ class Scorer:
         )
         # the caller's batch, workers and row extras, with the model resolved to its file
         scorer.options = options.replace(model=str(scorer.model_path))
+        # full batches (score_many's, the service's busy ones) run a static-batch graph
+        scorer.session.expect_batch(options.batch_size)
         return scorer
 
     # --- what the model is -----------------------------------------------------------------
@@ -352,6 +354,7 @@ class Scorer:
         MissingOutputError (exit 2) at once when the model lacks one.
         """
         model_id = self.model_id
+        self.session.expect_batch(batch_size)
         return run_pipeline(
             sources,
             lambda s: self._prepare(s, skip),

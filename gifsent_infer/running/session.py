@@ -219,6 +219,12 @@ class ModelSession:
                 "write it: export the model again with this version of gifsent-export"
             )
 
+    def expect_batch(self, size: int) -> None:
+        """Batches of `size` GIFs will be the common case (the caller's batch size): the engine
+        may run them through a graph compiled for that static batch (OpenVINO; engine.py)."""
+        if self.fixed_batch is None:
+            self.engine.expect_batch(size)
+
     def run(self, frames: np.ndarray) -> np.ndarray:
         """uint8 [B, S*T, crop, crop, 3] -> float32 scores [B, 17] in EMOTIONS order."""
         return self.run_outputs(frames, (OUTPUT_NAME,))[OUTPUT_NAME]

@@ -245,6 +245,8 @@ class _ScoreActor:
         self.session = ModelSession(
             path, device=device, threads=threads, backend=backend, precision=precision
         )
+        if batch_size:  # full batches run a static-batch graph where the engine has one
+            self.session.expect_batch(batch_size)
         self.model_id = model_id
         self.fault_marker = fault_marker
         self.phase_log = phase_log

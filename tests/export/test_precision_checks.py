@@ -250,3 +250,68 @@ def test_mixed_search_stays_within_its_probe_budget(encoder_graphs, monkeypatch)
     prec.quantize_encoder(graph, frames[:2], recipe="mixed", judge=Counting(key), report=report)
     assert seen["probe"] <= 1 + 4  # the int8 baseline, then the budget
     assert key in [k["layer"] for k in report["kept_float"]]
+
+
+def _only_all_float_holds(monkeypatch):
+    """mixed's gate judge (export's _MixedJudge.judge) holds only for an encoder with no
+    quantized layer left: the search must end with every weight layer in float. The probes
+    and the export's own final ranking gate still measure the real graphs."""
+    from gifsent_export import api
+
+    def judge(self, encoder):
+        self.judged += 1
+        self.last = 0.0 if prec.quantized_layers(encoder) else 1.0
+        return self.last
+
+    monkeypatch.setattr(api._MixedJudge, "judge", judge)
+
+
+def test_an_int8_export_with_no_int8_left_writes_nothing_and_says_so(work, tmp_path, monkeypatch):
+    from gifsent_export.parity import ParityError
+
+    _only_all_float_holds(monkeypatch)
+    out = tmp_path / "m-int8.onnx"
+    with pytest.raises(ParityError) as err:
+        export_checkpoint(
+            work["ckpt"],
+            out,
+            precision="int8",
+            int8_recipe="mixed",
+            parity_gifs=work["eval"],
+            calibration_gifs=work["calib"],
+            calibration_count=2,
+            eval_count=10,
+        )
+    msg = str(err.value)
+    assert "refusing to write the graph" in msg
+    assert "int8 (mixed) holds the gate only with every weight layer in float" in msg
+    assert "no int8 left to run" in msg
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # no file, no temporary left
+
+
+def test_an_fp32_export_keeps_the_record_of_a_mix_with_no_int8_left(work, tmp_path, monkeypatch):
+    _only_all_float_holds(monkeypatch)
+    r = export_checkpoint(
+        work["ckpt"],
+        tmp_path / "m.onnx",
+        parity_gifs=work["eval"],
+        calibration_gifs=work["calib"],
+        calibration_count=2,
+        eval_count=10,
+        measure=("int8",),
+        int8_recipe="mixed",
+    )
+    assert r.path.is_file() and r.precision == "fp32"  # the fp32 model is still written
+    rec = r.document.metrics["precision_checks"]["int8"]["mixed"]
+    # the all-float mix held the real gate on every backend, yet it is recorded as refused
+    assert rec["holds"] is False and rec["backends"]
+    assert all(b["mean_spearman"] >= rec["gate"] for b in rec["backends"].values())
+    search = rec["search"]
+    assert search["int8_weight_layers"] == 0 and search["weight_layers"] > 0
+    assert len(rec["kept_float"]) == search["weight_layers"]
+    assert search["candidates_judged"] >= 2  # the int8 graph, then candidates up to all float
+    # and the record is in the written file, where `gifsent-infer info` reads it
+    from gifsent_infer.running.modelfile import read_document
+
+    written = read_document(r.path).metrics["precision_checks"]["int8"]["mixed"]
+    assert written["holds"] is False and written["search"]["int8_weight_layers"] == 0

@@ -108,6 +108,17 @@ def test_the_lstms_timeline_signal_is_what_each_segment_adds():
     start = head.fc.bias.detach().numpy()
     np.testing.assert_allclose(start + np.cumsum(inc, axis=1), seg, atol=1e-5)
     assert timeline_signal(_linear_head(5), seg) is seg  # other heads: the timeline itself
+    # K seed refits fused (gifsent-export --ensemble): their mean timeline, which starts from
+    # the mean of their output biases
+    from gifsent_models.heads import EnsembleHead
+
+    ens = EnsembleHead([head, create_head("rnn", 5).eval()]).eval()
+    with torch.no_grad():
+        seg2 = head_outputs(ens, x, ("segment_scores",))["segment_scores"].numpy()
+    start2 = np.mean([h.fc.bias.detach().numpy() for h in ens.heads], axis=0)
+    np.testing.assert_allclose(
+        start2 + np.cumsum(timeline_signal(ens, seg2), axis=1), seg2, atol=1e-5
+    )
 
 
 def test_the_report_also_scores_the_timeline_at_finer_segments(tmp_path):

@@ -133,6 +133,15 @@ def test_whole_small_run(demo_dir, tmp_path, capsys):
     assert err2.count("current, skipped") == 4
     assert run.checkpoint("rnn").stat().st_mtime_ns == before
 
+    # MaxPool's multiple-instance term (issue 22): a new run name, MaxPool fit with it, recorded
+    argv_mil = [*argv[:5], "ci-mil", *argv[6:], "--segment-weight", "2", "--seeds", "1"]
+    code, _out3, err3 = _run(argv_mil, capsys)
+    assert code in (0, None), err3
+    mil = RunLayout(paths.runs_dir() / "ci-mil")
+    doc = json.loads(mil.metrics.read_text())
+    assert doc["training"]["segment_weight"] == 2.0
+    assert "multiple-instance term (weight 2)" in (mil.report / "report.md").read_text()
+
 
 def test_no_data_says_how_to_get_some(capsys):
     code, _, err = _run(["--quiet"], capsys)

@@ -11,6 +11,12 @@ limited). The vote form carries a CSRF token (an HMAC of the voter id; the cooki
 SameSite=Strict too, and a cross-site Origin is refused). With a token configured every
 request needs it: ``?token=...`` once (it becomes a cookie), the cookie, or
 ``Authorization: Bearer ...``; the server refuses to listen beyond loopback without one.
+
+Several servers on one PostgreSQL (behind a proxy, a voter's requests may alternate between
+them): the cookie and CSRF signatures use the secret stored in the database, the no-repeat
+rule and the per-voter cap are enforced by the database, and a :class:`~.sync.VoteFeed`
+brings the other servers' votes into this server's posterior every ``sync_s`` seconds. Rate
+limits are kept per server (in memory).
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from starlette.concurrency import run_in_threadpool
 
 from gifsent_train.collect import pages
 from gifsent_train.collect.pairs import PairChooser
-from gifsent_train.collect.storage import CHOICES, Store, StoreUnavailable
+from gifsent_train.collect.storage import CHOICES, Store, StoreError, StoreUnavailable
+from gifsent_train.collect.sync import VoteFeed
 
 VOTER_COOKIE = "gifsent_voter"
 TOKEN_COOKIE = "gifsent_token"
@@ -55,6 +62,7 @@ class CollectSettings:
     new_voter_burst: int = 60
     max_votes_per_voter: int = 0  # 0: no cap
     secure_cookies: bool = False  # set behind HTTPS
+    sync_s: float = 1.0  # with a VoteFeed: how often other servers' votes are read
 
 
 def is_loopback(host: str) -> bool:
@@ -93,16 +101,26 @@ class RateLimiter:
 class Collector:
     """The state behind the routes: storage, pair chooser, secrets and limits."""
 
-    def __init__(self, store: Store, chooser: PairChooser, settings: CollectSettings):
+    def __init__(
+        self,
+        store: Store,
+        chooser: PairChooser,
+        settings: CollectSettings,
+        feed: VoteFeed | None = None,  # several servers on one database: follow the others
+    ):
         self.store = store
         self.chooser = chooser
         self.settings = settings
+        self.feed = feed
         self.secret = (store.get_meta("secret") or "").encode()
         self.voter_limit = RateLimiter(settings.rate_per_minute, settings.burst)
         self.new_voter_limit = RateLimiter(settings.new_voters_per_minute, settings.new_voter_burst)
         self.refit_wanted = threading.Event()
         self.stopping = threading.Event()
         self.refitter: threading.Thread | None = None
+        self.syncer: threading.Thread | None = None
+        self.sync_errors = 0  # polls that failed (the next one catches up)
+        self.sync_failure: str | None = None  # the last unexpected one
 
     # -- voters and CSRF ----------------------------------------------------------------------
     def _mac(self, purpose: str, value: str) -> str:
@@ -126,11 +144,17 @@ class Collector:
         return want is None or (supplied is not None and hmac.compare_digest(supplied, want))
 
     # -- posterior ------------------------------------------------------------------------------
+    def _apply(self, row) -> None:
+        self.chooser.add_vote(row.emotion, row.left, row.right, row.choice)
+
     def load_votes(self) -> int:
         n = 0
-        for row in self.store.votes():
-            self.chooser.add_vote(row.emotion, row.left, row.right, row.choice)
-            n += 1
+        if self.feed is not None:
+            n = self.feed.poll(self._apply)
+        else:
+            for row in self.store.votes():
+                self._apply(row)
+                n += 1
         for e in self.chooser.emotions:
             if self.chooser.states[e].decisive:
                 self.chooser.refit(e)
@@ -147,6 +171,28 @@ class Collector:
 
         self.refitter = threading.Thread(target=loop, name="gifsent-refit", daemon=True)
         self.refitter.start()
+        if self.feed is not None and self.settings.sync_s > 0:
+            self.syncer = threading.Thread(target=self._sync_loop, name="gifsent-sync", daemon=True)
+            self.syncer.start()
+
+    def sync_once(self) -> int:
+        """Read the votes other servers took since the last poll into the posterior."""
+        if self.feed is None:
+            return 0
+        n = self.feed.poll(self._apply)
+        if n:
+            self.refit_wanted.set()
+        return n
+
+    def _sync_loop(self) -> None:
+        while not self.stopping.wait(self.settings.sync_s):
+            try:
+                self.sync_once()
+            except StoreError:  # the database is away: the next poll catches up
+                self.sync_errors += 1
+            except Exception as e:  # keep following; progress.json shows it
+                self.sync_errors += 1
+                self.sync_failure = f"{type(e).__name__}: {e}"
 
     # -- the two actions ---------------------------------------------------------------------
     def next_pair(self, voter: str) -> tuple[int, str, str, str] | None:
@@ -164,8 +210,11 @@ class Collector:
         return None
 
     def vote(self, voter: str, shown_id: int, choice: str) -> str:
-        status = self.store.record_vote(shown_id, voter, choice)
-        if status == "recorded":
+        """Record an answer ("recorded", "duplicate", "unknown" or "capped": the per-voter cap
+        is checked in the vote's transaction) and take it into the posterior at once."""
+        cap = self.settings.max_votes_per_voter
+        status, vote_id = self.store.answer(shown_id, voter, choice, cap=cap)
+        if status == "recorded" and (self.feed is None or self.feed.claim(vote_id)):
             row = self.store.shown_pair(shown_id)
             if row is not None:
                 self.chooser.add_vote(row[1], row[2], row[3], choice)
@@ -185,6 +234,7 @@ class Collector:
                     "emotion": e,
                     "decisive": c.get("left", 0) + c.get("right", 0),
                     "neither": c.get("neither", 0),
+                    "in_posterior": st.answered,  # votes this server's chooser has taken in
                     "covered": covered,
                     "gifs": st.n,
                     "settled": round(self.chooser.settled(e), 4),
@@ -192,7 +242,11 @@ class Collector:
                 }
             )
         total = sum(sum(c.values()) for c in counts.values())
-        return {"votes": total, "emotions": rows}
+        sync = None
+        if self.feed is not None:
+            sync = {"every_s": self.settings.sync_s, **self.feed.state()}
+            sync.update(failed_polls=self.sync_errors, last_failure=self.sync_failure)
+        return {"votes": total, "emotions": rows, "sync": sync}
 
 
 def _key(a: str, b: str) -> str:
@@ -325,10 +379,9 @@ async def vote(request: Request):
     shown = form.get("shown", [""])[0]
     if choice not in CHOICES or not shown.isdigit():
         return _message("Bad vote", "No such choice.", 400)
-    cap = collector.settings.max_votes_per_voter
-    if cap and await run_in_threadpool(collector.store.voter_votes, voter) >= cap:
-        return _message("Thank you!", "You reached the vote limit.", 403)
     status = await run_in_threadpool(collector.vote, voter, int(shown), choice)
+    if status == "capped":
+        return _message("Thank you!", "You reached the vote limit.", 403)
     if status == "unknown":
         return _message("Bad vote", "That pair was not shown to you.", 400)
     return Response(status_code=303, headers={"Location": "/", "Cache-Control": "no-store"})
@@ -351,7 +404,7 @@ async def vote_js():
 @router.get("/progress", response_class=HTMLResponse)
 async def progress_html(request: Request):
     data = await run_in_threadpool(_collector(request).progress)
-    return _html(pages.progress_page(data["emotions"], data["votes"]))
+    return _html(pages.progress_page(data["emotions"], data["votes"], data["sync"]))
 
 
 @router.get("/progress.json")

@@ -94,6 +94,7 @@ def _serve(opts: dict) -> None:
     from gifsent_train.collect.app import Collector, CollectSettings, create_app, is_loopback
     from gifsent_train.collect.pairs import PairChooser
     from gifsent_train.collect.storage import Store
+    from gifsent_train.collect.sync import VoteFeed
 
     console = _console()
     if opts["gifs"] is None:
@@ -101,8 +102,8 @@ def _serve(opts: dict) -> None:
     gifs = index_images(opts["gifs"])
     emotions = parse_emotions(opts["emotions"])
     token = opts["token"] or os.environ.get("GIFSENT_COLLECT_TOKEN") or None
-    if token == "auto":
-        token = secrets.token_urlsafe(16)
+    if opts["sync"] < 0:
+        raise CollectError(f"--sync must be >= 0 seconds, got {opts['sync']}")
     if not is_loopback(opts["host"]) and not token:
         raise CollectError(
             f"--host {opts['host']} exposes the page beyond this machine: give --token SECRET "
@@ -113,6 +114,11 @@ def _serve(opts: dict) -> None:
         console.print(f"scoring {len(gifs)} GIFs with {opts['prior_model']} for the prior")
         prior = prior_strengths(opts["prior_model"], gifs, emotions)
     store = Store.open(opts["db"])
+    store.hold_server_lock()  # SQLite: one server per file
+    shared = store.dialect == "postgresql"  # several servers may share it
+    if token == "auto":  # on PostgreSQL made once and kept, so every server takes one link
+        make = lambda: secrets.token_urlsafe(16)  # noqa: E731
+        token = store.shared_setting("access_token", make) if shared else make()
     store.set_meta("gifs_dir", str(opts["gifs"].resolve()))
     store.set_meta("emotions", ",".join(emotions))
     chooser = PairChooser(list(gifs), emotions, mode=opts["pairs"], prior=prior, seed=opts["seed"])
@@ -123,13 +129,16 @@ def _serve(opts: dict) -> None:
         rate_per_minute=opts["rate"],
         max_votes_per_voter=opts["max_votes"],
         secure_cookies=opts["secure_cookies"],
+        sync_s=opts["sync"],
     )
-    collector = Collector(store, chooser, settings)
+    feed = VoteFeed(store) if shared and opts["sync"] > 0 else None  # --sync 0: read at start
+    collector = Collector(store, chooser, settings, feed)
     loaded = collector.load_votes()
     url = f"http://{opts['host']}:{opts['port']}/" + (f"?token={token}" if token else "")
     console.print(
         f"{len(gifs)} GIFs, {len(emotions)} emotion(s), {loaded} votes so far in {store.where}; "
         f"pairs: {opts['pairs']}"
+        + (f"; other servers' votes read every {opts['sync']:g} s" if feed else "")
     )
     typer.echo(f"voting page: {url}", err=False)
     typer.echo(f"progress:    http://{opts['host']}:{opts['port']}/progress")
@@ -163,17 +172,28 @@ def collect(
     token: str = typer.Option(
         None,
         "--token",
-        help="Access token every voter's link carries (auto: make one); needed beyond loopback. "
+        help="Access token every voter's link carries (auto: make one; on PostgreSQL made once "
+        "and kept in the database, so every server shares it); needed beyond loopback. "
         "Also $GIFSENT_COLLECT_TOKEN.",
     ),
     rate: float = typer.Option(
-        240.0, "--rate", help="Requests per minute per voter (a vote is two: page and answer)."
+        240.0,
+        "--rate",
+        help="Requests per minute per voter, counted per server process (a vote is two: page and "
+        "answer).",
     ),
     max_votes: int = typer.Option(0, "--max-votes", help="Votes per voter at most (0: no cap)."),
     secure_cookies: bool = typer.Option(
         False, "--secure-cookies", help="Mark cookies Secure (when served behind HTTPS)."
     ),
     seed: int = typer.Option(None, "--seed", help="Seed of the pair choice's random parts."),
+    sync: float = typer.Option(
+        1.0,
+        "--sync",
+        help="PostgreSQL: read the votes other servers on the database took every SECONDS "
+        "into this server's pair choice (0: only at start).",
+        metavar="SECONDS",
+    ),
 ) -> None:
     """Serve the voting page: two GIFs, one question, keyboard shortcuts; votes go to --db."""
     if ctx.invoked_subcommand is not None:

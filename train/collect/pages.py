@@ -99,8 +99,9 @@ def message_page(title: str, text: str, votes: int | None = None) -> str:
     return _page(title, f"<h1>{escape(title)}</h1><p>{escape(text)}</p>", votes)
 
 
-def progress_page(rows: list[dict], total: int) -> str:
-    """rows: emotion, decisive, neither, covered, gifs, settled, top [(id, strength, n)]."""
+def progress_page(rows: list[dict], total: int, sync: dict | None = None) -> str:
+    """rows: emotion, decisive, neither, covered, gifs, settled, top [(id, strength, n)];
+    sync: the vote feed's state where several servers share the database."""
     lines = []
     for r in rows:
         tops = "".join(
@@ -120,4 +121,10 @@ def progress_page(rows: list[dict], total: int) -> str:
         "current ranking and the true one under the Bradley-Terry posterior (1 = settled). "
         "Machine-readable: <a href='/progress.json'>progress.json</a>.</p>"
     )
+    if sync is not None:
+        body += (
+            "<p class='note'>Votes are from every server on this database; the top GIFs and "
+            f"how settled each ranking is include the other servers' votes up to "
+            f"{float(sync['every_s']):g} s old.</p>"
+        )
     return _page("gifsent votes: progress", body)

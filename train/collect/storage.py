@@ -18,6 +18,14 @@ commits are durable by default (``synchronous_commit=on``). Times are Unix secon
 One connection per store, used under a lock: SQLite allows one writer anyway, and a team
 that needs more throughput runs several servers against one PostgreSQL.
 
+Several servers. Everything a request checks lives in the database, so it holds whichever
+server answers: the no-repeat rule (``UNIQUE (voter, pair_key)``), the per-voter cap (counted
+and enforced in the vote's own transaction, under a per-voter lock on PostgreSQL), and the
+secret that signs voter cookies and CSRF tokens (``meta``, made once by the first server).
+The servers' pair choosers follow each other's votes through :mod:`.sync`. A SQLite file
+serves one server: :meth:`Store.hold_server_lock` refuses a second one (several servers need
+PostgreSQL).
+
 Reconnects (PostgreSQL). A lost connection (the server restarted, a failover, a network cut)
 does not end the app: the operation reconnects and runs again, with backoff, for up to
 ``reconnect_s`` seconds, then raises :class:`StoreUnavailable` (the page answers 503, "try
@@ -30,6 +38,7 @@ twice; a pair shown twice is refused by ``UNIQUE (voter, pair_key)``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import sqlite3
@@ -126,6 +135,7 @@ class Store:
         self.reconnect_s = RECONNECT_S
         self.reconnects = 0  # how many times a lost connection was replaced
         self.lock = threading.Lock()
+        self._server_lock = None  # SQLite: the open file whose lock marks "served"
         self._lost: tuple[type[BaseException], ...] = ()
         if dialect == "postgresql":
             import psycopg
@@ -176,6 +186,9 @@ class Store:
         with self.lock:
             if self.conn is not None:
                 self.conn.close()
+            if self._server_lock is not None:
+                self._server_lock.close()  # releases the lock
+                self._server_lock = None
 
     def __enter__(self) -> Store:
         return self
@@ -351,13 +364,29 @@ class Store:
         )
         return None if row is None else tuple(row)
 
-    def record_vote(self, shown_id: int, voter: str, choice: str) -> str:
+    def record_vote(self, shown_id: int, voter: str, choice: str, *, cap: int = 0) -> str:
         """Store the answer to a shown pair, durably. Returns "recorded", "duplicate" (this
-        pair was answered before: nothing changes) or "unknown" (no such pair for this voter)."""
+        pair was answered before: nothing changes), "unknown" (no such pair for this voter) or
+        "capped" (the voter already has ``cap`` votes; 0: no cap)."""
+        return self.answer(shown_id, voter, choice, cap=cap)[0]
+
+    def answer(
+        self, shown_id: int, voter: str, choice: str, *, cap: int = 0
+    ) -> tuple[str, int | None]:
+        """:meth:`record_vote`, with the new vote's id when it was recorded. The cap is
+        checked in the vote's own transaction (PostgreSQL: under a per-voter advisory lock;
+        SQLite: writers take turns anyway), so two servers answering one voter at once cannot
+        both slip under it."""
         if choice not in CHOICES:
             raise ValueError(f"choice must be one of {CHOICES}, got {choice!r}")
 
-        def run() -> str:
+        def run() -> tuple[str, int | None]:
+            if cap:
+                if self.dialect == "postgresql":
+                    self._exec("SELECT pg_advisory_xact_lock(23, hashtext(?))", (voter,))
+                n = self._exec("SELECT COUNT(*) FROM votes WHERE voter = ?", (voter,)).fetchone()
+                if int(n[0]) >= cap:
+                    return "capped", None
             cur = self._exec(
                 "INSERT INTO votes (shown_id, voter, emotion, left_id, right_id, choice, "
                 "created_at) SELECT id, voter, emotion, left_id, right_id, ?, ? FROM shown "
@@ -365,11 +394,12 @@ class Store:
                 (choice, time.time(), shown_id, voter),
             )
             if cur.rowcount == 1:
-                return "recorded"
+                row = self._exec("SELECT id FROM votes WHERE shown_id = ?", (shown_id,))
+                return "recorded", int(row.fetchone()[0])
             row = self._exec(
                 "SELECT 1 FROM shown WHERE id = ? AND voter = ?", (shown_id, voter)
             ).fetchone()
-            return "duplicate" if row else "unknown"
+            return ("duplicate" if row else "unknown"), None
 
         return self._transaction(run)
 
@@ -390,18 +420,38 @@ class Store:
         """Every vote with id > after_id, in id order, read in batches."""
         last = after_id
         while True:
-            rows = self._read(
-                lambda after=last: self._exec(
-                    "SELECT id, emotion, left_id, right_id, choice, voter, created_at FROM votes "
-                    "WHERE id > ? ORDER BY id LIMIT ?",
-                    (after, batch),
-                ).fetchall()
-            )
+            rows = self.votes_page(last, batch)
             if not rows:
                 return
-            for r in rows:
-                yield VoteRow(int(r[0]), r[1], r[2], r[3], r[4], r[5], float(r[6]))
-            last = int(rows[-1][0])
+            yield from rows
+            last = rows[-1].id
+
+    def votes_page(self, after_id: int, limit: int) -> list[VoteRow]:
+        """Up to ``limit`` votes with id > after_id, in id order (one query on the key)."""
+        rows = self._read(
+            lambda: self._exec(
+                "SELECT id, emotion, left_id, right_id, choice, voter, created_at FROM votes "
+                "WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        )
+        return [VoteRow(int(r[0]), r[1], r[2], r[3], r[4], r[5], float(r[6])) for r in rows]
+
+    def votes_by_id(self, ids: list[int], chunk: int = 500) -> list[VoteRow]:
+        """The votes among ``ids`` that exist now (the others: not committed, or never)."""
+        out: list[VoteRow] = []
+        for k in range(0, len(ids), chunk):
+            part = tuple(ids[k : k + chunk])
+            marks = ", ".join("?" * len(part))
+            rows = self._read(
+                lambda part=part, marks=marks: self._exec(
+                    "SELECT id, emotion, left_id, right_id, choice, voter, created_at FROM votes "
+                    f"WHERE id IN ({marks}) ORDER BY id",
+                    part,
+                ).fetchall()
+            )
+            out += [VoteRow(int(r[0]), r[1], r[2], r[3], r[4], r[5], float(r[6])) for r in rows]
+        return out
 
     def counts(self) -> dict[str, dict[str, int]]:
         """emotion -> choice -> votes."""
@@ -414,6 +464,44 @@ class Store:
         for emotion, choice, n in rows:
             out.setdefault(emotion, {})[choice] = int(n)
         return out
+
+    def shared_setting(self, key: str, make) -> str:
+        """The value of ``key`` in meta; the first caller (of any server) stores ``make()``."""
+        if not self.get_meta(key):
+            self.set_meta(key, make(), overwrite=False)
+        return str(self.get_meta(key))
+
+    def hold_server_lock(self) -> None:
+        """SQLite: claim the file for this server process (an exclusive lock on
+        ``<file>-server``, which the kernel releases when the process ends, SIGKILL
+        included); a second server on the same file is refused. PostgreSQL: nothing to do,
+        several servers may share a database."""
+        if self.dialect != "sqlite":
+            return
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, one server by convention
+            return
+        path = Path(self.where + "-server")
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held until exit)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            handle.seek(0)
+            pid = handle.read().strip() or "?"
+            handle.close()
+            raise StoreError(
+                f"{self.where}: another `gifsent-train collect` server (pid {pid}) is serving "
+                "this SQLite file, and a SQLite file serves one server. Stop that one, or run "
+                "several servers on one PostgreSQL (--db postgresql://user@host/dbname)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._server_lock = handle
 
     def fingerprint(self) -> str:
         """Changes whenever a vote is added (for the training stage's "inputs changed?")."""
