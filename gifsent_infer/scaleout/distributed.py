@@ -397,9 +397,7 @@ def score_with_ray(
     start = time.perf_counter()
     reset_faults()
 
-    # no warm-up through Ray Client: the pipeline runs on the cluster there (and a session
-    # made on a thread meanwhile would fork under Ray Client's gRPC threads)
-    warm_up = warm_up and not _through_client(ray, address)
+    warm_up = warm_up and not _through_client(ray, address)  # (the pipeline runs remotely)
     job = _make_job(opts, limits, read_batch, decode_memory, progress_bars, warm_up)
     items, location, scan = _inputs_and_table(job, listing, out_dir)
     started_here = False
@@ -796,7 +794,8 @@ def _drain(
 
 def _through_client(ray, address: str | None) -> bool:
     """Whether this process drives the cluster through Ray Client (ray://): joined so, or
-    about to join `address` so."""
+    about to join `address` so. (No warm-up then: the pipeline runs on the cluster, and a
+    session made on a thread while joining would fork under Ray Client's gRPC threads.)"""
     try:
         from ray.util.client import ray as client_ray
 
