@@ -706,12 +706,23 @@ def _score_into(
     try:
         _run(ray, summary, items, writer, job, done, plan, pool.actors)
     except Exception as e:  # Ray's and the table's failures: one line
-        first = (str(e).strip().splitlines() or [""])[0]
+        first = _error_line(e)
         raise RayRunError(
             f"the Ray run failed: {type(e).__name__}: {first[:300]}; the {writer.commits} "
             f"commit(s) it made are kept, and rerunning the command resumes"
         ) from e
     return summary
+
+
+def _error_line(e: Exception) -> str:
+    """One line for a failed run: the first of the error's text, or for a model actor whose
+    constructor raised (the model, the options) that error's own last line, which Ray puts
+    at the end of a traceback."""
+    text = str(getattr(e, "error_msg", None) or e)
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if "creation task" in text and lines:
+        return f"a model actor could not start: {lines[-1]}"
+    return lines[0] if lines else ""
 
 
 def _stream(make_iter: Callable[[], Iterator], wait: Callable[[], float | None]) -> Iterator:

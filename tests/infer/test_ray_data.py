@@ -255,3 +255,15 @@ def test_private_urls_are_refused_unless_allowed(setup, tmp_path):
         )
         (row,) = read_scores(tmp_path / "allowed")
         assert (allowed.scored, allowed.failed) == (1, 0) and row["status"] == "ok"
+
+
+def test_a_model_actor_that_cannot_start_is_named_in_one_line(setup, tmp_path):
+    """Options the model's engine refuses fail the run with the engine's own words (the
+    driver's warm-up session fails the same way and hands every input to the actors)."""
+    from gifsent_infer.scaleout.distributed import RayRunError
+
+    model, gifs = setup
+    with pytest.raises(RayRunError, match=r"model actor could not start: .*bf16") as e:
+        score_with_ray([gifs], model, tmp_path / "out", backend="onnxruntime", precision="bf16")
+    assert "\n" not in str(e.value)
+    assert read_scores(tmp_path / "out") == []  # the table was made; nothing was committed
