@@ -211,13 +211,23 @@ def _read_batch(
 # --- stage 2: the model (actors of our own) ----------------------------------------------------
 
 
+class ModelLoadError(RuntimeError):
+    """A model actor (or the driver's warm-up) could not load the model with the run's options."""
+
+
 class _ScoreActor:
-    """One onnxruntime session per actor, created once; scores blocks of prepared inputs,
-    `batch_size` GIFs per model call (None: a block at a time)."""
+    """One model session per actor, loaded once; scores blocks of prepared inputs,
+    `batch_size` GIFs per model call (None: a block at a time).
+
+    The model is not a constructor argument: Ray warns on every run (and cannot always
+    restart the actor, ray-project/ray#53727) when an actor with restarts has constructor
+    arguments in the object store. It comes with the calls instead, as [bytes] or [object
+    ref] (a ref in a list is not fetched by Ray): `load` right after the actor is created,
+    and every `score`, so that an actor Ray restarted after a crash loads it again from the
+    call it retries."""
 
     def __init__(
         self,
-        model_ref: list,  # [the model's bytes, or an object ref to them]
         model_id: str,
         device: str,
         threads: int | None,
@@ -229,41 +239,65 @@ class _ScoreActor:
     ) -> None:
         if phase_log:  # (none in the driver's warm-up)
             mark("actor_start", role="actor", file=phase_log)
-        import ray
+        self.model_id, self.device, self.threads = model_id, device, threads
+        self.backend, self.precision = backend, precision
+        self.fault_marker = fault_marker
+        self.phase_log = phase_log
+        self.batch_size = batch_size
+        self.session = None
+        self.load_error: str | None = None
 
+    def load(self, model: list) -> str | None:
+        """Load the model (once): `model` is [its bytes] or [an object ref to them]. Returns
+        None, or the error's text, which every `score` call then raises (ModelLoadError): a
+        model the options cannot run fails the run with the engine's own words."""
+        if self.session is not None or self.load_error is not None:
+            return self.load_error
+        try:
+            self._load(model[0])
+        except Exception as e:
+            self.load_error = f"{type(e).__name__}: {e}"
+        return self.load_error
+
+    def _load(self, data) -> None:
         from gifsent_infer.running.session import ModelSession
 
-        data = model_ref[0]
         if not isinstance(data, bytes):
+            import ray
+
             data = ray.get(data)
-        if sha256(data) != model_id:
+        if sha256(data) != self.model_id:
             raise RuntimeError("the model bytes changed in transit")
         # the model travels through the object store, so workers need no shared filesystem
         self._dir = tempfile.mkdtemp(prefix="gifsent-model-")
         path = Path(self._dir) / "model.onnx"
         path.write_bytes(data)
-        self.session = ModelSession(
-            path, device=device, threads=threads, backend=backend, precision=precision
+        session = ModelSession(
+            path,
+            device=self.device,
+            threads=self.threads,
+            backend=self.backend,
+            precision=self.precision,
         )
-        if batch_size:  # full batches run a static-batch graph where the engine has one
-            self.session.expect_batch(batch_size)
-        self.model_id = model_id
-        self.fault_marker = fault_marker
-        self.phase_log = phase_log
-        self.batch_size = batch_size
-        if phase_log:
-            mark("model_loaded", role="actor", file=phase_log)
+        if self.batch_size:  # full batches run a static-batch graph where the engine has one
+            session.expect_batch(self.batch_size)
+        self.session = session
+        if self.phase_log:
+            mark("model_loaded", role="actor", file=self.phase_log)
 
     def __del__(self) -> None:
         shutil.rmtree(getattr(self, "_dir", ""), ignore_errors=True)
 
-    def ready(self) -> bool:
-        """Answers once the model is loaded (the constructor has run)."""
-        return True
-
-    def score(self, *blocks: list[dict]) -> list[dict]:
-        """Blocks of prepared inputs (_read_batch's rows) -> score rows (with their index)."""
+    def score(self, model: list, *blocks: list[dict]) -> list[dict]:
+        """Blocks of prepared inputs (_read_batch's rows) -> score rows (with their index);
+        model: as for `load` (a restarted actor loads it here)."""
         crash_once(self.fault_marker)  # tests: a worker dying mid-run (ray_cluster)
+        if self.load(model) is not None:
+            raise ModelLoadError(self.load_error)
+        return self.score_loaded(*blocks)
+
+    def score_loaded(self, *blocks: list[dict]) -> list[dict]:
+        """`score` once the model is loaded (the driver's warm-up, which loaded it itself)."""
         items = [it for b in blocks for it in b]
         todo = [i for i, it in enumerate(items) if it["frames"] is not None]
         scores: dict[int, np.ndarray] = {}
@@ -290,8 +324,6 @@ class _ScoreActor:
         if self.phase_log:
             mark("first_scored", role="actor", file=self.phase_log, once=True)
         return rows
-
-    __call__ = score  # one block, as a plain callable
 
 
 @dataclass
@@ -765,7 +797,7 @@ def _score_into(
     eager = shard_rows is None
     writer = TableWriter(dt, rows_per_commit, flush_seconds, replaces, job.columns, eager)
     try:
-        _run(ray, summary, work[1:], writer, job, done, plan, pool.actors)
+        _run(ray, summary, work[1:], writer, job, done, plan, (pool.model, pool.actors))
     except Exception as e:  # Ray's and the table's failures: one line
         first = _error_line(e)
         raise RayRunError(
@@ -776,13 +808,14 @@ def _score_into(
 
 
 def _error_line(e: Exception) -> str:
-    """One line for a failed run: the first of the error's text, or for a model actor whose
-    constructor raised (the model, the options) that error's own last line, which Ray puts
-    at the end of a traceback."""
+    """One line for a failed run: the first of the error's text, or for a model actor that
+    could not load the model (the model, the options: ModelLoadError) or whose constructor
+    raised, that error's own last line, which Ray puts at the end of a traceback."""
     text = str(getattr(e, "error_msg", None) or e)
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    if "creation task" in text and lines:
-        return f"a model actor could not start: {lines[-1]}"
+    if ("creation task" in text or "ModelLoadError" in text) and lines:
+        last = lines[-1].removeprefix("gifsent_infer.scaleout.distributed.")
+        return f"a model actor could not start: {last.removeprefix('ModelLoadError: ')}"
     return lines[0] if lines else ""
 
 
@@ -925,6 +958,7 @@ class _ModelPool:
     def __init__(self, ray, model_bytes: bytes, plan: dict) -> None:
         self._ray = ray
         self._model_ref = ray.put(model_bytes)  # held for the run: restarts read it again
+        self.model = [self._model_ref]  # in a list: the actor fetches it (Ray does not)
         cls = ray.remote(_ScoreActor).options(
             num_cpus=plan["actor_cpus"],
             num_gpus=1 if plan["device"] == "cuda" else 0,
@@ -933,7 +967,6 @@ class _ModelPool:
         )
         self.actors = [
             cls.remote(
-                [self._model_ref],  # in a list: the actor fetches it (no copy in its spec)
                 plan["model_id"],
                 plan["device"],
                 plan["threads"],
@@ -945,6 +978,8 @@ class _ModelPool:
             )
             for _ in range(plan["num_actors"])
         ]
+        for actor in self.actors:  # loading starts as soon as each actor's process is up
+            actor.load.remote(self.model)
 
     def close(self) -> None:
         for actor in self.actors:
@@ -960,9 +995,10 @@ def _run(
     job: _Job,
     done: dict[str, str],
     plan: dict,
-    actors: list,
+    cluster: tuple[list, list],  # the model ([its object ref]) and the model actors
 ) -> None:
     records, todo, warm = work
+    model, actors = cluster
     decorate = job.decorate
     progress = _Progress(len(records)) if job.progress_bars else None
     if _through_client(None):
@@ -974,7 +1010,7 @@ def _run(
 
         q = Queue(maxsize=4, actor_options={"num_cpus": 0})
         task = ray.remote(num_cpus=0, max_retries=0)(_remote_blocks)
-        ref = task.remote(records, done, plan, actors, q)
+        ref = task.remote(records, done, plan, model, actors, q)
         try:
             _drain(
                 lambda: _counted(_from_queue(ray, q, ref), progress),
@@ -991,7 +1027,7 @@ def _run(
         if warm is not None and plan["device"] != "cpu":  # "auto" found GPUs: they score all
             warm.discard()  # (passed on still: the pipeline waits for what it hands back)
         _drain(
-            lambda: _counted(_blocks(records, done, plan, actors, todo, warm), progress),
+            lambda: _counted(_blocks(records, done, plan, model, actors, todo, warm), progress),
             writer,
             decorate=decorate,
         )
@@ -1028,10 +1064,12 @@ def _counted(blocks: Iterator, progress: _Progress | None) -> Iterator:
         yield block
 
 
-def _remote_blocks(records: list[dict], done: dict, plan: dict, actors: list, q) -> int:
+def _remote_blocks(
+    records: list[dict], done: dict, plan: dict, model: list, actors: list, q
+) -> int:
     """The pipeline as a task (for Ray Client drivers): its blocks go into the queue `q`."""
     n = 0
-    for block in _blocks(records, done, plan, actors):
+    for block in _blocks(records, done, plan, model, actors):
         q.put(block)
         n += 1
     q.put(None)  # the end
@@ -1068,6 +1106,7 @@ def _blocks(
     records: list[dict],
     done: dict,
     plan: dict,
+    model: list,
     actors: list,
     todo: collections.deque | None = None,
     warm: _WarmUp | None = None,
@@ -1075,7 +1114,9 @@ def _blocks(
     """The pipeline, streamed: decoding tasks (at most plan["window"] submitted at once) ->
     the model actors (CALLS_PER_ACTOR calls each) -> blocks of score rows, yielded as they
     are scored. Decoded frames go from the decoding task to the actor through Ray's object
-    store, never through this process. todo: the chunks of `records` left to score (None:
+    store, never through this process. model: [the model's object ref], passed with every
+    actor call (an actor Ray restarted loads it from there). todo: the chunks of `records`
+    left to score (None:
     all of them); warm: this process's own warm-up (_WarmUp), taking chunks from `todo` too
     until the cluster's first block arrives (None: none)."""
     import ray
@@ -1109,7 +1150,8 @@ def _blocks(
                     decoding[decode.remote(chunk, done_ref, **kwargs)] = len(chunk)
             while decoded and min(calls) < CALLS_PER_ACTOR:
                 a = calls.index(min(calls))
-                scoring[actors[a].score.remote(*_take(decoded, plan["batch_size"]))] = a
+                call = actors[a].score.remote(model, *_take(decoded, plan["batch_size"]))
+                scoring[call] = a
                 calls[a] += 1
             if not (decoding or scoring):  # only the warm-up has work (its last chunks)
                 time.sleep(0.02)
@@ -1172,8 +1214,7 @@ def _local_scorer(job: _Job) -> _ScoreActor:
     """The driver's own model session for the warm-up: the actors' code and options, on
     the CPU, with one thread (it runs next to the cluster's processes starting)."""
     opts = job.opts
-    return _ScoreActor(
-        [job.model_bytes],
+    scorer = _ScoreActor(
         job.model_id,
         "cpu",
         opts.threads or 1,
@@ -1183,6 +1224,9 @@ def _local_scorer(job: _Job) -> _ScoreActor:
         None,  # its phases are the driver's own
         opts.batch_size,
     )
+    if scorer.load([job.model_bytes]) is not None:
+        raise ModelLoadError(scorer.load_error)
+    return scorer
 
 
 class _WarmUp:
@@ -1248,7 +1292,7 @@ class _WarmUp:
             rows = None
             if not (failed or self._discarded):
                 try:
-                    rows = scorer.score(prepared)
+                    rows = scorer.score_loaded(prepared)
                 except Exception:
                     failed = True
             with self._lock:

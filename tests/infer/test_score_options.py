@@ -181,12 +181,14 @@ def test_ray_rows_equal_the_local_clis_under_every_option(local_ray, tmp_path):
 def test_the_model_actor_runs_at_the_options_precision(local_ray, tmp_path):
     from gifsent_infer.files import file_sha256
     from gifsent_infer.running.engine import DeviceError
-    from gifsent_infer.scaleout.distributed import _ScoreActor
+    from gifsent_infer.scaleout.distributed import ModelLoadError, _ScoreActor
 
     model = build_model(tmp_path / "m.onnx")
     ref = [local_ray.put(model.read_bytes())]
-    with pytest.raises(DeviceError, match="bf16"):
-        _ScoreActor(ref, file_sha256(model), "cpu", 1, None, "onnxruntime", "bf16")
+    actor = _ScoreActor(file_sha256(model), "cpu", 1, None, "onnxruntime", "bf16")
+    assert actor.load(ref).startswith(DeviceError.__name__) and "bf16" in actor.load_error
+    with pytest.raises(ModelLoadError, match="bf16"):
+        actor.score(ref, [])
 
 
 @pytest.mark.parametrize(
