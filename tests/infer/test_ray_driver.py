@@ -26,7 +26,7 @@ class FakeScorer:
     def __init__(self, delay: float = 0.0, fail_on: int | None = None) -> None:
         self.delay, self.fail_on, self.calls = delay, fail_on, 0
 
-    def score(self, prepared: list[dict]) -> list[dict]:
+    def score_loaded(self, prepared: list[dict]) -> list[dict]:
         self.calls += 1
         time.sleep(self.delay)
         if any(p["index"] == self.fail_on for p in prepared):
