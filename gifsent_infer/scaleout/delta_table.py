@@ -191,12 +191,22 @@ def _check_schema(dt, loc: str, columns: tuple[str, ...]) -> None:
         )
 
 
+def arrow_snapshot(dt, columns: Sequence[str] | None = None):
+    """The rows of `dt`'s snapshot as one Arrow table (`columns`: those only). Read on this
+    thread: deltalake's `to_pyarrow_table` reads with pyarrow's thread pool through
+    deltalake's Python filesystem, and a process that exits soon after (a script that reads
+    the scores and ends) then aborts at exit more often than not ("terminate called without
+    an active exception", exit status 134; delta-io/delta-rs#2184)."""
+    dataset = dt.to_pyarrow_dataset()
+    return dataset.to_table(columns=list(columns) if columns else None, use_threads=False)
+
+
 def scan_keys(dt) -> list[dict[str, Any]]:
     """path, sha256, model_id and status of every row (the resume rule's input)."""
     if not dt.file_uris():  # a new or empty table: skip the scan's set-up (0.3 s cold)
         return []
     cols = ["path", "sha256", "model_id", "status"]
-    return dt.to_pyarrow_table(columns=cols).to_pylist()
+    return arrow_snapshot(dt, cols).to_pylist()
 
 
 def warm_writer(columns: Sequence[str]) -> None:
@@ -259,7 +269,7 @@ def delete_other_rows(dt, keep: Iterable[str]) -> int:
     import pyarrow as pa
 
     keep = set(keep)
-    present = set(dt.to_pyarrow_table(columns=[ROW_KEY]).column(ROW_KEY).to_pylist())
+    present = set(arrow_snapshot(dt, [ROW_KEY]).column(ROW_KEY).to_pylist())
     if not present - keep:
         return 0
     source = pa.table({ROW_KEY: pa.array(sorted(keep), pa.string())})
@@ -296,7 +306,7 @@ def read_scores(out: str | os.PathLike, version: int | None = None) -> list[dict
     dt = open_table(out, version=version)
     if dt is None:
         raise ScoresTableError(f"{out} is not a Delta table of scores (no _delta_log)")
-    rows = dt.to_pyarrow_table().to_pylist()
+    rows = arrow_snapshot(dt).to_pylist()
     return sorted(rows, key=lambda r: r[ROW_KEY])
 
 

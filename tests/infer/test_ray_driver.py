@@ -214,3 +214,20 @@ def test_chunks_cover_the_records_in_order():
     chunks = _chunks(records(7), 3)
     assert isinstance(chunks, collections.deque)
     assert [[r["index"] for r in c] for c in chunks] == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_a_script_that_reads_the_scores_exits_cleanly(tmp_path):
+    """read_scores and then the end of a short script: deltalake's threaded read made such a
+    process abort at exit more often than not (exit status 134, delta-io/delta-rs#2184);
+    five fresh processes must each exit 0 with the rows."""
+    from gifsent_infer.scaleout import delta_table as d
+
+    dt = d.ensure_table(str(tmp_path / "t"), 1.0, d.COLUMNS)
+    d.append_rows(dt, [{"path": f"g{i}.gif", "status": "ok", "frames": i} for i in range(20)])
+    code = (
+        "from gifsent_infer.scaleout.delta_table import read_scores\n"
+        f"print(len(read_scores({str(tmp_path / 't')!r})))\n"
+    )
+    for _ in range(5):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert (proc.returncode, proc.stdout.strip()) == (0, "20"), proc.stderr[-500:]
