@@ -54,12 +54,21 @@ class MaxPoolConfig:
     hidden: int = 256
     # Dropout after each hidden activation; the training set is small, so some is needed.
     dropout: float = 0.1
+    # What its timeline (`segment_scores`) is. "mil": a second MLP of the same shape, the
+    # readout, applied to each segment alone and trained beside the head (no shared weights)
+    # so that the max of its per-segment outputs explains each GIF's label (multiple-instance
+    # learning): the timeline peaks where the emotion is, and the score path trains exactly as
+    # without it. "shared": the score MLP itself on each segment (what the max pools over),
+    # the only meaning before this field existed: a stored config without it is "shared"
+    # (`stored_head_config`). New heads get "mil".
+    timeline: str = "mil"
 
     LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
         "num_layers": (2, 8),
         "hidden": (1, 8192),
         "dropout": (0.0, 0.95),
     }
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"timeline": ("mil", "shared")}
 
 
 @dataclass(frozen=True)
@@ -95,9 +104,19 @@ CONFIGS: dict[str, type] = {"maxpool": MaxPoolConfig, "rnn": RNNConfig, "linear"
 assert tuple(CONFIGS) == HEADS
 
 
+MAXPOOL_TIMELINES = MaxPoolConfig.CHOICES["timeline"]
+
+
 def _validate(name: str, cfg: Any) -> None:
+    choices = getattr(cfg, "CHOICES", {})
     for f in fields(cfg):
         value = getattr(cfg, f.name)
+        if f.name in choices:
+            if value not in choices[f.name]:
+                raise HeadConfigError(
+                    f"{name} head: {f.name} must be one of {list(choices[f.name])}, got {value!r}"
+                )
+            continue
         lo, hi = cfg.LIMITS[f.name]
         if f.type in ("int", int):
             ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
@@ -146,28 +165,53 @@ def config_dict(cfg: Any) -> dict[str, Any]:
     return asdict(cfg)
 
 
+# Fields added to a head's config after checkpoints were written without them, with the value
+# that reproduces what those checkpoints did (not the default a new head gets).
+_STORED_BEFORE = {"maxpool": {"timeline": "shared"}}
+
+
+def stored_head_config(name: str, data: Any):
+    """A head config read back from a checkpoint, a contract document or a search trial: like
+    `head_config`, but a field the writer's gifsent did not know yet takes the value that
+    behaves as that gifsent did (a MaxPool config without `timeline` is "shared")."""
+    if isinstance(data, dict):
+        data = {**_STORED_BEFORE.get(name, {}), **data}
+    return head_config(name, data)
+
+
+def _mlp(in_dim: int, cfg: MaxPoolConfig) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = in_dim
+    for _ in range(cfg.num_layers - 1):
+        layers += [nn.Linear(width, cfg.hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout)]
+        width = cfg.hidden
+    layers.append(nn.Linear(width, NUM_EMOTIONS))
+    return nn.Sequential(*layers)
+
+
 class MaxPoolHead(nn.Module):
+    """Max over segments, then the MLP. With `timeline="mil"` it also holds `readout`, a
+    second MLP of the same shape for the timeline (see MaxPoolConfig.timeline); it is built
+    after `mlp`, so a seed gives the score MLP the same initial weights in both modes, and the
+    scores never read it. Training code finds it by the attribute `readout` (train/fit.py)."""
+
     name = "maxpool"
 
     def __init__(self, in_dim: int, cfg: MaxPoolConfig) -> None:
         super().__init__()
         self.config = cfg
-        layers: list[nn.Module] = []
-        width = in_dim
-        for _ in range(cfg.num_layers - 1):
-            layers += [nn.Linear(width, cfg.hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout)]
-            width = cfg.hidden
-        layers.append(nn.Linear(width, NUM_EMOTIONS))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = _mlp(in_dim, cfg)
+        self.readout = _mlp(in_dim, cfg) if cfg.timeline == "mil" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, S, D) -> (B, D): the strongest response of each feature over the segments.
         return self.mlp(x.amax(dim=1))
 
     def segment_scores(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, S, D) -> (B, S, 17): the head on each segment's features alone, i.e. what the
-        # max pools over (the MLP acts on the last axis; dropout is off in eval mode).
-        return self.mlp(x)
+        # (B, S, D) -> (B, S, 17), the MLP acting on the last axis (dropout off in eval mode).
+        # "mil": the readout on each segment alone; "shared": the score MLP on each segment
+        # alone, i.e. what the max pools over.
+        return (self.readout if self.readout is not None else self.mlp)(x)
 
 
 class RNNHead(nn.Module):
@@ -244,6 +288,11 @@ class EnsembleHead(nn.Module):
         names = {h.name for h in heads}
         if len(names) != 1:
             raise HeadConfigError(f"an ensemble's heads must be of one kind, got {sorted(names)}")
+        timelines = {getattr(h.config, "timeline", "") for h in heads}
+        if len(timelines) != 1:  # their mean timeline would mix two meanings
+            raise HeadConfigError(
+                f"an ensemble's heads must share one timeline kind, got {sorted(timelines)}"
+            )
         self.heads = nn.ModuleList(heads)
         self.name = heads[0].name
         self.config = heads[0].config
