@@ -54,7 +54,7 @@ def _ratios(model, sets, moments, truth, carried) -> dict:
 
 
 def _variant(text: str) -> tuple[str, dict, float]:
-    """"shared:W" or "mil" -> (its name, MaxPool's head config, the term's weight)."""
+    """ "shared:W" or "mil" -> (its name, MaxPool's head config, the term's weight)."""
     kind, _, w = text.strip().partition(":")
     if kind == "mil" and not w:
         return "mil", {"timeline": "mil"}, 0.0

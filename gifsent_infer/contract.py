@@ -44,9 +44,10 @@ FEATURES_MEANING = (
 SEGMENT_MEANINGS = {
     "maxpool": "the head applied to each segment's features alone (what the max pools over; "
     "trained on whole GIFs only, so read where it rises within a GIF, not its level)",
-    "maxpool:mil": "a timeline readout beside the head: how strongly each segment alone shows "
-    "each emotion, trained so that a GIF's strongest segment explains its score (the segment "
-    "where an emotion happens peaks; the score itself comes from the head, not from it)",
+    "maxpool:mil": "a timeline readout beside the head: how strongly each segment shows each "
+    "emotion, judged from that segment and from how it differs from the rest of the GIF, "
+    "trained so that a GIF's strongest segment explains its score (it peaks where the "
+    "emotion happens; the score itself comes from the head, not from it)",
     "rnn": "the head applied to the LSTM state after each segment (the running estimate; "
     "the last segment's value is the score)",
     "linear": "the linear map of each segment's features (their mean is the score)",

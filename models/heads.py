@@ -10,7 +10,8 @@ turns a plain dict (from a search space, a JSON run config or a checkpoint) into
 rejecting unknown keys and out-of-range values, and `create_head` builds the module.
 Named outputs (the fused graph's, see gifsent_models.scorer): every head gives `scores`
 [B, 17] and `segment_scores` [B, S, 17], the timeline (what each value means per head is
-gifsent_infer.contract.SEGMENT_MEANINGS); an `EnsembleHead` of K heads on one encoder adds
+gifsent_infer.contract.SEGMENT_MEANINGS; MaxPool's is a readout of its own unless its config
+says `timeline="shared"`, see MaxPoolConfig); an `EnsembleHead` of K heads on one encoder adds
 `scores_std` [B, 17], the spread of its heads. `head_outputs(head, x, names)` computes any
 of them from one pass over the features.
 
@@ -55,10 +56,11 @@ class MaxPoolConfig:
     # Dropout after each hidden activation; the training set is small, so some is needed.
     dropout: float = 0.1
     # What its timeline (`segment_scores`) is. "mil": a second MLP of the same shape, the
-    # readout, applied to each segment alone and trained beside the head (no shared weights)
-    # so that the max of its per-segment outputs explains each GIF's label (multiple-instance
-    # learning): the timeline peaks where the emotion is, and the score path trains exactly as
-    # without it. "shared": the score MLP itself on each segment (what the max pools over),
+    # readout, applied to each segment's features beside their difference from the GIF's mean
+    # segment (what stands out in that segment) and trained beside the head (no shared
+    # weights) so that the max of its per-segment outputs explains each GIF's label
+    # (multiple-instance learning): the timeline peaks where the emotion is, and the score
+    # path trains exactly as without it. "shared": the score MLP itself on each segment (what the max pools over),
     # the only meaning before this field existed: a stored config without it is "shared"
     # (`stored_head_config`). New heads get "mil".
     timeline: str = "mil"
@@ -201,17 +203,27 @@ class MaxPoolHead(nn.Module):
         super().__init__()
         self.config = cfg
         self.mlp = _mlp(in_dim, cfg)
-        self.readout = _mlp(in_dim, cfg) if cfg.timeline == "mil" else None
+        # [x_s, x_s - mean over s of x] -> 17 (BENCHMARKS.md, issue 22's fourth push: the
+        # GIF-centred half lifts how often the timeline peaks in the moment)
+        self.readout = _mlp(2 * in_dim, cfg) if cfg.timeline == "mil" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, S, D) -> (B, D): the strongest response of each feature over the segments.
         return self.mlp(x.amax(dim=1))
 
     def segment_scores(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, S, D) -> (B, S, 17), the MLP acting on the last axis (dropout off in eval mode).
-        # "mil": the readout on each segment alone; "shared": the score MLP on each segment
-        # alone, i.e. what the max pools over.
-        return (self.readout if self.readout is not None else self.mlp)(x)
+        # (B, S, D) -> (B, S, 17), an MLP acting on the last axis (dropout off in eval mode).
+        # "shared": the score MLP on each segment alone, i.e. what the max pools over.
+        if self.readout is None:
+            return self.mlp(x)
+        # "mil": the readout on each segment beside how it differs from the GIF's mean segment
+        return self.readout(readout_input(x))
+
+
+def readout_input(x: torch.Tensor) -> torch.Tensor:
+    """(B, S, D) -> (B, S, 2D): each segment's features, then their difference from the mean
+    segment of the GIF (any S: the timeline can be sampled finer than the model's S)."""
+    return torch.cat([x, x - x.mean(dim=1, keepdim=True)], dim=-1)
 
 
 class RNNHead(nn.Module):

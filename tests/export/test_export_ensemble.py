@@ -21,7 +21,7 @@ from gifsent_infer.reading.gifio import read_gif  # noqa: E402
 from gifsent_infer.running.engine import open_engine  # noqa: E402
 from gifsent_infer.running.scorer import Scorer  # noqa: E402
 from gifsent_models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from gifsent_models.heads import create_head, head_config  # noqa: E402
+from gifsent_models.heads import create_head, head_config, readout_input  # noqa: E402
 from gifsent_train.conformal import calibrate  # noqa: E402
 from gifsent_train.run import RunLayout  # noqa: E402
 
@@ -132,7 +132,7 @@ def test_maxpool_mil_readout_is_exported_and_described(tmp_path):
     got = open_engine(out, backend="onnxruntime", device="cpu").run(frames, "segment_scores")
     with torch.no_grad():
         feats = loaded.encoder(torch.from_numpy(frames))
-        want = loaded.head.readout(feats).numpy()
+        want = loaded.head.readout(readout_input(feats)).numpy()
         shared = loaded.head.mlp(feats).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert not np.allclose(got, shared, atol=1e-3)

@@ -9,7 +9,7 @@ import torch
 from support import TINY_HEADS
 
 from gifsent_infer.contract import NUM_EMOTIONS
-from gifsent_models.heads import EnsembleHead, create_head, head_outputs
+from gifsent_models.heads import EnsembleHead, create_head, head_outputs, readout_input
 from gifsent_models.registry import create_encoder
 from gifsent_models.scorer import GifScorer, NamedOutputs
 
@@ -63,7 +63,7 @@ def test_maxpool_mil_timeline_is_its_readout_on_each_segment_and_scores_ignore_i
     assert all(torch.equal(a, b) for a, b in zip(shared.mlp.parameters(), head.mlp.parameters()))
     x = _features()
     out = head_outputs(head, x, NAMES)
-    np.testing.assert_allclose(out["segment_scores"], head.readout(x), atol=1e-6)
+    np.testing.assert_allclose(out["segment_scores"], head.readout(readout_input(x)), atol=1e-6)
     np.testing.assert_allclose(out["scores"], shared(x), atol=1e-6)
     with torch.no_grad():  # the scores never read the readout
         for p in head.readout.parameters():
@@ -105,7 +105,9 @@ def test_k_head_ensemble_equals_k_separate_heads(name):
         head_outputs(heads[0], x, ("scores_std",))
     if name == "maxpool":  # each head's own readout, fused
         np.testing.assert_allclose(
-            out["segment_scores"], torch.stack([h.readout(x) for h in heads]).mean(0), atol=1e-5
+            out["segment_scores"],
+            torch.stack([h.readout(readout_input(x)) for h in heads]).mean(0),
+            atol=1e-5,
         )
 
 
@@ -153,7 +155,9 @@ def test_maxpool_mil_readout_exports_by_name_and_matches_pytorch(k):
 
     torch.manual_seed(2)
     enc = create_encoder("resnext3d-tiny", random_init=True).eval()
-    heads = [create_head("maxpool", enc.feature_dim, TINY_HEADS["maxpool"]).eval() for _ in range(k)]
+    heads = [
+        create_head("maxpool", enc.feature_dim, TINY_HEADS["maxpool"]).eval() for _ in range(k)
+    ]
     for h in heads:  # readouts that differ clearly from the score MLPs
         h.readout[-1].bias.add_(1.0)
     head = heads[0] if k == 1 else EnsembleHead(heads).eval()
@@ -164,7 +168,7 @@ def test_maxpool_mil_readout_exports_by_name_and_matches_pytorch(k):
     engine = open_graph(model, backend="onnxruntime")
     want = scorer.named_outputs(example, names)
     feats = enc(example)
-    readouts = torch.stack([h.readout(feats) for h in heads]).mean(0)
+    readouts = torch.stack([h.readout(readout_input(feats)) for h in heads]).mean(0)
     np.testing.assert_allclose(want["segment_scores"], readouts, atol=1e-6)
     for n in names:
         np.testing.assert_allclose(engine.run(example.numpy(), n), want[n].numpy(), atol=1e-5)
@@ -210,4 +214,4 @@ def test_an_old_maxpool_checkpoint_loads_with_its_shared_timeline_unchanged(tmp_
                     head=mil, document=model_document(enc, "maxpool", TINY_HEADS["maxpool"]))  # fmt: skip
     back = load_checkpoint(tmp_path / "mil.pt")
     assert back.head_config.timeline == "mil" and back.document.head.config["timeline"] == "mil"
-    np.testing.assert_array_equal(back.head.segment_scores(x), mil.readout(x))
+    np.testing.assert_array_equal(back.head.segment_scores(x), mil.readout(readout_input(x)))
