@@ -60,7 +60,10 @@ def test_maxpool_mil_timeline_is_its_readout_on_each_segment_and_scores_ignore_i
     head = create_head("maxpool", 8, TINY_HEADS["maxpool"]).eval()  # new heads: "mil"
     assert head.config.timeline == "mil" and head.readout is not None
     # the same seed builds the same score MLP in both kinds (the readout is built after it)
-    assert all(torch.equal(a, b) for a, b in zip(shared.mlp.parameters(), head.mlp.parameters()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(shared.mlp.parameters(), head.mlp.parameters(), strict=True)
+    )
     x = _features()
     out = head_outputs(head, x, NAMES)
     np.testing.assert_allclose(out["segment_scores"], head.readout(readout_input(x)), atol=1e-6)
@@ -189,9 +192,10 @@ def _as_written_before_the_timeline_field(src, dst) -> None:
 
 
 def test_an_old_maxpool_checkpoint_loads_with_its_shared_timeline_unchanged(tmp_path):
+    from support import model_document
+
     from gifsent_models.checkpoint import load_checkpoint, save_checkpoint
     from gifsent_models.heads import config_dict, head_config
-    from support import model_document
 
     torch.manual_seed(3)
     enc = create_encoder("resnext3d-tiny", random_init=True)

@@ -153,7 +153,9 @@ def test_the_mil_readout_finds_the_moment_and_leaves_the_scores_as_they_were():
     # the scores: identical to the plain head's (same epochs, same weights, same predictions)
     assert np.array_equal(predict(mil, xt), predict(plain, xt))
     assert r.curves["dev"] == rp.curves["dev"] and r.best_epoch == rp.best_epoch
-    assert all(torch.equal(a, b) for a, b in zip(mil.mlp.parameters(), plain.mlp.parameters()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(mil.mlp.parameters(), plain.mlp.parameters(), strict=True)
+    )
     # the readout: its own early stopping on its pooled dev loss, its best state kept
     assert r.readout_best_epoch is not None and rp.readout_best_epoch is None
     best = int(np.argmin(r.curves["readout_dev"]))
