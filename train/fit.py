@@ -45,11 +45,13 @@ class FitConfig:
     # small weights: every head then starts at the study's baseline instead of at 0, and the
     # epochs go into learning what differs between GIFs. Works for any head ending in Linear.
     init_output_at_mean: bool = True
-    # A multiple-instance term for heads with per-segment outputs (`segment_scores`), 0: off.
-    # The GIF's label must also be explained by its segments' own predictions pooled over the
-    # segments (`segment_pool`): the loss adds segment_weight * (pool(segment_scores) - y)^2.
-    # It needs no labels inside the GIF, and it trains the head on single segments, which its
-    # timeline shows (a MaxPool head otherwise sees only max-pooled features).
+    # A multiple-instance term for heads whose per-segment outputs (`segment_scores`) come
+    # from their score path (MaxPool's "shared" timeline), 0: off. The GIF's label must also be
+    # explained by its segments' own predictions pooled over the segments (`segment_pool`):
+    # the loss adds segment_weight * (pool(segment_scores) - y)^2. It needs no labels inside
+    # the GIF, and it trains the head on single segments, which its timeline shows (a MaxPool
+    # head otherwise sees only max-pooled features). A head with a readout ("mil") refuses it:
+    # its readout trains on that loss alone, pooled by `segment_pool` too.
     segment_weight: float = 0.0
     # "max": the segment that explains the label (a short moment carries it); "lse": a soft max,
     # temperature segment_temperature in target units; "mean": every segment shares it.
