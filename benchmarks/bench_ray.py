@@ -15,8 +15,9 @@ a cost per GIF. On a 2-core machine this measures overhead, not scaling.
 
 Resume: a one-node cluster (ray.cluster_utils, --num-cpus CPUs) stays up; every run is a
 separate `gifsent-infer ray --address` driver. For each of --counts: a full run (its wall
-time T sets the kill point), a driver SIGKILLed at --kill-at * T (start-up included) and
-one hard-exiting after receiving --kill-at of the rows, each followed by a rerun; the table
+time T sets the kill point), --kills drivers SIGKILLed at --kill-at * T (start-up included;
+a single kill lands on one run's luck) and one hard-exiting after receiving --kill-at of the
+rows, each followed by a rerun; the table
 is read with deltalake after each (one row per input is checked). For the last full run and
 each killed driver it prints the driver's phases (GIFSENT_RAY_PHASES, see
 gifsent_infer/scaleout/phases.py) as seconds from its process start, so that a reader sees
@@ -316,9 +317,10 @@ def bench_resume(args) -> None:
             # run's wall time (start-up included, so fewer than 60% of the GIFs are scored by
             # then), and a hard exit once it has received 60% of the rows (GIFSENT_RAY_FAULT)
             received = max(1, round(args.kill_at * n))
-            for how in ("time", "rows"):
-                out = root / f"killed-{how}-{count}"
-                log = root / f"phases-{how}-{count}.jsonl"
+            sigkills = []  # rows kept by each SIGKILL at --kill-at of the wall time
+            for k, how in enumerate(["time"] * args.kills + ["rows"]):
+                out = root / f"killed-{how}-{count}-{k}"
+                log = root / f"phases-{how}-{count}-{k}.jsonl"
                 env = {**os.environ, PHASES_ENV: str(log)}
                 killed_at = None
                 if how == "rows":
@@ -333,6 +335,8 @@ def bench_resume(args) -> None:
                 if how == "rows":
                     alive = proc.returncode == 137  # os._exit(137) at the fault point
                 kept, kept_ok = _committed_rows(out)
+                if how == "time":
+                    sigkills.append(kept)
 
                 t = time.perf_counter()
                 subprocess.run(_driver(gifs, model, out, address, extra), check=True)
@@ -349,6 +353,12 @@ def bench_resume(args) -> None:
                     f"the {n - kept_ok} missing, skipped {kept_ok}"
                 )
                 print(f"    phases (s from process start): {phase_line(log, killed_at)}")
+            if len(sigkills) > 1:
+                print(
+                    f"  SIGKILLs at {args.kill_at:.0%} of the wall time: kept "
+                    + ", ".join(f"{v / n:.0%}" for v in sigkills)
+                    + f"; median {statistics.median(sigkills) / n:.0%}"
+                )
     finally:
         if cluster is not None:
             cluster.shutdown()
@@ -467,6 +477,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gifs", default=None, help="resume: copy GIFs from this folder")
     ap.add_argument("--model", default=None, help="resume: an exported model (default: bench)")
     ap.add_argument("--kill-at", type=float, default=0.6, help="resume: fraction of a run")
+    ap.add_argument(
+        "--kills", type=int, default=3, help="resume: SIGKILLed drivers per case (median)"
+    )
     ap.add_argument("--driver-args", default="", help="resume: more `gifsent-infer ray` args")
     ap.add_argument(
         "--model-width",

@@ -144,9 +144,9 @@ _MEMORY_BUDGET = flag(
 _WARM_UP = typer.Option(
     True,
     "--warm-up/--no-warm-up",
-    help="While the cluster starts this run's workers, score the first inputs on the driver "
-    "(same model and code; each input is scored once), so the first rows are committed "
-    "sooner. Only with a CPU model, without --workers, and not through ray://.",
+    help="From before joining until the cluster's workers deliver, score the first inputs on "
+    "the driver (same model and code; each input is scored once), so the first rows are "
+    "committed sooner. Only with a CPU model, without --workers, and not through ray://.",
 )
 _RESUME = typer.Option(
     True,

@@ -17,9 +17,9 @@ The pipeline (plain Ray tasks and actors, streamed by the driver, _blocks):
                                         decoded frames reach them through the object store
       -> rows back to the driver        which commits them to the table (one writer)
 
-While the cluster starts the job's worker processes, the driver scores the first inputs
-itself (_WarmUp, `warm_up`), taking them from the same queue, until the first rows of the
-cluster arrive.
+From before it joins until the cluster's first rows arrive, the driver scores the first
+inputs itself (_WarmUp, `warm_up`), taking them from the same queue, while the cluster
+starts the job's worker processes.
 
 Under Ray Client (ray://) the same pipeline runs in a task on the cluster (with the
 driver's actors), which passes its blocks to the driver through a queue actor.
@@ -377,10 +377,11 @@ def score_with_ray(
         inputs with an ok row of this model for the same content; False rescores all
         (MERGEd), then removes rows of inputs not named. retention_hours, vacuum, compact:
         what happens after the run (delta_table.tidy).
-    warm_up: while the cluster starts this run's worker processes, the driver scores the
-        first inputs itself with the same code and model, until the cluster's first rows
-        arrive (each input is scored once, by one or the other). Only with a CPU model, no
-        --workers cap, and not through Ray Client (where the pipeline runs on the cluster).
+    warm_up: from before it joins until the cluster's first rows arrive, the driver scores
+        the first inputs itself with the same code and model (each input is scored once, by
+        one or the other; nothing is written before joining). Only with a CPU model (with
+        device "auto" on a cluster with GPUs its rows are dropped and its inputs go to the
+        GPUs), no --workers cap, and not through Ray Client (the pipeline runs on the cluster).
     Raises ImportError (the install hint), ValueError and GifsentErrors (ClusterError,
     NoInputsError, ManifestError, ScoresTableError, ModelError, ...); bad GIFs: error rows.
     """
@@ -396,19 +397,22 @@ def score_with_ray(
     mark("ray_imported")
     start = time.perf_counter()
     reset_faults()
-
-    warm_up = warm_up and not _through_client(ray, address)  # (the pipeline runs remotely)
+    warm_up = warm_up and not _through_client(address)  # (the pipeline runs remotely)
     job = _make_job(opts, limits, read_batch, decode_memory, progress_bars, warm_up)
+    _Background(lambda: warm_writer(job.columns))  # the first commit's imports, meanwhile
     items, location, scan = _inputs_and_table(job, listing, out_dir)
+    records = _records(items)
+    todo = _chunks(records, job.read_batch)  # shared by the warm-up and the cluster
+    warm = _start_warm_up(job, todo, items, scan, resume)  # scores while this joins
     started_here = False
-    if not ray.is_initialized():  # first, so that a cluster we cannot join changes nothing
-        if auth_token_file is not None:
-            use_auth_token_file(auth_token_file)
-        connect_ray(ray, address, timeout=connect_timeout, init_kwargs=ray_init_kwargs)
-        started_here = True
-    mark("ray_joined")
     pool = None
     try:
+        if not ray.is_initialized():  # first, so that a cluster we cannot join changes nothing
+            if auth_token_file is not None:
+                use_auth_token_file(auth_token_file)
+            connect_ray(ray, address, timeout=connect_timeout, init_kwargs=ray_init_kwargs)
+            started_here = True
+        mark("ray_joined")
         plan = _run_plan(
             job, *_cluster_plan(ray, opts, num_actors, actor_cpus, decode_cpus, decode_memory)
         )
@@ -417,16 +421,25 @@ def score_with_ray(
         # a new job), which then loads the model, while this process opens the table
         pool = _ModelPool(ray, job.model_bytes, plan)
         mark("actors_asked")
-        _Background(lambda: warm_writer(job.columns))  # the first commit's imports, meanwhile
         dt, committed = scan.result()
         if dt is None:  # none yet: created now (or one made meanwhile, then scanned)
             dt = ensure_table(location, retention_hours, job.columns)
             committed = scan_keys(dt)
         mark("table_ready")
         summary = _score_into(
-            ray, job, plan, pool, items, (dt, committed), resume, shard_rows, flush_seconds
+            ray,
+            job,
+            plan,
+            pool,
+            (items, records, todo, warm),
+            (dt, committed),
+            resume,
+            shard_rows,
+            flush_seconds,
         )
     finally:
+        if warm is not None:
+            warm.stop()  # (a run that failed, or could not join: nothing more is scored)
         if pool is not None:
             pool.close()
         if started_here:
@@ -438,6 +451,51 @@ def score_with_ray(
     summary.version, summary.seconds = dt.version(), time.perf_counter() - start
     mark("run_done")
     return summary
+
+
+def _records(items: list[InputItem]) -> list[dict]:
+    """The inputs as plain records (what a decoding task is given), numbered in order."""
+    return [
+        {
+            "index": i,
+            "name": it.name,
+            "path": str(it.path) if it.path is not None else None,
+            "url": it.url,
+            "error": it.error,
+        }
+        for i, it in enumerate(items)
+    ]
+
+
+def _chunks(records: list[dict], size: int) -> collections.deque:
+    """The queue the pipeline and the warm-up take inputs from: `size` records a chunk."""
+    return collections.deque(records[i : i + size] for i in range(0, len(records), size))
+
+
+def _start_warm_up(
+    job: _Job, todo: collections.deque, items: list[InputItem], scan: _Background, resume: bool
+) -> _WarmUp | None:
+    """The driver's warm-up, started before joining the cluster (None: the run has none): it
+    scores from `todo` as soon as its model session is loaded and the table is scanned (the
+    resume rule's input), while this thread imports Ray, joins and asks for the actors.
+    Nothing it scores is written before the table is opened after joining."""
+    if not job.warm_up or job.local_scorer is None:
+        return None
+    names = {i.name for i in items}
+
+    def done() -> dict[str, str]:
+        _, committed = scan.result()  # (its error is raised again on the main thread)
+        return resume_plan(committed, names, job.model_id)[1] if resume else {}
+
+    kwargs = {
+        "spec": job.spec.to_dict(),
+        "limits": asdict(job.limits),
+        "timeout": job.opts.timeout,
+        "allow_private": job.opts.allow_private_urls,
+        "env": store_env(),
+        "phase_log": None,  # its lines are the driver's own
+    }
+    return _WarmUp(job.local_scorer, todo, done, kwargs)
 
 
 def _inputs_and_table(job: _Job, listing: _Background, out_dir: str | os.PathLike):
@@ -671,15 +729,18 @@ def _score_into(
     job: _Job,
     plan: dict,
     pool: _ModelPool,
-    items: list[InputItem],
+    work: tuple[list[InputItem], list[dict], collections.deque, _WarmUp | None],
     table: tuple[Any, list[dict]],
     resume: bool,
     shard_rows: int | None,
     flush_seconds: float,
 ) -> RaySummary:
     """Decide what the table lacks (the anti-join on path for this model, over `table`: the
-    table and its scanned keys), then run the pipeline into it."""
+    table and its scanned keys), then run the pipeline into it. work: the inputs, their
+    records, the queue of chunks the pipeline takes them from and the driver's warm-up
+    (None: none), made before joining."""
     fault_point("recovered")
+    items = work[0]
     names = {i.name for i in items}
     dt, committed = table
     _, done = resume_plan(committed, names, job.model_id) if resume else ([], {})
@@ -704,7 +765,7 @@ def _score_into(
     eager = shard_rows is None
     writer = TableWriter(dt, rows_per_commit, flush_seconds, replaces, job.columns, eager)
     try:
-        _run(ray, summary, items, writer, job, done, plan, pool.actors)
+        _run(ray, summary, work[1:], writer, job, done, plan, pool.actors)
     except Exception as e:  # Ray's and the table's failures: one line
         first = _error_line(e)
         raise RayRunError(
@@ -803,18 +864,25 @@ def _drain(
     mark("rows_done", commits=writer.commits)
 
 
-def _through_client(ray, address: str | None) -> bool:
+def _through_client(address: str | None) -> bool:
     """Whether this process drives the cluster through Ray Client (ray://): joined so, or
-    about to join `address` so. (No warm-up then: the pipeline runs on the cluster, and a
+    about to join `address` so (decided before Ray is imported: a process that has not
+    imported it has not joined). (No warm-up then: the pipeline runs on the cluster, and a
     session made on a thread while joining would fork under Ray Client's gRPC threads.)"""
-    try:
-        from ray.util.client import ray as client_ray
+    import sys
 
-        if client_ray.is_connected():
-            return True
-    except Exception:
-        pass
-    return not ray.is_initialized() and resolve_address(address).startswith("ray://")
+    ray = sys.modules.get("ray")
+    if ray is not None:
+        try:
+            from ray.util.client import ray as client_ray
+
+            if client_ray.is_connected():
+                return True
+        except Exception:
+            pass
+        if ray.is_initialized():
+            return False
+    return resolve_address(address).startswith("ray://")
 
 
 def _run_plan(job: _Job, device: str, plan: ResourcePlan, window: int) -> dict:
@@ -887,26 +955,17 @@ class _ModelPool:
 def _run(
     ray,
     summary: RaySummary,
-    items: list[InputItem],
+    work: tuple[list[dict], collections.deque, _WarmUp | None],
     writer: TableWriter,
     job: _Job,
     done: dict[str, str],
     plan: dict,
     actors: list,
 ) -> None:
-    records = [
-        {
-            "index": i,
-            "name": it.name,
-            "path": str(it.path) if it.path is not None else None,
-            "url": it.url,
-            "error": it.error,
-        }
-        for i, it in enumerate(items)
-    ]
+    records, todo, warm = work
     decorate = job.decorate
     progress = _Progress(len(records)) if job.progress_bars else None
-    if _through_client(ray, None):
+    if _through_client(None):
         # Ray Client (ray://): a client cannot wait on and hand over the objects of
         # thousands of tasks cheaply, and has no streaming tasks; so the pipeline runs in a
         # task on the cluster (with this driver's actors) and hands its blocks over through
@@ -929,9 +988,10 @@ def _run(
             with suppress(Exception):
                 q.shutdown()
     else:
-        local = job.local_scorer if plan["device"] == "cpu" else None  # ("auto": no GPUs)
+        if warm is not None and plan["device"] != "cpu":  # "auto" found GPUs: they score all
+            warm.discard()  # (passed on still: the pipeline waits for what it hands back)
         _drain(
-            lambda: _counted(_blocks(records, done, plan, actors, local), progress),
+            lambda: _counted(_blocks(records, done, plan, actors, todo, warm), progress),
             writer,
             decorate=decorate,
         )
@@ -1009,14 +1069,15 @@ def _blocks(
     done: dict,
     plan: dict,
     actors: list,
-    local: Callable[[], _ScoreActor] | None = None,
+    todo: collections.deque | None = None,
+    warm: _WarmUp | None = None,
 ) -> Iterator[list[dict]]:
     """The pipeline, streamed: decoding tasks (at most plan["window"] submitted at once) ->
     the model actors (CALLS_PER_ACTOR calls each) -> blocks of score rows, yielded as they
     are scored. Decoded frames go from the decoding task to the actor through Ray's object
-    store, never through this process. local: this process's own model session (a callable
-    that waits for it), to score inputs itself until the cluster's first block arrives
-    (_WarmUp); None: it does not."""
+    store, never through this process. todo: the chunks of `records` left to score (None:
+    all of them); warm: this process's own warm-up (_WarmUp), taking chunks from `todo` too
+    until the cluster's first block arrives (None: none)."""
     import ray
 
     decode = ray.remote(_read_batch).options(
@@ -1026,9 +1087,8 @@ def _blocks(
         retry_exceptions=False,
     )
     kwargs = _decode_kwargs(plan)
-    size = plan["read_batch"]
-    todo = collections.deque(records[i : i + size] for i in range(0, len(records), size))
-    warm = _WarmUp(local, todo, done, kwargs) if local is not None else None
+    if todo is None:
+        todo = _chunks(records, plan["read_batch"])
     done_ref = ray.put(done)
     decoding: dict[Any, int] = {}  # decoding task -> its inputs
     decoded: collections.deque = collections.deque()  # (task, inputs) waiting for an actor
@@ -1126,50 +1186,102 @@ def _local_scorer(job: _Job) -> _ScoreActor:
 
 
 class _WarmUp:
-    """The driver scores inputs itself, on a thread, while the cluster starts this run's
-    worker processes (Ray starts them anew for every driver, 1-2 s before a model actor has
-    loaded its model), so that the first rows are committed about a second sooner and a run
-    killed early keeps more. It takes chunks from the pipeline's own queue (so each input is
-    scored once, here or on the cluster), with the actors' code, model and settings (so the
-    rows are the same), and stops at the cluster's first block. A chunk it fails on goes back
-    to the queue, and the cluster scores it (and reports the failure, if it is one)."""
+    """The driver scores inputs itself while the cluster starts this run's worker processes
+    (Ray starts them anew for every driver, 1-2 s before a model actor has loaded its
+    model), so that the first rows are committed about a second sooner and a run killed
+    early keeps more. Started before the driver joins the cluster (_start_warm_up), it takes
+    chunks from the pipeline's own queue (so each input is scored once, here or on the
+    cluster), with the actors' code, model and settings (so the rows are the same), and
+    stops at the cluster's first block. Two threads: one decodes the next chunk while the
+    other scores the last (decoding is mostly Python, onnxruntime runs without the GIL). A
+    chunk it fails on goes back to the queue, and the cluster scores it (and reports the
+    failure, if it is one); a chunk decoded when it is told to stop is still scored here."""
 
-    def __init__(self, local: Callable[[], _ScoreActor], todo, done: dict, kwargs: dict) -> None:
+    def __init__(
+        self,
+        local: Callable[[], _ScoreActor],
+        todo: collections.deque,
+        done: Callable[[], dict],
+        kwargs: dict,
+    ) -> None:
         self._local, self._todo, self._done, self._kwargs = local, todo, done, kwargs
-        self._out: queue.Queue = queue.Queue()
+        self._out: queue.Queue = queue.Queue()  # (chunk, its rows)
+        self._decoded: queue.Queue = queue.Queue(maxsize=1)  # one chunk decoded ahead
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gifsent-ray-warmup", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._discarded = False
+        self._threads = [
+            threading.Thread(target=self._decode, name="gifsent-ray-warmup-decode", daemon=True),
+            threading.Thread(target=self._score, name="gifsent-ray-warmup", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
 
-    def _run(self) -> None:
+    def _decode(self) -> None:
+        """Chunks from the queue -> prepared inputs for the scoring thread; None: the end."""
         try:
-            scorer = self._local()
+            done = self._done()  # waits for the table's scan
+            while not self._stop.is_set():
+                chunk = _pop(self._todo)
+                if chunk is None:
+                    return
+                try:
+                    prepared = _read_batch(chunk, done, **self._kwargs)
+                except Exception:
+                    self._todo.appendleft(chunk)  # the cluster decodes it
+                    return
+                self._decoded.put((chunk, prepared))
         except Exception:
-            return  # the actors load the same model: their error is the run's
-        mark("warmup_ready")
-        while not self._stop.is_set():
-            chunk = _pop(self._todo)
-            if chunk is None:
-                return
-            try:
-                prepared = _read_batch(chunk, self._done, **{**self._kwargs, "phase_log": None})
-                rows = scorer.score(prepared)
-            except Exception:
-                self._todo.appendleft(chunk)  # the cluster scores it
-                return
-            mark("warmup_first_rows", once=True)
-            self._out.put(rows)
+            return  # (the scan failed: the main thread raises its error)
+        finally:
+            self._decoded.put(None)
+
+    def _score(self) -> None:
+        scorer = None
+        with suppress(Exception):  # the actors load the same model: their error is the run's
+            scorer = self._local()
+        if scorer is not None:
+            mark("warmup_ready")
+        failed = scorer is None
+        while (item := self._decoded.get()) is not None:
+            chunk, prepared = item
+            rows = None
+            if not (failed or self._discarded):
+                try:
+                    rows = scorer.score(prepared)
+                except Exception:
+                    failed = True
+            with self._lock:
+                if rows is None or self._discarded:
+                    self._stop.set()
+                    self._todo.appendleft(chunk)  # the cluster scores it
+                    continue  # (and what the decoding thread still passes on)
+                mark("warmup_first_rows", once=True)
+                self._out.put((chunk, rows))
 
     def running(self) -> bool:
-        return self._thread.is_alive()
+        return any(t.is_alive() for t in self._threads)
 
     def blocks(self) -> Iterator[list[dict]]:
         """The rows scored here since the last call."""
         while True:
             try:
-                yield self._out.get_nowait()
+                yield self._out.get_nowait()[1]
             except queue.Empty:
                 return
+
+    def discard(self) -> None:
+        """Score no more, and give every chunk not yet handed over back to the queue (the
+        run's device turned out to be the cluster's GPUs, whose rows differ slightly from
+        the CPU's). running() stays true until its threads have handed theirs back."""
+        with self._lock:
+            self._discarded = True
+            self._stop.set()
+            while True:
+                try:
+                    self._todo.appendleft(self._out.get_nowait()[0])
+                except queue.Empty:
+                    return
 
     def stop(self) -> None:
         """Take no more chunks (the one being scored is finished and handed over)."""
