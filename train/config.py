@@ -145,8 +145,9 @@ class TrainConfig:
     # -- resolution of defaults ----------------------------------------------------------------
     def maxpool_timeline_kind(self) -> str:
         """The MaxPool timeline its heads are built with: "mil" or "shared" (see the field)."""
-        if self.maxpool_timeline:
-            return self.maxpool_timeline
+        return self.maxpool_timeline or self._automatic_timeline()
+
+    def _automatic_timeline(self) -> str:
         return "shared" if self.segment_weight else "mil"
 
     def data_path(self) -> Path:
@@ -218,7 +219,8 @@ class TrainConfig:
             for k, v in asdict(self).items()
             if k not in ("run_dir", "run_name", "threads", "ray_address")
             # off / automatic: the names runs had before these options
-            and not (k in ("segment_weight", "maxpool_timeline") and not v)
+            and not (k == "segment_weight" and not v)
+            and not (k == "maxpool_timeline" and v in ("", self._automatic_timeline()))
         }
         h = hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:8]
         data = self.data_path().name or "data"

@@ -123,6 +123,9 @@ def test_only_maxpool_gets_the_term_and_old_run_names_stay():
     plain = TrainConfig(data_dir="/d", encoder="efficientnet-lite0", maxpool_timeline="shared")
     assert plain.maxpool_timeline_kind() == "shared"
     assert plain.default_run_name() != off.default_run_name()
+    # naming the kind the run would get anyway keeps its name
+    assert off.replace(maxpool_timeline="mil").default_run_name() == off.default_run_name()
+    assert cfg.replace(maxpool_timeline="shared").default_run_name() == cfg.default_run_name()
     with pytest.raises(ValueError, match="maxpool_timeline shared"):
         TrainConfig(maxpool_timeline="mil", segment_weight=1.0)
     with pytest.raises(ValueError, match="maxpool_timeline"):
