@@ -55,14 +55,14 @@ class MaxPoolConfig:
     hidden: int = 256
     # Dropout after each hidden activation; the training set is small, so some is needed.
     dropout: float = 0.1
-    # What its timeline (`segment_scores`) is. "mil": a second MLP of the same shape, the
-    # readout, applied to each segment's features beside their difference from the GIF's mean
-    # segment (what stands out in that segment) and trained beside the head (no shared
-    # weights) so that the max of its per-segment outputs explains each GIF's label
-    # (multiple-instance learning): the timeline peaks where the emotion is, and the score
-    # path trains exactly as without it. "shared": the score MLP itself on each segment (what the max pools over),
-    # the only meaning before this field existed: a stored config without it is "shared"
-    # (`stored_head_config`). New heads get "mil".
+    # What its timeline (`segment_scores`) is. "mil": the readout, a second MLP with the same
+    # layers (its input twice as wide), applied to each segment's features beside their
+    # difference from the GIF's mean segment (what stands out in that segment) and trained
+    # beside the head (no shared weights) so that the max of its per-segment outputs explains
+    # each GIF's label (multiple-instance learning): the timeline peaks where the emotion is,
+    # and the score path trains exactly as without it. "shared": the score MLP itself on each
+    # segment (what the max pools over), the only meaning before this field existed: a stored
+    # config without it is "shared" (`stored_head_config`). New heads get "mil".
     timeline: str = "mil"
 
     LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
@@ -104,9 +104,6 @@ class LinearConfig:
 
 CONFIGS: dict[str, type] = {"maxpool": MaxPoolConfig, "rnn": RNNConfig, "linear": LinearConfig}
 assert tuple(CONFIGS) == HEADS
-
-
-MAXPOOL_TIMELINES = MaxPoolConfig.CHOICES["timeline"]
 
 
 def _validate(name: str, cfg: Any) -> None:
@@ -193,7 +190,7 @@ def _mlp(in_dim: int, cfg: MaxPoolConfig) -> nn.Sequential:
 
 class MaxPoolHead(nn.Module):
     """Max over segments, then the MLP. With `timeline="mil"` it also holds `readout`, a
-    second MLP of the same shape for the timeline (see MaxPoolConfig.timeline); it is built
+    second MLP with the same layers for the timeline (see MaxPoolConfig.timeline); it is built
     after `mlp`, so a seed gives the score MLP the same initial weights in both modes, and the
     scores never read it. Training code finds it by the attribute `readout` (train/fit.py)."""
 
