@@ -378,10 +378,9 @@ def score_with_ray(
         (MERGEd), then removes rows of inputs not named. retention_hours, vacuum, compact:
         what happens after the run (delta_table.tidy).
     warm_up: from before it joins until the cluster's first rows arrive, the driver scores
-        the first inputs itself with the same code and model (each input is scored once, by
-        one or the other; nothing is written before joining). Only with a CPU model (with
-        device "auto" on a cluster with GPUs its rows are dropped and its inputs go to the
-        GPUs), no --workers cap, and not through Ray Client (the pipeline runs on the cluster).
+        the first inputs itself with the same code and model (each input once, by one or the
+        other; nothing is written before joining). Only with a CPU model ("auto" on a cluster
+        with GPUs: its rows are dropped), no --workers cap, and not through Ray Client.
     Raises ImportError (the install hint), ValueError and GifsentErrors (ClusterError,
     NoInputsError, ManifestError, ScoresTableError, ModelError, ...); bad GIFs: error rows.
     """
@@ -401,9 +400,8 @@ def score_with_ray(
     job = _make_job(opts, limits, read_batch, decode_memory, progress_bars, warm_up)
     _Background(lambda: warm_writer(job.columns))  # the first commit's imports, meanwhile
     items, location, scan = _inputs_and_table(job, listing, out_dir)
-    records = _records(items)
-    todo = _chunks(records, job.read_batch)  # shared by the warm-up and the cluster
-    warm = _start_warm_up(job, todo, items, scan, resume)  # scores while this joins
+    work = _work(job, items, scan, resume)  # the warm-up in it scores while this joins
+    warm = work[3]
     started_here = False
     pool = None
     try:
@@ -421,21 +419,10 @@ def score_with_ray(
         # a new job), which then loads the model, while this process opens the table
         pool = _ModelPool(ray, job.model_bytes, plan)
         mark("actors_asked")
-        dt, committed = scan.result()
-        if dt is None:  # none yet: created now (or one made meanwhile, then scanned)
-            dt = ensure_table(location, retention_hours, job.columns)
-            committed = scan_keys(dt)
+        dt, committed = _table(scan, location, retention_hours, job.columns)
         mark("table_ready")
         summary = _score_into(
-            ray,
-            job,
-            plan,
-            pool,
-            (items, records, todo, warm),
-            (dt, committed),
-            resume,
-            shard_rows,
-            flush_seconds,
+            ray, job, plan, pool, work, (dt, committed), resume, shard_rows, flush_seconds
         )
     finally:
         if warm is not None:
@@ -451,6 +438,24 @@ def score_with_ray(
     summary.version, summary.seconds = dt.version(), time.perf_counter() - start
     mark("run_done")
     return summary
+
+
+def _table(scan: _Background, location: str, retention_hours: float, columns: tuple[str, ...]):
+    """The table scanned while joining and its rows' keys; none yet: created now (or one
+    made meanwhile, then scanned)."""
+    dt, committed = scan.result()
+    if dt is None:
+        dt = ensure_table(location, retention_hours, columns)
+        committed = scan_keys(dt)
+    return dt, committed
+
+
+def _work(job: _Job, items: list[InputItem], scan: _Background, resume: bool):
+    """(items, their records, the queue of chunks the warm-up and the cluster take them
+    from, the warm-up started on it or None)."""
+    records = _records(items)
+    todo = _chunks(records, job.read_batch)
+    return items, records, todo, _start_warm_up(job, todo, items, scan, resume)
 
 
 def _records(items: list[InputItem]) -> list[dict]:

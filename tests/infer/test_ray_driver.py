@@ -199,6 +199,11 @@ def test_a_drivers_commits_do_not_import_pandas(tmp_path):
         "d.merge_rows(dt, [{**r, 'frames': 4}, {'path': 'b.gif', 'status': 'error'}])\n"
         "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
         "print(sorted((x['path'], x['frames']) for x in d.read_scores(dt.table_uri)))\n"
+        # a MERGE then a read in one process aborts at interpreter exit now and then
+        # ("terminate called without an active exception", delta-io/delta-rs#2184): not this
+        # test's question, so the process leaves without running the exit-time destructors
+        "sys.stdout.flush()\n"
+        "import os; os._exit(0)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
