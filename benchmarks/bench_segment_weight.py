@@ -1,9 +1,14 @@
-"""MaxPool's multiple-instance term (`gifsent-train --segment-weight W`) swept on a finished demo
-run's cached features: per weight, N fit seeds of MaxPool's default configuration, each one's
-test RMSE and its timeline's peak-in-moment ratio (issue 22) on the test and dev moment GIFs at
-the model's S and at --segments N, and test+dev pooled; mean ± sd over the seeds.
+"""MaxPool's timeline kinds compared on a finished demo run's cached features: the shared
+timeline with its multiple-instance term (`gifsent-train --maxpool-timeline shared
+--segment-weight W`) and the mil readout (the default). Per variant, N fit seeds of MaxPool's
+default configuration, each one's test RMSE and its timeline's peak-in-moment ratio (issue 22)
+on the test and dev moment GIFs at the model's S and at --segments N, and test+dev pooled;
+mean ± sd over the seeds.
 
-    .venv/bin/python benchmarks/bench_segment_weight.py RUN_DIR [--weights 0,1,3,10] [--seeds 5]
+    .venv/bin/python benchmarks/bench_segment_weight.py RUN_DIR [--variants shared:0,shared:10,mil]
+    .venv/bin/python benchmarks/bench_segment_weight.py RUN_DIR --weights 0,1,3,10   # shared:W each
+
+A variant is `shared:W` (the score MLP's own timeline, term weight W) or `mil` (its own readout).
 
 RUN_DIR: a `gifsent-train` run on demo data whose truth.csv records moments (demo data v3,
 e.g. `gifsent-train demo-data DIR --moment-share 0.5`, then `gifsent-train --preset demo --data
@@ -48,14 +53,29 @@ def _ratios(model, sets, moments, truth, carried) -> dict:
     return out
 
 
+def _variant(text: str) -> tuple[str, dict, float]:
+    """ "shared:W" or "mil" -> (its name, MaxPool's head config, the term's weight)."""
+    kind, _, w = text.strip().partition(":")
+    if kind == "mil" and not w:
+        return "mil", {"timeline": "mil"}, 0.0
+    if kind == "shared":
+        return f"shared, W={float(w or 0):g}", {"timeline": "shared"}, float(w or 0)
+    raise SystemExit(f"bad variant {text!r}: shared:W or mil")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path, help="a finished gifsent-train run folder (demo data)")
-    ap.add_argument("--weights", default="0,1,3,10", help="segment weights, comma-separated")
-    ap.add_argument("--seeds", type=int, default=5, help="fit seeds per weight")
+    ap.add_argument(
+        "--variants", default="shared:0,shared:10,mil", help="shared:W or mil, comma-separated"
+    )
+    ap.add_argument("--weights", default="", help="shared timeline term weights (shared:W each)")
+    ap.add_argument("--seeds", type=int, default=5, help="fit seeds per variant")
     ap.add_argument("--segments", type=int, default=16, help="the finer timeline S")
     a = ap.parse_args(argv)
-    weights = [float(w) for w in a.weights.split(",") if w.strip()]
+    if a.weights:
+        a.variants = ",".join(f"shared:{w.strip()}" for w in a.weights.split(",") if w.strip())
+    variants = [_variant(v) for v in a.variants.split(",") if v.strip()]
 
     from gifsent_models.checkpoint import load_checkpoint
     from gifsent_train.config import TrainConfig
@@ -85,25 +105,26 @@ def main(argv=None) -> int:
     print(f"run {a.run.name}: model S={own}; moment GIFs: "
           + ", ".join(f"{s} {len(sets[s, own][0])}" for s in SPLITS))  # fmt: skip
     cols = [(sp, s) for s in dict.fromkeys((own, a.segments)) for sp in (*SPLITS, "pooled")]
-    print("| weight | test RMSE | " + " | ".join(f"{sp} @{s}" for sp, s in cols) + " |")
-    print("|---:|---:|" + "---:|" * len(cols))
-    for w in weights:
+    print("| timeline | test RMSE | " + " | ".join(f"{sp} @{s}" for sp, s in cols) + " |")
+    print("|---|---:|" + "---:|" * len(cols))
+    for name, head_cfg, w in variants:
         rmse, got, t0 = [], [], time.perf_counter()
         for seed in range(a.seeds):
             fc = FitConfig(
                 max_epochs=cfg.max_epochs, patience=cfg.patience, seed=seed, threads=1,
                 segment_weight=w,
             )  # fmt: skip
-            m, _ = fit_head("maxpool", None, data.x["train"], data.y["train"],
+            m, _ = fit_head("maxpool", head_cfg, data.x["train"], data.y["train"],
                             data.x["dev"], data.y["dev"], fc)  # fmt: skip
             rmse.append(float(np.sqrt(np.mean((predict(m, data.x["test"]) - data.y["test"]) ** 2))))
             got.append(_ratios(m, sets, moments, truth, carried))
         cells = [
             f"{np.mean([g[c] for g in got]):.2f} ± {np.std([g[c] for g in got]):.2f}" for c in cols
         ]
-        print(f"| {w:g} | {np.mean(rmse):.4f} ± {np.std(rmse):.4f} | " + " | ".join(cells)
+        print(f"| {name} | {np.mean(rmse):.4f} ± {np.std(rmse):.4f} | " + " | ".join(cells)
               + f" |  ({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
     print(f"mean ± sd over {a.seeds} fit seeds; ratio = peak-in-moment rate / chance")
+    print(load_tag())
     return 0
 
 

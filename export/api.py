@@ -535,7 +535,8 @@ def _outputs_and_intervals(loaded, run: RunLayout | None, opts: ExportOptions, p
     from gifsent_models.heads import EnsembleHead
 
     k = len(loaded.head.heads) if isinstance(loaded.head, EnsembleHead) else 1
-    outputs = output_meanings(loaded.head_name, k)
+    timeline = getattr(loaded.head_config, "timeline", "")  # MaxPool: "mil" or "shared"
+    outputs = output_meanings(loaded.head_name, k, timeline)
     if opts.reduced or opts.part != "full":
         outputs = {OUTPUT_NAME: outputs[OUTPUT_NAME]}
     found = run.intervals(loaded.head_name, k) if run is not None else None

@@ -38,9 +38,16 @@ FEATURES_MEANING = (
     "pooled encoder features [batch, D]: the encoder's per-segment features averaged over "
     "the S segments (the vector the head reads), for embeddings and similarity search"
 )
-# What `segment_scores` is, per head (the contract's `outputs` carries the model's line).
+# What `segment_scores` is, per head (the contract's `outputs` carries the model's line); a
+# head with several kinds of timeline has one entry per kind, "<head>:<kind>" (MaxPool's
+# config field `timeline`), the plain head name being what its models meant before the field.
 SEGMENT_MEANINGS = {
-    "maxpool": "the head applied to each segment's features alone (what the max pools over)",
+    "maxpool": "the head applied to each segment's features alone (what the max pools over; "
+    "trained on whole GIFs only, so read where it rises within a GIF, not its level)",
+    "maxpool:mil": "a timeline readout beside the head: how strongly each segment shows each "
+    "emotion, judged from that segment and from how it differs from the rest of the GIF, "
+    "trained so that a GIF's strongest segment explains its score (it peaks where the "
+    "emotion happens; the score itself comes from the head, not from it)",
     "rnn": "the head applied to the LSTM state after each segment (the running estimate; "
     "the last segment's value is the score)",
     "linear": "the linear map of each segment's features (their mean is the score)",
@@ -408,8 +415,15 @@ def features_meaning() -> dict[str, str]:
     return {FEATURES_OUTPUT: FEATURES_MEANING}
 
 
-def output_meanings(head: str, heads: int = 1) -> dict[str, str]:
-    """The `outputs` entry export writes for a graph of `heads` heads of kind `head`."""
+def segment_meaning(head: str, timeline: str = "") -> str:
+    """What `segment_scores` means for a `head` whose timeline is of kind `timeline` (MaxPool's
+    config field: "mil" or "shared"; "" or an unknown kind: the head's plain meaning)."""
+    return SEGMENT_MEANINGS.get(f"{head}:{timeline}", SEGMENT_MEANINGS[head])
+
+
+def output_meanings(head: str, heads: int = 1, timeline: str = "") -> dict[str, str]:
+    """The `outputs` entry export writes for a graph of `heads` heads of kind `head` (their
+    timeline of kind `timeline`, see segment_meaning)."""
     k = f"the mean of {heads} {head} heads' " if heads > 1 else ""
     out = {
         OUTPUT_NAME: (f"{k}scores" if k else "scores")
@@ -417,7 +431,7 @@ def output_meanings(head: str, heads: int = 1) -> dict[str, str]:
         SEGMENT_SCORES: "per-segment scores [batch, S, 17], segments in time order starting at "
         "t_s = s * duration / S: "
         + (f"the mean over {heads} {head} heads of " if heads > 1 else "")
-        + SEGMENT_MEANINGS[head],
+        + segment_meaning(head, timeline),
     }
     if heads > 1:
         out[STD_NAME] = (

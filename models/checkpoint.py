@@ -32,7 +32,7 @@ from gifsent_models.encoders.base import (
     WeightsFormatError,
     WeightsUnavailableError,
 )
-from gifsent_models.heads import config_dict, create_head, head_config
+from gifsent_models.heads import config_dict, create_head, head_config, stored_head_config
 from gifsent_models.registry import create_encoder
 from gifsent_models.scorer import GifScorer
 
@@ -60,7 +60,19 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
 
 
-def _check_document(doc: ModelDocument, encoder: Encoder, head_name: str, cfg: dict) -> None:
+def _doc_config(doc: ModelDocument, head_name: str, stored: bool) -> dict:
+    """The document's head config with the fields its writer left out filled in the way the
+    checkpoint's own config is (a stored one: as its gifsent behaved)."""
+    try:
+        resolve = stored_head_config if stored else head_config
+        return config_dict(resolve(head_name, dict(doc.head.config)))
+    except ValueError:
+        return dict(doc.head.config)
+
+
+def _check_document(
+    doc: ModelDocument, encoder: Encoder, head_name: str, cfg: dict, *, stored: bool = False
+) -> None:
     problems = []
     if doc.encoder.name != encoder.name:
         problems.append(f"document.encoder.name {doc.encoder.name!r} != encoder {encoder.name!r}")
@@ -76,7 +88,7 @@ def _check_document(doc: ModelDocument, encoder: Encoder, head_name: str, cfg: d
         )
     if doc.head.name != head_name:
         problems.append(f"document.head.name {doc.head.name!r} != head {head_name!r}")
-    if dict(doc.head.config) and dict(doc.head.config) != cfg:
+    if dict(doc.head.config) and _doc_config(doc, head_name, stored) != cfg:
         problems.append(f"document.head.config {dict(doc.head.config)} != head config {cfg}")
     if problems:
         raise CheckpointError(
@@ -141,8 +153,10 @@ def save_checkpoint(
     return digest
 
 
-def _resolve_config(head_name: str, head_config_data: Any):
+def _resolve_config(head_name: str, head_config_data: Any, *, stored: bool = False):
     try:
+        if stored:
+            return stored_head_config(head_name, head_config_data)
         return head_config(head_name, head_config_data)
     except ValueError as e:
         raise CheckpointError(str(e)) from None
@@ -249,13 +263,14 @@ def load_checkpoint(
         encoder = _encoder_by_reference(path, enc, spec, encoder_weights)
 
     head_name = ckpt["head"]["name"]
-    cfg = _resolve_config(head_name, ckpt["head"]["config"])
+    # a config written before a field existed loads as that gifsent built it
+    cfg = _resolve_config(head_name, ckpt["head"]["config"], stored=True)
     head = create_head(head_name, encoder.feature_dim, cfg)
     try:
         head.load_state_dict(ckpt["head"]["state_dict"], strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: head state does not fit {head_name} {cfg}: {e}") from None
-    _check_document(document, encoder, head_name, config_dict(cfg))
+    _check_document(document, encoder, head_name, config_dict(cfg), stored=True)
     scorer = GifScorer(encoder, head).eval()
     return LoadedCheckpoint(
         scorer=scorer,

@@ -10,7 +10,8 @@ turns a plain dict (from a search space, a JSON run config or a checkpoint) into
 rejecting unknown keys and out-of-range values, and `create_head` builds the module.
 Named outputs (the fused graph's, see gifsent_models.scorer): every head gives `scores`
 [B, 17] and `segment_scores` [B, S, 17], the timeline (what each value means per head is
-gifsent_infer.contract.SEGMENT_MEANINGS); an `EnsembleHead` of K heads on one encoder adds
+gifsent_infer.contract.SEGMENT_MEANINGS; MaxPool's is a readout of its own unless its config
+says `timeline="shared"`, see MaxPoolConfig); an `EnsembleHead` of K heads on one encoder adds
 `scores_std` [B, 17], the spread of its heads. `head_outputs(head, x, names)` computes any
 of them from one pass over the features.
 
@@ -54,12 +55,22 @@ class MaxPoolConfig:
     hidden: int = 256
     # Dropout after each hidden activation; the training set is small, so some is needed.
     dropout: float = 0.1
+    # What its timeline (`segment_scores`) is. "mil": the readout, a second MLP with the same
+    # layers (its input twice as wide), applied to each segment's features beside their
+    # difference from the GIF's mean segment (what stands out in that segment) and trained
+    # beside the head (no shared weights) so that the max of its per-segment outputs explains
+    # each GIF's label (multiple-instance learning): the timeline peaks where the emotion is,
+    # and the score path trains exactly as without it. "shared": the score MLP itself on each
+    # segment (what the max pools over), the only meaning before this field existed: a stored
+    # config without it is "shared" (`stored_head_config`). New heads get "mil".
+    timeline: str = "mil"
 
     LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
         "num_layers": (2, 8),
         "hidden": (1, 8192),
         "dropout": (0.0, 0.95),
     }
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"timeline": ("mil", "shared")}
 
 
 @dataclass(frozen=True)
@@ -96,8 +107,15 @@ assert tuple(CONFIGS) == HEADS
 
 
 def _validate(name: str, cfg: Any) -> None:
+    choices = getattr(cfg, "CHOICES", {})
     for f in fields(cfg):
         value = getattr(cfg, f.name)
+        if f.name in choices:
+            if value not in choices[f.name]:
+                raise HeadConfigError(
+                    f"{name} head: {f.name} must be one of {list(choices[f.name])}, got {value!r}"
+                )
+            continue
         lo, hi = cfg.LIMITS[f.name]
         if f.type in ("int", int):
             ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
@@ -146,28 +164,63 @@ def config_dict(cfg: Any) -> dict[str, Any]:
     return asdict(cfg)
 
 
+# Fields added to a head's config after checkpoints were written without them, with the value
+# that reproduces what those checkpoints did (not the default a new head gets).
+_STORED_BEFORE = {"maxpool": {"timeline": "shared"}}
+
+
+def stored_head_config(name: str, data: Any):
+    """A head config read back from a checkpoint, a contract document or a search trial: like
+    `head_config`, but a field the writer's gifsent did not know yet takes the value that
+    behaves as that gifsent did (a MaxPool config without `timeline` is "shared")."""
+    if isinstance(data, dict):
+        data = {**_STORED_BEFORE.get(name, {}), **data}
+    return head_config(name, data)
+
+
+def _mlp(in_dim: int, cfg: MaxPoolConfig) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = in_dim
+    for _ in range(cfg.num_layers - 1):
+        layers += [nn.Linear(width, cfg.hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout)]
+        width = cfg.hidden
+    layers.append(nn.Linear(width, NUM_EMOTIONS))
+    return nn.Sequential(*layers)
+
+
 class MaxPoolHead(nn.Module):
+    """Max over segments, then the MLP. With `timeline="mil"` it also holds `readout`, a
+    second MLP with the same layers for the timeline (see MaxPoolConfig.timeline); it is built
+    after `mlp`, so a seed gives the score MLP the same initial weights in both modes, and the
+    scores never read it. Training code finds it by the attribute `readout` (train/fit.py)."""
+
     name = "maxpool"
 
     def __init__(self, in_dim: int, cfg: MaxPoolConfig) -> None:
         super().__init__()
         self.config = cfg
-        layers: list[nn.Module] = []
-        width = in_dim
-        for _ in range(cfg.num_layers - 1):
-            layers += [nn.Linear(width, cfg.hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout)]
-            width = cfg.hidden
-        layers.append(nn.Linear(width, NUM_EMOTIONS))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = _mlp(in_dim, cfg)
+        # [x_s, x_s - mean over s of x] -> 17 (BENCHMARKS.md, issue 22's fourth push: the
+        # GIF-centred half lifts how often the timeline peaks in the moment)
+        self.readout = _mlp(2 * in_dim, cfg) if cfg.timeline == "mil" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, S, D) -> (B, D): the strongest response of each feature over the segments.
         return self.mlp(x.amax(dim=1))
 
     def segment_scores(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, S, D) -> (B, S, 17): the head on each segment's features alone, i.e. what the
-        # max pools over (the MLP acts on the last axis; dropout is off in eval mode).
-        return self.mlp(x)
+        # (B, S, D) -> (B, S, 17), an MLP acting on the last axis (dropout off in eval mode).
+        # "shared": the score MLP on each segment alone, i.e. what the max pools over.
+        if self.readout is None:
+            return self.mlp(x)
+        # "mil": the readout on each segment beside how it differs from the GIF's mean segment
+        return self.readout(readout_input(x))
+
+
+def readout_input(x: torch.Tensor) -> torch.Tensor:
+    """(B, S, D) -> (B, S, 2D): each segment's features, then their difference from the mean
+    segment of the GIF (any S: the timeline can be sampled finer than the model's S)."""
+    return torch.cat([x, x - x.mean(dim=1, keepdim=True)], dim=-1)
 
 
 class RNNHead(nn.Module):
@@ -244,6 +297,11 @@ class EnsembleHead(nn.Module):
         names = {h.name for h in heads}
         if len(names) != 1:
             raise HeadConfigError(f"an ensemble's heads must be of one kind, got {sorted(names)}")
+        timelines = {getattr(h.config, "timeline", "") for h in heads}
+        if len(timelines) != 1:  # their mean timeline would mix two meanings
+            raise HeadConfigError(
+                f"an ensemble's heads must share one timeline kind, got {sorted(timelines)}"
+            )
         self.heads = nn.ModuleList(heads)
         self.name = heads[0].name
         self.config = heads[0].config

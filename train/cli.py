@@ -148,12 +148,20 @@ _OPTIONS = {
             None, "--weight-cap", help="Cap of inverse-variance weights, times the median."
         ),
     ),
+    "maxpool_timeline": (
+        str | None,
+        typer.Option(
+            None,
+            "--maxpool-timeline",
+            help="MaxPool's timeline: mil (default: its own per-segment readout, trained so its max explains each GIF's label; scores unchanged) or shared (the score MLP on each segment; the default with --segment-weight).",
+        ),
+    ),
     "segment_weight": (
         float | None,
         typer.Option(
             None,
             "--segment-weight",
-            help="MaxPool: weight of the term making its per-segment outputs' max explain each GIF's label (a sharper timeline; 0: off).",
+            help="Shared MaxPool timeline only: weight of the term making the score MLP's per-segment outputs' max explain each GIF's label (sharper timeline, worse scores; 0: off). The default mil readout needs none.",
         ),
     ),
     "seed": (int | None, typer.Option(None, "--seed", help="Seed of splits, search and fits.")),

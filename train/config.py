@@ -79,11 +79,17 @@ class TrainConfig:
     # emotion's median weight, rescaled to mean 1).
     loss_weights: str = "none"
     weight_cap: float = 10.0
-    # The MaxPool head's multiple-instance term (issue 22's timeline; 0: off, the study's loss):
-    # its per-segment outputs, max-pooled over the segments, must also explain each GIF's
-    # label, weighted this much beside the MSE of its score. No labels inside the GIF are
-    # needed; its timeline then peaks where the emotion is. It costs some test RMSE (see
-    # BENCHMARKS.md, "Peak-in-moment").
+    # What the MaxPool head's timeline (segment_scores) is: "mil", its own readout (a second
+    # MLP trained beside it so that its per-segment outputs' max explains each GIF's label;
+    # no labels inside the GIF needed, no cost to the scores), or "shared", the score MLP on
+    # each segment alone (before issue 22's fourth push the only kind). "": "mil", or
+    # "shared" when segment_weight > 0 (runs from before the field keep their meaning).
+    maxpool_timeline: str = ""
+    # The shared timeline's multiple-instance term (0: off, the study's loss): the score MLP's
+    # per-segment outputs, max-pooled over the segments, must also explain each GIF's label,
+    # weighted this much beside the MSE of its score. Its timeline then peaks where the
+    # emotion is, at a cost in test RMSE (+7-9% at 10; BENCHMARKS.md, "Peak-in-moment"),
+    # which the "mil" readout does not pay.
     segment_weight: float = 0.0
     include_default_trial: bool = True  # trial 0 = head defaults (rnn: the study's best)
     seed: int = 0  # splits, search and every fit derive from it
@@ -117,6 +123,16 @@ class TrainConfig:
             raise ValueError("max_epochs and patience must be >= 1")
         if not (math.isfinite(float(self.segment_weight)) and float(self.segment_weight) >= 0):
             raise ValueError(f"segment_weight must be a number >= 0, got {self.segment_weight}")
+        if self.maxpool_timeline not in ("", "mil", "shared"):
+            raise ValueError(
+                f"maxpool_timeline must be mil or shared, got {self.maxpool_timeline!r}"
+            )
+        if self.maxpool_timeline == "mil" and self.segment_weight:
+            raise ValueError(
+                "segment_weight is the shared MaxPool timeline's term (its score MLP on single "
+                "segments); the mil readout trains on its own loss: give maxpool_timeline "
+                "shared with it, or leave segment_weight at 0"
+            )
         if not float(self.weight_cap) >= 1.0:
             raise ValueError(f"weight_cap must be >= 1, got {self.weight_cap}")
         if self.data_url() and urlsplit(self.data_url()).password:
@@ -127,6 +143,13 @@ class TrainConfig:
             )
 
     # -- resolution of defaults ----------------------------------------------------------------
+    def maxpool_timeline_kind(self) -> str:
+        """The MaxPool timeline its heads are built with: "mil" or "shared" (see the field)."""
+        return self.maxpool_timeline or self._automatic_timeline()
+
+    def _automatic_timeline(self) -> str:
+        return "shared" if self.segment_weight else "mil"
+
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser() if self.data_dir else paths.gifgif_dir()
 
@@ -195,7 +218,9 @@ class TrainConfig:
             k: v
             for k, v in asdict(self).items()
             if k not in ("run_dir", "run_name", "threads", "ray_address")
-            and not (k == "segment_weight" and not v)  # off: the names runs had before it
+            # off / automatic: the names runs had before these options
+            and not (k == "segment_weight" and not v)
+            and not (k == "maxpool_timeline" and v in ("", self._automatic_timeline()))
         }
         h = hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:8]
         data = self.data_path().name or "data"

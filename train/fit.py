@@ -7,6 +7,13 @@ multiple-instance term on the per-segment outputs, `segment_weight`), Adam with
 (L2-style, torch Adam's) weight decay, early stopping on dev loss with patience; the
 state of the best dev epoch is returned. Seeded: the same seed, data and thread
 count give bit-identical results on a CPU.
+
+A head with a timeline readout (a module attribute `readout`, MaxPool's timeline "mil"; its
+`segment_scores` read it) trains it beside the scores on its own multiple-instance loss,
+MSE(pool over segments of segment_scores, y), with its own early stopping on that loss on dev
+and its own best state (`_ReadoutFit`). It shares no weights with the score path and draws
+its dropout masks from its own random stream, so the scores train bit-identically to the
+same head without a readout.
 """
 
 from __future__ import annotations
@@ -38,11 +45,13 @@ class FitConfig:
     # small weights: every head then starts at the study's baseline instead of at 0, and the
     # epochs go into learning what differs between GIFs. Works for any head ending in Linear.
     init_output_at_mean: bool = True
-    # A multiple-instance term for heads with per-segment outputs (`segment_scores`), 0: off.
-    # The GIF's label must also be explained by its segments' own predictions pooled over the
-    # segments (`segment_pool`): the loss adds segment_weight * (pool(segment_scores) - y)^2.
-    # It needs no labels inside the GIF, and it trains the head on single segments, which its
-    # timeline shows (a MaxPool head otherwise sees only max-pooled features).
+    # A multiple-instance term for heads whose per-segment outputs (`segment_scores`) come
+    # from their score path (MaxPool's "shared" timeline), 0: off. The GIF's label must also be
+    # explained by its segments' own predictions pooled over the segments (`segment_pool`):
+    # the loss adds segment_weight * (pool(segment_scores) - y)^2. It needs no labels inside
+    # the GIF, and it trains the head on single segments, which its timeline shows (a MaxPool
+    # head otherwise sees only max-pooled features). A head with a readout ("mil") refuses it:
+    # its readout trains on that loss alone, pooled by `segment_pool` too.
     segment_weight: float = 0.0
     # "max": the segment that explains the label (a short moment carries it); "lse": a soft max,
     # temperature segment_temperature in target units; "mean": every segment shares it.
@@ -55,13 +64,15 @@ class FitConfig:
 
 @dataclass
 class FitResult:
-    state_dict: dict[str, torch.Tensor]  # best dev epoch
+    state_dict: dict[str, torch.Tensor]  # best dev epoch (a readout: its own best epoch's)
     best_epoch: int  # 0-based
     best_dev_loss: float
-    # "train": the training loss per epoch (with the segment term when on), "dev": plain MSE
+    # "train": the training loss per epoch (with the segment term when on), "dev": plain MSE;
+    # a head with a readout adds "readout_train" and "readout_dev" (its pooled MSE)
     curves: dict[str, list[float]] = field(default_factory=dict)
-    epochs_run: int = 0
+    epochs_run: int = 0  # epochs the scores trained (a readout may train on after they stop)
     stopped_early: bool = False
+    readout_best_epoch: int | None = None  # 0-based; None: the head has no readout
 
 
 def _tensor(x) -> torch.Tensor:
@@ -101,14 +112,20 @@ def segment_pool(seg: torch.Tensor, how: str, temperature: float = 0.05) -> torc
 
 def _check_segment_loss(model: nn.Module, cfg: FitConfig) -> bool:
     """Whether the multiple-instance term is on; a clear error when it cannot be."""
-    if not cfg.segment_weight:
-        return False
-    if not (math.isfinite(cfg.segment_weight) and cfg.segment_weight > 0):
-        raise ValueError(f"segment_weight must be a finite number >= 0, got {cfg.segment_weight}")
     if cfg.segment_pool not in SEGMENT_POOLS:
         raise ValueError(f"segment_pool must be one of {SEGMENT_POOLS}, got {cfg.segment_pool!r}")
     if not cfg.segment_temperature > 0:
         raise ValueError(f"segment_temperature must be > 0, got {cfg.segment_temperature}")
+    if not cfg.segment_weight:
+        return False
+    if not (math.isfinite(cfg.segment_weight) and cfg.segment_weight > 0):
+        raise ValueError(f"segment_weight must be a finite number >= 0, got {cfg.segment_weight}")
+    if _readout(model) is not None:
+        raise ValueError(
+            "segment_weight trains a head's own score MLP on single segments (MaxPool timeline "
+            '"shared"); this head has its own timeline readout (timeline "mil"), trained on '
+            "its own loss: leave segment_weight at 0"
+        )
     if not callable(getattr(model, "segment_scores", None)):
         raise ValueError(
             f"segment_weight needs a head with segment_scores; {type(model).__name__} has none"
@@ -125,14 +142,63 @@ def _mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) ->
 
 
 @torch.no_grad()
-def _init_output(model: nn.Module, y: torch.Tensor) -> None:
+def _init_output(model: nn.Module, y: torch.Tensor, skip: nn.Module | None = None) -> None:
+    """The last Linear with one output per target (outside `skip`) starts at the mean of y."""
+    skipped = {id(m) for m in skip.modules()} if skip is not None else set()
     last = None
     for m in model.modules():
-        if isinstance(m, nn.Linear) and m.out_features == y.shape[1]:
+        if isinstance(m, nn.Linear) and m.out_features == y.shape[1] and id(m) not in skipped:
             last = m
     if last is not None and last.bias is not None:
         last.bias.copy_(y.mean(dim=0))
         last.weight.mul_(0.1)
+
+
+def _readout(model: nn.Module) -> nn.Module | None:
+    r = getattr(model, "readout", None)
+    return r if isinstance(r, nn.Module) else None
+
+
+class _ReadoutFit:
+    """The timeline readout of `model` (see the module docstring) while it trains: its loss,
+    its dev loss, its patience and its best state."""
+
+    def __init__(self, model: nn.Module, cfg: FitConfig) -> None:
+        self.model, self.module = model, _readout(model)
+        self.pool = (cfg.segment_pool, cfg.segment_temperature)
+        self.patience, self.min_delta = cfg.patience, cfg.min_delta
+        # its own dropout stream (a fixed offset from the fit's seed): the global one stays
+        # the score path's
+        self.rng = torch.Generator().manual_seed(int(cfg.seed) + 104729).get_state()
+        self.best = (math.inf, -1, copy.deepcopy(self.module.state_dict()))
+        self.bad, self.alive = 0, True
+
+    def sq_error(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """(pool(segment_scores) - y)^2 of a training batch, dropout from its own stream."""
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.rng)
+            seg = self.model.segment_scores(xb)
+            self.rng = torch.get_rng_state()
+        return (segment_pool(seg, *self.pool) - yb) ** 2
+
+    @torch.no_grad()
+    def dev_loss(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+        total = 0.0
+        for i in range(0, len(x), batch_size):
+            seg = self.model.segment_scores(x[i : i + batch_size])
+            total += float(((segment_pool(seg, *self.pool) - y[i : i + batch_size]) ** 2).sum())
+        return total / (len(x) * y.shape[1])
+
+    def end_epoch(self, epoch: int, dev_loss: float) -> None:
+        if math.isfinite(dev_loss) and dev_loss < self.best[0] - self.min_delta:
+            self.best = (dev_loss, epoch, copy.deepcopy(self.module.state_dict()))
+            self.bad = 0
+        else:
+            self.bad += 1
+            self.alive = math.isfinite(dev_loss) and self.bad < self.patience
+
+    def restore(self) -> None:
+        self.module.load_state_dict(self.best[2])
 
 
 def train_model(
@@ -162,6 +228,19 @@ def train_model(
         torch.set_num_threads(previous)
 
 
+def _loss_weights(w_train, yt: torch.Tensor) -> torch.Tensor | None:
+    if w_train is None:
+        return None
+    wt = _tensor(w_train)
+    if wt.shape != yt.shape or not bool(torch.isfinite(wt).all()) or bool((wt < 0).any()):
+        raise ValueError(
+            f"w_train must be finite, non-negative and shaped like y_train {tuple(yt.shape)}"
+        )
+    if float(wt.mean()) <= 0:
+        raise ValueError("w_train is all zeros")
+    return wt / wt.mean()
+
+
 def _train(
     model, x_train, y_train, x_dev, y_dev, cfg: FitConfig, on_epoch, w_train=None
 ) -> FitResult:
@@ -171,71 +250,80 @@ def _train(
     xd, yd = _tensor(x_dev), _tensor(y_dev)
     if len(xt) == 0 or len(xd) == 0:
         raise ValueError("train_model needs non-empty train and dev sets")
-    wt = None
-    if w_train is not None:
-        wt = _tensor(w_train)
-        if wt.shape != yt.shape or not bool(torch.isfinite(wt).all()) or bool((wt < 0).any()):
-            raise ValueError(
-                f"w_train must be finite, non-negative and shaped like y_train {tuple(yt.shape)}"
-            )
-        if float(wt.mean()) <= 0:
-            raise ValueError("w_train is all zeros")
-        wt = wt / wt.mean()
-    if cfg.init_output_at_mean:
-        _init_output(model, yt)
+    wt = _loss_weights(w_train, yt)
     seg_loss = _check_segment_loss(model, cfg)
+    readout = _ReadoutFit(model, cfg) if _readout(model) is not None else None
+    if cfg.init_output_at_mean:
+        _init_output(model, yt, skip=readout.module if readout else None)
+        if readout is not None:
+            _init_output(readout.module, yt)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best = (math.inf, -1, copy.deepcopy(model.state_dict()))
     curves: dict[str, list[float]] = {"train": [], "dev": []}
-    bad = 0
-    stopped = False
-    epoch = -1
+    if readout is not None:
+        curves.update(readout_train=[], readout_dev=[])
+    bad, stopped, scoring, epochs_run = 0, False, True, 0
     for epoch in range(cfg.max_epochs):
+        if not scoring and not (readout is not None and readout.alive):
+            break
         model.train()
         perm = torch.randperm(len(xt), generator=gen)
-        total, count = 0.0, 0
+        total, r_total = 0.0, 0.0
         for i in range(0, len(xt), cfg.batch_size):
             idx = perm[i : i + cfg.batch_size]
             xb, yb = xt[idx], yt[idx]
             opt.zero_grad(set_to_none=True)
-            sq = (model(xb) - yb) ** 2
-            if seg_loss:
-                pooled = segment_pool(
-                    model.segment_scores(xb), cfg.segment_pool, cfg.segment_temperature
-                )
-                sq = sq + cfg.segment_weight * (pooled - yb) ** 2
-            loss = (sq * wt[idx]).mean() if wt is not None else sq.mean()
-            loss.backward()
+            loss = r_loss = torch.zeros(())
+            if scoring:  # the scores (and the shared term) exactly as without a readout
+                sq = (model(xb) - yb) ** 2
+                if seg_loss:
+                    pooled = segment_pool(
+                        model.segment_scores(xb), cfg.segment_pool, cfg.segment_temperature
+                    )
+                    sq = sq + cfg.segment_weight * (pooled - yb) ** 2
+                loss = (sq * wt[idx]).mean() if wt is not None else sq.mean()
+            if readout is not None and readout.alive:
+                rq = readout.sq_error(xb, yb)
+                r_loss = (rq * wt[idx]).mean() if wt is not None else rq.mean()
+            (loss + r_loss).backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        train_loss = total / count  # mean over the epoch's batches, dropout on, weighted if asked
+            r_total += float(r_loss.detach()) * len(idx)
         model.eval()
-        dev_loss = _mse(model, xd, yd, cfg.eval_batch_size)
+        if readout is not None and readout.alive:
+            curves["readout_train"].append(r_total / len(xt))
+            curves["readout_dev"].append(readout.dev_loss(xd, yd, cfg.eval_batch_size))
+            readout.end_epoch(epoch, curves["readout_dev"][-1])
+        if not scoring:
+            continue
+        # the training loss: mean over the epoch's batches, dropout on, weighted if asked
+        train_loss, dev_loss = total / len(xt), _mse(model, xd, yd, cfg.eval_batch_size)
         curves["train"].append(train_loss)
         curves["dev"].append(dev_loss)
+        epochs_run = epoch + 1
         if on_epoch is not None:
             on_epoch(epoch, train_loss, dev_loss)
         if not math.isfinite(dev_loss):
-            stopped = True
-            break
-        if dev_loss < best[0] - cfg.min_delta:
+            stopped, scoring = True, False
+        elif dev_loss < best[0] - cfg.min_delta:
             best = (dev_loss, epoch, copy.deepcopy(model.state_dict()))
             bad = 0
         else:
             bad += 1
             if bad >= cfg.patience:
-                stopped = True
-                break
+                stopped, scoring = True, False
     model.load_state_dict(best[2])
+    if readout is not None:
+        readout.restore()
     model.eval()
     return FitResult(
-        state_dict=best[2],
+        state_dict=copy.deepcopy(model.state_dict()) if readout is not None else best[2],
         best_epoch=best[1],
         best_dev_loss=best[0],
         curves=curves,
-        epochs_run=epoch + 1,
+        epochs_run=epochs_run,
         stopped_early=stopped,
+        readout_best_epoch=readout.best[1] if readout is not None else None,
     )
 
 

@@ -277,6 +277,13 @@ def training_length_markdown(m: dict) -> str:
             "per-segment outputs' max must explain each GIF's label too."
             if tr.get("segment_weight")
             else ""
+        )
+        + (
+            " MaxPool's timeline is its own readout (a second MLP on each segment, trained "
+            "beside it so that its per-segment outputs' max explains each GIF's label, with its "
+            "own early stopping on that loss on dev; the scores train as without it)."
+            if tr.get("maxpool_timeline") == "mil"
+            else ""
         ),
         "",
     ]
@@ -287,6 +294,11 @@ def training_length_markdown(m: dict) -> str:
             lines.append(
                 f"- best {HEAD_LABELS[head]}: best epoch {h['best_epoch']} of "
                 f"{h.get('epochs_run')} run (ended by {how})"
+                + (
+                    f"; its timeline readout's best epoch {h['readout_best_epoch']}"
+                    if h.get("readout_best_epoch")
+                    else ""
+                )
             )
     hits = m.get("ceiling_hits") or []
     if hits:

@@ -94,6 +94,7 @@ class Trial:
     metrics: dict
     seconds: float
     stopped_early: bool = False  # False: the epoch ceiling ended it, not patience
+    readout_best_epoch: int | None = None  # a timeline readout's own best epoch (0-based)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,11 +136,13 @@ def run_search(
     on_epoch: Callable[[int, float, float], None] | None = None,
     w_train=None,
     signature: str = "",
+    head_fixed: dict | None = None,
 ) -> SearchResult:
     """Run `trials` trials for `head`, keep the best on dev RMSE, record each trial.
 
-    With `trials_dir`, finished trials recorded there under the same `signature` are
-    reused (see the module docstring); `on_trial` is called only for trials run now.
+    With `trials_dir`, finished trials recorded there under the same `signature` (and the same
+    head config) are reused (see the module docstring); `on_trial` is called only for trials
+    run now. `head_fixed`: head config values every trial takes (e.g. MaxPool's timeline).
     """
     if trials < 1:
         raise ValueError("trials must be >= 1")
@@ -151,8 +154,8 @@ def run_search(
         Path(trials_dir).mkdir(parents=True, exist_ok=True)
         best_file = Path(trials_dir) / f"{head}-best.pt"
     for k in range(trials):
-        cfg, fit_cfg = trial_settings(head, k, seed, base, space, include_default)
-        trial = _finished_trial(trials_dir, head, k, signature)
+        cfg, fit_cfg = trial_settings(head, k, seed, base, space, include_default, head_fixed)
+        trial = _finished_trial(trials_dir, head, k, signature, cfg)
         model = res = None
         if trial is None:
             t0 = time.perf_counter()
@@ -179,6 +182,7 @@ def run_search(
                 metrics=mets,
                 seconds=time.perf_counter() - t0,
                 stopped_early=res.stopped_early,
+                readout_best_epoch=res.readout_best_epoch,
             )
         done.append(trial)
         score = trial.metrics["dev"]["rmse"]
@@ -199,8 +203,9 @@ def run_search(
         raise RuntimeError(f"no {head} trial reached a finite dev RMSE")
     if best_model is None:  # the best trial finished in an earlier, interrupted search
         best_model, best_fit = _restore_best(
-            head, done[best_i], best_file, data, base, space, include_default, seed, w_train
-        )
+            head, done[best_i], best_file, data, base, (space, include_default, head_fixed),
+            seed, w_train,
+        )  # fmt: skip
     return SearchResult(head=head, trials=done, best=best_i, model=best_model, fit_result=best_fit)
 
 
@@ -211,19 +216,24 @@ def trial_settings(
     base: FitConfig,
     space: SearchSpace | None = None,
     include_default: bool = True,
+    head_fixed: dict | None = None,
 ) -> tuple[dict, FitConfig]:
     """(resolved head config dict, FitConfig) of trial k; deterministic in (head, k, seed)."""
     from gifsent_models.heads import head_config as resolve_config
 
     if k == 0 and include_default:
-        cfg, fit_over = asdict(resolve_config(head, None)), {}
+        cfg, fit_over = {}, {}
     else:
         cfg, fit_over = sample_trial(head, k, seed, space)
-        cfg = asdict(resolve_config(head, cfg))
+    cfg = asdict(resolve_config(head, {**cfg, **(head_fixed or {})}))
     return cfg, replace(base, **fit_over, seed=int(seed) * 1000 + k)
 
 
-def _finished_trial(trials_dir, head: str, k: int, signature: str) -> Trial | None:
+def _finished_trial(trials_dir, head: str, k: int, signature: str, cfg: dict) -> Trial | None:
+    """Trial k as an earlier search recorded it, if it ran with this signature and head config
+    (a config recorded before a field existed counts as that gifsent built it)."""
+    from gifsent_models.heads import stored_head_config
+
     if trials_dir is None:
         return None
     p = Path(trials_dir) / f"{head}-{k}.json"
@@ -234,8 +244,12 @@ def _finished_trial(trials_dir, head: str, k: int, signature: str) -> Trial | No
     if doc.pop("signature", None) != signature:
         return None
     try:
-        return Trial(**{f: doc[f] for f in Trial.__dataclass_fields__ if f in doc})
-    except TypeError:  # an older or damaged file: run the trial again
+        if asdict(stored_head_config(head, doc.get("head_config"))) != cfg:
+            return None  # trained with another head config (e.g. MaxPool's old timeline)
+        trial = Trial(**{f: doc[f] for f in Trial.__dataclass_fields__ if f in doc})
+        trial.head_config = cfg  # every field named, as a trial run now records it
+        return trial
+    except (TypeError, ValueError):  # an older or damaged file: run the trial again
         return None
 
 
@@ -249,16 +263,20 @@ def _atomic_torch_save(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def _restore_best(head, trial, best_file, data, base, space, include_default, seed, w_train):
-    """The best trial's trained head: from <head>-best.pt, else refitted (seeded: the same)."""
+def _restore_best(head, trial, best_file, data, base, settings, seed, w_train):
+    """The best trial's trained head: from <head>-best.pt, else refitted (seeded: the same).
+    settings: (space, include_default, head_fixed) of the search."""
     import torch
 
     from gifsent_models.heads import create_head
 
+    space, include_default, head_fixed = settings
+    cfg, fit_cfg = trial_settings(head, trial.index, seed, base, space, include_default, head_fixed)
+
     if best_file is not None and best_file.is_file():
         saved = torch.load(best_file, map_location="cpu", weights_only=True)
         if saved.get("index") == trial.index:
-            model = create_head(head, int(data.x["train"].shape[-1]), trial.head_config)
+            model = create_head(head, int(data.x["train"].shape[-1]), cfg)
             model.load_state_dict(saved["state_dict"])
             model.eval()
             res = FitResult(
@@ -270,9 +288,9 @@ def _restore_best(head, trial, best_file, data, base, space, include_default, se
                 curves=trial.curves,
                 epochs_run=trial.epochs_run,
                 stopped_early=trial.stopped_early,
+                readout_best_epoch=trial.readout_best_epoch,
             )
             return model, res
-    cfg, fit_cfg = trial_settings(head, trial.index, seed, base, space, include_default)
     x, y = data.x, data.y
     return fit_head(head, cfg, x["train"], y["train"], x["dev"], y["dev"], fit_cfg, w_train=w_train)
 

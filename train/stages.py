@@ -564,6 +564,13 @@ class SearchStage(Stage):
                 "weight_cap": cfg.weight_cap if cfg.loss_weights != "none" else None,
                 # only when on, so runs from before the option keep their trials
                 **({"segment_weight": cfg.segment_weight} if cfg.segment_weight else {}),
+                # MaxPool's own timeline readout: its trials are new models (the LSTM's are
+                # unchanged but refit too, a few seconds each)
+                **(
+                    {"maxpool_timeline": "mil"}
+                    if "maxpool" in cfg.heads and cfg.maxpool_timeline_kind() == "mil"
+                    else {}
+                ),
                 # bit-identical fits need the same thread count
                 "threads": cfg.fit_threads or cfg.threads,
             }
@@ -620,6 +627,7 @@ class SearchStage(Stage):
                 "loss_weights": cfg.loss_weights,
                 "weight_cap": cfg.weight_cap,
                 "segment_weight": cfg.segment_weight,
+                "maxpool_timeline": cfg.maxpool_timeline_kind(),
                 "trials": cfg.trials,
             },
             fit_defaults=fit_defaults,
@@ -731,6 +739,7 @@ class SearchStage(Stage):
             on_trial=on_trial,
             w_train=w_train,
             signature=self.signature(ctx),
+            head_fixed={"timeline": cfg.maxpool_timeline_kind()} if head == "maxpool" else None,
         )
         ctx.reporter.done(f"search {head}")
         best = res.best_trial
@@ -741,6 +750,11 @@ class SearchStage(Stage):
             "best_epoch": best.best_epoch + 1,  # counted from 1, as in Figure 3
             "epochs_run": best.epochs_run,
             "stopped_early": best.stopped_early,
+            **(
+                {"readout_best_epoch": best.readout_best_epoch + 1}
+                if best.readout_best_epoch is not None
+                else {}
+            ),
         }
         fit = study.HeadFit(res.model, evaluate(res.model, data), entry, best, best.curves)
         return fit, res.trials

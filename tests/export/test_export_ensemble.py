@@ -21,7 +21,7 @@ from gifsent_infer.reading.gifio import read_gif  # noqa: E402
 from gifsent_infer.running.engine import open_engine  # noqa: E402
 from gifsent_infer.running.scorer import Scorer  # noqa: E402
 from gifsent_models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from gifsent_models.heads import create_head, head_config  # noqa: E402
+from gifsent_models.heads import create_head, head_config, readout_input  # noqa: E402
 from gifsent_train.conformal import calibrate  # noqa: E402
 from gifsent_train.run import RunLayout  # noqa: E402
 
@@ -114,3 +114,25 @@ def test_ensemble_without_seed_refits_says_so(tmp_path):
     gifs = generate_gifs(tmp_path / "g", 2, seed=1)
     with pytest.raises(ExportError, match="seed refits"):
         export_checkpoint(ckpt, tmp_path / "x.onnx", parity_gifs=gifs, ensemble=True)
+
+
+def test_maxpool_mil_readout_is_exported_and_described(tmp_path):
+    """A new MaxPool checkpoint (timeline "mil"): the graph's segment_scores is its readout,
+    equal to PyTorch's to 1e-5, and the contract says so in a user's words."""
+    ckpt = tmp_path / "mp.pt"
+    tiny_checkpoint(ckpt, "maxpool")
+    loaded = load_checkpoint(ckpt)
+    assert loaded.head.readout is not None
+    gifs = generate_gifs(tmp_path / "g", 3, seed=2)
+    out = tmp_path / "mp.onnx"
+    doc = export_checkpoint(ckpt, out, parity_gifs=gifs).document
+    assert doc.head.config["timeline"] == "mil"
+    assert "timeline readout" in doc.outputs["segment_scores"]
+    frames = np.stack([read_gif(g, doc.sampling).frames for g in gifs])
+    got = open_engine(out, backend="onnxruntime", device="cpu").run(frames, "segment_scores")
+    with torch.no_grad():
+        feats = loaded.encoder(torch.from_numpy(frames))
+        want = loaded.head.readout(readout_input(feats)).numpy()
+        shared = loaded.head.mlp(feats).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not np.allclose(got, shared, atol=1e-3)

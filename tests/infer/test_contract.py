@@ -88,3 +88,15 @@ def test_home_layout_follows_gifsent_home(gifsent_home):
     target.parent.mkdir(parents=True)
     target.write_bytes(b"x")
     assert paths.find_default_model() == target
+
+
+def test_segment_meaning_follows_the_maxpool_timeline_kind():
+    from gifsent_infer.contract import output_meanings, segment_meaning
+
+    old = output_meanings("maxpool", 1)["segment_scores"]  # a model without the field
+    assert "what the max pools over" in old
+    assert output_meanings("maxpool", 1, "shared")["segment_scores"] == old
+    mil = output_meanings("maxpool", 3, "mil")["segment_scores"]
+    assert "mean over 3 maxpool heads of a timeline readout" in mil
+    assert "peaks where the emotion happens" in mil
+    assert segment_meaning("rnn", "mil") == segment_meaning("rnn")  # no such kind: the head's

@@ -1,6 +1,8 @@
-"""Issue 22: MaxPool's multiple-instance term (FitConfig.segment_weight, TrainConfig
-segment_weight): the pools, its errors, where the training stages apply it, and that it puts a
-tiny head's timeline on a short moment that no label marks."""
+"""Issue 22: MaxPool's multiple-instance timeline. The shared kind's term (FitConfig.segment_weight,
+TrainConfig segment_weight): the pools, its errors, where the training stages apply it, and that
+it puts a tiny head's timeline on a short moment that no label marks. The mil readout
+(MaxPool's default timeline): it finds the moment too while the scores train bit-identically
+to a head without it."""
 
 from __future__ import annotations
 
@@ -9,6 +11,9 @@ import pytest
 import torch
 
 from gifsent_train.fit import FitConfig, fit_head, predict, segment_pool
+
+SHARED = {"hidden": 32, "timeline": "shared"}
+MIL = {"hidden": 32, "timeline": "mil"}
 
 
 def test_segment_pools():
@@ -49,14 +54,14 @@ def test_the_term_puts_the_maxpool_timeline_on_the_moment():
     strong = yt[:, 0] > 0.5  # GIFs whose moment stands out of the noise
     base = {"lr": 3e-3, "batch_size": 32, "max_epochs": 40, "patience": 40, "threads": 1}
     cfg = FitConfig(**base, segment_weight=3.0)
-    m, r = fit_head("maxpool", {"hidden": 32}, x, y, xd, yd, cfg)
+    m, r = fit_head("maxpool", SHARED, x, y, xd, yd, cfg)
     # the score is still fit (the dev loss early stopping watches is the plain MSE of it)
     assert np.mean((predict(m, xt) - yt) ** 2) < 0.25 * np.var(yt)
     assert r.best_dev_loss == pytest.approx(float(np.mean((predict(m, xd) - yd) ** 2)), rel=1e-4)
     # the segments' max explains the label (twice as well as without the term: a plain MaxPool
     # head learns max-pooled features, which no single segment shows), and the timeline peaks
     # at the moment
-    plain, _ = fit_head("maxpool", {"hidden": 32}, x, y, xd, yd, FitConfig(**base))
+    plain, _ = fit_head("maxpool", SHARED, x, y, xd, yd, FitConfig(**base))
 
     def pooled_error(model) -> float:
         with torch.no_grad():
@@ -66,7 +71,7 @@ def test_the_term_puts_the_maxpool_timeline_on_the_moment():
     assert pooled_error(m) < 0.2 and pooled_error(m) < 0.7 * pooled_error(plain)
     assert _peak_rate(m, xt, wt, strong) >= 0.9
     # deterministic, like every fit
-    m2, _ = fit_head("maxpool", {"hidden": 32}, x, y, xd, yd, cfg)
+    m2, _ = fit_head("maxpool", SHARED, x, y, xd, yd, cfg)
     assert torch.equal(m.mlp[0].weight, m2.mlp[0].weight)
 
 
@@ -78,7 +83,9 @@ def test_the_term_checks_its_settings():
         ({"segment_weight": 1.0, "segment_pool": "lse", "segment_temperature": 0.0}, "temperature"),
     ):
         with pytest.raises(ValueError, match=match):
-            fit_head("maxpool", None, x, y, x, y, FitConfig(max_epochs=1, **bad))
+            fit_head("maxpool", SHARED, x, y, x, y, FitConfig(max_epochs=1, **bad))
+    with pytest.raises(ValueError, match="own timeline readout"):  # the term needs "shared"
+        fit_head("maxpool", MIL, x, y, x, y, FitConfig(max_epochs=1, segment_weight=1.0))
 
     class NoTimeline(torch.nn.Module):
         def __init__(self):
@@ -111,6 +118,18 @@ def test_only_maxpool_gets_the_term_and_old_run_names_stay():
     assert off.default_run_name() == "d-efficientnet-lite0-sparse-" + _old_hash(off)
     with pytest.raises(ValueError, match="segment_weight"):
         TrainConfig(segment_weight=-0.5)
+    # the timeline kind: mil by default, shared with the term (old runs keep their meaning)
+    assert off.maxpool_timeline_kind() == "mil" and cfg.maxpool_timeline_kind() == "shared"
+    plain = TrainConfig(data_dir="/d", encoder="efficientnet-lite0", maxpool_timeline="shared")
+    assert plain.maxpool_timeline_kind() == "shared"
+    assert plain.default_run_name() != off.default_run_name()
+    # naming the kind the run would get anyway keeps its name
+    assert off.replace(maxpool_timeline="mil").default_run_name() == off.default_run_name()
+    assert cfg.replace(maxpool_timeline="shared").default_run_name() == cfg.default_run_name()
+    with pytest.raises(ValueError, match="maxpool_timeline shared"):
+        TrainConfig(maxpool_timeline="mil", segment_weight=1.0)
+    with pytest.raises(ValueError, match="maxpool_timeline"):
+        TrainConfig(maxpool_timeline="soft")
 
 
 def _old_hash(cfg) -> str:
@@ -118,6 +137,39 @@ def _old_hash(cfg) -> str:
     import json
     from dataclasses import asdict
 
-    skip = ("run_dir", "run_name", "threads", "ray_address", "segment_weight")
+    skip = ("run_dir", "run_name", "threads", "ray_address", "segment_weight", "maxpool_timeline")
     keep = {k: v for k, v in asdict(cfg).items() if k not in skip}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def test_the_mil_readout_finds_the_moment_and_leaves_the_scores_as_they_were():
+    """MaxPool's default timeline: a readout trained beside the head. Its argmax over segments
+    finds the one segment that carries the label far above chance (1/6), while the score path
+    trains bit for bit as the same head without a readout (W = 0, shared)."""
+    x, y, _ = _moment_data(384, seed=0)
+    xd, yd, _ = _moment_data(64, seed=1)
+    xt, yt, wt = _moment_data(128, seed=2)
+    strong = yt[:, 0] > 0.5
+    cfg = FitConfig(lr=3e-3, batch_size=32, max_epochs=40, patience=8, threads=1, seed=5)
+    mil, r = fit_head("maxpool", MIL, x, y, xd, yd, cfg)
+    plain, rp = fit_head("maxpool", SHARED, x, y, xd, yd, cfg)
+    # the scores: identical to the plain head's (same epochs, same weights, same predictions)
+    assert np.array_equal(predict(mil, xt), predict(plain, xt))
+    assert r.curves["dev"] == rp.curves["dev"] and r.best_epoch == rp.best_epoch
+    assert all(
+        torch.equal(a, b) for a, b in zip(mil.mlp.parameters(), plain.mlp.parameters(), strict=True)
+    )
+    # the readout: its own early stopping on its pooled dev loss, its best state kept
+    assert r.readout_best_epoch is not None and rp.readout_best_epoch is None
+    best = int(np.argmin(r.curves["readout_dev"]))
+    assert r.readout_best_epoch == best
+    assert _peak_rate(mil, xt, wt, strong) >= 0.9
+
+    def pooled_error(model, xs, ys) -> float:
+        with torch.no_grad():
+            pooled = segment_pool(model.segment_scores(torch.as_tensor(xs)), "max").numpy()
+        return float(np.mean((pooled - ys) ** 2))
+
+    assert pooled_error(mil, xd, yd) == pytest.approx(r.curves["readout_dev"][best], rel=1e-4)
+    # its segments' max explains most of the label's variance (an untrained readout: none)
+    assert pooled_error(mil, xt, yt) < 0.4 * np.var(yt)

@@ -175,3 +175,30 @@ def test_weighted_loss_follows_the_weights():
     assert np.abs(predict(m, x[:1]) - 0.5).max() < 0.02
     with pytest.raises(ValueError, match="w_train"):
         fit_head("maxpool", None, x, y, x, y, cfg, w_train=-w)
+
+
+def test_a_search_reuses_old_shared_trials_only_for_the_shared_timeline(tmp_path):
+    """Trials recorded before MaxPool's `timeline` field (no such key) were shared-timeline
+    heads: a shared search reuses them, the default (mil) search fits them again."""
+    data = _split()
+    base = FitConfig(max_epochs=3, patience=3, threads=1)
+    d = tmp_path / "t"
+    shared = {"timeline": "shared"}
+    run_search("maxpool", data, trials=2, seed=1, fit_defaults=base, trials_dir=d,
+               head_fixed=shared)  # fmt: skip
+    for p in d.glob("maxpool-*.json"):  # as an older gifsent wrote them
+        doc = json.loads(p.read_text())
+        assert doc["head_config"].pop("timeline") == "shared"
+        p.write_text(json.dumps(doc))
+    ran = []
+    again = run_search("maxpool", data, trials=2, seed=1, fit_defaults=base, trials_dir=d,
+                       head_fixed=shared, on_trial=lambda t, b: ran.append(t.index))  # fmt: skip
+    assert ran == [] and again.model.readout is None
+    assert all(t.head_config["timeline"] == "shared" for t in again.trials)
+    mil = run_search("maxpool", data, trials=2, seed=1, fit_defaults=base, trials_dir=d,
+                     on_trial=lambda t, b: ran.append(t.index))  # fmt: skip
+    assert ran == [0, 1] and mil.model.readout is not None
+    # the scores are the same models either way (the readout shares nothing with them)
+    np.testing.assert_array_equal(
+        predict(mil.model, data.x["test"]), predict(again.model, data.x["test"])
+    )
