@@ -50,6 +50,10 @@ SEGMENT_MEANINGS = {
     "emotion happens; the score itself comes from the head, not from it)",
     "rnn": "the head applied to the LSTM state after each segment (the running estimate; "
     "the last segment's value is the score)",
+    "rnn:mil": "a timeline readout beside the LSTM: how strongly each segment shows each "
+    "emotion, judged from that segment and from how it differs from the rest of the GIF, "
+    "trained so that a GIF's strongest segment explains its score (it peaks where the "
+    "emotion happens; the score itself comes from the LSTM, not from it)",
     "linear": "the linear map of each segment's features (their mean is the score)",
 }
 

@@ -83,12 +83,22 @@ class RNNConfig:
     hidden: int = 64
     # Between stacked LSTM layers (PyTorch's `dropout`); unused when num_layers == 1.
     dropout: float = 0.1705
+    # What its timeline (`segment_scores`) is. "mil": a readout beside the LSTM, as MaxPool's
+    # (MaxPoolConfig.timeline; MaxPool's default layers: 2, 256 wide, dropout 0.1), trained so
+    # that the max of its per-segment outputs explains each GIF's label: it peaks where the
+    # emotion is, and the LSTM and its scores train exactly as without it. "state": the FC
+    # layer on the LSTM state after each segment, the running estimate (its last value is the
+    # score; its level stays up after a moment, so only its rises say where), the only
+    # meaning before this field existed: a stored config without it is "state". New heads
+    # get "mil".
+    timeline: str = "mil"
 
     LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
         "num_layers": (1, 8),
         "hidden": (1, 4096),
         "dropout": (0.0, 0.95),
     }
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"timeline": ("mil", "state")}
 
 
 @dataclass(frozen=True)
@@ -166,7 +176,7 @@ def config_dict(cfg: Any) -> dict[str, Any]:
 
 # Fields added to a head's config after checkpoints were written without them, with the value
 # that reproduces what those checkpoints did (not the default a new head gets).
-_STORED_BEFORE = {"maxpool": {"timeline": "shared"}}
+_STORED_BEFORE = {"maxpool": {"timeline": "shared"}, "rnn": {"timeline": "state"}}
 
 
 def stored_head_config(name: str, data: Any):
@@ -237,18 +247,25 @@ class RNNHead(nn.Module):
             dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
         )
         self.fc = nn.Linear(cfg.hidden, NUM_EMOTIONS)
+        # built after the LSTM and fc, so a seed gives them the same weights in both modes
+        self.readout = _mlp(2 * in_dim, MaxPoolConfig()) if cfg.timeline == "mil" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x)  # (B, S, hidden): the last layer's output at every segment
         return self.fc(out[:, -1])  # the final segment's output -> (B, 17)
 
     def segment_scores(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, S, D) -> (B, S, 17): the FC layer on the state after each segment, the running
-        # estimate; its last segment is the head's score.
+        # (B, S, D) -> (B, S, 17). "mil": the readout on each segment beside how it differs
+        # from the GIF's mean segment; "state": the FC layer on the state after each segment,
+        # the running estimate, whose last segment is the head's score
+        if self.readout is not None:
+            return self.readout(readout_input(x))
         out, _ = self.lstm(x)
         return self.fc(out)
 
     def scores_and_segments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.readout is not None:
+            return self.forward(x), self.segment_scores(x)
         seg = self.segment_scores(x)  # the LSTM runs once for both outputs
         return seg[:, -1], seg
 

@@ -216,7 +216,8 @@ def timeline_markdown(m: dict) -> str:
         f"where the timeline (segment_scores) of {what} peaks lies inside the moment, against "
         "chance (the moment's share of the segments). The peak: each emotion's deviation from "
         "its mean over the GIF in units of its spread over the GIF, summed over those emotions "
-        "(for the LSTM, what each segment adds to its running estimate). 'each' counts every "
+        "(for an LSTM whose timeline is its running estimate, what each segment adds to it). "
+        "'each' counts every "
         "emotion's own peak. ± is the ratio's binomial standard error. Rows with more segments: "
         "the same heads' timeline sampled finer (`gifsent-infer --timeline --segments N`; "
         "an LSTM needs its own S). The issue's bar is 3x chance.",
@@ -283,6 +284,12 @@ def training_length_markdown(m: dict) -> str:
             "beside it so that its per-segment outputs' max explains each GIF's label, with its "
             "own early stopping on that loss on dev; the scores train as without it)."
             if tr.get("maxpool_timeline") == "mil"
+            else ""
+        )
+        + (
+            " The LSTM's timeline is a readout of the same kind beside it (its scores train as "
+            "without it)."
+            if ((m.get("models") or {}).get("rnn") or {}).get("readout_best_epoch") is not None
             else ""
         ),
         "",

@@ -245,13 +245,14 @@ def segment_in_moment(spec, n_segments: int, moment: tuple[float, float, float])
 
 
 def timeline_signal(model, seg: np.ndarray) -> np.ndarray:
-    """What "when" is read from, [N, S, 17]: the timeline itself, but for the LSTM its increments
-    (what each segment adds to the running estimate, the first from the estimate before any
-    segment, the output layer's bias): a running estimate's level stays up after a moment, so
-    its peak says "by now", while its rise says "here"."""
-    if getattr(model, "name", "") != "rnn":
-        return seg
+    """What "when" is read from, [N, S, 17]: the timeline itself, but for an LSTM whose timeline
+    is the running estimate ("state") its increments (what each segment adds to the running
+    estimate, the first from the estimate before any segment, the output layer's bias): a
+    running estimate's level stays up after a moment, so its peak says "by now", while its
+    rise says "here"."""
     heads = getattr(model, "heads", None) or [model]  # an EnsembleHead: the mean of its heads'
+    if getattr(model, "name", "") != "rnn" or getattr(heads[0], "readout", None) is not None:
+        return seg  # (an LSTM's timeline readout is read as it is, like MaxPool's)
     start = np.mean([h.fc.bias.detach().cpu().numpy() for h in heads], axis=0).astype(seg.dtype)
     return np.diff(seg, axis=1, prepend=np.broadcast_to(start, (seg.shape[0], 1, seg.shape[2])))
 

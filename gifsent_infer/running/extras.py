@@ -178,8 +178,8 @@ def _check_segments(document: ModelDocument, timeline: bool, segments: int | Non
         )
     if document.head.name == "rnn":
         raise ExtrasError(
-            "--segments: the LSTM head's timeline is a running estimate that needs all segments "
-            f"in one pass, and this graph takes a fixed S={s}; leave --segments out"
+            "--segments: an LSTM model's graph runs its segments in one pass at a fixed "
+            f"S={s}; leave --segments out"
         )
     return segments
 

@@ -70,7 +70,7 @@ def test_single_head_graph_has_the_timeline(run):
     res = export_checkpoint(lay.checkpoint("rnn"), out, parity_gifs=run["gifs"], run=lay)
     doc = res.document
     assert doc.schema_version == 3 and set(doc.outputs) == {"scores", "segment_scores", "features"}
-    assert "running estimate" in doc.outputs["segment_scores"]
+    assert "timeline readout beside the LSTM" in doc.outputs["segment_scores"]  # new heads: mil
     assert doc.intervals is not None and doc.intervals.heads == 1
     names = [o.name for o in open_engine(out, backend="onnxruntime", device="cpu").outputs]
     assert names == ["scores", "segment_scores", "features"]

@@ -99,4 +99,6 @@ def test_segment_meaning_follows_the_maxpool_timeline_kind():
     mil = output_meanings("maxpool", 3, "mil")["segment_scores"]
     assert "mean over 3 maxpool heads of a timeline readout" in mil
     assert "peaks where the emotion happens" in mil
-    assert segment_meaning("rnn", "mil") == segment_meaning("rnn")  # no such kind: the head's
+    assert segment_meaning("linear", "mil") == segment_meaning("linear")  # no such kind
+    assert segment_meaning("rnn", "state") == segment_meaning("rnn")  # an LSTM's old timeline
+    assert "beside the LSTM" in segment_meaning("rnn", "mil")

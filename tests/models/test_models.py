@@ -260,7 +260,8 @@ def test_head_shapes_gradients_and_determinism(name, layers):
     y.sum().backward()
     # the score path's parameters: all of them but MaxPool's timeline readout, which the scores
     # never read (it trains on its own loss)
-    readout = set(map(id, head.readout.parameters())) if name == "maxpool" else set()
+    ro = getattr(head, "readout", None)  # (MaxPool's and the LSTM's "mil" timeline)
+    readout = set(map(id, ro.parameters())) if ro is not None else set()
     score_params = [p for p in head.parameters() if id(p) not in readout]
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in score_params)
     assert all(p.grad is None for p in head.parameters() if id(p) in readout)

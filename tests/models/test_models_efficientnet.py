@@ -138,7 +138,8 @@ def test_checkpoint_refers_to_the_packaged_weights_and_survives_a_moved_venv(tmp
         path, encoder=enc, head_name="rnn", head_config={"hidden": 8}, head=head, document=doc
     )
     raw = torch.load(path, weights_only=True)
-    assert "state_dict" not in raw["encoder"] and path.stat().st_size < 1_000_000
+    # the head only (its LSTM and timeline readout, ~2.8 MB), not Lite0's ~19 MB of weights
+    assert "state_dict" not in raw["encoder"] and path.stat().st_size < 5_000_000
     # As if written on another machine: the stored path no longer exists, so the loader
     # falls back to the packaged file, which it accepts because the sha256 matches.
     raw["encoder"]["weights"] = str(tmp_path / "gone" / "efficientnet-lite0-57934424.pth")

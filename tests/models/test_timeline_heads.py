@@ -9,7 +9,13 @@ import torch
 from support import TINY_HEADS
 
 from gifsent_infer.contract import NUM_EMOTIONS
-from gifsent_models.heads import EnsembleHead, create_head, head_outputs, readout_input
+from gifsent_models.heads import (
+    EnsembleHead,
+    create_head,
+    head_outputs,
+    readout_input,
+    stored_head_config,
+)
 from gifsent_models.registry import create_encoder
 from gifsent_models.scorer import GifScorer, NamedOutputs
 
@@ -81,7 +87,7 @@ def test_maxpool_timeline_kind_is_checked():
 
 
 def test_rnn_timeline_is_the_running_estimate_in_order():
-    head = create_head("rnn", 8, TINY_HEADS["rnn"]).eval()
+    head = create_head("rnn", 8, {**TINY_HEADS["rnn"], "timeline": "state"}).eval()
     x = _features()
     out = head_outputs(head, x, NAMES)
     seg = out["segment_scores"]
@@ -90,6 +96,29 @@ def test_rnn_timeline_is_the_running_estimate_in_order():
     np.testing.assert_allclose(out["scores"], head(x).detach(), atol=1e-6)
     reversed_seg = head_outputs(head, x.flip(1), NAMES)["segment_scores"]
     assert not torch.allclose(reversed_seg, seg.flip(1), atol=1e-4)  # order matters
+
+
+def test_rnn_mil_timeline_is_a_readout_the_scores_never_read():
+    """New LSTM heads get MaxPool's kind of readout for their timeline; the LSTM and its
+    output layer are built first (the same seed: the same weights as a "state" head), and
+    the scores never read the readout. A stored config without the field is "state"."""
+    torch.manual_seed(0)
+    state = create_head("rnn", 8, {**TINY_HEADS["rnn"], "timeline": "state"}).eval()
+    torch.manual_seed(0)
+    head = create_head("rnn", 8, TINY_HEADS["rnn"]).eval()
+    assert head.config.timeline == "mil" and head.readout is not None and state.readout is None
+    assert stored_head_config("rnn", {"hidden": 4}).timeline == "state"
+    x = _features()
+    np.testing.assert_allclose(head(x).detach(), state(x).detach(), atol=1e-6)
+    out = head_outputs(head, x, NAMES)
+    np.testing.assert_allclose(out["segment_scores"], head.readout(readout_input(x)), atol=1e-6)
+    np.testing.assert_allclose(out["scores"], state(x).detach(), atol=1e-6)
+    with torch.no_grad():
+        for p in head.readout.parameters():
+            p.add_(1.0)
+    np.testing.assert_allclose(head(x).detach(), state(x).detach(), atol=1e-6)
+    # any number of segments: the readout reads each segment and the GIF's mean segment
+    assert head.segment_scores(_features()[:, :3]).shape[1] == 3
 
 
 @pytest.mark.parametrize("name", ["maxpool", "rnn", "linear"])

@@ -97,7 +97,12 @@ def test_search_is_reproducible_and_records_every_trial(tmp_path):
         assert set(ta) >= {"head_config", "fit", "curves", "metrics"}
         assert set(ta["metrics"]) == {"train", "dev"}
     # trial 0 is the study's best LSTM
-    assert a.trials[0].head_config == {"num_layers": 2, "hidden": 64, "dropout": 0.1705}
+    assert a.trials[0].head_config == {
+        "num_layers": 2,
+        "hidden": 64,
+        "dropout": 0.1705,
+        "timeline": "mil",
+    }
     devs = [t.metrics["dev"]["rmse"] for t in a.trials]
     assert a.best == int(np.argmin(devs)) == b.best
 
