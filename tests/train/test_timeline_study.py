@@ -100,7 +100,7 @@ def test_the_lstms_timeline_signal_is_what_each_segment_adds():
     from gifsent_train.study import timeline_signal
 
     torch.manual_seed(0)
-    head = create_head("rnn", 5).eval()
+    head = create_head("rnn", 5, {"timeline": "state"}).eval()  # the running estimate
     x = torch.randn(3, 4, 5)
     with torch.no_grad():
         seg = head_outputs(head, x, ("segment_scores",))["segment_scores"].numpy()
@@ -108,11 +108,12 @@ def test_the_lstms_timeline_signal_is_what_each_segment_adds():
     start = head.fc.bias.detach().numpy()
     np.testing.assert_allclose(start + np.cumsum(inc, axis=1), seg, atol=1e-5)
     assert timeline_signal(_linear_head(5), seg) is seg  # other heads: the timeline itself
+    assert timeline_signal(create_head("rnn", 5).eval(), seg) is seg  # an LSTM's readout too
     # K seed refits fused (gifsent-export --ensemble): their mean timeline, which starts from
     # the mean of their output biases
     from gifsent_models.heads import EnsembleHead
 
-    ens = EnsembleHead([head, create_head("rnn", 5).eval()]).eval()
+    ens = EnsembleHead([head, create_head("rnn", 5, {"timeline": "state"}).eval()]).eval()
     with torch.no_grad():
         seg2 = head_outputs(ens, x, ("segment_scores",))["segment_scores"].numpy()
     start2 = np.mean([h.fc.bias.detach().numpy() for h in ens.heads], axis=0)
