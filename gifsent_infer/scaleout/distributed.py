@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -432,8 +432,7 @@ def score_with_ray(
     job = _make_job(opts, limits, read_batch, decode_memory, progress_bars, warm_up)
     _Background(lambda: warm_writer(job.columns))  # the first commit's imports, meanwhile
     items, location, scan = _inputs_and_table(job, listing, out_dir)
-    work = _work(job, items, scan, resume)  # the warm-up in it scores while this joins
-    warm = work[3]
+    work = _Work.start(job, items, scan, resume)  # its warm-up scores while this joins
     started_here = False
     pool = None
     try:
@@ -457,8 +456,8 @@ def score_with_ray(
             ray, job, plan, pool, work, (dt, committed), resume, shard_rows, flush_seconds
         )
     finally:
-        if warm is not None:
-            warm.stop()  # (a run that failed, or could not join: nothing more is scored)
+        if work.warm is not None:
+            work.warm.stop()  # (a run that failed, or could not join: nothing more is scored)
         if pool is not None:
             pool.close()
         if started_here:
@@ -482,12 +481,19 @@ def _table(scan: _Background, location: str, retention_hours: float, columns: tu
     return dt, committed
 
 
-def _work(job: _Job, items: list[InputItem], scan: _Background, resume: bool):
-    """(items, their records, the queue of chunks the warm-up and the cluster take them
-    from, the warm-up started on it or None)."""
-    records = _records(items)
-    todo = _chunks(records, job.read_batch)
-    return items, records, todo, _start_warm_up(job, todo, items, scan, resume)
+class _Work(NamedTuple):
+    """A run's inputs, made before it joins the cluster."""
+
+    items: list[InputItem]
+    records: list[dict]  # the items as decoding tasks take them (_records)
+    todo: collections.deque  # their chunks, taken by the warm-up and the cluster (_chunks)
+    warm: _WarmUp | None  # the driver's warm-up on `todo`, already scoring (None: none)
+
+    @classmethod
+    def start(cls, job: _Job, items: list[InputItem], scan: _Background, resume: bool) -> _Work:
+        records = _records(items)
+        todo = _chunks(records, job.read_batch)
+        return cls(items, records, todo, _start_warm_up(job, todo, items, scan, resume))
 
 
 def _records(items: list[InputItem]) -> list[dict]:
@@ -766,18 +772,17 @@ def _score_into(
     job: _Job,
     plan: dict,
     pool: _ModelPool,
-    work: tuple[list[InputItem], list[dict], collections.deque, _WarmUp | None],
+    work: _Work,
     table: tuple[Any, list[dict]],
     resume: bool,
     shard_rows: int | None,
     flush_seconds: float,
 ) -> RaySummary:
     """Decide what the table lacks (the anti-join on path for this model, over `table`: the
-    table and its scanned keys), then run the pipeline into it. work: the inputs, their
-    records, the queue of chunks the pipeline takes them from and the driver's warm-up
-    (None: none), made before joining."""
+    table and its scanned keys), then run the pipeline into it. work: the run's inputs and
+    its warm-up (_Work), made before joining."""
     fault_point("recovered")
-    items = work[0]
+    items = work.items
     names = {i.name for i in items}
     dt, committed = table
     _, done = resume_plan(committed, names, job.model_id) if resume else ([], {})
@@ -802,7 +807,7 @@ def _score_into(
     eager = shard_rows is None
     writer = TableWriter(dt, rows_per_commit, flush_seconds, replaces, job.columns, eager)
     try:
-        _run(ray, summary, work[1:], writer, job, done, plan, (pool.model, pool.actors))
+        _run(ray, summary, work, writer, job, done, plan, (pool.model, pool.actors))
     except Exception as e:  # Ray's and the table's failures: one line
         first = _error_line(e)
         raise RayRunError(
@@ -995,14 +1000,14 @@ class _ModelPool:
 def _run(
     ray,
     summary: RaySummary,
-    work: tuple[list[dict], collections.deque, _WarmUp | None],
+    work: _Work,
     writer: TableWriter,
     job: _Job,
     done: dict[str, str],
     plan: dict,
     cluster: tuple[list, list],  # the model ([its object ref]) and the model actors
 ) -> None:
-    records, todo, warm = work
+    records, todo, warm = work.records, work.todo, work.warm
     model, actors = cluster
     decorate = job.decorate
     progress = _Progress(len(records)) if job.progress_bars else None
