@@ -530,15 +530,8 @@ def _start_warm_up(
         _, committed = scan.result()  # (its error is raised again on the main thread)
         return resume_plan(committed, names, job.model_id)[1] if resume else {}
 
-    kwargs = {
-        "spec": job.spec.to_dict(),
-        "limits": asdict(job.limits),
-        "timeout": job.opts.timeout,
-        "allow_private": job.opts.allow_private_urls,
-        "env": store_env(),
-        "phase_log": None,  # its lines are the driver's own
-    }
-    return _WarmUp(job.local_scorer, todo, done, kwargs)
+    # (no phase log: the warm-up's lines are the driver's own)
+    return _WarmUp(job.local_scorer, todo, done, _decode_kwargs(job, None))
 
 
 def _inputs_and_table(job: _Job, listing: _Background, out_dir: str | os.PathLike):
@@ -941,15 +934,11 @@ def _run_plan(job: _Job, device: str, plan: ResourcePlan, window: int) -> dict:
         "decode_cpus": plan.decode_cpus,
         "decode_tasks": plan.decode_tasks,
         "window": window,
-        "spec": job.spec.to_dict(),
-        "limits": asdict(job.limits),
-        "timeout": opts.timeout,
-        "allow_private": opts.allow_private_urls,
+        "decode": _decode_kwargs(job, phase_file()),  # each decoding task's keywords
         "batch_size": opts.batch_size,
         "read_batch": job.read_batch,
         "decode_memory": job.decode_memory,
         "progress_bars": job.progress_bars,
-        "store_env": store_env(),  # workers read object stores with the driver's settings
         "fault_marker": worker_fault_marker(),  # tests (ray_cluster)
         "backend": opts.backend,
         "precision": opts.precision,
@@ -1137,7 +1126,7 @@ def _blocks(
         max_retries=DECODE_RETRIES,
         retry_exceptions=False,
     )
-    kwargs = _decode_kwargs(plan)
+    kwargs = plan["decode"]
     if todo is None:
         todo = _chunks(records, plan["read_batch"])
     done_ref = ray.put(done)
@@ -1189,14 +1178,15 @@ def _blocks(
                 ray.cancel(ref)
 
 
-def _decode_kwargs(plan: dict) -> dict:
+def _decode_kwargs(job: _Job, phase_log: str | None) -> dict:
+    """_read_batch's keywords for this run (plain values: they travel to the workers)."""
     return {
-        "spec": plan["spec"],
-        "limits": plan["limits"],
-        "timeout": plan["timeout"],
-        "allow_private": plan["allow_private"],
-        "env": plan["store_env"],
-        "phase_log": plan["phase_log"],
+        "spec": job.spec.to_dict(),
+        "limits": asdict(job.limits),
+        "timeout": job.opts.timeout,
+        "allow_private": job.opts.allow_private_urls,
+        "env": store_env(),  # workers read object stores with the driver's settings
+        "phase_log": phase_log,
     }
 
 
